@@ -1,0 +1,31 @@
+"""ddkit: denoising diffusion models (DDPM, DDIM, guidance) for PyTorch.
+
+The core is a set of pure functions over one model interface, ``model_fn(x_t, t) -> ε`` with
+``t`` a LongTensor [N] of 0-based training timesteps.
+"""
+
+from .forward import q_mean_variance, q_posterior, q_sample
+from .latents import slerp
+from .losses import diffusion_loss
+from .parameterization import (
+    eps_from_v,
+    eps_from_x0,
+    model_fn_from,
+    v_from_eps,
+    v_from_x0_eps,
+    x0_from_eps,
+    x0_from_v,
+)
+from .samplers import ddim_invert, ddim_sample, ddim_sigma, ddim_step, ddpm_sample, ddpm_step
+from .schedule import SPACINGS, Schedule, make_timesteps
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Schedule", "make_timesteps", "SPACINGS",
+    "q_sample", "q_mean_variance", "q_posterior",
+    "x0_from_eps", "eps_from_x0", "v_from_eps", "eps_from_v", "x0_from_v", "v_from_x0_eps", "model_fn_from",
+    "diffusion_loss",
+    "ddpm_sample", "ddpm_step", "ddim_sample", "ddim_step", "ddim_sigma", "ddim_invert",
+    "slerp",
+]

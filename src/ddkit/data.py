@@ -1,0 +1,219 @@
+"""Data sets: the built-in 8×8 digits, 2-D toy sets and folders of images.
+
+Every data set is loaded whole into memory as one ``Dataset``; the trainer indexes the tensors.
+
+    images  x: [N, C, H, W] float32 in [-1, 1]  (pixel u ∈ 0..255 maps to u / 127.5 − 1)
+    points  x: [N, 2] float32
+    labels  y: [N] int64 in 0..K−1, or None
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ddkit.toy import make_toy, toy_num_classes
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+DEFAULT_FOLDER_IMAGE_SIZE = 32
+DIGITS_SIZE = 8
+
+
+class DataError(ValueError):
+    """Bad data on disk; the message is one line and names the offending file or folder."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A data set held in memory.
+
+    x: [N, C, H, W] float32 in [-1, 1] (kind "image") or [N, 2] float32 (kind "points").
+    y: [N] int64 labels in 0..num_classes−1, or None for unlabelled data.
+    class_names: one name per class (empty when unlabelled). source: where it came from.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor | None
+    num_classes: int | None
+    class_names: tuple[str, ...]
+    kind: str
+    source: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("image", "points"):
+            raise ValueError(f"kind must be 'image' or 'points', got {self.kind!r}")
+        if self.kind == "image" and self.x.ndim != 4:
+            raise ValueError(f"image data must be [N, C, H, W], got {list(self.x.shape)}")
+        if self.kind == "points" and self.x.ndim != 2:
+            raise ValueError(f"point data must be [N, D], got {list(self.x.shape)}")
+        if self.y is not None and self.y.shape != (self.x.shape[0],):
+            raise ValueError(f"y must have shape [{self.x.shape[0]}], got {list(self.y.shape)}")
+        if (self.y is None) != (self.num_classes is None):
+            raise ValueError("y and num_classes must both be set or both be None")
+        if self.num_classes is not None and len(self.class_names) != self.num_classes:
+            raise ValueError(f"class_names has {len(self.class_names)} names "
+                             f"for {self.num_classes} classes")
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+
+def load_data(
+    source: str = "digits",
+    *,
+    image_size: int | None = None,
+    channels: int | None = None,
+    seed: int = 0,
+    toy_size: int = 20000,
+) -> Dataset:
+    """Load a data set by name or path.
+
+    source:
+      "digits"     scikit-learn's 1,797 8×8 digits (17 grey levels v ∈ 0..16 → v/16·2 − 1),
+                   labels 0–9; channels 1 (default) or 3 (grey repeated); image_size
+                   default 8, another size resamples with torch bicubic interpolation
+                   (antialiased) and clamps to [-1, 1].
+      "toy:NAME"   ``make_toy(NAME, toy_size)`` seeded with ``seed``; kind "points";
+                   image_size and channels must be None.
+      a folder     images (png/jpg/jpeg/webp/bmp, any case, searched recursively); see
+                   ``load_image_folder``. channels default 3, image_size default 32.
+    Raises ValueError for bad arguments and DataError for bad data on disk.
+    """
+    if image_size is not None and image_size < 1:
+        raise ValueError(f"image_size must be >= 1, got {image_size}")
+    if channels is not None and channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if source == "digits":
+        return load_digits(image_size=image_size or DIGITS_SIZE, channels=channels or 1)
+    if source.startswith("toy:"):
+        if image_size is not None or channels is not None:
+            raise ValueError(f"image_size and channels must be None for toy data {source!r}")
+        if toy_size < 1:
+            raise ValueError(f"toy_size must be >= 1, got {toy_size}")
+        generator = torch.Generator().manual_seed(seed)
+        name = source[len("toy:"):]
+        x, y = make_toy(name, toy_size, generator=generator)
+        num_classes = toy_num_classes(name)
+        names = () if y is None else tuple(str(k) for k in range(num_classes))
+        return Dataset(x, y, num_classes, names, "points", source)
+    return load_image_folder(
+        source, image_size=image_size or DEFAULT_FOLDER_IMAGE_SIZE, channels=channels or 3
+    )
+
+
+def load_digits(*, image_size: int = DIGITS_SIZE, channels: int = 1) -> Dataset:
+    """scikit-learn's built-in digits as x: [1797, channels, image_size, image_size]."""
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    bunch = sk_load_digits()
+    x = torch.from_numpy(bunch.images).to(torch.float32)[:, None] / 16 * 2 - 1  # [N, 1, 8, 8]
+    if image_size != DIGITS_SIZE:
+        x = F.interpolate(x, size=(image_size, image_size), mode="bicubic",
+                          align_corners=False, antialias=image_size < DIGITS_SIZE)
+        x = x.clamp(-1.0, 1.0)
+    x = x.repeat(1, channels, 1, 1).contiguous()
+    y = torch.from_numpy(bunch.target).to(torch.int64)
+    names = tuple(str(k) for k in range(10))
+    return Dataset(x, y, 10, names, "image", "digits")
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def _find_images(folder: Path) -> list[Path]:
+    """All image files under folder, sorted, skipping hidden files and folders."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(Path(root) / f for f in files if _is_image(Path(f)))
+    return sorted(found)
+
+
+def _list_folder(folder: Path) -> tuple[list[Path], list[int] | None, tuple[str, ...]]:
+    """Image paths, per-image labels (None when unlabelled) and class names."""
+    if not folder.exists():
+        raise DataError(f"data path does not exist: {folder}")
+    if not folder.is_dir():
+        raise DataError(f"data path is not a directory (nor 'digits' or 'toy:NAME'): {folder}")
+    files = _find_images(folder)
+    if not files:
+        raise DataError(f"no images found in {folder} "
+                        f"(accepted extensions: {', '.join(IMAGE_EXTENSIONS)})")
+    parts = [f.relative_to(folder).parts for f in files]
+    in_root = [f for f, p in zip(files, parts) if len(p) == 1]
+    if len(in_root) == len(files):
+        return files, None, ()
+    if in_root:
+        raise DataError(f"{folder} has class sub-folders but also images directly in it, "
+                        f"e.g. {in_root[0]}; move them into a sub-folder")
+    class_names = tuple(sorted({p[0] for p in parts}))
+    index = {name: k for k, name in enumerate(class_names)}
+    return files, [index[p[0]] for p in parts], class_names
+
+
+def load_image(path: Path | str, *, image_size: int, channels: int) -> np.ndarray:
+    """One image as uint8 [image_size, image_size, channels].
+
+    Applies the EXIF orientation, converts to "L" (channels 1) or "RGB" (channels 3),
+    resizes (bicubic) so that the short side is image_size and centre-crops the long side
+    (the crop starts at (long − image_size) // 2).
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            image = ImageOps.exif_transpose(opened).convert("L" if channels == 1 else "RGB")
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError,
+            SyntaxError) as error:
+        raise DataError(f"cannot read image {path}: {type(error).__name__}: {error}") from None
+    width, height = image.size
+    if min(width, height) != image_size:
+        ratio = image_size / min(width, height)
+        new_size = (max(image_size, round(width * ratio)), max(image_size, round(height * ratio)))
+        image = image.resize(new_size, Image.Resampling.BICUBIC)
+        width, height = new_size
+    left, top = (width - image_size) // 2, (height - image_size) // 2
+    image = image.crop((left, top, left + image_size, top + image_size))
+    array = np.asarray(image, dtype=np.uint8)
+    return array.reshape(image_size, image_size, channels)
+
+
+def load_image_folder(
+    path: Path | str, *, image_size: int = DEFAULT_FOLDER_IMAGE_SIZE, channels: int = 3
+) -> Dataset:
+    """A folder of images as x: [N, channels, image_size, image_size] in [-1, 1].
+
+    If the images lie in sub-folders, each top-level sub-folder is a class (sorted names →
+    labels 0..K−1) and images directly in the folder are a DataError; if all images lie
+    directly in the folder the data set is unlabelled (y None). Hidden files and folders
+    (names starting with ".") are skipped. Pixel u ∈ 0..255 maps to u / 127.5 − 1.
+    """
+    if image_size < 1:
+        raise ValueError(f"image_size must be >= 1, got {image_size}")
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    folder = Path(path).expanduser()
+    files, labels, class_names = _list_folder(folder)
+    pixels = np.empty((len(files), image_size, image_size, channels), dtype=np.uint8)
+
+    def load_into(i: int) -> None:
+        pixels[i] = load_image(files[i], image_size=image_size, channels=channels)
+
+    # Pillow releases the GIL while decoding and resizing, so threads help.
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        list(pool.map(load_into, range(len(files))))
+    x = torch.from_numpy(pixels).permute(0, 3, 1, 2).to(torch.float32) / 127.5 - 1
+    y = None if labels is None else torch.tensor(labels, dtype=torch.int64)
+    num_classes = None if labels is None else len(class_names)
+    return Dataset(x.contiguous(), y, num_classes, class_names, "image", str(folder))

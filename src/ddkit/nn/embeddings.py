@@ -1,0 +1,46 @@
+"""Sinusoidal timestep embeddings, as in DDPM (Ho et al. 2020, ``nn.get_timestep_embedding``).
+
+Notation: ``t`` are 0-based training timesteps, ``dim`` the embedding width, ``half = dim // 2``.
+Frequency ``k`` (``0 <= k < half``) is ``f_k = max_period ** (-k / (half - 1))``, so the first
+frequency is 1 and the last is ``1 / max_period``. The embedding is ``[sin(t f), cos(t f)]``
+(sines first, DDPM's order; improved-diffusion puts the cosines first and divides by ``half``),
+padded with one zero column when ``dim`` is odd.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["timestep_embedding"]
+
+
+def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000) -> Tensor:
+    """DDPM's sinusoidal embedding of timesteps.
+
+    Args:
+        t: ``[N]`` timesteps (any integer or float dtype; used as float32, fractions allowed).
+        dim: embedding width, an int >= 2.
+        max_period: the longest period; sets the lowest frequency ``1 / max_period``.
+
+    Returns:
+        ``[N, dim]`` float32 tensor ``[sin(t f_0..f_{half-1}), cos(t f_0..f_{half-1})]``
+        (plus one zero column when ``dim`` is odd), on ``t``'s device.
+    """
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
+        raise ValueError(f"dim must be an int >= 2, got {dim!r}")
+    if not max_period > 0:
+        raise ValueError(f"max_period must be > 0, got {max_period!r}")
+    if t.dim() != 1:
+        raise ValueError(f"t must have shape [N], got {tuple(t.shape)}")
+    half = dim // 2
+    # DDPM divides by (half - 1) so the last frequency is exactly 1 / max_period.
+    exponent = torch.arange(half, dtype=torch.float32, device=t.device) / max(half - 1, 1)
+    freqs = torch.exp(-math.log(max_period) * exponent)  # [half]
+    args = t.to(torch.float32)[:, None] * freqs[None, :]  # [N, half]
+    emb = torch.cat([torch.sin(args), torch.cos(args)], dim=1)  # [N, 2 * half]
+    if dim % 2:
+        emb = torch.nn.functional.pad(emb, (0, 1))
+    return emb

@@ -1,0 +1,90 @@
+"""Conversions between the network targets ε, x̂₀ and v, and adapters to ``model_fn``.
+
+With x_t = √ᾱ·x₀ + √(1-ᾱ)·ε (DDPM eq. 4 / seed eq. 3) and v = √ᾱ·ε - √(1-ᾱ)·x₀
+(Salimans & Ho 2022):
+
+    x̂₀ = (x_t - √(1-ᾱ)·ε) / √ᾱ          ε = (x_t - √ᾱ·x̂₀) / √(1-ᾱ)
+    ε  = √ᾱ·v + √(1-ᾱ)·x_t               x̂₀ = √ᾱ·x_t - √(1-ᾱ)·v
+
+``alpha_bar`` is a Python float (one ᾱ for the whole batch, as samplers use) or a tensor that
+broadcasts against ``x_t`` (e.g. ``schedule.gather(schedule.alpha_bars, t, x_t)``: [N, 1, …]).
+Scalars stay float64 until they multiply the tensor.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Union
+
+import torch
+
+AlphaBar = Union[float, torch.Tensor]
+ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _sqrt(a: AlphaBar) -> AlphaBar:
+    return math.sqrt(a) if isinstance(a, float) else a.sqrt()
+
+
+def x0_from_eps(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar: AlphaBar) -> torch.Tensor:
+    """x̂₀ = (x_t - √(1-ᾱ)·ε) / √ᾱ  (DDPM eq. 15 / DDIM eq. 9)."""
+    return (x_t - _sqrt(1 - alpha_bar) * eps) / _sqrt(alpha_bar)
+
+
+def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar: AlphaBar) -> torch.Tensor:
+    """ε = (x_t - √ᾱ·x₀) / √(1-ᾱ); undefined where ᾱ = 1."""
+    return (x_t - _sqrt(alpha_bar) * x0) / _sqrt(1 - alpha_bar)
+
+
+def v_from_eps(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar: AlphaBar) -> torch.Tensor:
+    """v = √ᾱ·ε - √(1-ᾱ)·x₀ with x₀ taken from (x_t, ε); equals (ε - √(1-ᾱ)·x_t)/√ᾱ."""
+    return (eps - _sqrt(1 - alpha_bar) * x_t) / _sqrt(alpha_bar)
+
+
+def eps_from_v(x_t: torch.Tensor, v: torch.Tensor, alpha_bar: AlphaBar) -> torch.Tensor:
+    """ε = √ᾱ·v + √(1-ᾱ)·x_t."""
+    return _sqrt(alpha_bar) * v + _sqrt(1 - alpha_bar) * x_t
+
+
+def x0_from_v(x_t: torch.Tensor, v: torch.Tensor, alpha_bar: AlphaBar) -> torch.Tensor:
+    """x̂₀ = √ᾱ·x_t - √(1-ᾱ)·v."""
+    return _sqrt(alpha_bar) * x_t - _sqrt(1 - alpha_bar) * v
+
+
+def v_from_x0_eps(x0: torch.Tensor, eps: torch.Tensor, alpha_bar: AlphaBar) -> torch.Tensor:
+    """The v target for training: v = √ᾱ·ε - √(1-ᾱ)·x₀."""
+    return _sqrt(alpha_bar) * eps - _sqrt(1 - alpha_bar) * x0
+
+
+def clip_eps(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar: float, clip_x0) -> tuple[torch.Tensor, torch.Tensor]:
+    """x̂₀ from ε, clamped to ``clip_x0 = (low, high)`` (or left alone when None), and ε re-derived
+    from the clamped x̂₀ so that every later formula sees a consistent pair (improved-diffusion's
+    ``clip_denoised``). Returns ``(x0, eps)``."""
+    x0 = x0_from_eps(x_t, eps, alpha_bar)
+    if clip_x0 is None:
+        return x0, eps
+    x0 = x0.clamp(clip_x0[0], clip_x0[1])
+    return x0, eps_from_x0(x_t, x0, alpha_bar)
+
+
+def model_fn_from(model: torch.nn.Module, prediction: str = "eps", schedule=None, **kwargs) -> ModelFn:
+    """Wrap a network ``model(x_t, t, **kwargs)`` as ``model_fn(x_t, t) -> ε``.
+
+    ``prediction`` is what the network outputs: ``"eps"``, ``"x0"`` or ``"v"``; the latter two need
+    the ``schedule`` to convert. Extra keyword arguments (e.g. ``y=labels``) are bound.
+    """
+    if prediction not in ("eps", "x0", "v"):
+        raise ValueError(f"prediction must be one of eps, x0, v; got {prediction!r}")
+    if prediction != "eps" and schedule is None:
+        raise ValueError(f"prediction={prediction!r} needs the schedule to convert to eps")
+
+    def model_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = model(x_t, t, **kwargs)
+        if prediction == "eps":
+            return out
+        alpha_bar = schedule.gather(schedule.alpha_bars, t, x_t)
+        if prediction == "x0":
+            return eps_from_x0(x_t, out, alpha_bar)
+        return eps_from_v(x_t, out, alpha_bar)
+
+    return model_fn

@@ -1,0 +1,165 @@
+"""Variance schedules β₁…β_T and the sampling timestep sequences.
+
+Notation (DDPM, Ho et al. 2020; DDIM, Song et al. 2020):
+
+    β_t             forward-process variance at paper step t = 1..T   (``betas[t-1]``)
+    α_t  = 1 - β_t                                                     (``alphas``)
+    ᾱ_t  = Π_{s≤t} α_s                                                 (``alpha_bars``)
+    ᾱ_{t-1}, with ᾱ_0 = 1                                              (``alpha_bars_prev``)
+    β̃_t  = (1 - ᾱ_{t-1}) / (1 - ᾱ_t) · β_t   posterior variance         (``posterior_variance``)
+
+Index ``i`` of every tensor is the paper's ``t = i + 1``; models and samplers use the 0-based
+``i`` throughout (as diffusers and improved-diffusion do). Schedules are kept in float64 and cast
+where they are used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+SPACINGS = ("uniform", "quadratic", "trailing", "linspace")
+SCHEDULES = ("linear", "cosine")
+
+
+@dataclass(frozen=True, eq=False)
+class Schedule:
+    """A diffusion variance schedule. ``betas``: float64 [T], each in (0, 1].
+
+    Build one with :meth:`linear` or :meth:`cosine`, or pass any betas. ``name`` and ``params``
+    record how it was made so that :meth:`to_config` / :meth:`from_config` round-trip it.
+    """
+
+    betas: torch.Tensor
+    name: str = "custom"
+    params: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        betas = torch.as_tensor(self.betas, dtype=torch.float64).detach().cpu()
+        if betas.ndim != 1 or betas.numel() < 1:
+            raise ValueError(f"betas must be a 1-D tensor with at least one entry, got shape {tuple(betas.shape)}")
+        if not bool(((betas > 0) & (betas <= 1)).all()):
+            raise ValueError("betas must all lie in (0, 1]")
+        object.__setattr__(self, "betas", betas)
+        alphas = 1.0 - betas
+        alpha_bars = torch.cumprod(alphas, dim=0)
+        alpha_bars_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bars[:-1]])
+        object.__setattr__(self, "alphas", alphas)
+        object.__setattr__(self, "alpha_bars", alpha_bars)
+        object.__setattr__(self, "alpha_bars_prev", alpha_bars_prev)
+        # β̃_t (DDPM eq. 7); β̃_1 = 0 because ᾱ_0 = 1.
+        object.__setattr__(self, "posterior_variance", betas * (1.0 - alpha_bars_prev) / (1.0 - alpha_bars))
+
+    # ---- constructors -------------------------------------------------------------------
+    @classmethod
+    def linear(cls, timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "Schedule":
+        """DDPM's linear schedule: β_t evenly spaced from ``beta_start`` to ``beta_end``."""
+        _check_timesteps(timesteps)
+        if not 0 < beta_start <= beta_end <= 1:
+            raise ValueError(f"need 0 < beta_start <= beta_end <= 1, got beta_start={beta_start}, beta_end={beta_end}")
+        betas = torch.linspace(beta_start, beta_end, timesteps, dtype=torch.float64)
+        return cls(betas, "linear", {"timesteps": timesteps, "beta_start": beta_start, "beta_end": beta_end})
+
+    @classmethod
+    def cosine(cls, timesteps: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> "Schedule":
+        """Nichol & Dhariwal (2021) eq. (17): ᾱ(t) = f(t)/f(0), f(t) = cos²((t/T + s)/(1 + s) · π/2),
+        β_t = min(1 - ᾱ(t)/ᾱ(t-1), max_beta)."""
+        _check_timesteps(timesteps)
+        if not 0 < max_beta <= 1:
+            raise ValueError(f"max_beta must be in (0, 1], got {max_beta}")
+        steps = np.arange(timesteps + 1, dtype=np.float64) / timesteps
+        f = np.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+        betas = np.minimum(1.0 - f[1:] / f[:-1], max_beta)
+        return cls(torch.from_numpy(betas), "cosine", {"timesteps": timesteps, "s": s, "max_beta": max_beta})
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Schedule":
+        """Inverse of :meth:`to_config`."""
+        config = dict(config)
+        name = config.pop("name", None)
+        if name == "linear":
+            return cls.linear(**config)
+        if name == "cosine":
+            return cls.cosine(**config)
+        if name == "custom" and "betas" in config:
+            return cls(torch.tensor(config["betas"], dtype=torch.float64))
+        raise ValueError(f"unknown schedule {name!r}; allowed: {', '.join(SCHEDULES)} (or 'custom' with betas)")
+
+    def to_config(self) -> dict:
+        """A JSON-able description that :meth:`from_config` turns back into this schedule."""
+        if self.name in SCHEDULES:
+            return {"name": self.name, **self.params}
+        return {"name": "custom", "betas": self.betas.tolist()}
+
+    # ---- helpers --------------------------------------------------------------------------
+    @property
+    def timesteps(self) -> int:
+        """T, the number of diffusion steps."""
+        return self.betas.numel()
+
+    def __len__(self) -> int:
+        return self.timesteps
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return f"Schedule.{self.name}({params})" if self.name in SCHEDULES else f"Schedule(T={self.timesteps})"
+
+    def alpha_bar(self, t: int) -> float:
+        """ᾱ at 0-based step ``t`` as a Python float (float64); ``t = -1`` gives ᾱ_0 = 1."""
+        return 1.0 if t < 0 else float(self.alpha_bars[t])
+
+    def gather(self, values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """``values[t]`` reshaped to broadcast against ``like`` [N, ...] and cast to its dtype/device."""
+        t = check_t(t, like.shape[0], self.timesteps)
+        out = values.to(t.device)[t].to(device=like.device, dtype=like.dtype)
+        return out.reshape(-1, *([1] * (like.ndim - 1)))
+
+
+def _check_timesteps(timesteps: int) -> None:
+    if not isinstance(timesteps, (int, np.integer)) or isinstance(timesteps, bool) or timesteps < 1:
+        raise ValueError(f"timesteps must be a positive integer, got {timesteps!r}")
+
+
+def check_t(t: torch.Tensor, n: int, timesteps: int) -> torch.Tensor:
+    """Validate a batch of 0-based timesteps: LongTensor [n] with values in [0, T-1]."""
+    if not isinstance(t, torch.Tensor) or t.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"t must be an integer (Long) tensor of 0-based timesteps, got {type(t).__name__}"
+                         + (f" of dtype {t.dtype}" if isinstance(t, torch.Tensor) else ""))
+    if t.shape != (n,):
+        raise ValueError(f"t must have shape [{n}] (one timestep per sample), got {list(t.shape)}")
+    if n and (int(t.min()) < 0 or int(t.max()) >= timesteps):
+        raise ValueError(f"t must lie in [0, {timesteps - 1}], got values in [{int(t.min())}, {int(t.max())}]")
+    return t.long()
+
+
+def make_timesteps(timesteps: int, steps: int, spacing: str = "uniform") -> torch.Tensor:
+    """The 0-based timesteps a sampler visits, strictly decreasing: LongTensor [steps].
+
+    ``spacing``:
+      - ``"uniform"``  DDIM's τ = 0, c, 2c, … with c = T // S (diffusers' "leading");
+      - ``"quadratic"`` DDIM's τ_i = ⌊(i/(S-1))²·0.8T⌋ (their CIFAR-10 choice), made strictly
+        increasing where flooring would repeat a step (only when S is close to T);
+      - ``"trailing"`` round(T - k·T/S) - 1 for k = 0..S-1 (starts at T-1; diffusers' "trailing");
+      - ``"linspace"`` round(linspace(0, T-1, S)) (diffusers' "linspace").
+    """
+    _check_timesteps(timesteps)
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= timesteps:
+        raise ValueError(f"steps must be an integer in [1, {timesteps}] (the schedule's T), got {steps!r}")
+    if spacing == "uniform":
+        seq = np.arange(steps, dtype=np.int64) * (timesteps // steps)
+    elif spacing == "quadratic":
+        raw = np.floor(np.linspace(0.0, math.sqrt(0.8 * timesteps), steps) ** 2).astype(np.int64)
+        seq = raw.copy()
+        for i in range(1, steps):  # keep strictly increasing; never exceeds T-1 (see docstring)
+            seq[i] = max(raw[i], seq[i - 1] + 1)
+        seq = np.minimum(seq, timesteps - steps + np.arange(steps))
+    elif spacing == "trailing":
+        seq = (np.round(np.arange(timesteps, 0, -timesteps / steps)[:steps]).astype(np.int64) - 1)[::-1]
+    elif spacing == "linspace":
+        seq = np.round(np.linspace(0, timesteps - 1, steps)).astype(np.int64)
+    else:
+        raise ValueError(f"unknown spacing {spacing!r}; allowed: {', '.join(SPACINGS)}")
+    return torch.from_numpy(seq[::-1].copy())

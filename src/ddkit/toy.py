@@ -1,0 +1,251 @@
+"""2-D toy distributions and an exact Gaussian-mixture ε.
+
+Notation (DDPM / DDIM):
+
+    ᾱ_t        alpha_bar, cumulative product of (1 − β), float64
+    x_t        √ᾱ_t x_0 + √(1 − ᾱ_t) ε,  ε ~ N(0, I)
+    q_t        the law of x_t (a Gaussian mixture when q_0 is one)
+    ∇log q_t   the score of q_t
+    ε*(x_t, t) E[ε | x_t] = −√(1 − ᾱ_t) ∇log q_t(x_t)   (Tweedie)
+
+A mixture ``Σ_k w_k N(μ_k, s_k² I)`` stays a mixture under the forward process:
+``q_t = Σ_k w_k N(√ᾱ μ_k, (ᾱ s_k² + 1 − ᾱ) I)``, so ε* is known in closed form and
+serves as a perfect "model" for testing samplers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+TOY_NAMES = ("gmm", "moons", "swissroll", "circles")
+_TOY_NUM_CLASSES = {"gmm": 8, "moons": 2, "swissroll": None, "circles": 2}
+
+ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True, eq=False)
+class GaussianMixture:
+    """An isotropic Gaussian mixture ``Σ_k w_k N(μ_k, s_k² I)`` in float64.
+
+    means: [K, D]; stds: [K] (positive); weights: [K] (positive, normalised to sum 1 here).
+    """
+
+    means: torch.Tensor
+    stds: torch.Tensor
+    weights: torch.Tensor
+
+    def __post_init__(self) -> None:
+        means = torch.as_tensor(self.means, dtype=torch.float64)
+        stds = torch.as_tensor(self.stds, dtype=torch.float64)
+        weights = torch.as_tensor(self.weights, dtype=torch.float64)
+        if means.ndim != 2 or means.shape[0] < 1 or means.shape[1] < 1:
+            raise ValueError(
+                f"means must have shape [K, D] with K, D >= 1, got {list(means.shape)}"
+            )
+        k = means.shape[0]
+        if stds.shape != (k,):
+            raise ValueError(f"stds must have shape [K] = [{k}], got {list(stds.shape)}")
+        if weights.shape != (k,):
+            raise ValueError(f"weights must have shape [K] = [{k}], got {list(weights.shape)}")
+        for name, value in (("means", means), ("stds", stds), ("weights", weights)):
+            if not torch.isfinite(value).all():
+                raise ValueError(f"{name} must be finite")
+        if not (stds > 0).all():
+            raise ValueError(f"stds must be positive, got min {stds.min().item():g}")
+        if not (weights > 0).all():
+            raise ValueError(f"weights must be positive, got min {weights.min().item():g}")
+        object.__setattr__(self, "means", means)
+        object.__setattr__(self, "stds", stds)
+        object.__setattr__(self, "weights", weights / weights.sum())
+
+    @property
+    def dim(self) -> int:
+        """D, the dimension of a sample."""
+        return self.means.shape[1]
+
+    @property
+    def num_components(self) -> int:
+        """K, the number of components."""
+        return self.means.shape[0]
+
+    @classmethod
+    def default_2d(cls) -> GaussianMixture:
+        """Eight modes on a circle of radius 1.25, std 0.1, weights ∝ 1, 2, …, 8.
+
+        Neighbouring modes are ~9.6 std apart; each coordinate has std ≈ 0.89.
+        """
+        angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
+        means = 1.25 * torch.stack([angles.cos(), angles.sin()], dim=1)
+        stds = torch.full((8,), 0.1, dtype=torch.float64)
+        weights = torch.arange(1, 9, dtype=torch.float64)
+        return cls(means, stds, weights)
+
+    def sample(
+        self, n: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw n samples: returns (x: [n, D] float64, component: [n] int64)."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        component = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        noise = torch.randn(n, self.dim, dtype=torch.float64, generator=generator)
+        x = self.means[component] + self.stds[component, None] * noise
+        return x, component
+
+    def _log_joint(self, x: torch.Tensor) -> torch.Tensor:
+        """log w_k + log N(x; μ_k, s_k² I).  x: [N, D] float64 -> [N, K]."""
+        var = self.stds**2  # [K]
+        sq = ((x[:, None, :] - self.means[None]) ** 2).sum(-1)  # [N, K]
+        log_norm = -0.5 * self.dim * torch.log(2 * math.pi * var)  # [K]
+        return self.weights.log() + log_norm - sq / (2 * var)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log q(x).  x: [N, D] (any float dtype) -> [N] float64."""
+        x = self._check_points(x)
+        return torch.logsumexp(self._log_joint(x), dim=1)
+
+    def marginal(self, alpha_bar: float) -> GaussianMixture:
+        """The law of x_t = √ᾱ x_0 + √(1 − ᾱ) ε.
+
+        Means √ᾱ μ_k, variances ᾱ s_k² + (1 − ᾱ), the same weights.
+        """
+        alpha_bar = float(alpha_bar)
+        if not 0.0 <= alpha_bar <= 1.0:
+            raise ValueError(f"alpha_bar must be in [0, 1], got {alpha_bar}")
+        var = alpha_bar * self.stds**2 + (1.0 - alpha_bar)
+        return GaussianMixture(math.sqrt(alpha_bar) * self.means, var.sqrt(), self.weights)
+
+    def score(self, x: torch.Tensor, alpha_bar: float | torch.Tensor = 1.0) -> torch.Tensor:
+        """∇_x log q_t(x) with q_t the marginal at ᾱ.
+
+        x: [N, D] (any float dtype); alpha_bar: a float or a [N] tensor (one ᾱ per sample).
+        Returns [N, D] float64, from log-sum-exp responsibilities (stable far from all modes).
+        """
+        x = self._check_points(x)
+        ab = torch.as_tensor(alpha_bar, dtype=torch.float64, device=x.device)
+        if ab.ndim == 0:
+            ab = ab.expand(x.shape[0])
+        if ab.shape != (x.shape[0],):
+            raise ValueError(f"alpha_bar must be a float or a [N] = [{x.shape[0]}] tensor, "
+                             f"got shape {list(ab.shape)}")
+        if not ((ab >= 0) & (ab <= 1)).all():
+            raise ValueError("alpha_bar must be in [0, 1]")
+        means = self.means.to(x.device)
+        var = ab[:, None] * self.stds.to(x.device) ** 2 + (1 - ab[:, None])  # [N, K]
+        diff = x[:, None, :] - ab.sqrt()[:, None, None] * means[None]  # [N, K, D]
+        log_joint = (
+            self.weights.to(x.device).log()
+            - 0.5 * self.dim * torch.log(2 * math.pi * var)
+            - (diff**2).sum(-1) / (2 * var)
+        )  # [N, K]
+        resp = torch.softmax(log_joint, dim=1)  # [N, K]
+        return -(resp[:, :, None] * diff / var[:, :, None]).sum(1)
+
+    def eps_fn(self, alpha_bars: torch.Tensor) -> ModelFn:
+        """The exact optimal ε* as a ``model_fn(x_t, t) -> ε``.
+
+        alpha_bars: [T] float64, indexed by 0-based timesteps. The returned function takes
+        x_t: [N, ...] (trailing dims flatten to D) and t: [N] int64, and returns
+        ε*(x_t, t) = −√(1 − ᾱ_t) ∇log q_t(x_t) with x_t's shape, dtype and device.
+        """
+        alpha_bars = torch.as_tensor(alpha_bars, dtype=torch.float64)
+        if alpha_bars.ndim != 1 or alpha_bars.numel() < 1:
+            raise ValueError(f"alpha_bars must have shape [T], got {list(alpha_bars.shape)}")
+        if not ((alpha_bars > 0) & (alpha_bars <= 1)).all():
+            raise ValueError("alpha_bars must lie in (0, 1]")
+
+        def model_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            n = x_t.shape[0]
+            t = torch.as_tensor(t, device=x_t.device)
+            if t.ndim == 0:
+                t = t.expand(n)
+            if t.shape != (n,) or t.is_floating_point():
+                raise ValueError(f"t must be an integer tensor of shape [N] = [{n}], "
+                                 f"got {t.dtype} {list(t.shape)}")
+            if n and (t.min() < 0 or t.max() >= alpha_bars.numel()):
+                raise ValueError(f"t must be in [0, {alpha_bars.numel() - 1}], "
+                                 f"got [{t.min().item()}, {t.max().item()}]")
+            ab = alpha_bars.to(x_t.device)[t.long()]  # [N]
+            flat = x_t.reshape(n, -1)
+            eps = -(1 - ab).sqrt()[:, None] * self.score(flat, ab)
+            return eps.reshape(x_t.shape).to(x_t.dtype)
+
+        return model_fn
+
+    def _check_points(self, x: torch.Tensor) -> torch.Tensor:
+        """Validate x: [N, D] and cast to float64."""
+        x = torch.as_tensor(x)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"x must have shape [N, {self.dim}], got {list(x.shape)}")
+        return x.to(torch.float64)
+
+
+def _uniform(n: int, generator: torch.Generator | None) -> torch.Tensor:
+    return torch.rand(n, dtype=torch.float64, generator=generator)
+
+
+def _moons(n: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two interleaved half circles (as sklearn's make_moons, noise 0.1, random angles)."""
+    labels = (_uniform(n, generator) < 0.5).long()
+    theta = math.pi * _uniform(n, generator)
+    outer = torch.stack([theta.cos(), theta.sin()], dim=1)
+    inner = torch.stack([1 - theta.cos(), 0.5 - theta.sin()], dim=1)
+    x = torch.where(labels[:, None] == 0, outer, inner)
+    x = x + 0.1 * torch.randn(n, 2, dtype=torch.float64, generator=generator)
+    # centre (0.5, 0.25); per-coordinate std becomes about (0.87, 0.51)
+    return x - torch.tensor([0.5, 0.25], dtype=torch.float64), labels
+
+
+def _swissroll(n: int, generator: torch.Generator | None) -> torch.Tensor:
+    """A 2-D swiss roll: (t cos t, t sin t) with t ∈ [1.5π, 4.5π], scaled by 1/8."""
+    t = 1.5 * math.pi * (1 + 2 * _uniform(n, generator))
+    x = torch.stack([t * t.cos(), t * t.sin()], dim=1)
+    x = x + 0.5 * torch.randn(n, 2, dtype=torch.float64, generator=generator)
+    return x / 8.0
+
+
+def _circles(n: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two concentric circles of radius 1 (label 0) and 0.5 (label 1), noise 0.05."""
+    labels = (_uniform(n, generator) < 0.5).long()
+    theta = 2 * math.pi * _uniform(n, generator)
+    radius = torch.where(labels == 0, 1.0, 0.5).to(torch.float64)
+    x = radius[:, None] * torch.stack([theta.cos(), theta.sin()], dim=1)
+    return x + 0.05 * torch.randn(n, 2, dtype=torch.float64, generator=generator), labels
+
+
+def _check_toy_name(name: str) -> None:
+    if name not in TOY_NAMES:
+        raise ValueError(f"unknown toy data set {name!r}; allowed: {', '.join(TOY_NAMES)}")
+
+
+def toy_num_classes(name: str) -> int | None:
+    """The number of label classes of a toy set (None when make_toy returns no labels)."""
+    _check_toy_name(name)
+    return _TOY_NUM_CLASSES[name]
+
+
+def make_toy(
+    name: str, n: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Sample a named 2-D toy data set at roughly unit scale (per-coordinate std 0.5–1).
+
+    name: one of TOY_NAMES. "gmm" is ``GaussianMixture.default_2d()`` (labels = component),
+    "moons" (labels = moon), "swissroll" (labels None), "circles" (labels = circle).
+    Returns (x: [n, 2] float32, labels: [n] int64 or None).
+    """
+    _check_toy_name(name)
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    labels: torch.Tensor | None
+    if name == "gmm":
+        x, labels = GaussianMixture.default_2d().sample(n, generator=generator)
+    elif name == "moons":
+        x, labels = _moons(n, generator)
+    elif name == "swissroll":
+        x, labels = _swissroll(n, generator), None
+    else:
+        x, labels = _circles(n, generator)
+    return x.to(torch.float32), labels
