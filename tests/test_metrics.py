@@ -12,7 +12,7 @@ scipy_linalg = pytest.importorskip("scipy.linalg")
 def _scipy_fd(fa: np.ndarray, fb: np.ndarray) -> float:
     """The classic FID reference (pytorch-fid's formula) with scipy.linalg.sqrtm."""
     mu1, mu2 = fa.mean(0), fb.mean(0)
-    s1, s2 = np.cov(fa, rowvar=False), np.cov(fb, rowvar=False)
+    s1, s2 = np.atleast_2d(np.cov(fa, rowvar=False)), np.atleast_2d(np.cov(fb, rowvar=False))
     covmean = scipy_linalg.sqrtm(s1 @ s2)
     covmean = covmean.real
     diff = mu1 - mu2
@@ -173,10 +173,10 @@ def test_digits_fid_accepts_uint8_hwc(digits_split):
     u8 = ((x[te] + 1) / 2 * 255).round().to(torch.uint8).permute(0, 2, 3, 1)  # [N, 8, 8, 1]
     as_float = metrics.digits_images_to_float(u8)
     assert as_float.shape == (len(te), 1, 8, 8)
-    assert torch.allclose(as_float, x[te], atol=1 / 255)
+    assert torch.allclose(as_float, x[te], atol=1.01 / 255)  # half a level of 2/255
     fid_u8 = metrics.digits_fid(u8.numpy(), reference=x[te], net=net)  # numpy, HWC
     fid_u8_hw = metrics.digits_fid(u8[..., 0], reference=x[te], net=net)  # [N, 8, 8]
-    assert fid_u8 == pytest.approx(fid_u8_hw)
+    assert fid_u8 == pytest.approx(fid_u8_hw, abs=1e-6)
     assert fid_u8 < 0.1
 
 

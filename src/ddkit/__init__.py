@@ -7,6 +7,7 @@ The core is a set of pure functions over one model interface, ``model_fn(x_t, t)
 from .forward import q_mean_variance, q_posterior, q_sample
 from .latents import slerp
 from .losses import diffusion_loss
+from .nn import MLPConfig, MLPDenoiser, UNet, UNetConfig
 from .parameterization import (
     eps_from_v,
     eps_from_x0,
@@ -17,6 +18,7 @@ from .parameterization import (
     x0_from_v,
 )
 from .samplers import ddim_invert, ddim_sample, ddim_sigma, ddim_step, ddpm_sample, ddpm_step
+from .runs import load
 from .schedule import SPACINGS, Schedule, make_timesteps
 
 __version__ = "0.1.0"
@@ -28,4 +30,6 @@ __all__ = [
     "diffusion_loss",
     "ddpm_sample", "ddpm_step", "ddim_sample", "ddim_step", "ddim_sigma", "ddim_invert",
     "slerp",
+    "UNet", "UNetConfig", "MLPDenoiser", "MLPConfig",
+    "load",
 ]

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data import load_digits
+
 __all__ = [
     "gaussian_stats",
     "frechet_distance_from_stats",
@@ -116,12 +118,8 @@ def frechet_distance(feats_a, feats_b) -> float:
 
 def load_digits_data() -> tuple[torch.Tensor, torch.Tensor]:
     """scikit-learn's 1,797 8×8 digits: (x: float32 [1797, 1, 8, 8] in [-1, 1], y: int64 [1797])."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = torch.from_numpy(d.images.astype(np.float32) / 16.0 * 2.0 - 1.0).unsqueeze(1)
-    y = torch.from_numpy(d.target.astype(np.int64))
-    return x, y
+    ds = load_digits()
+    return ds.x, ds.y
 
 
 def digits_images_to_float(images) -> torch.Tensor:

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["timestep_embedding"]
+__all__ = ["check_timesteps", "labels_or_null", "timestep_embedding"]
 
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000) -> Tensor:
@@ -44,3 +44,46 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000) -> Tensor
     if dim % 2:
         emb = torch.nn.functional.pad(emb, (0, 1))
     return emb
+
+
+def check_timesteps(t: Tensor, n: int) -> None:
+    """Raise ValueError unless ``t`` is a real ``[n]`` tensor of timesteps."""
+    if t.dim() != 1 or t.shape[0] != n:
+        raise ValueError(f"t must have shape [N] = [{n}], got {tuple(t.shape)}")
+    if t.dtype == torch.bool or t.is_complex():
+        raise ValueError(f"t must be an integer (or float) tensor, got {t.dtype}")
+
+
+def labels_or_null(y: Tensor | None, t: Tensor, num_classes: int | None) -> Tensor | None:
+    """Check class labels ``y`` against a model with ``num_classes`` classes; fill in the null label.
+
+    Args:
+        y: ``[N]`` int64/int32 labels in ``[0, num_classes]`` (``num_classes`` is the null label)
+            or None.
+        t: ``[N]`` timesteps of the same batch (gives ``N`` and the device).
+        num_classes: the model's class count, None for an unconditional model.
+
+    Returns:
+        None for an unconditional model, ``y`` if given, else ``[N]`` int64 filled with
+        ``num_classes`` (the null label). Raises ValueError for labels given to an unconditional
+        model, a wrong shape or dtype, or values out of range (one host sync to check them).
+    """
+    if num_classes is None:
+        if y is not None:
+            raise ValueError("y was given but the model is unconditional (num_classes=None)")
+        return None
+    n = t.shape[0]
+    if y is None:
+        return torch.full((n,), num_classes, dtype=torch.long, device=t.device)
+    if y.dim() != 1 or y.shape[0] != n:
+        raise ValueError(f"y must have shape [N] = [{n}], got {tuple(y.shape)}")
+    if y.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"y must be an int64 or int32 tensor, got {y.dtype}")
+    if n:
+        lo, hi = (int(v) for v in torch.aminmax(y))
+        if lo < 0 or hi > num_classes:
+            raise ValueError(
+                f"y must be in [0, {num_classes}] (num_classes = the null label), "
+                f"got values in [{lo}, {hi}]"
+            )
+    return y

@@ -38,13 +38,19 @@ def positive_int(name: str, value: object) -> int:
 
 
 def num_groups(channels: int) -> int:
-    """GroupNorm group count: the largest divisor of ``channels`` that is <= 32.
+    """GroupNorm group count: the largest divisor of ``channels`` that is <= min(32, channels // 2)
+    (at least 1).
 
-    That is DDPM's 32 whenever ``channels`` is a multiple of 32 (every width of the paper's
-    models), and still a valid grouping for tiny models: 16 -> 16, 48 -> 24, 20 -> 20, 36 -> 18.
+    That is DDPM's 32 for every multiple of 32 from 64 up (all widths of the paper's models and
+    of diffusers' ``google/ddpm-*``), and a valid grouping for tiny models:
+    16 -> 8, 32 -> 16, 48 -> 24, 20 -> 10, 36 -> 18. It never puts one channel in a group:
+    with ``groups == channels`` GroupNorm is InstanceNorm, which subtracts each channel's mean
+    and so removes the per-channel timestep/label embedding that ResBlock adds right before
+    its second norm (a 16/32-channel model would ignore ``t`` entirely).
     """
     positive_int("channels", channels)
-    return next(g for g in range(min(MAX_GROUPS, channels), 0, -1) if channels % g == 0)
+    limit = max(1, min(MAX_GROUPS, channels // 2))
+    return next(g for g in range(limit, 0, -1) if channels % g == 0)
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
@@ -121,6 +127,9 @@ class AttentionBlock(nn.Module):
         self.qkv = nn.Linear(channels, 3 * channels)
         self.proj_out = nn.Linear(channels, channels)
         init_ddpm_(self)
+        with torch.no_grad():  # DDPM's q, k, v are three [C, C] layers: fan_avg per layer
+            for w in self.qkv.weight.chunk(3, dim=0):
+                nn.init.xavier_uniform_(w)
         zero_(self.proj_out)
 
     def forward(self, x: Tensor) -> Tensor:

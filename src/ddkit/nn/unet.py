@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .embeddings import timestep_embedding
+from .embeddings import check_timesteps, labels_or_null, timestep_embedding
 from .layers import (
     AttentionBlock,
     Downsample,
@@ -131,8 +131,9 @@ class UNet(nn.Module):
         num_classes: when set, a label embedding with ``num_classes + 1`` rows is added to the
             time embedding; row ``num_classes`` is the null label (classifier-free guidance).
 
-    GroupNorm uses the largest divisor of the width that is <= 32 as its group count
-    (32 for the paper's widths; see :func:`ddkit.nn.layers.num_groups`).
+    GroupNorm uses the largest divisor of the width that is <= min(32, width // 2) as its group
+    count: 32 for the paper's widths, never one channel per group for tiny models (see
+    :func:`ddkit.nn.layers.num_groups`).
     """
 
     def __init__(
@@ -222,11 +223,10 @@ class UNet(nn.Module):
         Returns:
             ``[N, C, S, S]`` ε̂.
         """
-        self._check_inputs(x, t, y)
+        self._check_inputs(x, t)
+        y = labels_or_null(y, t, self.config.num_classes)
         emb = self.time_embed(timestep_embedding(t, self.config.base_channels).to(x.dtype))
         if self.label_embed is not None:
-            if y is None:
-                y = torch.full_like(t, self.config.num_classes, dtype=torch.long)
             emb = emb + self.label_embed(y)
         emb = F.silu(emb)  # [N, 4ch]; every ResBlock starts with SiLU(emb), computed once here
         hs = [self.conv_in(x)]
@@ -245,30 +245,10 @@ class UNet(nn.Module):
                 h = level.resample(h)
         return self.out_conv(F.silu(self.out_norm(h)))
 
-    def _check_inputs(self, x: Tensor, t: Tensor, y: Tensor | None) -> None:
+    def _check_inputs(self, x: Tensor, t: Tensor) -> None:
         cfg = self.config
         expected = (cfg.in_channels, cfg.image_size, cfg.image_size)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"x must have shape [N, {', '.join(map(str, expected))}], "
                              f"got {tuple(x.shape)}")  # fmt: skip
-        n = x.shape[0]
-        if t.dim() != 1 or t.shape[0] != n:
-            raise ValueError(f"t must have shape [N] = [{n}], got {tuple(t.shape)}")
-        if t.dtype == torch.bool or t.is_complex():
-            raise ValueError(f"t must be an integer (or float) tensor, got {t.dtype}")
-        if y is None:
-            return
-        if cfg.num_classes is None:
-            raise ValueError("y was given but the model is unconditional (num_classes=None)")
-        if y.dim() != 1 or y.shape[0] != n:
-            raise ValueError(f"y must have shape [N] = [{n}], got {tuple(y.shape)}")
-        if y.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"y must be an int64 or int32 tensor, got {y.dtype}")
-        if n:
-            lo, hi = torch.aminmax(y)
-            lo, hi = int(lo), int(hi)
-            if lo < 0 or hi > cfg.num_classes:
-                raise ValueError(
-                    f"y must be in [0, {cfg.num_classes}] (num_classes = null label), "
-                    f"got values in [{lo}, {hi}]"
-                )
+        check_timesteps(t, x.shape[0])

@@ -1,0 +1,164 @@
+"""Sample quality per wall-clock minute on the 8×8 digits: ddkit against two diffusers recipes.
+
+For every budget M (minutes; default 4 and 12) each recipe trains for M minutes of wall clock on
+this machine, then draws --num-samples images (default 1,000) with DDIM, 50 steps, η = 0, from the
+same seeded start noise, and is scored by the digits FID (ddkit.metrics.digits_fid against all
+1,797 digits, in the feature space of a DigitsFeatureNet trained with --fid-seed):
+
+  ddkit   `python -m ddkit train --out OUT/ddkit-{M}min --minutes M --seed S` (its own defaults),
+          then ddkit.load + ddkit.ddim_sample(steps=50, eta=0, clip_x0=(-1, 1)).
+  ref-a   diffusers' train_unconditional example defaults, UNet2DModel 64/128/128 with attention
+          at 4×4, without the example's horizontal flip (wrong for digits).
+  ref-b   the same recipe sized for a CPU: 32/64/64, GroupNorm 8 groups, lr 5e-4, batch 128,
+          EMA decay 0.999.
+  (see _diffusers_ref.py; the references sample with diffusers' DDIMScheduler, EMA weights.)
+
+Prints a table (recipe, minutes, train steps, FID) and two targets with PASS/FAIL:
+"ddkit@{min M} <= best ref@{max M}" and "ddkit@{max M} <= best ref@{max M} / 2".
+
+    python benchmarks/digits_quality.py                             # 4 and 12 min: ~50 min
+    python benchmarks/digits_quality.py --minutes 0.3 --only ref-b --num-samples 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _diffusers_ref import RECIPES, sample_reference, train_reference  # noqa: E402
+
+import ddkit  # noqa: E402
+from ddkit.checkpoint import latest_checkpoint  # noqa: E402
+from ddkit.metrics import digits_fid, load_digits_data, train_digits_feature_net  # noqa: E402
+
+ALL_RECIPES = ("ddkit", "ref-a", "ref-b")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--minutes", type=float, nargs="+", default=[4.0, 12.0], help="wall-clock budgets (default: 4 12)")
+    p.add_argument("--num-samples", type=int, default=1000, help="images sampled per run (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="training and sampling seed (default 0)")
+    p.add_argument("--fid-seed", type=int, default=0, help="seed of the FID feature net (default 0)")
+    p.add_argument("--only", nargs="+", choices=ALL_RECIPES, default=list(ALL_RECIPES), help="recipes to run (default: all)")
+    p.add_argument("--out", type=Path, default=Path("bench_runs/digits_quality"),
+                   help="folder for the runs and samples (default %(default)s); its ddkit-{M}min runs are replaced")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (default: all cores)")
+    p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    args = p.parse_args(argv)
+    if any(m <= 0 for m in args.minutes):
+        p.error(f"--minutes must be > 0, got {args.minutes}")
+    if args.num_samples < 2:
+        p.error(f"--num-samples must be >= 2, got {args.num_samples}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device is available")
+    return args
+
+
+def start_noise(n: int, seed: int) -> torch.Tensor:
+    """x_T: [n, 1, 8, 8], the same for every recipe."""
+    return torch.randn(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+
+
+def run_ddkit(minutes: float, args: argparse.Namespace, x_T: torch.Tensor) -> dict:
+    run_dir = args.out / f"ddkit-{minutes:g}min"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    cmd = [sys.executable, "-m", "ddkit", "train", "--out", str(run_dir), "--minutes", f"{minutes:g}",
+           "--seed", str(args.seed), "--device", args.device, "--no-progress"]
+    print("  $ " + " ".join(cmd), flush=True)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    wall = time.perf_counter() - t0
+    ckpt = latest_checkpoint(run_dir)
+    m = re.search(r"step-(\d+)$", ckpt.name) if ckpt is not None else None
+    model, schedule, _ = ddkit.load(run_dir, device=args.device)
+    with torch.inference_mode():
+        samples = ddkit.ddim_sample(lambda x, t: model(x, t), x_T.to(args.device), schedule,
+                                    steps=50, eta=0.0, clip_x0=(-1.0, 1.0))
+    return {"steps": int(m.group(1)) if m else None, "train_seconds": wall,
+            "samples": samples.float().clamp(-1, 1).cpu(), "run_dir": str(run_dir)}
+
+
+def run_reference(name: str, minutes: float, args: argparse.Namespace, x_T: torch.Tensor, x: torch.Tensor) -> dict:
+    res = train_reference(RECIPES[name], x, seconds=60 * minutes, seed=args.seed, device=args.device)
+    samples = sample_reference(res.ema_model, res.train_scheduler, x_T, steps=50, eta=0.0)
+    return {"steps": res.steps, "train_seconds": res.train_seconds, "samples": samples,
+            "estimated_total_steps": res.estimated_total_steps, "last_loss": res.last_loss}
+
+
+def target_checks(rows: list[dict], budgets: list[float]) -> list[dict]:
+    """The two targets, over the smallest and largest budget; None where a run is missing."""
+    lo, hi = min(budgets), max(budgets)
+    fid = {(r["recipe"], r["minutes"]): r["fid"] for r in rows}
+    refs_hi = [fid[(n, hi)] for n in ("ref-a", "ref-b") if (n, hi) in fid]
+    best = min(refs_hi) if refs_hi else None
+    checks = []
+    for label, mine, bound in [
+        (f"ddkit@{lo:g}min <= best ref@{hi:g}min", fid.get(("ddkit", lo)), best),
+        (f"ddkit@{hi:g}min <= best ref@{hi:g}min / 2", fid.get(("ddkit", hi)), None if best is None else best / 2),
+    ]:
+        ok = None if mine is None or bound is None else mine <= bound
+        checks.append({"check": label, "ddkit_fid": mine, "bound": bound, "pass": ok})
+    return checks
+
+
+def report(rows: list[dict], checks: list[dict], real_fid: float) -> None:
+    print(f"\n{'recipe':<8} {'minutes':>8} {'train steps':>12} {'train s':>8} {'FID':>9}")
+    for r in rows:
+        steps = "?" if r["steps"] is None else f"{r['steps']:,}"
+        print(f"{r['recipe']:<8} {r['minutes']:>8g} {steps:>12} {r['train_seconds']:>8.0f} {r['fid']:>9.2f}")
+    print(f"{'real':<8} {'':>8} {'':>12} {'':>8} {real_fid:>9.2f}   (random real digits, same count, vs all)")
+    for c in checks:
+        verdict = "n/a (missing runs)" if c["pass"] is None else ("PASS" if c["pass"] else "FAIL")
+        detail = "" if c["pass"] is None else f"  ({c['ddkit_fid']:.2f} vs {c['bound']:.2f})"
+        print(f"{c['check']}: {verdict}{detail}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    x, _ = load_digits_data()
+    t0 = time.perf_counter()
+    net = train_digits_feature_net(seed=args.fid_seed)
+    print(f"FID feature net trained in {time.perf_counter() - t0:.1f} s (seed {args.fid_seed})")
+    g = torch.Generator().manual_seed(args.seed)
+    real = x[torch.randperm(x.shape[0], generator=g)[: min(args.num_samples, x.shape[0])]]
+    real_fid = digits_fid(real, net=net)
+    x_T = start_noise(args.num_samples, args.seed)
+    rows = []
+    for minutes in args.minutes:
+        for name in (n for n in ALL_RECIPES if n in args.only):
+            print(f"[{name} @ {minutes:g} min] training on {args.device} ...", flush=True)
+            out = run_ddkit(minutes, args, x_T) if name == "ddkit" else run_reference(name, minutes, args, x_T, x)
+            samples = out.pop("samples")  # [N, 1, 8, 8] in [-1, 1]
+            fid = digits_fid(samples, net=net)
+            np.savez_compressed(args.out / f"{name}-{minutes:g}min-samples.npz", x=samples.numpy())
+            rows.append({"recipe": name, "minutes": minutes, **out, "fid": fid})
+            print(f"  {name} @ {minutes:g} min: {out['steps']} steps, FID {fid:.2f}", flush=True)
+    checks = target_checks(rows, args.minutes)
+    report(rows, checks, real_fid)
+    if args.json is not None:
+        meta = {"device": args.device, "threads": torch.get_num_threads(), "num_samples": args.num_samples,
+                "seed": args.seed, "fid_seed": args.fid_seed, "torch": torch.__version__}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({**meta, "real_fid": real_fid, "runs": rows, "checks": checks}, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

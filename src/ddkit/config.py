@@ -1,0 +1,172 @@
+"""Configuration: one frozen dataclass per component, defaults in one place, saved as JSON.
+
+A run's ``config.json`` is ``RunConfig.to_dict()``: ``{"version", "model", "diffusion", "data",
+"train"}``. ``version`` lets later releases load older runs. The CLI's options are built from these
+dataclasses' fields and defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .nn import MLPConfig, UNetConfig, config_from_dict, config_to_dict
+from .schedule import SCHEDULES, Schedule
+
+CONFIG_VERSION = 1
+DEVICES = ("cpu", "cuda")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """The noise schedule: DDPM's linear β from 1e-4 to 0.02 over T = 1000 steps, or cosine."""
+
+    schedule: str = "linear"
+    timesteps: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
+
+    def build(self) -> Schedule:
+        if self.schedule == "cosine":
+            return Schedule.cosine(self.timesteps)
+        return Schedule.linear(self.timesteps, self.beta_start, self.beta_end)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the training data come from: ``digits``, ``toy:NAME`` or a folder of images."""
+
+    source: str = "digits"
+    image_size: int | None = None
+    channels: int | None = None
+    toy_size: int = 20000
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings. Defaults were measured on the built-in digits on 2 CPU cores
+    (README, "Choosing the defaults"). ``batch_size`` is the global batch, split over processes."""
+
+    steps: int | None = 3000
+    minutes: float | None = None
+    batch_size: int = 128
+    lr: float = 2e-3
+    warmup: int = 100
+    min_lr_ratio: float = 0.02
+    weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    ckpt_every: int = 1000
+    sample_every: int = 1000
+    log_every: int = 25
+    keep_checkpoints: int = 2
+    class_cond: bool = False
+    label_dropout: float = 0.1
+    seed: int = 0
+    device: str = "cpu"
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.steps is None and self.minutes is None:
+            raise ValueError("give a training budget: steps or minutes")
+        _positive("steps", self.steps, allow_none=True)
+        if self.minutes is not None and not (self.minutes > 0 and math.isfinite(self.minutes)):
+            raise ValueError(f"minutes must be a positive number, got {self.minutes}")
+        for name in ("batch_size", "ckpt_every", "sample_every", "log_every", "keep_checkpoints"):
+            _positive(name, getattr(self, name))
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        for name in ("ema_decay", "label_dropout", "min_lr_ratio"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.grad_clip < 0 or self.weight_decay < 0:
+            raise ValueError("grad_clip and weight_decay must be >= 0")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
+        if self.precision == "fp16" and self.device != "cuda":
+            raise ValueError("precision fp16 needs --device cuda (use fp32 or bf16 on the CPU)")
+
+
+def _positive(name: str, value, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs, saved as RUN/config.json."""
+
+    model: UNetConfig | MLPConfig
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    version: int = CONFIG_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "model": config_to_dict(self.model),
+            "diffusion": asdict(self.diffusion),
+            "data": asdict(self.data),
+            "train": asdict(self.train),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        version = d.get("version")
+        if version != CONFIG_VERSION:
+            raise ValueError(f"unsupported config version {version!r}; this ddkit reads version {CONFIG_VERSION}")
+        try:
+            return cls(
+                model=config_from_dict(d["model"]),
+                diffusion=_build(DiffusionConfig, d.get("diffusion", {})),
+                data=_build(DataConfig, d.get("data", {})),
+                train=_build(TrainConfig, d.get("train", {})),
+            )
+        except KeyError as e:
+            raise ValueError(f"config is missing the section {e}") from None
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write JSON atomically (temporary name, then rename)."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "RunConfig":
+        try:
+            d = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ValueError(f"no config.json in {Path(path).parent}: not a ddkit run folder") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON: {e}") from None
+        return cls.from_dict(d)
+
+    def replace(self, **sections) -> "RunConfig":
+        return replace(self, **sections)
+
+
+def _build(cls, values: dict[str, Any]):
+    """Build a config dataclass from a dict, naming unknown keys; lists become tuples."""
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

@@ -1,0 +1,310 @@
+"""The trainer: L_simple with AdamW, warm-up then cosine learning rate, gradient clipping, EMA,
+atomic checkpoints, exact resume and DistributedDataParallel (torchrun).
+
+Run folder (RUN/): config.json, checkpoints/step-NNNNNN/ (checkpoint.py), log.jsonl (one JSON
+object per logged step: step, loss, lr, images_per_s, elapsed_s), samples/step-NNNNNN.png (a grid
+from the EMA model, or a scatter plot for 2-D data) and loss.png. Only rank 0 writes.
+
+Exact resume: every random draw of training comes from explicit generators whose states are in
+the checkpoint (data order, t, noise, label dropout, dropout), so a run interrupted and resumed
+with ``resume=True`` ends with the same weights as an uninterrupted one (with a ``steps`` budget;
+a ``minutes`` budget depends on the clock).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as torch_dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoint import latest_checkpoint, load_train_state, load_weights, save_checkpoint
+from .config import RunConfig
+from .data import Dataset, load_data
+from .ema import EMA
+from .losses import diffusion_loss
+from .nn import build_model
+from .reporting import write_progress_images
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Which process this is. ``world_size == 1`` means no torch.distributed."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+class ShardedBatches:
+    """Index batches: each epoch a seeded permutation, each rank its own strided shard of it,
+    ``batch`` indices per step (the last incomplete batch of an epoch is dropped)."""
+
+    def __init__(self, n: int, batch: int, seed: int, dist: DistContext):
+        shard = n // dist.world_size
+        if batch > shard:
+            raise ValueError(f"batch size per process ({batch}) exceeds the examples per process ({shard}); "
+                             f"use --batch-size <= {shard * dist.world_size}")
+        self.n, self.batch, self.seed, self.dist = n, batch, seed, dist
+        self.epoch, self.pos = 0, 0
+        self._order = self._epoch_order()
+
+    def _epoch_order(self) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        perm = torch.randperm(self.n, generator=g)
+        return perm[self.dist.rank::self.dist.world_size]
+
+    def next(self) -> torch.Tensor:
+        if self.pos + self.batch > len(self._order):
+            self.epoch, self.pos = self.epoch + 1, 0
+            self._order = self._epoch_order()
+        idx = self._order[self.pos:self.pos + self.batch]
+        self.pos += self.batch
+        return idx
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "pos": self.pos}
+
+    def load(self, state: dict) -> None:
+        self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
+        self._order = self._epoch_order()
+
+
+def learning_rate(cfg, step: int, progress: float) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine from ``lr`` to ``lr·min_lr_ratio`` as
+    ``progress`` (the fraction of the budget spent, by steps or by minutes) goes from 0 to 1."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+
+
+class Trainer:
+    """Holds one run's model, EMA, optimizer, data and generators; ``run()`` trains it."""
+
+    def __init__(self, config: RunConfig, out: str | Path, *, resume: bool = False,
+                 dist: DistContext = DistContext(), progress: bool | None = None):
+        self.config, self.out, self.dist, self.progress = config, Path(out), dist, progress
+        tc = config.train
+        self.device = torch.device(tc.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for, but torch sees no CUDA device")
+        self.data = load_data(config.data.source, image_size=config.data.image_size,
+                              channels=config.data.channels, seed=tc.seed, toy_size=config.data.toy_size)
+        _check_compatible(config, self.data)
+        self.schedule = config.diffusion.build()
+        torch.manual_seed(tc.seed)  # the initial weights are the same on every rank
+        self.model = build_model(config.model).to(self.device)
+        self.ema = EMA(self.model, tc.ema_decay)
+        self.net = self.model
+        if dist.world_size > 1:
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, betas=tuple(tc.adam_betas),
+                                           weight_decay=tc.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=tc.precision == "fp16")
+        self.batches = ShardedBatches(len(self.data.x), tc.batch_size // dist.world_size, tc.seed, dist)
+        # training randomness (t, noise, label dropout) on the training device; dropout uses torch's
+        # default generator, re-seeded per rank
+        self.gen = torch.Generator(self.device).manual_seed(tc.seed * 7 + 1 + dist.rank)
+        torch.manual_seed(tc.seed * 13 + 3 + dist.rank)
+        self.step, self.elapsed = 0, 0.0
+        self.history: list[tuple[int, float]] = []
+        if resume:
+            self._resume()
+        elif dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            config.save(self.out / "config.json")
+            (self.out / "log.jsonl").write_text("")
+
+    # ---- state ------------------------------------------------------------------------------
+    def _state(self) -> dict:
+        state = {
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "ema_updates": self.ema.num_updates,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "batches": self.batches.state(),
+            "gen": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _gather_states(self) -> list[dict]:
+        """Every rank's own state (generators differ by rank), gathered on all ranks."""
+        mine = self._state()
+        if self.dist.world_size == 1:
+            return [mine]
+        states: list = [None] * self.dist.world_size
+        torch_dist.all_gather_object(states, {k: mine[k] for k in ("batches", "gen", "torch_rng", "cuda_rng") if k in mine})
+        return states
+
+    def _resume(self) -> None:
+        ckpt = latest_checkpoint(self.out)
+        if ckpt is None:
+            raise ValueError(f"nothing to resume: {self.out} has no checkpoint")
+        state = load_train_state(ckpt / "state.pt")
+        self.model.load_state_dict(load_weights(ckpt / "model.safetensors", self.device))
+        self.ema.load_state_dict(load_weights(ckpt / "ema.safetensors", self.device), int(state["ema_updates"]))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        mine = state["ranks"][self.dist.rank] if self.dist.world_size > 1 else state
+        self.batches.load(mine["batches"])
+        self.gen.set_state(mine["gen"])
+        torch.set_rng_state(mine["torch_rng"])
+        if "cuda_rng" in mine:
+            torch.cuda.set_rng_state(mine["cuda_rng"], self.device)
+        if self.dist.is_main:
+            self.history = _truncate_log(self.out / "log.jsonl", self.step)
+
+    def save(self) -> None:
+        states = self._gather_states()
+        if self.dist.is_main:
+            state = self._state()
+            if self.dist.world_size > 1:
+                state["ranks"] = states
+            save_checkpoint(self.out, self.step, self.model.state_dict(), self.ema.state_dict(), state,
+                            keep=self.config.train.keep_checkpoints)
+        if self.dist.world_size > 1:
+            torch_dist.barrier()
+
+    # ---- training ---------------------------------------------------------------------------
+    def _progress_fraction(self) -> float:
+        tc = self.config.train
+        fracs = []
+        if tc.steps is not None:
+            fracs.append(self.step / tc.steps)
+        if tc.minutes is not None:
+            fracs.append(self.elapsed / (60 * tc.minutes))
+        return max(fracs)
+
+    def _done(self) -> bool:
+        done = self._progress_fraction() >= 1.0
+        if self.dist.world_size > 1 and self.config.train.minutes is not None:
+            flag = torch.tensor([float(done)], device=self.device if self.device.type == "cuda" else "cpu")
+            torch_dist.all_reduce(flag, op=torch_dist.ReduceOp.MAX)  # rank clocks differ; stop together
+            done = bool(flag.item())
+        return done
+
+    def train_step(self) -> float:
+        tc = self.config.train
+        idx = self.batches.next()
+        x0 = self.data.x[idx].to(self.device, non_blocking=True)
+        y = None
+        if tc.class_cond:
+            y = self.data.y[idx].to(self.device)
+            drop = torch.rand(y.shape, generator=self.gen, device=self.device) < tc.label_dropout
+            y = torch.where(drop, torch.full_like(y, self.data.num_classes), y)
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(tc, self.step, self._progress_fraction())
+        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.precision)
+        with torch.autocast(self.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            loss = diffusion_loss(lambda x, t: self.net(x, t, y), self.schedule, x0, generator=self.gen)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if tc.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.ema.update(self.model)
+        self.step += 1
+        return loss.detach()
+
+    def run(self) -> Path:
+        """Train until the budget is spent; checkpoint, log and draw samples on the way."""
+        tc = self.config.train
+        bar = tqdm(total=tc.steps, initial=self.step, disable=not self.dist.is_main or self.progress is False,
+                   desc="train", dynamic_ncols=True, unit="step")
+        window, t_window, n_window = [], time.perf_counter(), 0
+        last_saved = last_drawn = self.step
+        while not self._done():
+            t0 = time.perf_counter()
+            window.append(self.train_step())
+            n_window += tc.batch_size
+            self.elapsed += time.perf_counter() - t0
+            bar.update(1)
+            if self.step % tc.log_every == 0:
+                loss = torch.stack(window).float().mean().item()
+                rate = n_window / max(time.perf_counter() - t_window, 1e-9)
+                self._log(loss, rate)
+                bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rate:.0f}")
+                window, t_window, n_window = [], time.perf_counter(), 0
+            if self.step % tc.sample_every == 0:
+                self._draw()
+                last_drawn = self.step
+            if self.step % tc.ckpt_every == 0:
+                self.save()
+                last_saved = self.step
+        bar.close()
+        if self.step != last_drawn or not (self.out / "samples").is_dir():
+            self._draw()
+        if self.step != last_saved or latest_checkpoint(self.out) is None:
+            self.save()
+        return self.out
+
+    def _log(self, loss: float, rate: float) -> None:
+        if not self.dist.is_main:
+            return
+        self.history.append((self.step, loss))
+        record = {"step": self.step, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
+                  "images_per_s": rate, "elapsed_s": self.elapsed}
+        with open(self.out / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _draw(self) -> None:
+        if self.dist.is_main:
+            write_progress_images(self.out, self.step, self.ema.model, self.schedule, self.data,
+                                  self.config.train, self.history)
+
+
+def _check_compatible(config: RunConfig, data: Dataset) -> None:
+    """The model must fit the data; class conditioning needs labels."""
+    m = config.model
+    if data.kind == "image":
+        c, size = data.x.shape[1], data.x.shape[2]
+        if (getattr(m, "image_size", None), getattr(m, "in_channels", None)) != (size, c):
+            raise ValueError(f"the model does not fit the data: data are {c}x{size}x{size} images")
+    elif getattr(m, "dim", None) != data.x.shape[1]:
+        raise ValueError(f"the model does not fit the data: data are {data.x.shape[1]}-D points")
+    if config.train.class_cond:
+        if data.y is None:
+            raise ValueError(f"--class-cond needs labelled data; {data.source} has no labels (use sub-folders as classes)")
+        if getattr(m, "num_classes", None) != data.num_classes:
+            raise ValueError(f"model num_classes={m.num_classes} but the data have {data.num_classes} classes")
+
+
+def _truncate_log(path: Path, step: int) -> list[tuple[int, float]]:
+    """Drop log lines written after the checkpoint we resume from; return (step, loss) history."""
+    keep, history = [], []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a line cut short by a crash ends the valid log
+            if rec["step"] > step:
+                break
+            keep.append(line)
+            history.append((rec["step"], rec["loss"]))
+    path.write_text("".join(l + "\n" for l in keep))
+    return history
+
+
+def train(config: RunConfig, out: str | Path, *, resume: bool = False, dist: DistContext = DistContext(),
+          progress: bool | None = None) -> Path:
+    """Train a run into ``out`` (or continue the newest checkpoint there with ``resume``)."""
+    return Trainer(config, out, resume=resume, dist=dist, progress=progress).run()
