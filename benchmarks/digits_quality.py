@@ -45,17 +45,24 @@ from ddkit.metrics import digits_fid, load_digits_data, train_digits_feature_net
 ALL_RECIPES = ("ddkit", "ref-a", "ref-b")
 
 
+# the cores this process may run on
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--minutes", type=float, nargs="+", default=[4.0, 12.0], help="wall-clock budgets (default: 4 12)")
     p.add_argument("--num-samples", type=int, default=1000, help="images sampled per run (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="training and sampling seed (default 0)")
     p.add_argument("--fid-seed", type=int, default=0, help="seed of the FID feature net (default 0)")
-    p.add_argument("--only", nargs="+", choices=ALL_RECIPES, default=list(ALL_RECIPES), help="recipes to run (default: all)")
-    p.add_argument("--out", type=Path, default=Path("bench_runs/digits_quality"),
+    p.add_argument("--only", nargs="+", choices=ALL_RECIPES, default=list(ALL_RECIPES),
+                   help="recipes to run (default: all)")
+    p.add_argument("--out", type=Path, default=Path("runs/digits_quality"),
                    help="folder for the runs and samples (default %(default)s); its ddkit-{M}min runs are replaced")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=CORES, help=f"torch CPU threads (default: all {CORES} cores)")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
     if any(m <= 0 for m in args.minutes):
@@ -155,7 +162,8 @@ def main(argv=None) -> int:
         meta = {"device": args.device, "threads": torch.get_num_threads(), "num_samples": args.num_samples,
                 "seed": args.seed, "fid_seed": args.fid_seed, "torch": torch.__version__}
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({**meta, "real_fid": real_fid, "runs": rows, "checks": checks}, indent=2) + "\n")
+        payload = {**meta, "real_fid": real_fid, "runs": rows, "checks": checks}
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
 

@@ -11,7 +11,7 @@ training step's FLOPs are counted by torch.utils.flop_counter.FlopCounterMode (m
 convolutions and attention; about 37.5 GFLOP per image for forward + backward). On CPUs where
 convolutions run faster than torch.matmul (e.g. MKL's sgemm on AMD), the fraction can pass 100%.
 
-    python benchmarks/throughput.py                       # CPU: batch 8, ~2-3 minutes on 2 cores
+    python benchmarks/throughput.py                       # CPU: batch 8, 2 + 20 steps each, 1-3 min
     python benchmarks/throughput.py --device cuda --precision bf16 --json out.json
 """
 
@@ -38,23 +38,31 @@ from ddkit.nn import UNet  # noqa: E402
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+# the cores this process may run on
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--batch-size", type=int, default=None, help="images per step (default: 8 on cpu, 128 on cuda)")
-    p.add_argument("--iters", type=int, default=None, help="timed steps per model (default: 4 on cpu, 30 on cuda)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps per model first (default: 1 on cpu, 10 on cuda)")
+    p.add_argument("--iters", type=int, default=None, help="timed steps per model (default: 20 on cpu, 30 on cuda)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="untimed steps per model first (default: 2 on cpu, 10 on cuda)")
     p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
                    help="fp32 (default); bf16 or fp16 run under torch.autocast (fp16 on cuda only, with a GradScaler)")
-    p.add_argument("--dropout", type=float, default=0.1, help="dropout of both networks (DDPM's CIFAR-10 value, default 0.1)")
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (default: all cores)")
+    p.add_argument("--dropout", type=float, default=0.1,
+                   help="dropout of both networks (DDPM's CIFAR-10 value, default 0.1)")
+    p.add_argument("--threads", type=int, default=CORES, help=f"torch CPU threads (default: all {CORES} cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
     cuda = args.device == "cuda"
     args.batch_size = args.batch_size or (128 if cuda else 8)
-    args.iters = args.iters or (30 if cuda else 4)
-    args.warmup = args.warmup if args.warmup is not None else (10 if cuda else 1)
+    args.iters = args.iters or (30 if cuda else 20)
+    args.warmup = args.warmup if args.warmup is not None else (10 if cuda else 2)
     if args.batch_size < 1 or args.iters < 1 or args.warmup < 0:
         p.error("--batch-size and --iters must be >= 1 and --warmup >= 0")
     if cuda and not torch.cuda.is_available():
@@ -115,8 +123,12 @@ class Contender:
 
     def _loss(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         dtype = PRECISIONS[self.args.precision]
+
+        def model_fn(x_t: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
+            return self.call(self.model, x_t, tt).float()
+
         with torch.autocast(self.args.device, dtype=dtype, enabled=dtype is not None):
-            return diffusion_loss(lambda x, tt: self.call(self.model, x, tt).float(), self.schedule, x0, t=t, noise=noise)
+            return diffusion_loss(model_fn, self.schedule, x0, t=t, noise=noise)
 
     def step(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> float:
         """One optimizer step; returns its wall-clock seconds (device synchronised)."""
@@ -178,12 +190,15 @@ def run(args: argparse.Namespace) -> dict:
         print(f"  iter {i + 1}/{args.warmup + args.iters}{tag}: "
               + ", ".join(f"{c.name} {step_s[c.name]:.3f} s" for c in order), flush=True)
     peak = max(peak, matmul_flops_per_s(args.device))  # best of before and after: noise only slows
+    low = PRECISIONS[args.precision]
+    peak_low = matmul_flops_per_s(args.device, low) if low is not None else None
     results = {
         "device": args.device,
-        "device_name": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine(),
+        "device_name": (torch.cuda.get_device_name() if args.device == "cuda"
+                        else platform.processor() or platform.machine()),
         "precision": args.precision, "batch_size": args.batch_size, "iters": args.iters, "warmup": args.warmup,
         "dropout": args.dropout, "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "matmul_fp32_flops_per_s": peak, "models": {},
+        "matmul_fp32_flops_per_s": peak, "matmul_low_precision_flops_per_s": peak_low, "models": {},
     }
     for c in contenders:
         ips = args.batch_size / statistics.median(c.times)
@@ -194,6 +209,7 @@ def run(args: argparse.Namespace) -> dict:
             "step_times_s": c.times,
             "gflop_per_image": flops[c.name] / 1e9,
             "fraction_of_matmul_peak": ips * flops[c.name] / peak,
+            "fraction_of_low_precision_matmul_peak": None if peak_low is None else ips * flops[c.name] / peak_low,
         }
     m = results["models"]
     results["ratio_ddkit_over_diffusers"] = m["ddkit"]["images_per_s"] / m["diffusers"]["images_per_s"]
@@ -205,10 +221,15 @@ def run(args: argparse.Namespace) -> dict:
 def report(results: dict) -> None:
     print(f"\nfloat32 matmul rate: {results['matmul_fp32_flops_per_s'] / 1e9:,.1f} GFLOP/s "
           f"({results['device']}, {results['device_name']}, {results['threads']} threads)")
-    print(f"{'model':<10} {'params':>12} {'GFLOP/img':>10} {'images/s':>10} {'(mean)':>8} {'of matmul rate':>15}")
+    low = results["matmul_low_precision_flops_per_s"]
+    if low is not None:
+        print(f"{results['precision']} matmul rate: {low / 1e9:,.1f} GFLOP/s")
+    extra = f" {'of ' + results['precision'] + ' rate':>15}" if low is not None else ""
+    print(f"{'model':<10} {'params':>12} {'GFLOP/img':>10} {'images/s':>10} {'(mean)':>8} {'of fp32 rate':>13}{extra}")
     for name, r in results["models"].items():
+        extra = f" {100 * r['fraction_of_low_precision_matmul_peak']:>14.1f}%" if low is not None else ""
         print(f"{name:<10} {r['params']:>12,} {r['gflop_per_image']:>10.2f} {r['images_per_s']:>10.2f} "
-              f"{r['images_per_s_mean']:>8.2f} {100 * r['fraction_of_matmul_peak']:>14.1f}%")
+              f"{r['images_per_s_mean']:>8.2f} {100 * r['fraction_of_matmul_peak']:>12.1f}%{extra}")
     print(f"ratio ddkit / diffusers, images/s: {results['ratio_ddkit_over_diffusers']:.3f} "
           f"(median of per-iteration paired ratios: {results['ratio_paired_median']:.3f})")
 

@@ -56,7 +56,7 @@ class TrainConfig:
     """Optimisation settings. Defaults were measured on the built-in digits on 2 CPU cores
     (README, "Choosing the defaults"). ``batch_size`` is the global batch, split over processes."""
 
-    steps: int | None = 3000
+    steps: int | None = 2000
     minutes: float | None = None
     batch_size: int = 128
     lr: float = 2e-3

@@ -231,11 +231,12 @@ class Trainer:
                    desc="train", dynamic_ncols=True, unit="step")
         window, t_window, n_window = [], time.perf_counter(), 0
         last_saved = last_drawn = self.step
+        t_last = time.perf_counter()
         while not self._done():
-            t0 = time.perf_counter()
             window.append(self.train_step())
             n_window += tc.batch_size
-            self.elapsed += time.perf_counter() - t0
+            now = time.perf_counter()  # the budget counts all the loop does, saving and drawing too
+            self.elapsed, t_last = self.elapsed + now - t_last, now
             bar.update(1)
             if self.step % tc.log_every == 0:
                 loss = torch.stack(window).float().mean().item()
