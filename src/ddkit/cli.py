@@ -118,8 +118,9 @@ def _given(args, names) -> dict:
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
-def _run_config_from_args(args, dist) -> RunConfig:
-    from .data import load_data
+def _run_config_from_args(args):
+    """The run's config and, for a new run, the data set it was sized from (None on resume)."""
+    from .train import load_run_data
 
     train_fields = [f.name for f in fields(TrainConfig)]
     given = _given(args, train_fields)
@@ -128,15 +129,14 @@ def _run_config_from_args(args, dist) -> RunConfig:
     if args.resume and (Path(args.out) / "config.json").exists():
         saved = RunConfig.load(Path(args.out) / "config.json")
         budget = {k: given[k] for k in ("steps", "minutes", "device", "precision") if k in given}
-        return replace(saved, train=replace(saved.train, **budget))
+        return replace(saved, train=replace(saved.train, **budget)), None
     train_cfg = TrainConfig(**given)
     data_cfg = DataConfig(source=args.data, image_size=args.image_size, channels=args.channels)
     diff_cfg = DiffusionConfig(**_given(args, ["schedule", "timesteps"]))
-    data = load_data(data_cfg.source, image_size=data_cfg.image_size, channels=data_cfg.channels,
-                     seed=train_cfg.seed, toy_size=data_cfg.toy_size)
+    data = load_run_data(data_cfg, train_cfg.seed)
     num_classes = data.num_classes if train_cfg.class_cond else None
     model_cfg = model_config_for(data, args.model_channels, args.dropout, num_classes)
-    return RunConfig(model=model_cfg, diffusion=diff_cfg, data=data_cfg, train=train_cfg)
+    return RunConfig(model=model_cfg, diffusion=diff_cfg, data=data_cfg, train=train_cfg), data
 
 
 def _init_distributed(device: str):
@@ -163,12 +163,13 @@ def cmd_train(args) -> int:
     try:
         if args.resume and not (Path(args.out) / "config.json").exists():
             raise UsageError(f"--resume: {args.out} is not a run folder (no config.json)")
-        config = _run_config_from_args(args, dist)
+        config, data = _run_config_from_args(args)
         if dist.world_size > 1:
             if config.train.batch_size % dist.world_size:
                 raise UsageError(f"--batch-size {config.train.batch_size} must be divisible by the {dist.world_size} processes")
             config = replace(config, train=replace(config.train, device=device.split(":")[0]))
-        out = train(config, args.out, resume=args.resume, dist=dist, progress=False if args.no_progress else None)
+        out = train(config, args.out, resume=args.resume, dist=dist, progress=False if args.no_progress else None,
+                    data=data)
         if dist.is_main:
             print(f"trained {out} (samples in {out / 'samples'}, log in {out / 'log.jsonl'})")
     finally:

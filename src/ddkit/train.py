@@ -25,7 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoint import latest_checkpoint, load_train_state, load_weights, save_checkpoint
-from .config import RunConfig
+from .config import DataConfig, RunConfig
 from .data import Dataset, load_data
 from .ema import EMA
 from .losses import diffusion_loss
@@ -92,14 +92,13 @@ class Trainer:
     """Holds one run's model, EMA, optimizer, data and generators; ``run()`` trains it."""
 
     def __init__(self, config: RunConfig, out: str | Path, *, resume: bool = False,
-                 dist: DistContext = DistContext(), progress: bool | None = None):
+                 dist: DistContext = DistContext(), progress: bool | None = None, data: Dataset | None = None):
         self.config, self.out, self.dist, self.progress = config, Path(out), dist, progress
         tc = config.train
         self.device = torch.device(tc.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("--device cuda was asked for, but torch sees no CUDA device")
-        self.data = load_data(config.data.source, image_size=config.data.image_size,
-                              channels=config.data.channels, seed=tc.seed, toy_size=config.data.toy_size)
+        self.data = data if data is not None else load_run_data(config.data, tc.seed)
         _check_compatible(config, self.data)
         self.schedule = config.diffusion.build()
         torch.manual_seed(tc.seed)  # the initial weights are the same on every rank
@@ -142,11 +141,8 @@ class Trainer:
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
 
-    def _gather_states(self) -> list[dict]:
-        """Every rank's own state (generators differ by rank), gathered on all ranks."""
-        mine = self._state()
-        if self.dist.world_size == 1:
-            return [mine]
+    def _gather_rank_states(self, mine: dict) -> list[dict]:
+        """Every rank's own part of ``mine`` (data position and generators differ by rank)."""
         states: list = [None] * self.dist.world_size
         torch_dist.all_gather_object(states, {k: mine[k] for k in ("batches", "gen", "torch_rng", "cuda_rng") if k in mine})
         return states
@@ -171,11 +167,10 @@ class Trainer:
             self.history = _truncate_log(self.out / "log.jsonl", self.step)
 
     def save(self) -> None:
-        states = self._gather_states()
+        state = self._state()
+        if self.dist.world_size > 1:
+            state["ranks"] = self._gather_rank_states(state)
         if self.dist.is_main:
-            state = self._state()
-            if self.dist.world_size > 1:
-                state["ranks"] = states
             save_checkpoint(self.out, self.step, self.model.state_dict(), self.ema.state_dict(), state,
                             keep=self.config.train.keep_checkpoints)
         if self.dist.world_size > 1:
@@ -305,7 +300,13 @@ def _truncate_log(path: Path, step: int) -> list[tuple[int, float]]:
     return history
 
 
+def load_run_data(d: DataConfig, seed: int) -> Dataset:
+    """The data set a run's DataConfig names (``seed`` draws the toy sets)."""
+    return load_data(d.source, image_size=d.image_size, channels=d.channels, seed=seed, toy_size=d.toy_size)
+
+
 def train(config: RunConfig, out: str | Path, *, resume: bool = False, dist: DistContext = DistContext(),
-          progress: bool | None = None) -> Path:
-    """Train a run into ``out`` (or continue the newest checkpoint there with ``resume``)."""
-    return Trainer(config, out, resume=resume, dist=dist, progress=progress).run()
+          progress: bool | None = None, data: Dataset | None = None) -> Path:
+    """Train a run into ``out`` (or continue the newest checkpoint there with ``resume``).
+    ``data``: the data set ``config.data`` names, when the caller has already loaded it."""
+    return Trainer(config, out, resume=resume, dist=dist, progress=progress, data=data).run()
