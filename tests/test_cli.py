@@ -1,6 +1,7 @@
 """The command line end to end, on tiny models (in-process through ``main``, plus real
 subprocesses for exit codes and torchrun)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -84,7 +85,9 @@ def test_class_conditional_run_writes_labels(tmp_path):
 def test_toy_run_writes_points(tmp_path):
     run = tmp_path / "toy"
     assert main(["train", "--data", "toy:swissroll", "--out", str(run), "--steps", "2", "--batch-size", "64",
-                 "--no-progress"]) == 0
+                 "--loss-weighting", "min-snr", "--snr-gamma", "3", "--no-progress"]) == 0
+    saved = json.loads((run / "config.json").read_text())["train"]
+    assert (saved["loss_weighting"], saved["snr_gamma"]) == ("min-snr", 3.0)
     out = tmp_path / "p.npz"
     assert main(["sample", str(run), "--num", "50", "--steps", "3", "--out", str(out), "--grid", str(tmp_path / "p.png")]) == 0
     assert np.load(out)["points"].shape == (50, 2)

@@ -53,3 +53,24 @@ def test_loss_errors():
         ddkit.diffusion_loss(lambda x, t: x, S, torch.ones(2, 2), reduction="sum")
     with pytest.raises(ValueError, match=r"model_fn returned shape \[2, 1\]"):
         ddkit.diffusion_loss(lambda x, t: x[:, :1], S, torch.ones(2, 2))
+
+
+def test_min_snr_weighting_is_min_snr_gamma_over_snr():
+    s = ddkit.Schedule.cosine()
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(6, 3, generator=g), torch.randn(6, 3, generator=g)
+    t = torch.tensor([0, 50, 200, 500, 800, 999])
+    zero = lambda x, tt: torch.zeros_like(x)  # noqa: E731
+    plain = ddkit.diffusion_loss(zero, s, x0, t=t, noise=noise, reduction="none")
+    weighted = ddkit.diffusion_loss(zero, s, x0, t=t, noise=noise, reduction="none", weighting="min-snr", snr_gamma=5.0)
+    ab = s.alpha_bars[t]
+    snr = ab / (1 - ab)
+    torch.testing.assert_close(s.snr[t], snr)
+    expected_w = torch.clamp(snr, max=5.0) / snr
+    torch.testing.assert_close(weighted, plain * expected_w.float())
+    # noisy steps (SNR < 5) keep weight 1; the least noisy step is scaled by 5/SNR_0 (tiny)
+    assert (snr[3:] < 5).all() and torch.equal(weighted[3:], plain[3:])
+    assert weighted[0].item() == pytest.approx(plain[0].item() * 5 / snr[0].item(), rel=1e-5)
+    assert weighted[0].item() < 1e-3 * plain[0].item()
+    with pytest.raises(ValueError, match="uniform, min-snr"):
+        ddkit.diffusion_loss(zero, s, x0, weighting="p2")

@@ -139,6 +139,8 @@ def test_ema_update_rule():
     ({"precision": "fp8"}, "precision must be one of fp32, bf16, fp16"),
     ({"precision": "fp16"}, "fp16 needs --device cuda"),
     ({"ema_decay": 1.5}, r"ema_decay must be in \[0, 1\]"),
+    ({"loss_weighting": "p2"}, "loss_weighting must be one of uniform, min-snr"),
+    ({"snr_gamma": 0.0}, "snr_gamma must be a positive number"),
 ])
 def test_train_config_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):

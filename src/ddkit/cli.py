@@ -18,6 +18,7 @@ import torch
 
 from .config import DEVICES, PRECISIONS, DataConfig, DiffusionConfig, RunConfig, TrainConfig
 from .generate import SAMPLERS, generate
+from .losses import WEIGHTINGS
 from .images import save_grid, save_points_plot, to_uint8
 from .nn import MLPConfig, UNetConfig
 from .schedule import SCHEDULES
@@ -53,6 +54,9 @@ def _train_parser(sub) -> None:
     p.add_argument("--dropout", type=float, default=None, help="UNet dropout (default 0: measured best for short runs on the digits)")
     p.add_argument("--schedule", choices=SCHEDULES, default=None, help="noise schedule: cosine (default, measured better on the digits) or linear (DDPM's)")
     p.add_argument("--timesteps", type=int, default=None, help="diffusion steps T (default 1000)")
+    p.add_argument("--loss-weighting", choices=WEIGHTINGS, help="per-timestep loss weight: uniform (L_simple, "
+                   "default) or min-snr (min(SNR, γ)/SNR, Hang et al. 2023)")
+    p.add_argument("--snr-gamma", type=float, help=f"γ of min-snr weighting (default {d.snr_gamma:g})")
     p.add_argument("--ckpt-every", type=int, help=f"checkpoint every N steps (default {d.ckpt_every})")
     p.add_argument("--sample-every", type=int, help=f"sample grid every N steps (default {d.sample_every})")
     p.add_argument("--log-every", type=int, help=f"log.jsonl line every N steps (default {d.log_every})")

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .losses import WEIGHTINGS
 from .nn import MLPConfig, UNetConfig, config_from_dict, config_to_dict
 from .schedule import SCHEDULES, Schedule
 
@@ -71,6 +72,8 @@ class TrainConfig:
     sample_every: int = 1000
     log_every: int = 25
     keep_checkpoints: int = 2
+    loss_weighting: str = "uniform"
+    snr_gamma: float = 5.0
     class_cond: bool = False
     label_dropout: float = 0.1
     seed: int = 0
@@ -94,6 +97,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.grad_clip < 0 or self.weight_decay < 0:
             raise ValueError("grad_clip and weight_decay must be >= 0")
+        if self.loss_weighting not in WEIGHTINGS:
+            raise ValueError(f"loss_weighting must be one of {', '.join(WEIGHTINGS)}; got {self.loss_weighting!r}")
+        if not (self.snr_gamma > 0 and math.isfinite(self.snr_gamma)):
+            raise ValueError(f"snr_gamma must be a positive number, got {self.snr_gamma}")
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
         if self.precision not in PRECISIONS:

@@ -50,6 +50,8 @@ class Schedule:
         object.__setattr__(self, "alphas", alphas)
         object.__setattr__(self, "alpha_bars", alpha_bars)
         object.__setattr__(self, "alpha_bars_prev", alpha_bars_prev)
+        # signal-to-noise ratio ᾱ_t / (1 - ᾱ_t) (Kingma et al. 2021), for loss weightings
+        object.__setattr__(self, "snr", alpha_bars / (1.0 - alpha_bars))
         # β̃_t (DDPM eq. 7); β̃_1 = 0 because ᾱ_0 = 1.
         object.__setattr__(self, "posterior_variance", betas * (1.0 - alpha_bars_prev) / (1.0 - alpha_bars))
 

@@ -207,7 +207,8 @@ class Trainer:
             group["lr"] = learning_rate(tc, self.step, self._progress_fraction())
         amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.precision)
         with torch.autocast(self.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            loss = diffusion_loss(lambda x, t: self.net(x, t, y), self.schedule, x0, generator=self.gen)
+            loss = diffusion_loss(lambda x, t: self.net(x, t, y), self.schedule, x0, generator=self.gen,
+                                  weighting=tc.loss_weighting, snr_gamma=tc.snr_gamma)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if tc.grad_clip > 0:
