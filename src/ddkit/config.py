@@ -58,9 +58,9 @@ class TrainConfig:
     """Optimisation settings. Defaults were measured on the built-in digits on 2 CPU cores
     (README, "Choosing the defaults"). ``batch_size`` is the global batch, split over processes."""
 
-    steps: int | None = 2000
+    steps: int | None = 1200
     minutes: float | None = None
-    batch_size: int = 128
+    batch_size: int = 256
     lr: float = 2e-3
     warmup: int = 100
     min_lr_ratio: float = 0.02

@@ -108,8 +108,11 @@ class Trainer:
         if dist.world_size > 1:
             self.net = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        # the fused kernel (CPU and CUDA): one pass over all parameters, about 5 % more images/s
+        # for the digits UNet on 2 CPU cores than the per-tensor loop
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, betas=tuple(tc.adam_betas),
-                                           weight_decay=tc.weight_decay)
+                                           weight_decay=tc.weight_decay,
+                                           fused=self.device.type in ("cpu", "cuda"))
         self.scaler = torch.amp.GradScaler("cuda", enabled=tc.precision == "fp16")
         self.batches = ShardedBatches(len(self.data.x), tc.batch_size // dist.world_size, tc.seed, dist)
         # training randomness (t, noise, label dropout) on the training device; dropout uses torch's
