@@ -108,6 +108,23 @@ def test_image_folder_with_classes(tmp_path):
     assert np.load(out)["images"].shape == (3, 16, 16, 3)
 
 
+def test_default_batch_fits_a_small_image_folder(tmp_path, capsys):
+    root = tmp_path / "few"
+    root.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(root / f"{i}.png")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(root), "--image-size", "8", "--channels", "1", "--out", str(run),
+                 "--steps", "2", "--model-channels", "8", "--no-progress"]) == 0
+    assert "training with batches of 12" in capsys.readouterr().err
+    assert json.loads((run / "config.json").read_text())["train"]["batch_size"] == 12
+    # a batch the user asks for is not changed: too large is a one-line error
+    assert main(["train", "--data", str(root), "--image-size", "8", "--channels", "1", "--out", str(tmp_path / "r2"),
+                 "--steps", "1", "--batch-size", "64", "--no-progress"]) == 2
+    assert "use --batch-size <= 12" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("setup, args, needle", [
     (None, ["train", "--data", "/nonexistent/folder", "--steps", "1"], "/nonexistent/folder"),
     ("empty", ["train", "--data", "{d}", "--steps", "1"], "no images"),

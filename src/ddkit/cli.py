@@ -45,7 +45,8 @@ def _train_parser(sub) -> None:
     p.add_argument("--channels", type=int, choices=(1, 3), help="image folders: 1 (grey) or 3 (RGB, default)")
     p.add_argument("--steps", type=int, help=f"optimizer steps (default {d.steps} when --minutes is not given)")
     p.add_argument("--minutes", type=float, help="wall-clock budget; with --steps, whichever ends first")
-    p.add_argument("--batch-size", type=int, help=f"global batch size, split over processes (default {d.batch_size})")
+    p.add_argument("--batch-size", type=int, help=f"global batch size, split over processes (default {d.batch_size}, "
+                   "or the data set's size if smaller)")
     p.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {d.lr})")
     p.add_argument("--warmup", type=int, help=f"linear warm-up steps (default {d.warmup})")
     p.add_argument("--ema-decay", type=float, help=f"EMA decay (default {d.ema_decay})")
@@ -160,6 +161,18 @@ def _init_distributed(device: str):
     return DistContext(rank=dist.get_rank(), world_size=world), device
 
 
+def _fit_default_batch(config, n: int, dist):
+    """The default batch, cut to the data set's size (a multiple of the process count) when the
+    data set is smaller; a --batch-size the user gave is kept, and checked by the trainer."""
+    cap = max(1, n // dist.world_size) * dist.world_size
+    if config.train.batch_size <= cap:
+        return config
+    if dist.is_main:
+        print(f"ddkit: the data set has {n} examples, fewer than the default batch of "
+              f"{config.train.batch_size}; training with batches of {cap}", file=sys.stderr)
+    return replace(config, train=replace(config.train, batch_size=cap))
+
+
 def cmd_train(args) -> int:
     from .train import train
 
@@ -168,6 +181,8 @@ def cmd_train(args) -> int:
         if args.resume and not (Path(args.out) / "config.json").exists():
             raise UsageError(f"--resume: {args.out} is not a run folder (no config.json)")
         config, data = _run_config_from_args(args)
+        if data is not None and args.batch_size is None:
+            config = _fit_default_batch(config, len(data.x), dist)
         if dist.world_size > 1:
             if config.train.batch_size % dist.world_size:
                 raise UsageError(f"--batch-size {config.train.batch_size} must be divisible by the {dist.world_size} processes")
