@@ -19,6 +19,8 @@ over the sets (the standard deviation and the first set's FID are printed too).
 Prints a table (recipe, minutes, train steps, FID mean ± sd, first set), two real-data rows for
 scale (1,000 real digits against all 1,797, which contain them: what copying the training set
 scores; and two disjoint random halves of the digits against each other: fresh data, no copying),
+the median pixel distance from a sample to its nearest training digit (NN; for real digits, to the
+nearest other digit: samples below that sit on training images),
 and two targets with PASS/FAIL on the mean FIDs:
 "ddkit@{min M} <= best ref@{max M}" and "ddkit@{max M} <= best ref@{max M} / 2".
 
@@ -137,6 +139,15 @@ def target_checks(rows: list[dict], budgets: list[float]) -> list[dict]:
     return checks
 
 
+def nearest_distance(images: torch.Tensor, train: torch.Tensor, exclude_self: bool = False) -> float:
+    """Median over ``images`` of the pixel-space (L2, values in [-1, 1]) distance to the nearest
+    training digit: lower than real digits' own figure means samples sit on training images."""
+    d = torch.cdist(images.reshape(images.shape[0], -1).float(), train.reshape(train.shape[0], -1).float())
+    if exclude_self:
+        d.fill_diagonal_(float("inf"))
+    return float(d.min(dim=1).values.median())
+
+
 def real_floors(x: torch.Tensor, net, n: int, seed: int, repeats: int) -> dict:
     """FID of real digits, for scale, each a mean over ``repeats`` random draws:
     ``subset``: n real digits against all of them (the reference contains them: what reproducing
@@ -148,17 +159,20 @@ def real_floors(x: torch.Tensor, net, n: int, seed: int, repeats: int) -> dict:
         subset.append(digits_fid(x[perm[: min(n, x.shape[0])]], net=net))
         half = x.shape[0] // 2
         halves.append(digits_fid(x[perm[:half]], reference=x[perm[half:]], net=net))
-    return {"subset": float(np.mean(subset)), "subset_sd": float(np.std(subset)),
+    return {"nearest": nearest_distance(x, x, exclude_self=True),
+            "subset": float(np.mean(subset)), "subset_sd": float(np.std(subset)),
             "halves": float(np.mean(halves)), "halves_sd": float(np.std(halves))}
 
 
 def report(rows: list[dict], checks: list[dict], floors: dict, n: int, repeats: int) -> None:
     print(f"\nFID of {n:,} samples, mean ± sd over {repeats} start-noise sets (first: the first set's)")
-    print(f"{'recipe':<8} {'minutes':>8} {'train steps':>12} {'train s':>8} {'FID':>9} {'sd':>6} {'first':>7}")
+    print(f"{'recipe':<8} {'minutes':>8} {'train steps':>12} {'train s':>8} {'FID':>9} {'sd':>6} {'first':>7} {'NN':>6}")
     for r in rows:
         steps = "?" if r["steps"] is None else f"{r['steps']:,}"
         print(f"{r['recipe']:<8} {r['minutes']:>8g} {steps:>12} {r['train_seconds']:>8.0f} {r['fid']:>9.2f} "
-              f"{r['fid_sd']:>6.2f} {r['fids'][0]:>7.2f}")
+              f"{r['fid_sd']:>6.2f} {r['fids'][0]:>7.2f} {r['nearest']:>6.2f}")
+    print(f"{'real':<8} {'':>8} {'':>12} {'':>8} {'':>9} {'':>6} {'':>7} {floors['nearest']:>6.2f}"
+          "  (NN: median pixel distance to the nearest training digit; real: to the nearest other one)")
     print(f"{'real':<8} {'':>8} {'':>12} {'':>8} {floors['subset']:>9.2f} {floors['subset_sd']:>6.2f}"
           f"           ({min(n, 1797):,} real digits vs all 1,797, which contain them)")
     print(f"{'real':<8} {'':>8} {'':>12} {'':>8} {floors['halves']:>9.2f} {floors['halves_sd']:>6.2f}"
@@ -188,7 +202,8 @@ def main(argv=None) -> int:
             fids = [digits_fid(smp, net=net) for smp in samples]
             np.savez_compressed(args.out / f"{name}-{minutes:g}min-samples.npz", x=torch.stack(samples).numpy())
             rows.append({"recipe": name, "minutes": minutes, **out, "fid": float(np.mean(fids)),
-                         "fid_sd": float(np.std(fids)), "fids": fids})
+                         "fid_sd": float(np.std(fids)), "fids": fids,
+                         "nearest": nearest_distance(torch.cat(samples), x)})
             print(f"  {name} @ {minutes:g} min: {out['steps']} steps, FID {np.mean(fids):.2f} ± {np.std(fids):.2f} "
                   f"({', '.join(f'{f:.2f}' for f in fids)})", flush=True)
     checks = target_checks(rows, args.minutes)
