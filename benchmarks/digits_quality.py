@@ -153,13 +153,13 @@ def real_floors(x: torch.Tensor, net, n: int, seed: int, repeats: int) -> dict:
     ``subset``: n real digits against all of them (the reference contains them: what reproducing
     the training set scores); ``halves``: two disjoint random halves against each other (fresh
     data against fresh data, with about half the images on each side)."""
+    total, n, half = x.shape[0], min(n, x.shape[0]), x.shape[0] // 2
     subset, halves = [], []
     for r in range(repeats):
-        perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed + 1000 * r))
-        subset.append(digits_fid(x[perm[: min(n, x.shape[0])]], net=net))
-        half = x.shape[0] // 2
+        perm = torch.randperm(total, generator=torch.Generator().manual_seed(seed + 1000 * r))
+        subset.append(digits_fid(x[perm[:n]], net=net))
         halves.append(digits_fid(x[perm[:half]], reference=x[perm[half:]], net=net))
-    return {"nearest": nearest_distance(x, x, exclude_self=True),
+    return {"total": total, "subset_n": n, "half": half, "nearest": nearest_distance(x, x, exclude_self=True),
             "subset": float(np.mean(subset)), "subset_sd": float(np.std(subset)),
             "halves": float(np.mean(halves)), "halves_sd": float(np.std(halves))}
 
@@ -174,9 +174,9 @@ def report(rows: list[dict], checks: list[dict], floors: dict, n: int, repeats: 
     print(f"{'real':<8} {'':>8} {'':>12} {'':>8} {'':>9} {'':>6} {'':>7} {floors['nearest']:>6.2f}"
           "  (NN: median pixel distance to the nearest training digit; real: to the nearest other one)")
     print(f"{'real':<8} {'':>8} {'':>12} {'':>8} {floors['subset']:>9.2f} {floors['subset_sd']:>6.2f}"
-          f"           ({min(n, 1797):,} real digits vs all 1,797, which contain them)")
+          f"           ({floors['subset_n']:,} real digits vs all {floors['total']:,}, which contain them)")
     print(f"{'real':<8} {'':>8} {'':>12} {'':>8} {floors['halves']:>9.2f} {floors['halves_sd']:>6.2f}"
-          "           (disjoint random halves, 898 vs 899)")
+          f"           (disjoint random halves, {floors['half']} vs {floors['total'] - floors['half']})")
     for c in checks:
         verdict = "n/a (missing runs)" if c["pass"] is None else ("PASS" if c["pass"] else "FAIL")
         detail = "" if c["pass"] is None else f"  ({c['ddkit_fid']:.2f} vs {c['bound']:.2f})"

@@ -18,8 +18,8 @@ import torch
 
 from .config import DEVICES, PRECISIONS, DataConfig, DiffusionConfig, RunConfig, TrainConfig
 from .generate import SAMPLERS, generate
-from .losses import WEIGHTINGS
 from .images import save_grid, save_points_plot, to_uint8
+from .losses import WEIGHTINGS
 from .nn import MLPConfig, UNetConfig
 from .schedule import SCHEDULES
 

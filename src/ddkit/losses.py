@@ -53,6 +53,6 @@ def diffusion_loss(
         raise ValueError(f"model_fn returned shape {list(eps.shape)}, expected {list(x0.shape)}")
     per_sample = (eps.float() - noise.float()).pow(2).reshape(n, -1).mean(dim=1)
     if weighting == "min-snr":
-        snr = s.snr[t.cpu()].to(per_sample.device)
-        per_sample = per_sample * (snr.clamp(max=snr_gamma) / snr).float()
+        snr = s.gather(s.snr, t, per_sample)
+        per_sample = per_sample * snr.clamp(max=snr_gamma) / snr
     return per_sample.mean() if reduction == "mean" else per_sample
