@@ -26,8 +26,13 @@ def _weights(run, step, name="model"):
 
 def test_run_folder_layout(tmp_path):
     run = train(tiny_config(), tmp_path / "run", progress=False)
-    assert json.loads((run / "config.json").read_text())["version"] == 1
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["version"] == 2 and saved["diffusion"]["num_timesteps"] == 1000
     assert RunConfig.load(run / "config.json") == tiny_config()
+    # a version-1 config (T named diffusion.timesteps) still loads, as the same run
+    v1 = {**saved, "version": 1, "diffusion": {**saved["diffusion"], "timesteps": 1000}}
+    del v1["diffusion"]["num_timesteps"]
+    assert RunConfig.from_dict(v1) == tiny_config()
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000003", "step-000006"]
     for f in ("model.safetensors", "ema.safetensors", "state.pt"):
         assert (run / "checkpoints" / "step-000006" / f).is_file()
@@ -64,7 +69,7 @@ def test_load_returns_ema_model_schedule_and_config(tmp_path):
     run = train(tiny_config(steps=3), tmp_path / "run", progress=False)
     model, schedule, config = ddkit.load(run)
     assert not model.training and config == tiny_config(steps=3)
-    assert schedule.timesteps == 1000
+    assert schedule.num_timesteps == 1000
     ema = _weights(run, 3, "ema")
     assert all(torch.equal(v, ema[k]) for k, v in model.state_dict().items())
     raw, _, _ = ddkit.load(run, ema=False)

@@ -54,7 +54,8 @@ def _train_parser(sub) -> None:
     p.add_argument("--model-channels", type=int, default=None, help="UNet base channels (default 32) or MLP width (default 256)")
     p.add_argument("--dropout", type=float, default=None, help="UNet dropout (default 0: measured best for short runs on the digits)")
     p.add_argument("--schedule", choices=SCHEDULES, default=None, help="noise schedule: cosine (default, measured better on the digits) or linear (DDPM's)")
-    p.add_argument("--timesteps", type=int, default=None, help="diffusion steps T (default 1000)")
+    p.add_argument("--num-timesteps", "--timesteps", dest="num_timesteps", type=int, default=None,
+                   help="diffusion (training) timesteps T (default 1000)")
     p.add_argument("--loss-weighting", choices=WEIGHTINGS, help="per-timestep loss weight: uniform (L_simple, "
                    "default) or min-snr (min(SNR, γ)/SNR, Hang et al. 2023)")
     p.add_argument("--snr-gamma", type=float, help=f"γ of min-snr weighting (default {d.snr_gamma:g})")
@@ -137,7 +138,7 @@ def _run_config_from_args(args):
         return replace(saved, train=replace(saved.train, **budget)), None
     train_cfg = TrainConfig(**given)
     data_cfg = DataConfig(source=args.data, image_size=args.image_size, channels=args.channels)
-    diff_cfg = DiffusionConfig(**_given(args, ["schedule", "timesteps"]))
+    diff_cfg = DiffusionConfig(**_given(args, ["schedule", "num_timesteps"]))
     data = load_run_data(data_cfg, train_cfg.seed)
     num_classes = data.num_classes if train_cfg.class_cond else None
     model_cfg = model_config_for(data, args.model_channels, args.dropout, num_classes)
@@ -219,8 +220,8 @@ def cmd_sample(args) -> int:
     if out.suffix != ".npz":
         raise UsageError(f"--out must name a .npz file, got {out}")
     model, schedule, config = load(args.run, checkpoint=args.checkpoint, ema=not args.no_ema, device=args.device)
-    if not 1 <= args.steps <= schedule.timesteps:
-        raise UsageError(f"--steps must be in [1, {schedule.timesteps}], got {args.steps}")
+    if not 1 <= args.steps <= schedule.num_timesteps:
+        raise UsageError(f"--steps must be in [1, {schedule.num_timesteps}], got {args.steps}")
     num_classes = getattr(config.model, "num_classes", None)
     labels = preview_labels(args.num, num_classes)
     images = hasattr(config.model, "image_size")

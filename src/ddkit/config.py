@@ -18,7 +18,7 @@ from .losses import WEIGHTINGS
 from .nn import MLPConfig, UNetConfig, config_from_dict, config_to_dict
 from .schedule import SCHEDULES, Schedule
 
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -29,7 +29,7 @@ class DiffusionConfig:
     better on the 8×8 digits) or DDPM's linear β from ``beta_start`` to ``beta_end``."""
 
     schedule: str = "cosine"
-    timesteps: int = 1000
+    num_timesteps: int = 1000
     beta_start: float = 1e-4
     beta_end: float = 0.02
 
@@ -39,8 +39,8 @@ class DiffusionConfig:
 
     def build(self) -> Schedule:
         if self.schedule == "cosine":
-            return Schedule.cosine(self.timesteps)
-        return Schedule.linear(self.timesteps, self.beta_start, self.beta_end)
+            return Schedule.cosine(self.num_timesteps)
+        return Schedule.linear(self.num_timesteps, self.beta_start, self.beta_end)
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,9 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
         version = d.get("version")
+        if version == 1:
+            d = _upgrade_v1(d)
+            version = CONFIG_VERSION
         if version != CONFIG_VERSION:
             raise ValueError(f"unsupported config version {version!r}; this ddkit reads version {CONFIG_VERSION}")
         try:
@@ -169,6 +172,14 @@ class RunConfig:
 
     def replace(self, **sections) -> "RunConfig":
         return replace(self, **sections)
+
+
+def _upgrade_v1(d: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 named T ``diffusion.timesteps``; version 2 calls it ``num_timesteps``."""
+    diffusion = dict(d.get("diffusion", {}))
+    if "timesteps" in diffusion:
+        diffusion["num_timesteps"] = diffusion.pop("timesteps")
+    return {**d, "diffusion": diffusion, "version": CONFIG_VERSION}
 
 
 def _build(cls, values: dict[str, Any]):

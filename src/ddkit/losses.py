@@ -21,7 +21,7 @@ WEIGHTINGS = ("uniform", "min-snr")
 
 def diffusion_loss(
     model_fn: ModelFn,
-    s: Schedule,
+    schedule: Schedule,
     x0: torch.Tensor,
     generator: torch.Generator | None = None,
     *,
@@ -44,15 +44,15 @@ def diffusion_loss(
         raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}; got {reduction!r}")
     n = x0.shape[0]
     if t is None:
-        t = torch.randint(0, s.timesteps, (n,), generator=generator, device=x0.device)
+        t = torch.randint(0, schedule.num_timesteps, (n,), generator=generator, device=x0.device)
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-    x_t = q_sample(s, x0, t, noise)
+    x_t = q_sample(schedule, x0, t, noise)
     eps = model_fn(x_t, t)
     if eps.shape != x0.shape:
         raise ValueError(f"model_fn returned shape {list(eps.shape)}, expected {list(x0.shape)}")
     per_sample = (eps.float() - noise.float()).pow(2).reshape(n, -1).mean(dim=1)
     if weighting == "min-snr":
-        snr = s.gather(s.snr, t, per_sample)
+        snr = schedule.gather(schedule.snr, t, per_sample)
         per_sample = per_sample * snr.clamp(max=snr_gamma) / snr
     return per_sample.mean() if reduction == "mean" else per_sample

@@ -23,7 +23,7 @@ def write_progress_images(out: Path, step: int, ema_model, schedule, data, train
     RUN/loss.png from the logged losses."""
     num = PREVIEW_IMAGES if data.kind == "image" else PREVIEW_POINTS
     labels = preview_labels(num, data.num_classes) if train_cfg.class_cond else None
-    x = generate(ema_model, schedule, num, steps=min(50, schedule.timesteps), seed=train_cfg.seed,
+    x = generate(ema_model, schedule, num, steps=min(50, schedule.num_timesteps), seed=train_cfg.seed,
                  labels=labels, clip_x0=(-1.0, 1.0) if data.kind == "image" else None,
                  device=next(ema_model.parameters()).device)
     path = Path(out) / "samples" / f"step-{step:06d}.png"

@@ -57,25 +57,28 @@ class Schedule:
 
     # ---- constructors -------------------------------------------------------------------
     @classmethod
-    def linear(cls, timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "Schedule":
-        """DDPM's linear schedule: β_t evenly spaced from ``beta_start`` to ``beta_end``."""
-        _check_timesteps(timesteps)
+    def linear(cls, num_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02, *,
+               timesteps: int | None = None) -> "Schedule":
+        """DDPM's linear schedule over T = ``num_timesteps``: β_t evenly spaced from ``beta_start``
+        to ``beta_end``. (``timesteps=`` is the old name of ``num_timesteps``, still accepted.)"""
+        T = _num_timesteps(num_timesteps, timesteps)
         if not 0 < beta_start <= beta_end <= 1:
             raise ValueError(f"need 0 < beta_start <= beta_end <= 1, got beta_start={beta_start}, beta_end={beta_end}")
-        betas = torch.linspace(beta_start, beta_end, timesteps, dtype=torch.float64)
-        return cls(betas, "linear", {"timesteps": timesteps, "beta_start": beta_start, "beta_end": beta_end})
+        betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
+        return cls(betas, "linear", {"num_timesteps": T, "beta_start": beta_start, "beta_end": beta_end})
 
     @classmethod
-    def cosine(cls, timesteps: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> "Schedule":
+    def cosine(cls, num_timesteps: int = 1000, s: float = 0.008, max_beta: float = 0.999, *,
+               timesteps: int | None = None) -> "Schedule":
         """Nichol & Dhariwal (2021) eq. (17): ᾱ(t) = f(t)/f(0), f(t) = cos²((t/T + s)/(1 + s) · π/2),
-        β_t = min(1 - ᾱ(t)/ᾱ(t-1), max_beta)."""
-        _check_timesteps(timesteps)
+        β_t = min(1 - ᾱ(t)/ᾱ(t-1), max_beta), with T = ``num_timesteps``."""
+        T = _num_timesteps(num_timesteps, timesteps)
         if not 0 < max_beta <= 1:
             raise ValueError(f"max_beta must be in (0, 1], got {max_beta}")
-        steps = np.arange(timesteps + 1, dtype=np.float64) / timesteps
+        steps = np.arange(T + 1, dtype=np.float64) / T
         f = np.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
         betas = np.minimum(1.0 - f[1:] / f[:-1], max_beta)
-        return cls(torch.from_numpy(betas), "cosine", {"timesteps": timesteps, "s": s, "max_beta": max_beta})
+        return cls(torch.from_numpy(betas), "cosine", {"num_timesteps": T, "s": s, "max_beta": max_beta})
 
     @classmethod
     def from_config(cls, config: dict) -> "Schedule":
@@ -98,16 +101,21 @@ class Schedule:
 
     # ---- helpers --------------------------------------------------------------------------
     @property
-    def timesteps(self) -> int:
-        """T, the number of diffusion steps."""
+    def num_timesteps(self) -> int:
+        """T, the number of diffusion (training) timesteps."""
         return self.betas.numel()
 
+    @property
+    def timesteps(self) -> int:
+        """The old name of :attr:`num_timesteps` (T), kept so older code keeps working."""
+        return self.num_timesteps
+
     def __len__(self) -> int:
-        return self.timesteps
+        return self.num_timesteps
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in self.params.items())
-        return f"Schedule.{self.name}({params})" if self.name in SCHEDULES else f"Schedule(T={self.timesteps})"
+        return f"Schedule.{self.name}({params})" if self.name in SCHEDULES else f"Schedule(T={self.num_timesteps})"
 
     def alpha_bar(self, t: int) -> float:
         """ᾱ at 0-based step ``t`` as a Python float (float64); ``t = -1`` gives ᾱ_0 = 1."""
@@ -115,30 +123,38 @@ class Schedule:
 
     def gather(self, values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """``values[t]`` reshaped to broadcast against ``like`` [N, ...] and cast to its dtype/device."""
-        t = check_t(t, like.shape[0], self.timesteps)
+        t = check_t(t, like.shape[0], self.num_timesteps)
         out = values.to(t.device)[t].to(device=like.device, dtype=like.dtype)
         return out.reshape(-1, *([1] * (like.ndim - 1)))
 
 
+def _num_timesteps(num_timesteps: int, timesteps: int | None) -> int:
+    """T from the constructors' keyword, or from its old name ``timesteps``."""
+    T = num_timesteps if timesteps is None else timesteps
+    _check_timesteps(T)
+    return int(T)
+
+
 def _check_timesteps(timesteps: int) -> None:
     if not isinstance(timesteps, (int, np.integer)) or isinstance(timesteps, bool) or timesteps < 1:
-        raise ValueError(f"timesteps must be a positive integer, got {timesteps!r}")
+        raise ValueError(f"num_timesteps (T) must be a positive integer, got {timesteps!r}")
 
 
-def check_t(t: torch.Tensor, n: int, timesteps: int) -> torch.Tensor:
+def check_t(t: torch.Tensor, n: int, num_timesteps: int) -> torch.Tensor:
     """Validate a batch of 0-based timesteps: LongTensor [n] with values in [0, T-1]."""
     if not isinstance(t, torch.Tensor) or t.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"t must be an integer (Long) tensor of 0-based timesteps, got {type(t).__name__}"
                          + (f" of dtype {t.dtype}" if isinstance(t, torch.Tensor) else ""))
     if t.shape != (n,):
         raise ValueError(f"t must have shape [{n}] (one timestep per sample), got {list(t.shape)}")
-    if n and (int(t.min()) < 0 or int(t.max()) >= timesteps):
-        raise ValueError(f"t must lie in [0, {timesteps - 1}], got values in [{int(t.min())}, {int(t.max())}]")
+    if n and (int(t.min()) < 0 or int(t.max()) >= num_timesteps):
+        raise ValueError(f"t must lie in [0, {num_timesteps - 1}], got values in [{int(t.min())}, {int(t.max())}]")
     return t.long()
 
 
-def make_timesteps(timesteps: int, steps: int, spacing: str = "uniform") -> torch.Tensor:
-    """The 0-based timesteps a sampler visits, strictly decreasing: LongTensor [steps].
+def make_timesteps(num_timesteps: int, steps: int, spacing: str = "uniform") -> torch.Tensor:
+    """The 0-based timesteps a sampler visits, out of T = ``num_timesteps``,
+    strictly decreasing: LongTensor [steps].
 
     ``spacing``:
       - ``"uniform"``  DDIM's τ = 0, c, 2c, … with c = T // S (diffusers' "leading");
@@ -147,21 +163,21 @@ def make_timesteps(timesteps: int, steps: int, spacing: str = "uniform") -> torc
       - ``"trailing"`` round(T - k·T/S) - 1 for k = 0..S-1 (starts at T-1; diffusers' "trailing");
       - ``"linspace"`` round(linspace(0, T-1, S)) (diffusers' "linspace").
     """
-    _check_timesteps(timesteps)
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= timesteps:
-        raise ValueError(f"steps must be an integer in [1, {timesteps}] (the schedule's T), got {steps!r}")
+    _check_timesteps(num_timesteps)
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= num_timesteps:
+        raise ValueError(f"steps must be an integer in [1, {num_timesteps}] (the schedule's T), got {steps!r}")
     if spacing == "uniform":
-        seq = np.arange(steps, dtype=np.int64) * (timesteps // steps)
+        seq = np.arange(steps, dtype=np.int64) * (num_timesteps // steps)
     elif spacing == "quadratic":
-        raw = np.floor(np.linspace(0.0, math.sqrt(0.8 * timesteps), steps) ** 2).astype(np.int64)
+        raw = np.floor(np.linspace(0.0, math.sqrt(0.8 * num_timesteps), steps) ** 2).astype(np.int64)
         seq = raw.copy()
         for i in range(1, steps):  # keep strictly increasing; never exceeds T-1 (see docstring)
             seq[i] = max(raw[i], seq[i - 1] + 1)
-        seq = np.minimum(seq, timesteps - steps + np.arange(steps))
+        seq = np.minimum(seq, num_timesteps - steps + np.arange(steps))
     elif spacing == "trailing":
-        seq = (np.round(np.arange(timesteps, 0, -timesteps / steps)[:steps]).astype(np.int64) - 1)[::-1]
+        seq = (np.round(np.arange(num_timesteps, 0, -num_timesteps / steps)[:steps]).astype(np.int64) - 1)[::-1]
     elif spacing == "linspace":
-        seq = np.round(np.linspace(0, timesteps - 1, steps)).astype(np.int64)
+        seq = np.round(np.linspace(0, num_timesteps - 1, steps)).astype(np.int64)
     else:
         raise ValueError(f"unknown spacing {spacing!r}; allowed: {', '.join(SPACINGS)}")
     return torch.from_numpy(seq[::-1].copy())

@@ -55,13 +55,13 @@ def ddim_step(
     return x_prev
 
 
-def resolve_timesteps(s: Schedule, steps: int, spacing: str, timesteps: Sequence[int] | None) -> list[int]:
+def resolve_timesteps(schedule: Schedule, steps: int, spacing: str, timesteps: Sequence[int] | None) -> list[int]:
     """The decreasing 0-based timesteps to visit: ``timesteps`` if given, else from (steps, spacing)."""
     if timesteps is None:
-        return make_timesteps(s.timesteps, steps, spacing).tolist()
+        return make_timesteps(schedule.num_timesteps, steps, spacing).tolist()
     seq = [int(t) for t in timesteps]
-    if not seq or any(not 0 <= t < s.timesteps for t in seq) or any(a <= b for a, b in zip(seq, seq[1:])):
-        raise ValueError(f"timesteps must be a non-empty, strictly decreasing sequence in [0, {s.timesteps - 1}]")
+    if not seq or any(not 0 <= t < schedule.num_timesteps for t in seq) or any(a <= b for a, b in zip(seq, seq[1:])):
+        raise ValueError(f"timesteps must be a non-empty, strictly decreasing sequence in [0, {schedule.num_timesteps - 1}]")
     return seq
 
 
@@ -74,7 +74,7 @@ def _check_eta(eta: float) -> None:
 def ddim_sample(
     model_fn: ModelFn,
     x_T: torch.Tensor,
-    s: Schedule,
+    schedule: Schedule,
     *,
     steps: int = 50,
     eta: float = 0.0,
@@ -91,11 +91,11 @@ def ddim_sample(
     """
     check_sample_args(x_T, clip_x0)
     _check_eta(eta)
-    seq = resolve_timesteps(s, steps, spacing, timesteps)
+    seq = resolve_timesteps(schedule, steps, spacing, timesteps)
     x = x_T
     for i in steps_iter(range(len(seq)), progress, "DDIM"):
         t, t_prev = seq[i], (seq[i + 1] if i + 1 < len(seq) else -1)
-        ab, ab_prev = s.alpha_bar(t), s.alpha_bar(t_prev)
+        ab, ab_prev = schedule.alpha_bar(t), schedule.alpha_bar(t_prev)
         eps = call_model(model_fn, x, t)
         x = ddim_step(x, eps, ab, ab_prev, sigma=ddim_sigma(ab, ab_prev, float(eta)),
                       clip_x0=clip_x0, generator=generator)
@@ -106,7 +106,7 @@ def ddim_sample(
 def ddim_invert(
     model_fn: ModelFn,
     x0: torch.Tensor,
-    s: Schedule,
+    schedule: Schedule,
     *,
     steps: int = 50,
     spacing: str = "uniform",
@@ -127,11 +127,11 @@ def ddim_invert(
     check_sample_args(x0, None)
     if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
         raise ValueError(f"refine must be a non-negative integer, got {refine!r}")
-    seq = resolve_timesteps(s, steps, spacing, timesteps)[::-1]
+    seq = resolve_timesteps(schedule, steps, spacing, timesteps)[::-1]
     x = x0
     ab_prev = 1.0
     for t in steps_iter(seq, progress, "DDIM inversion"):
-        ab = s.alpha_bar(t)
+        ab = schedule.alpha_bar(t)
         x_next = x
         for _ in range(1 + refine):
             eps = call_model(model_fn, x_next, t)

@@ -20,19 +20,19 @@ from .common import call_model, check_sample_args, noise_like, steps_iter
 VARIANCES = ("small", "large")
 
 
-def ddpm_variance(s: Schedule, t: int, variance: str = "small") -> float:
+def ddpm_variance(schedule: Schedule, t: int, variance: str = "small") -> float:
     """σ_t² at 0-based step t: β̃_t for ``"small"``, β_t for ``"large"`` (DDPM §3.2)."""
     if variance == "small":
-        return float(s.posterior_variance[t])
+        return float(schedule.posterior_variance[t])
     if variance == "large":
-        return float(s.betas[t])
+        return float(schedule.betas[t])
     raise ValueError(f"variance must be one of {', '.join(VARIANCES)}; got {variance!r}")
 
 
 def ddpm_step(
     x_t: torch.Tensor,
     eps: torch.Tensor,
-    s: Schedule,
+    schedule: Schedule,
     t: int,
     *,
     variance: str = "small",
@@ -44,8 +44,8 @@ def ddpm_step(
 
     ``noise`` is drawn from ``generator`` when not given; none is added at t = 0.
     """
-    var = ddpm_variance(s, t, variance)
-    alpha_bar, beta = s.alpha_bar(t), float(s.betas[t])
+    var = ddpm_variance(schedule, t, variance)
+    alpha_bar, beta = schedule.alpha_bar(t), float(schedule.betas[t])
     _, eps = clip_eps(x_t, eps, alpha_bar, clip_x0)
     mean = (x_t - (beta / math.sqrt(1.0 - alpha_bar)) * eps) / math.sqrt(1.0 - beta)
     if t == 0:
@@ -59,7 +59,7 @@ def ddpm_step(
 def ddpm_sample(
     model_fn: ModelFn,
     x_T: torch.Tensor,
-    s: Schedule,
+    schedule: Schedule,
     *,
     variance: str = "small",
     generator: torch.Generator | None = None,
@@ -68,9 +68,9 @@ def ddpm_sample(
 ) -> torch.Tensor:
     """Run all T ancestral steps from x_T [N, ...] (in x_T's dtype) and return x_0 [N, ...]."""
     check_sample_args(x_T, clip_x0)
-    ddpm_variance(s, 0, variance)  # validate before the first network call
+    ddpm_variance(schedule, 0, variance)  # validate before the first network call
     x = x_T
-    for t in steps_iter(range(s.timesteps - 1, -1, -1), progress, "DDPM"):
+    for t in steps_iter(range(schedule.num_timesteps - 1, -1, -1), progress, "DDPM"):
         eps = call_model(model_fn, x, t)
-        x = ddpm_step(x, eps, s, t, variance=variance, clip_x0=clip_x0, generator=generator)
+        x = ddpm_step(x, eps, schedule, t, variance=variance, clip_x0=clip_x0, generator=generator)
     return x
