@@ -79,6 +79,35 @@ class ShardedBatches:
         self._order = self._epoch_order()
 
 
+class DiffusionObjective:
+    """What the trainer minimises for a diffusion run: L_simple (or its min-SNR weighting) on
+    ``q_sample``d batches, with label dropout to the null label for classifier-free guidance.
+
+    The trainer only calls :meth:`loss` and :meth:`preview`; another objective with the same two
+    methods (the noisy classifier's cross-entropy) reuses the whole trainer: EMA, checkpoints,
+    resume, progress bar and torchrun.
+    """
+
+    def __init__(self, config: RunConfig, num_classes: int | None):
+        self.config, self.num_classes = config, num_classes
+        self.schedule = config.diffusion.build()
+
+    def loss(self, net: nn.Module, x0: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+        """x0: [B, ...]; y: LongTensor [B] or None; every random draw from ``generator``."""
+        tc = self.config.train
+        if tc.class_cond:
+            drop = torch.rand(y.shape, generator=generator, device=y.device) < tc.label_dropout
+            y = torch.where(drop, torch.full_like(y, self.num_classes), y)
+        else:
+            y = None
+        return diffusion_loss(lambda x, t: net(x, t, y), self.schedule, x0, generator=generator,
+                              weighting=tc.loss_weighting, snr_gamma=tc.snr_gamma)
+
+    def preview(self, out: Path, step: int, ema_model: nn.Module, data: Dataset, history) -> None:
+        """RUN/samples/step-N.png and RUN/loss.png (rank 0 only)."""
+        write_progress_images(out, step, ema_model, self.schedule, data, self.config.train, history)
+
+
 def learning_rate(cfg, step: int, progress: float) -> float:
     """Linear warm-up over ``warmup`` steps, then cosine from ``lr`` to ``lr·min_lr_ratio`` as
     ``progress`` (the fraction of the budget spent, by steps or by minutes) goes from 0 to 1."""
@@ -92,7 +121,8 @@ class Trainer:
     """Holds one run's model, EMA, optimizer, data and generators; ``run()`` trains it."""
 
     def __init__(self, config: RunConfig, out: str | Path, *, resume: bool = False,
-                 dist: DistContext = DistContext(), progress: bool | None = None, data: Dataset | None = None):
+                 dist: DistContext = DistContext(), progress: bool | None = None, data: Dataset | None = None,
+                 objective=None):
         self.config, self.out, self.dist, self.progress = config, Path(out), dist, progress
         tc = config.train
         self.device = torch.device(tc.device)
@@ -100,7 +130,7 @@ class Trainer:
             raise ValueError("--device cuda was asked for, but torch sees no CUDA device")
         self.data = data if data is not None else load_run_data(config.data, tc.seed)
         _check_compatible(config, self.data)
-        self.schedule = config.diffusion.build()
+        self.objective = objective or DiffusionObjective(config, self.data.num_classes)
         torch.manual_seed(tc.seed)  # the initial weights are the same on every rank
         self.model = build_model(config.model).to(self.device)
         self.ema = EMA(self.model, tc.ema_decay)
@@ -201,17 +231,12 @@ class Trainer:
         tc = self.config.train
         idx = self.batches.next()
         x0 = self.data.x[idx].to(self.device, non_blocking=True)
-        y = None
-        if tc.class_cond:
-            y = self.data.y[idx].to(self.device)
-            drop = torch.rand(y.shape, generator=self.gen, device=self.device) < tc.label_dropout
-            y = torch.where(drop, torch.full_like(y, self.data.num_classes), y)
+        y = None if self.data.y is None else self.data.y[idx].to(self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(tc, self.step, self._progress_fraction())
         amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.precision)
         with torch.autocast(self.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            loss = diffusion_loss(lambda x, t: self.net(x, t, y), self.schedule, x0, generator=self.gen,
-                                  weighting=tc.loss_weighting, snr_gamma=tc.snr_gamma)
+            loss = self.objective.loss(self.net, x0, y, self.gen)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if tc.grad_clip > 0:
@@ -267,8 +292,7 @@ class Trainer:
 
     def _draw(self) -> None:
         if self.dist.is_main:
-            write_progress_images(self.out, self.step, self.ema.model, self.schedule, self.data,
-                                  self.config.train, self.history)
+            self.objective.preview(self.out, self.step, self.ema.model, self.data, self.history)
 
 
 def _check_compatible(config: RunConfig, data: Dataset) -> None:
@@ -310,7 +334,8 @@ def load_run_data(d: DataConfig, seed: int) -> Dataset:
 
 
 def train(config: RunConfig, out: str | Path, *, resume: bool = False, dist: DistContext = DistContext(),
-          progress: bool | None = None, data: Dataset | None = None) -> Path:
+          progress: bool | None = None, data: Dataset | None = None, objective=None) -> Path:
     """Train a run into ``out`` (or continue the newest checkpoint there with ``resume``).
-    ``data``: the data set ``config.data`` names, when the caller has already loaded it."""
-    return Trainer(config, out, resume=resume, dist=dist, progress=progress, data=data).run()
+    ``data``: the data set ``config.data`` names, when the caller has already loaded it;
+    ``objective``: what to minimise (default :class:`DiffusionObjective`)."""
+    return Trainer(config, out, resume=resume, dist=dist, progress=progress, data=data, objective=objective).run()

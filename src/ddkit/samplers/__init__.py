@@ -1,6 +1,14 @@
-"""Samplers: plain functions ``(model_fn, x_T, schedule, *, …) -> x_0`` with no hidden state."""
+"""Samplers: plain functions ``(model_fn, x_T, schedule, *, …) -> x_0`` with no hidden state, and
+the registry (:data:`SAMPLERS`) that the CLI, :func:`ddkit.generate.generate` and the benchmarks read."""
 
 from .ddim import ddim_invert, ddim_sample, ddim_sigma, ddim_step
 from .ddpm import ddpm_sample, ddpm_step, ddpm_variance
+from .registry import SAMPLERS, SamplerSpec, get_sampler, register_sampler, run_sampler
 
-__all__ = ["ddim_invert", "ddim_sample", "ddim_sigma", "ddim_step", "ddpm_sample", "ddpm_step", "ddpm_variance"]
+register_sampler("ddim", ddim_sample, ("steps", "eta", "spacing"),
+                 "DDIM (Song et al. 2020) on a sub-sequence of timesteps; eta 0 deterministic, 1 DDPM-like")
+register_sampler("ddpm", ddpm_sample, ("variance",),
+                 "DDPM ancestral sampling over all T steps (Ho et al. 2020), variance small (β̃) or large (β)")
+
+__all__ = ["ddim_invert", "ddim_sample", "ddim_sigma", "ddim_step", "ddpm_sample", "ddpm_step", "ddpm_variance",
+           "SAMPLERS", "SamplerSpec", "get_sampler", "register_sampler", "run_sampler"]

@@ -6,6 +6,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..parameterization import ModelFn
+from ..rng import Generator, randn
 
 
 def check_sample_args(x: torch.Tensor, clip_x0) -> None:
@@ -33,6 +34,7 @@ def steps_iter(seq, progress: bool, desc: str):
     return tqdm(seq, desc=desc, leave=False, dynamic_ncols=True) if progress else seq
 
 
-def noise_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Standard normal noise with x's shape, dtype and device, drawn from ``generator``."""
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+def noise_like(x: torch.Tensor, generator: Generator) -> torch.Tensor:
+    """Standard normal noise with x's shape, dtype and device, drawn from ``generator`` (a
+    ``torch.Generator``, :class:`ddkit.rng.SampleGenerators` for noise per sample, or None)."""
+    return randn(x.shape, generator, dtype=x.dtype, device=x.device)

@@ -1,39 +1,22 @@
-"""The command line: ``ddkit train`` and ``ddkit sample``.
-
-Options map onto the config dataclasses (config.py); an option left out keeps the dataclass
-default, or, with ``--resume``, the run's saved setting. Bad input ends with one line on stderr,
-``ddkit: error: …``, and exit code 2.
-"""
+"""``ddkit train``: train a diffusion model into a run folder (one process or under torchrun)."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from .config import DEVICES, PRECISIONS, DataConfig, DiffusionConfig, RunConfig, TrainConfig
-from .generate import SAMPLERS, generate
-from .images import save_grid, save_points_plot, to_uint8
-from .losses import WEIGHTINGS
-from .nn import MLPConfig, UNetConfig
-from .schedule import SCHEDULES
+from ..config import DEVICES, PRECISIONS, DataConfig, DiffusionConfig, RunConfig, TrainConfig
+from ..losses import WEIGHTINGS
+from ..nn import MLPConfig, UNetConfig
+from ..schedule import SCHEDULES
+from .common import UsageError
 
 
-class UsageError(ValueError):
-    """Bad command-line input."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2 (argparse prints usage too by default)
-        raise UsageError(message)
-
-
-def _train_parser(sub) -> None:
+def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a diffusion model", description=(
         "Train a DDPM (ε-prediction, L_simple) on the built-in digits, a folder of images or 2-D toy data. "
         "Writes RUN/config.json, checkpoints, log.jsonl, sample grids and loss.png. "
@@ -71,34 +54,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _sample_parser(sub) -> None:
-    p = sub.add_parser("sample", help="draw samples from a trained run", description=(
-        "Sample from a run's EMA weights. Writes an NPZ (images: uint8 [N, H, W, C]; labels: int64 [N] "
-        "for class-conditional runs; points: float32 [N, D] for 2-D runs) and optionally a grid PNG."))
-    p.add_argument("run", help="run folder written by ddkit train")
-    p.add_argument("--sampler", choices=SAMPLERS, default="ddim", help="ddim (default) or ddpm (all T steps)")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps (default %(default)s)")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM η in [0, 1] (default %(default)s)")
-    p.add_argument("--num", type=int, default=64, help="number of samples (default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=256, help="samples per batch (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
-    p.add_argument("--out", default="samples.npz", help="NPZ file to write (default %(default)s)")
-    p.add_argument("--grid", default=None, help="also write a PNG grid (or a scatter plot for 2-D data)")
-    p.add_argument("--checkpoint", default=None, help="a checkpoint folder or .safetensors file (default: the newest)")
-    p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA weights")
-    p.add_argument("--device", choices=DEVICES, default="cpu", help="cpu (default) or cuda")
-    p.add_argument("--progress", action="store_true", help="show a progress bar")
 
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ddkit", description="Denoising diffusion models: train and sample (DDPM, DDIM).")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    _train_parser(sub)
-    _sample_parser(sub)
-    return parser
-
-
-# ---- train --------------------------------------------------------------------------------------
 def model_config_for(data, channels: int | None, dropout: float | None, num_classes: int | None):
     """The default network for a data set: DDPM's UNet sized for the image, or an MLP for points.
 
@@ -126,7 +82,7 @@ def _given(args, names) -> dict:
 
 def _run_config_from_args(args):
     """The run's config and, for a new run, the data set it was sized from (None on resume)."""
-    from .train import load_run_data
+    from ..train import load_run_data
 
     train_fields = [f.name for f in fields(TrainConfig)]
     given = _given(args, train_fields)
@@ -147,7 +103,7 @@ def _run_config_from_args(args):
 
 def _init_distributed(device: str):
     """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; start the process group (gloo on CPU, nccl on GPU)."""
-    from .train import DistContext
+    from ..train import DistContext
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
@@ -174,8 +130,8 @@ def _fit_default_batch(config, n: int, dist):
     return replace(config, train=replace(config.train, batch_size=cap))
 
 
-def cmd_train(args) -> int:
-    from .train import train
+def run(args) -> int:
+    from ..train import train
 
     dist, device = _init_distributed(args.device or "cpu")
     try:
@@ -200,56 +156,3 @@ def cmd_train(args) -> int:
     return 0
 
 
-# ---- sample -------------------------------------------------------------------------------------
-def _atomic_savez(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-
-
-def cmd_sample(args) -> int:
-    from .reporting import preview_labels
-    from .runs import load
-
-    if args.num < 1 or args.batch_size < 1:
-        raise UsageError("--num and --batch-size must be positive")
-    if not 0.0 <= args.eta <= 1.0:
-        raise UsageError(f"--eta must be in [0, 1], got {args.eta}")
-    out = Path(args.out)
-    if out.suffix != ".npz":
-        raise UsageError(f"--out must name a .npz file, got {out}")
-    model, schedule, config = load(args.run, checkpoint=args.checkpoint, ema=not args.no_ema, device=args.device)
-    if not 1 <= args.steps <= schedule.num_timesteps:
-        raise UsageError(f"--steps must be in [1, {schedule.num_timesteps}], got {args.steps}")
-    num_classes = getattr(config.model, "num_classes", None)
-    labels = preview_labels(args.num, num_classes)
-    images = hasattr(config.model, "image_size")
-    x = generate(model, schedule, args.num, sampler=args.sampler, steps=args.steps, eta=args.eta,
-                 batch_size=args.batch_size, seed=args.seed, labels=labels,
-                 clip_x0=(-1.0, 1.0) if images else None, device=args.device, progress=args.progress)
-    arrays = {"images": to_uint8(x)} if images else {"points": x.numpy().astype(np.float32)}
-    if labels is not None:
-        arrays["labels"] = labels.numpy().astype(np.int64)
-    _atomic_savez(out, **arrays)
-    if args.grid:
-        if images:
-            save_grid(arrays["images"], args.grid, nrow=num_classes if labels is not None else None)
-        else:
-            save_points_plot(arrays["points"], args.grid, labels=arrays.get("labels"))
-    print(f"wrote {args.num} samples to {out}" + (f" and {args.grid}" if args.grid else ""))
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        return {"train": cmd_train, "sample": cmd_sample}[args.command](args)
-    except (ValueError, OSError) as e:  # UsageError, DataError and other bad input
-        message = " ".join(str(e).split()) or type(e).__name__
-        print(f"ddkit: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("ddkit: interrupted", file=sys.stderr)
-        return 130

@@ -1,0 +1,88 @@
+"""Sampling options shared by ``ddkit sample`` and ``ddkit eval``: which weights, which sampler
+(from the registry) with which options, which labels, and the guidance wrappers around the network.
+Both commands read the options here, so anything added here (a sampler option, a guidance kind)
+reaches both."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+import torch
+
+from ..config import DEVICES, RunConfig
+from ..generate import ModelFnFor, generate, plain_model_fn
+from ..samplers import SAMPLERS, get_sampler
+from ..schedule import SPACINGS, Schedule
+from .common import UsageError
+
+
+def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that choose the weights, the sampler and the samples drawn."""
+    g = p.add_argument_group("sampling")
+    g.add_argument("--sampler", choices=tuple(SAMPLERS), default="ddim",
+                   help="; ".join(f"{s.name}: {s.help}" for s in SAMPLERS.values()) + " (default %(default)s)")
+    g.add_argument("--steps", type=int, default=None, help="sampling steps S (default: the sampler's, 50 for ddim)")
+    g.add_argument("--eta", type=float, default=None, help="DDIM η in [0, 1] (default 0: deterministic)")
+    g.add_argument("--spacing", choices=SPACINGS, default=None, help="timestep spacing (default: the sampler's)")
+    g.add_argument("--num", type=int, default=64, help="number of samples (default %(default)s)")
+    g.add_argument("--batch-size", type=int, default=256, help="samples per batch (default %(default)s)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="random seed; sample i depends only on (seed, i) (default %(default)s)")
+    g.add_argument("--checkpoint", default=None, help="a checkpoint folder or .safetensors file (default: the newest)")
+    g.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA weights")
+    g.add_argument("--device", choices=DEVICES, default="cpu", help="cpu (default) or cuda")
+    g.add_argument("--progress", action="store_true", help="show a progress bar")
+
+
+def sampler_options(args, schedule: Schedule) -> dict:
+    """The chosen sampler's options from the command line, checked (one-line errors)."""
+    spec = get_sampler(args.sampler)
+    options = {name: getattr(args, name, None) for name in ("steps", "eta", "spacing", "order")}
+    given = {k: v for k, v in options.items() if v is not None}
+    unused = sorted(set(given) - set(spec.options))
+    if unused:
+        raise UsageError(f"--sampler {args.sampler} does not take {', '.join('--' + u for u in unused)}")
+    if args.steps is not None and not 1 <= args.steps <= schedule.num_timesteps:
+        raise UsageError(f"--steps must be in [1, {schedule.num_timesteps}], got {args.steps}")
+    if args.eta is not None and not 0.0 <= args.eta <= 1.0:
+        raise UsageError(f"--eta must be in [0, 1], got {args.eta}")
+    return given
+
+
+def check_counts(args) -> None:
+    if args.num < 1 or args.batch_size < 1:
+        raise UsageError("--num and --batch-size must be positive")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+
+
+def sample_labels(args, config: RunConfig) -> torch.Tensor | None:
+    """Labels [num] for a class-conditional run (0, 1, …, K-1, 0, … by default), else None."""
+    num_classes = getattr(config.model, "num_classes", None)
+    return None if num_classes is None else torch.arange(args.num) % num_classes
+
+
+def model_fn_for(args, model, schedule: Schedule, config: RunConfig) -> ModelFnFor:
+    """``y ↦ model_fn`` for the sampler: the network with the labels bound, wrapped in guidance."""
+    return plain_model_fn(model)
+
+
+@dataclass
+class Drawn:
+    """Samples as the sampler returned them (float32 [N, ...] in [-1, 1] for images) and their labels."""
+
+    x: torch.Tensor
+    labels: torch.Tensor | None
+    is_image: bool
+
+
+def draw(args, model, schedule: Schedule, config: RunConfig) -> Drawn:
+    """Draw ``args.num`` samples as the sampling options say."""
+    options = sampler_options(args, schedule)
+    labels = sample_labels(args, config)
+    is_image = hasattr(config.model, "image_size")
+    x = generate(model, schedule, args.num, sampler=args.sampler, batch_size=args.batch_size, seed=args.seed,
+                 labels=labels, model_fn_for=model_fn_for(args, model, schedule, config),
+                 clip_x0=(-1.0, 1.0) if is_image else None, device=args.device, progress=args.progress, **options)
+    return Drawn(x, labels, is_image)
