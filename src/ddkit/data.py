@@ -24,6 +24,9 @@ from ddkit.toy import make_toy, toy_num_classes
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 DEFAULT_FOLDER_IMAGE_SIZE = 32
 DIGITS_SIZE = 8
+DIGITS_SPLITS = ("digits", "digits:train", "digits:test")
+DIGITS_TEST_PER_CLASS = 50
+DIGITS_SPLIT_SEED = 20201219  # fixed forever: changing it changes every held-out score
 
 
 class DataError(ValueError):
@@ -79,6 +82,9 @@ def load_data(
     """Load a data set by name or path.
 
     source:
+      "digits:train", "digits:test"
+                   the fixed split of the digits (``digits_split_indices``): 500 test
+                   digits (50 per class) and the other 1,297 for training.
       "digits"     scikit-learn's 1,797 8×8 digits (17 grey levels v ∈ 0..16 → v/16·2 − 1),
                    labels 0–9; channels 1 (default) or 3 (grey repeated); image_size
                    default 8, another size resamples with torch bicubic interpolation
@@ -93,8 +99,9 @@ def load_data(
         raise ValueError(f"image_size must be >= 1, got {image_size}")
     if channels is not None and channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    if source == "digits":
-        return load_digits(image_size=image_size or DIGITS_SIZE, channels=channels or 1)
+    if source in DIGITS_SPLITS:
+        data = load_digits(image_size=image_size or DIGITS_SIZE, channels=channels or 1)
+        return data if source == "digits" else digits_split(data, source.split(":")[1])
     if source.startswith("toy:"):
         if image_size is not None or channels is not None:
             raise ValueError(f"image_size and channels must be None for toy data {source!r}")
@@ -125,6 +132,29 @@ def load_digits(*, image_size: int = DIGITS_SIZE, channels: int = 1) -> Dataset:
     y = torch.from_numpy(bunch.target).to(torch.int64)
     names = tuple(str(k) for k in range(10))
     return Dataset(x, y, 10, names, "image", "digits")
+
+
+def digits_split_indices() -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) row indices into scikit-learn's 1,797 digits, sorted, disjoint, drawn once:
+    for each class 0–9, 50 rows chosen by ``numpy.random.default_rng(DIGITS_SPLIT_SEED)``
+    (classes in order) go to the test split; the remaining 1,297 are the training split."""
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    target = sk_load_digits().target
+    rng = np.random.default_rng(DIGITS_SPLIT_SEED)
+    test = np.concatenate([rng.choice(np.flatnonzero(target == k), DIGITS_TEST_PER_CLASS, replace=False)
+                           for k in range(10)])
+    test = np.sort(test)
+    train = np.setdiff1d(np.arange(len(target)), test)
+    return train, test
+
+
+def digits_split(data: Dataset, part: str) -> Dataset:
+    """The ``part`` ("train" or "test") rows of the full digits ``data``."""
+    train, test = digits_split_indices()
+    idx = torch.from_numpy({"train": train, "test": test}[part])
+    return Dataset(data.x[idx].contiguous(), data.y[idx], data.num_classes, data.class_names, "image",
+                   f"digits:{part}")
 
 
 def _is_image(path: Path) -> bool:
