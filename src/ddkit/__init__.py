@@ -4,32 +4,37 @@ The core is a set of pure functions over one model interface, ``model_fn(x_t, t)
 ``t`` a LongTensor [N] of 0-based training timesteps.
 """
 
+from .diffusers_io import export_diffusers, load_diffusers
 from .forward import q_mean_variance, q_posterior, q_sample
+from .guidance import autoguidance, classifier_free_guidance, classifier_guidance
 from .latents import slerp
 from .losses import diffusion_loss
 from .nn import MLPConfig, MLPDenoiser, UNet, UNetConfig
 from .parameterization import (
     eps_from_v,
     eps_from_x0,
+    eps_network,
     model_fn_from,
     v_from_eps,
     v_from_x0_eps,
     x0_from_eps,
     x0_from_v,
 )
-from .samplers import ddim_invert, ddim_sample, ddim_sigma, ddim_step, ddpm_sample, ddpm_step
+from .samplers import ddim_invert, ddim_sample, ddim_sigma, ddim_step, ddpm_sample, ddpm_step, dpm_solver_sample
 from .runs import load
-from .schedule import SPACINGS, Schedule, make_timesteps
+from .schedule import SPACINGS, Schedule, log_snr, make_timesteps, make_timesteps_logsnr
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Schedule", "make_timesteps", "SPACINGS",
+    "Schedule", "make_timesteps", "make_timesteps_logsnr", "log_snr", "SPACINGS", "dpm_solver_sample",
     "q_sample", "q_mean_variance", "q_posterior",
-    "x0_from_eps", "eps_from_x0", "v_from_eps", "eps_from_v", "x0_from_v", "v_from_x0_eps", "model_fn_from",
+    "x0_from_eps", "eps_from_x0", "v_from_eps", "eps_from_v", "x0_from_v", "v_from_x0_eps", "model_fn_from", "eps_network",
     "diffusion_loss",
     "ddpm_sample", "ddpm_step", "ddim_sample", "ddim_step", "ddim_sigma", "ddim_invert",
     "slerp",
+    "classifier_free_guidance", "classifier_guidance", "autoguidance",
     "UNet", "UNetConfig", "MLPDenoiser", "MLPConfig",
     "load",
+    "load_diffusers", "export_diffusers",
 ]

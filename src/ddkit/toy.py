@@ -175,6 +175,32 @@ class GaussianMixture:
 
         return model_fn
 
+    def component(self, k: int) -> GaussianMixture:
+        """Component k alone, ``N(μ_k, s_k² I)``: its ``eps_fn`` is the exact conditional ε of class k."""
+        if not 0 <= int(k) < self.num_components:
+            raise ValueError(f"k must be in [0, {self.num_components - 1}], got {k}")
+        k = int(k)
+        return GaussianMixture(self.means[k:k + 1], self.stds[k:k + 1], torch.ones(1, dtype=torch.float64))
+
+    def classifier_fn(self, alpha_bars: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The exact noise-conditional classifier as ``classifier(x_t, t) -> logits [N, K]``:
+
+            log p(k | x_t) = log w_k + log N(x_t; √ᾱ_t μ_k, (ᾱ_t s_k² + 1 − ᾱ_t) I) + const,
+
+        differentiable in x_t (float64 logits; x_t [N, ...] flattens to D)."""
+        alpha_bars = torch.as_tensor(alpha_bars, dtype=torch.float64)
+
+        def classifier(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            n = x_t.shape[0]
+            ab = alpha_bars.to(x_t.device)[torch.as_tensor(t, device=x_t.device).long()]  # [N]
+            flat = x_t.reshape(n, -1).to(torch.float64)
+            var = ab[:, None] * self.stds.to(x_t.device) ** 2 + (1 - ab[:, None])  # [N, K]
+            diff = flat[:, None, :] - ab.sqrt()[:, None, None] * self.means.to(x_t.device)[None]  # [N, K, D]
+            return (self.weights.to(x_t.device).log() - 0.5 * self.dim * torch.log(2 * math.pi * var)
+                    - (diff ** 2).sum(-1) / (2 * var))
+
+        return classifier
+
     def _check_points(self, x: torch.Tensor) -> torch.Tensor:
         """Validate x: [N, D] and cast to float64."""
         x = torch.as_tensor(x)

@@ -1,0 +1,213 @@
+"""Guidance as wrappers: each function here returns a ``model_fn(x_t, t) -> ε`` that any sampler
+(DDIM, DDPM, the inversion, samplers registered later) takes unchanged.
+
+Notation (t a batch of 0-based training timesteps, ᾱ_t from the schedule, y the class label,
+∅ the null label):
+
+    ε(x_t, y)       the conditional prediction;  ε(x_t, ∅) the unconditional one
+    w               the guidance scale (diffusers' convention: w = 1 is the plain model)
+    ∇log p(y|x_t)   the gradient of a noise-conditional classifier's log-probability
+
+    classifier-free (Ho & Salimans 2022)   ε̃ = ε(x_t, ∅) + w·(ε(x_t, y) − ε(x_t, ∅))
+    classifier (Dhariwal & Nichol 2021)    ε̂ = ε − s·√(1−ᾱ_t)·∇_{x_t} log p_φ(y | x_t, t)
+    autoguidance (Karras et al. 2024)      ε̃ = ε_weak + w·(ε − ε_weak)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from .parameterization import ModelFn
+from .schedule import Schedule
+
+Labels = torch.Tensor | int
+
+
+def _check_scale(name: str, scale: float) -> float:
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {scale!r}")
+    return float(scale)
+
+
+def _check_labels(labels: Labels, num_classes: int | None) -> torch.Tensor:
+    """labels: an int (every sample that class) or a LongTensor [N]; in [0, num_classes − 1] when known."""
+    if isinstance(labels, bool):
+        raise ValueError(f"labels must be an int or an integer tensor [N], got {labels!r}")
+    labels = torch.as_tensor(labels)
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool or labels.ndim > 1:
+        raise ValueError(f"labels must be an int or an integer tensor [N], got {labels.dtype} {list(labels.shape)}")
+    labels = labels.long()
+    if labels.numel():
+        lo, hi = int(labels.min()), int(labels.max())
+        top = "" if num_classes is None else f", {num_classes - 1}"
+        if lo < 0 or (num_classes is not None and hi >= num_classes):
+            raise ValueError(f"labels must be in [0{top}], got values in [{lo}, {hi}]")
+    return labels
+
+
+def _labels_for(labels: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The labels as a [N] tensor on x's device (a 0-d label repeated for the batch)."""
+    n = x.shape[0]
+    if labels.ndim == 0:
+        return labels.expand(n).to(x.device)
+    if labels.shape[0] != n:
+        raise ValueError(f"labels have {labels.shape[0]} entries but the batch has {n} samples")
+    return labels.to(x.device)
+
+
+def network_num_classes(net) -> int | None:
+    """The class count of a network (``net.num_classes`` or ``net.config.num_classes``), or None."""
+    k = getattr(net, "num_classes", None)
+    if k is None:
+        k = getattr(getattr(net, "config", None), "num_classes", None)
+    return k
+
+
+def _check_interval(interval) -> tuple[int, int] | None:
+    if interval is None:
+        return None
+    try:
+        lo, hi = (int(v) for v in interval)
+    except (TypeError, ValueError):
+        raise ValueError(f"interval must be a pair (t_lo, t_hi) of training timesteps, got {interval!r}") from None
+    if lo < 0 or lo > hi:
+        raise ValueError(f"interval must satisfy 0 <= t_lo <= t_hi (training timesteps), got ({lo}, {hi})")
+    return lo, hi
+
+
+def rescale_guided(guided: torch.Tensor, cond: torch.Tensor, phi: float) -> torch.Tensor:
+    """Lin et al. 2023, eq. 15–16: ε_rescaled = ε̃·std(ε_cond)/std(ε̃) per sample (std over all
+    but the batch dimension), returned as φ·ε_rescaled + (1 − φ)·ε̃. guided, cond: [N, ...]."""
+    if phi == 0:
+        return guided
+    dims = tuple(range(1, guided.ndim))
+    ratio = cond.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True).clamp_min(1e-12)
+    return phi * guided * ratio + (1 - phi) * guided
+
+
+def classifier_free_guidance(
+    net: Callable[..., torch.Tensor],
+    labels: Labels,
+    scale: float,
+    *,
+    null_label: int | None = None,
+    interval: tuple[int, int] | None = None,
+    rescale: float = 0.0,
+) -> ModelFn:
+    """Classifier-free guidance (Ho & Salimans 2022) for a network ``net(x_t, t, y) -> ε``:
+
+        ε̃ = ε(x_t, ∅) + w·(ε(x_t, y) − ε(x_t, ∅))
+
+    with diffusers' convention for ``scale`` = w: w = 1 is the plain conditional model, w = 0 the
+    unconditional one, w > 1 guides. The paper writes ε̃ = (1 + w')·ε(x_t, y) − w'·ε(x_t, ∅): its
+    w' is our w minus 1. Both branches run in one batched forward pass of 2N rows (w = 1 and
+    w = 0 need only N).
+
+    labels: an int or a LongTensor [N] in [0, K − 1]. null_label: the label that means "no class";
+    default the network's own (``net.num_classes`` or ``net.config.num_classes``, the extra
+    embedding row of ddkit's networks); required for a bare callable.
+    interval: ``(t_lo, t_hi)`` in training timesteps (Kynkäänniemi et al. 2024): guidance only
+    where t_lo ≤ t ≤ t_hi; elsewhere the conditional prediction alone, and the unconditional
+    branch is not evaluated for those rows.
+    rescale: φ ∈ [0, 1] (Lin et al. 2023): the guided ε blended by φ with its copy rescaled to the
+    conditional ε's per-sample standard deviation (:func:`rescale_guided`).
+    """
+    w = _check_scale("scale", scale)
+    num_classes = network_num_classes(net)
+    if null_label is None:
+        if num_classes is None:
+            raise ValueError("null_label is required: the network has no num_classes to take the null label from")
+        null_label = num_classes
+    labels = _check_labels(labels, num_classes)
+    bounds = _check_interval(interval)
+    phi = float(rescale)
+    if not 0.0 <= phi <= 1.0:
+        raise ValueError(f"rescale must be in [0, 1], got {rescale!r}")
+
+    def model_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        y = _labels_for(labels, x_t)
+        null = torch.full_like(y, int(null_label))
+        if w == 1.0:
+            return net(x_t, t, y)
+        guide = torch.ones_like(t, dtype=torch.bool) if bounds is None else (t >= bounds[0]) & (t <= bounds[1])
+        if w == 0.0 and bool(guide.all()):
+            return net(x_t, t, null)
+        # one pass: every row with its label, then the guided rows again with the null label
+        idx = guide.nonzero().squeeze(1)
+        out = net(torch.cat([x_t, x_t[idx]]), torch.cat([t, t[idx]]), torch.cat([y, null[idx]]))
+        eps, eps_u = out[: len(t)], out[len(t):]
+        guided = eps_u + w * (eps[idx] - eps_u)
+        guided = rescale_guided(guided, eps[idx], phi)
+        return eps.index_copy(0, idx, guided.to(eps.dtype))
+
+    return model_fn
+
+
+def classifier_guidance(
+    model_fn: ModelFn,
+    classifier: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    labels: Labels,
+    scale: float,
+    schedule: Schedule,
+) -> ModelFn:
+    """Classifier guidance (Dhariwal & Nichol 2021, Algorithm 2; guided-diffusion's
+    ``condition_score``, valid for DDIM and DDPM alike):
+
+        ε̂(x_t, t) = ε(x_t, t) − s·√(1−ᾱ_t)·∇_{x_t} log p_φ(y | x_t, t)
+
+    ``classifier(x_t, t) -> logits [N, K]`` is any noise-conditional classifier (ddkit's
+    :class:`~ddkit.nn.NoisyClassifier` or an exact one); labels: an int or LongTensor [N] in
+    [0, K − 1]; scale s ≥ 0 (s = 0 returns ``model_fn``'s prediction untouched). The gradient is
+    taken with gradients enabled even inside the samplers' ``torch.no_grad``.
+    """
+    s = _check_scale("scale", scale)
+    labels = _check_labels(labels, network_num_classes(classifier))
+    sqrt_one_minus = (1.0 - schedule.alpha_bars).sqrt()  # float64 [T]
+
+    def guided(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        eps = model_fn(x_t, t)
+        if s == 0.0:
+            return eps
+        y = _labels_for(labels, x_t)
+        with torch.enable_grad():
+            x_in = x_t.detach().requires_grad_(True)
+            logits = classifier(x_in, t)
+            if logits.ndim != 2 or logits.shape[0] != x_t.shape[0]:
+                raise ValueError(f"the classifier must return logits [N, K], got {list(logits.shape)}")
+            if int(y.max()) >= logits.shape[1]:
+                raise ValueError(f"labels must be in [0, {logits.shape[1] - 1}] for this classifier, "
+                                 f"got {int(y.max())}")
+            log_p = torch.log_softmax(logits.double(), dim=1).gather(1, y[:, None]).sum()
+            grad = torch.autograd.grad(log_p, x_in)[0].double()
+        factor = schedule.gather(sqrt_one_minus, t, grad)  # √(1−ᾱ_t) [N, 1, …] float64
+        return (eps.double() - s * factor * grad).to(eps.dtype)
+
+    return guided
+
+
+def autoguidance(model_fn: ModelFn, weak_model_fn: ModelFn, scale: float) -> ModelFn:
+    """Autoguidance (Karras et al. 2024): guide a model by a weaker version of itself (an earlier
+    checkpoint, a smaller network) trained on the same task,
+
+        ε̃ = ε_weak + w·(ε − ε_weak),
+
+    w = 1 is ``model_fn`` alone (the weak model is not evaluated). It needs no labels, so it guides
+    unconditional models too; bind the same labels in both for a conditional one.
+    """
+    w = _check_scale("scale", scale)
+
+    def guided(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        eps = model_fn(x_t, t)
+        if w == 1.0:
+            return eps
+        eps_weak = weak_model_fn(x_t, t)
+        return eps_weak + w * (eps - eps_weak)
+
+    return guided
+
+
+__all__ = ["classifier_free_guidance", "classifier_guidance", "autoguidance", "rescale_guided",
+           "network_num_classes"]
