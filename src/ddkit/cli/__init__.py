@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 
 from .common import Parser, UsageError
 
@@ -17,11 +18,14 @@ from .common import Parser, UsageError
 COMMANDS = {
     "train": "ddkit.cli.train",
     "sample": "ddkit.cli.sample",
+    "export": "ddkit.cli.export",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="ddkit", description="Denoising diffusion models: train, sample and evaluate (DDPM, DDIM).")
+    parser.add_argument("--debug", action="store_true", help="on an error, print the full traceback too "
+                        "(accepted anywhere on the command line)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for module in COMMANDS.values():
         importlib.import_module(module).add_parser(sub)
@@ -29,17 +33,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; returns the exit code (0, 2 for bad input, 130 for Ctrl-C).
+
+    ``--debug`` (anywhere on the line) prints the traceback above the one-line error."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
         return importlib.import_module(COMMANDS[args.command]).run(args)
     except (ValueError, OSError) as e:  # UsageError, DataError and other bad input
-        message = " ".join(str(e).split()) or type(e).__name__
-        print(f"ddkit: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("ddkit: interrupted", file=sys.stderr)
+        return _fail(e, debug)
+    except KeyboardInterrupt as e:  # TrainingInterrupted says where it stopped
+        if debug:
+            traceback.print_exc()
+        print(f"ddkit: {' '.join(str(e).split()) or 'interrupted'}", file=sys.stderr)
         return 130
+    except SystemExit as e:  # --help
+        return e.code if isinstance(e.code, int) else 0
+    except Exception as e:  # a bug in ddkit: still one line, the traceback with --debug
+        return _fail(e, debug, "internal error (a bug: please report it with the output of --debug): ")
+
+
+def _fail(e: BaseException, debug: bool, prefix: str = "") -> int:
+    if debug:
+        traceback.print_exc()
+    message = " ".join(str(e).split()) or type(e).__name__
+    if prefix:
+        message = f"{type(e).__name__}: {message}"
+    print(f"ddkit: error: {prefix}{message}", file=sys.stderr)
+    return 2
 
 
 __all__ = ["main", "build_parser", "UsageError", "COMMANDS"]
