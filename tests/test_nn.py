@@ -6,7 +6,6 @@ import dataclasses
 import inspect
 import json
 import math
-import re
 
 import pytest
 import torch
@@ -21,6 +20,7 @@ from ddkit.nn import (
     config_to_dict,
     timestep_embedding,
 )
+from ddkit.diffusers_io import diffusers_to_ddkit_state
 from ddkit.nn.layers import num_groups
 
 CIFAR10_PARAMS = 35_746_307  # DDPM's "35.7M"; diffusers' google/ddpm-cifar10-32 has the same
@@ -201,32 +201,6 @@ def _diffusers_kwargs(size, channels, block_out, layers, attn_res, num_class_emb
                 num_class_embeds=num_class_embeds)  # fmt: skip
 
 
-def _diffusers_to_ddkit(sd: dict) -> dict:
-    """Rename a diffusers UNet2DModel state dict to ddkit.nn.UNet's (q, k, v fused into qkv)."""
-    renames = [
-        (r"^time_embedding\.linear_1\.", "time_embed.0."), (r"^time_embedding\.linear_2\.", "time_embed.2."),
-        (r"^class_embedding\.", "label_embed."), (r"^conv_norm_out\.", "out_norm."),
-        (r"^conv_out\.", "out_conv."), (r"\.time_emb_proj\.", ".emb_proj."),
-        (r"\.conv_shortcut\.", ".shortcut."), (r"\.to_out\.0\.", ".proj_out."),
-        (r"\.group_norm\.", ".norm."), (r"^mid_block\.resnets\.0\.", "mid.0.res."),
-        (r"^mid_block\.attentions\.0\.", "mid.0.attn."), (r"^mid_block\.resnets\.1\.", "mid.1.res."),
-        (r"^(down|up)_blocks\.(\d+)\.resnets\.(\d+)\.", r"\1.\2.blocks.\3.res."),
-        (r"^(down|up)_blocks\.(\d+)\.attentions\.(\d+)\.", r"\1.\2.blocks.\3.attn."),
-        (r"^(down|up)_blocks\.(\d+)\.(down|up)samplers\.0\.", r"\1.\2.resample."),
-    ]  # fmt: skip
-    out, qkv = {}, {}
-    for key, value in sd.items():
-        for pattern, repl in renames:
-            key = re.sub(pattern, repl, key)
-        m = re.match(r"(.*)\.to_([qkv])\.(weight|bias)$", key)
-        if m:
-            qkv.setdefault(f"{m[1]}.qkv.{m[3]}", {})[m[2]] = value
-        else:
-            out[key] = value
-    out.update({k: torch.cat([d["q"], d["k"], d["v"]]) for k, d in qkv.items()})
-    return out
-
-
 @pytest.mark.parametrize("num_classes", [None, 5])
 def test_matches_diffusers_ddpm_unet_with_the_same_weights(num_classes):
     diffusers = pytest.importorskip("diffusers")
@@ -236,7 +210,7 @@ def test_matches_diffusers_ddpm_unet_with_the_same_weights(num_classes):
     ).eval()
     ours = UNet(16, 3, base_channels=64, channel_mult=(1, 2), attn_resolutions=(8,),
                 num_classes=num_classes).eval()  # fmt: skip
-    ours.load_state_dict(_diffusers_to_ddkit(ref.state_dict()), strict=True)
+    ours.load_state_dict(diffusers_to_ddkit_state(ref.state_dict()), strict=True)
     x, t = torch.randn(4, 3, 16, 16), torch.tensor([0, 10, 500, 999])
     y = None if num_classes is None else torch.tensor([0, 1, 4, 5])
     expected = ref(x, t, class_labels=y).sample
