@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from .forward import q_sample
-from .parameterization import ModelFn
+from .forward import q_posterior, q_sample
+from .parameterization import ModelFn, x0_from_eps
 from .schedule import Schedule
 
 REDUCTIONS = ("mean", "none")
@@ -56,3 +56,96 @@ def diffusion_loss(
         snr = schedule.gather(schedule.snr, t, per_sample)
         per_sample = per_sample * snr.clamp(max=snr_gamma) / snr
     return per_sample.mean() if reduction == "mean" else per_sample
+
+
+# ---- the variational bound (DDPM eq. 5 / seed eqs. 7–8) --------------------------------------
+#
+#   L = L_T + Σ_{t>1} L_{t-1} + L_0
+#   L_T     = KL(q(x_T | x_0) ‖ N(0, I))
+#   L_{t-1} = KL(q(x_{t-1} | x_t, x_0) ‖ p_θ(x_{t-1} | x_t)),  p_θ = N(μ_θ(x_t, t), σ_t²·I)
+#   L_0     = -log p_θ(x_0 | x_1), DDPM's discretised Gaussian decoder (DDPM eq. 13)
+#
+# All in nats here; ``ddkit.eval.likelihood.nll_bpd`` sums them and converts to bits/dim.
+
+BOUND_VARIANCES = ("small", "large")
+
+
+def normal_kl(mean1: torch.Tensor, var1: torch.Tensor, mean2: torch.Tensor, var2: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean1, var1) ‖ N(mean2, var2)) element by element, in nats (broadcasting):
+    ½·(log(var2/var1) + var1/var2 - 1 + (mean1 - mean2)²/var2)."""
+    return 0.5 * (torch.log(var2) - torch.log(var1) + var1 / var2 - 1.0 + (mean1 - mean2) ** 2 / var2)
+
+
+def _log_normal_mass(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """log(Φ(hi) - Φ(lo)) for lo < hi (standardised edges, ±inf allowed), without cancellation:
+    a bin right of the mean is mirrored to the left, where Φ is small and log Φ accurate."""
+    right = (lo + hi) > 0
+    a = torch.where(right, -hi, lo)
+    b = torch.where(right, -lo, hi)   # now Φ(b) - Φ(a) is the same mass with a < b, b "mostly" ≤ 0
+    log_b, log_a = torch.special.log_ndtr(b), torch.special.log_ndtr(a)
+    return log_b + torch.log1p(-torch.exp(log_a - log_b).clamp(max=1.0))
+
+
+def discretized_gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, *,
+                                        levels: int) -> torch.Tensor:
+    """log P(x) under N(mean, std²) discretised to ``levels`` grey levels on [-1, 1] (DDPM eq. 13),
+    element by element, in nats (float64).
+
+    The levels are -1, -1 + w, …, 1 with bin width w = 2/(levels - 1); the bin of x is
+    [x - w/2, x + w/2], except that the lowest bin reaches down to -inf (x < -1 + w/2) and the highest
+    up to +inf (x > 1 - w/2), so the masses of all levels sum to 1. x, mean, std broadcast.
+    """
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+        raise ValueError(f"levels must be an integer >= 2 (e.g. 17 for the digits, 256 for 8-bit images), got {levels!r}")
+    x, mean, std = (torch.as_tensor(v, dtype=torch.float64) for v in (x, mean, std))
+    half = 1.0 / (levels - 1)
+    inf = torch.tensor(float("inf"), dtype=torch.float64, device=x.device)
+    lo = torch.where(x < -1.0 + half, -inf, (x - half - mean) / std)
+    hi = torch.where(x > 1.0 - half, inf, (x + half - mean) / std)
+    return _log_normal_mass(lo, hi)
+
+
+def prior_kl(schedule: Schedule, x0: torch.Tensor) -> torch.Tensor:
+    """L_T = KL(q(x_T | x_0) ‖ N(0, I)) per example, in nats: [N] (float64) for x0: [N, ...]."""
+    ab = schedule.alpha_bars[-1].to(x0.device)
+    x0 = x0.to(torch.float64)
+    kl = normal_kl(ab.sqrt() * x0, 1.0 - ab, torch.zeros_like(x0), torch.ones_like(x0))
+    return kl.reshape(x0.shape[0], -1).sum(dim=1)
+
+
+def bound_variance(schedule: Schedule, variance: str = "large") -> torch.Tensor:
+    """σ_t² of p_θ(x_{t-1} | x_t) for every 0-based t: float64 [T].
+
+    ``"small"``: β̃_t, ``"large"``: β_t (DDPM §3.2). At t = 0 (the decoder) both use β̃ of the next
+    step, as DDPM's and improved-diffusion's code do (β̃ at t = 0 is 0; a T = 1 schedule uses β_1).
+    """
+    if variance not in BOUND_VARIANCES:
+        raise ValueError(f"variance must be one of {', '.join(BOUND_VARIANCES)}; got {variance!r}")
+    var = (schedule.posterior_variance if variance == "small" else schedule.betas).clone()
+    var[0] = schedule.posterior_variance[1] if schedule.num_timesteps > 1 else schedule.betas[0]
+    return var
+
+
+def vb_terms(model_fn: ModelFn, schedule: Schedule, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, *,
+             levels: int, variance: str = "large") -> torch.Tensor:
+    """One term of the bound per example, in nats: [N] (float64).
+
+    x_t = q_sample(x0, t, noise); μ_θ is the posterior mean with x̂₀ from ``model_fn(x_t, t)``
+    (DDPM eq. 11). For t ≥ 1 (the paper's t ≥ 2): L_{t-1} = KL(q(x_{t-1} | x_t, x_0) ‖ N(μ_θ, σ_t²)),
+    summed over dimensions; for t = 0: L_0 = -log p_θ(x_0 | x_1), the discretised Gaussian decoder
+    with ``levels`` grey levels. σ_t² from :func:`bound_variance` (``variance``). x0, noise: [N, ...].
+    """
+    n = x0.shape[0]
+    x0 = x0.to(torch.float64)
+    x_t = q_sample(schedule, x0, t, noise.to(torch.float64))
+    eps = model_fn(x_t.to(noise.dtype), t)
+    if eps.shape != x0.shape:
+        raise ValueError(f"model_fn returned shape {list(eps.shape)}, expected {list(x0.shape)}")
+    ab = schedule.gather(schedule.alpha_bars, t, x0)
+    x0_hat = x0_from_eps(x_t, eps.to(torch.float64), ab)
+    model_mean, _ = q_posterior(schedule, x0_hat, x_t, t)
+    true_mean, true_var = q_posterior(schedule, x0, x_t, t)
+    model_var = schedule.gather(bound_variance(schedule, variance), t, x0)
+    kl = normal_kl(true_mean, true_var.clamp(min=1e-300), model_mean, model_var).reshape(n, -1).sum(1)
+    nll = -discretized_gaussian_log_likelihood(x0, model_mean, model_var.sqrt(), levels=levels).reshape(n, -1).sum(1)
+    return torch.where(t == 0, nll, kl)
