@@ -13,11 +13,14 @@ from typing import Any, Union
 
 from torch import nn
 
+from .classifier import ClassifierConfig, NoisyClassifier
 from .embeddings import timestep_embedding
 from .mlp import MLPConfig, MLPDenoiser
 from .unet import UNet, UNetConfig
 
 __all__ = [
+    "ClassifierConfig",
+    "NoisyClassifier",
     "MLPConfig",
     "MLPDenoiser",
     "ModelConfig",
@@ -29,12 +32,13 @@ __all__ = [
     "timestep_embedding",
 ]
 
-ModelConfig = Union[UNetConfig, MLPConfig]
+ModelConfig = Union[UNetConfig, MLPConfig, ClassifierConfig]
 
 # kind -> (config class, model class); read-only table, never mutated.
 _KINDS: dict[str, tuple[type, type]] = {
     "unet": (UNetConfig, UNet),
     "mlp": (MLPConfig, MLPDenoiser),
+    "classifier": (ClassifierConfig, NoisyClassifier),
 }
 
 

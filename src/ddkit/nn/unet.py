@@ -117,6 +117,50 @@ class _Level(nn.Module):
         self.resample = resample
 
 
+def time_embedding_mlp(ch: int, emb_ch: int) -> nn.Sequential:
+    """Linear(ch → emb_ch), SiLU, Linear(emb_ch → emb_ch) applied to the sinusoidal embedding."""
+    return init_ddpm_(nn.Sequential(nn.Linear(ch, emb_ch), nn.SiLU(), nn.Linear(emb_ch, emb_ch)))
+
+
+def build_down_path(cfg: UNetConfig, emb_ch: int) -> tuple[nn.ModuleList, list[int]]:
+    """The UNet's down path (one :class:`_Level` per resolution) and the width of every skip
+    connection it pushes, in push order. Shared by :class:`UNet` and the noisy classifier."""
+    width = cfg.base_channels
+    skips = [width]
+    down = nn.ModuleList()
+    for i, (mult, res) in enumerate(zip(cfg.channel_mult, cfg.resolutions)):
+        blocks = []
+        for _ in range(cfg.num_res_blocks):
+            out = cfg.base_channels * mult
+            attn = res in cfg.attn_resolutions
+            blocks.append(_ResAttn(width, out, emb_ch, cfg.dropout, attn))
+            width = out
+            skips.append(width)
+        last = i == len(cfg.channel_mult) - 1
+        down.append(_Level(blocks, None if last else Downsample(width)))
+        if not last:
+            skips.append(width)
+    return down, skips
+
+
+def build_middle(width: int, emb_ch: int, dropout: float) -> nn.ModuleList:
+    """The middle block: ResBlock, self-attention, ResBlock."""
+    return nn.ModuleList([_ResAttn(width, width, emb_ch, dropout, True),
+                          _ResAttn(width, width, emb_ch, dropout, False)])
+
+
+def run_down_path(down: nn.ModuleList, h: Tensor, emb: Tensor) -> list[Tensor]:
+    """Every activation of the down path, in order (the skip connections); the last is the
+    input of the middle block. h: ``[N, ch, S, S]`` after ``conv_in``; emb: ``[N, 4ch]`` (SiLU'd)."""
+    hs = [h]
+    for level in down:
+        for block in level.blocks:
+            hs.append(block(hs[-1], emb))
+        if level.resample is not None:
+            hs.append(level.resample(hs[-1]))
+    return hs
+
+
 class UNet(nn.Module):
     """DDPM's UNet predicting ε from ``(x_t, t)`` and, optionally, a class label.
 
@@ -154,41 +198,17 @@ class UNet(nn.Module):
         )  # fmt: skip
         self.config = cfg
         ch, emb_ch = cfg.base_channels, 4 * cfg.base_channels
-        self.time_embed = nn.Sequential(nn.Linear(ch, emb_ch), nn.SiLU(), nn.Linear(emb_ch, emb_ch))
-        init_ddpm_(self.time_embed)
+        self.time_embed = time_embedding_mlp(ch, emb_ch)
         self.label_embed = (
             nn.Embedding(cfg.num_classes + 1, emb_ch) if cfg.num_classes is not None else None
         )
         self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
         init_ddpm_(self.conv_in)
-        skips = self._build_down(cfg, emb_ch)
-        width = ch * cfg.channel_mult[-1]
-        self.mid = nn.ModuleList(
-            [_ResAttn(width, width, emb_ch, cfg.dropout, True),
-             _ResAttn(width, width, emb_ch, cfg.dropout, False)]
-        )  # fmt: skip
+        self.down, skips = build_down_path(cfg, emb_ch)
+        self.mid = build_middle(ch * cfg.channel_mult[-1], emb_ch, cfg.dropout)
         self._build_up(cfg, emb_ch, skips)
         self.out_norm = group_norm(ch)
         self.out_conv = zero_(nn.Conv2d(ch, cfg.in_channels, 3, padding=1))
-
-    def _build_down(self, cfg: UNetConfig, emb_ch: int) -> list[int]:
-        """Create ``self.down``; return the width of every skip connection, in push order."""
-        width = cfg.base_channels
-        skips = [width]
-        self.down = nn.ModuleList()
-        for i, (mult, res) in enumerate(zip(cfg.channel_mult, cfg.resolutions)):
-            blocks = []
-            for _ in range(cfg.num_res_blocks):
-                out = cfg.base_channels * mult
-                attn = res in cfg.attn_resolutions
-                blocks.append(_ResAttn(width, out, emb_ch, cfg.dropout, attn))
-                width = out
-                skips.append(width)
-            last = i == len(cfg.channel_mult) - 1
-            self.down.append(_Level(blocks, None if last else Downsample(width)))
-            if not last:
-                skips.append(width)
-        return skips
 
     def _build_up(self, cfg: UNetConfig, emb_ch: int, skips: list[int]) -> None:
         """Create ``self.up`` (deepest level first), consuming ``skips`` from the end."""
@@ -229,12 +249,7 @@ class UNet(nn.Module):
         if self.label_embed is not None:
             emb = emb + self.label_embed(y)
         emb = F.silu(emb)  # [N, 4ch]; every ResBlock starts with SiLU(emb), computed once here
-        hs = [self.conv_in(x)]
-        for level in self.down:
-            for block in level.blocks:
-                hs.append(block(hs[-1], emb))
-            if level.resample is not None:
-                hs.append(level.resample(hs[-1]))
+        hs = run_down_path(self.down, self.conv_in(x), emb)
         h = hs[-1]
         for block in self.mid:
             h = block(h, emb)
