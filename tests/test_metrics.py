@@ -109,14 +109,13 @@ def test_frechet_distance_from_stats_rejects_mismatched_shapes():
 
 @pytest.fixture(scope="module")
 def digits_split():
-    """A fixed stratified half/half split of the 1,797 digits and a net trained on the first half."""
-    from sklearn.model_selection import train_test_split
+    """The fixed digits:train / digits:test split and the shipped feature net (trained on digits:train)."""
+    from ddkit.data import digits_split_indices
+    from ddkit.eval.features import DigitsFeatures
 
     x, y = metrics.load_digits_data()
-    tr, te = train_test_split(np.arange(len(y)), test_size=0.5, random_state=0, stratify=y.numpy())
-    tr, te = torch.from_numpy(tr), torch.from_numpy(te)
-    net = metrics.train_digits_feature_net(seed=0, images=x[tr], labels=y[tr])
-    return x, y, tr, te, net
+    tr, te = (torch.from_numpy(i) for i in digits_split_indices())
+    return x, y, tr, te, DigitsFeatures().net
 
 
 def test_load_digits_data_shapes_and_range():
