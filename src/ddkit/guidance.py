@@ -139,6 +139,8 @@ def classifier_free_guidance(
         idx = guide.nonzero().squeeze(1)
         out = net(torch.cat([x_t, x_t[idx]]), torch.cat([t, t[idx]]), torch.cat([y, null[idx]]))
         eps, eps_u = out[: len(t)], out[len(t):]
+        if idx.numel() == 0:
+            return eps
         guided = eps_u + w * (eps[idx] - eps_u)
         guided = rescale_guided(guided, eps[idx], phi)
         return eps.index_copy(0, idx, guided.to(eps.dtype))
