@@ -228,3 +228,36 @@ def test_bad_arguments_name_the_allowed_values(gmm, schedule):
         autoguidance(eps, eps, float("nan"))
     with pytest.raises(ValueError, match="labels have 3 entries but the batch has 2"):
         classifier_free_guidance(net, torch.tensor([0, 1, 2]), 2.0)(torch.zeros(2, 2), torch.tensor([5, 5]))
+
+
+def test_guided_ddim_inversion_reconstructs_a_digit():
+    """CFG scale 3 on a small class-conditional UNet trained here (60 steps): invert-then-sample
+    with ``refine=3`` reconstructs digits to MSE < 1e-3, while the plain inversion (refine=0, as
+    diffusers' DDIMInverseScheduler) breaks under strong guidance. Measured on the shared 1,300-step
+    conditional digits run: MSE 1.1e-3 at refine=1, 4.8e-5 at refine=3, 1.7e-6 at refine=6."""
+    from ddkit.data import load_data
+    from ddkit.losses import diffusion_loss
+    from ddkit.nn import UNet
+
+    torch.manual_seed(0)
+    train, test = load_data("digits:train"), load_data("digits:test")
+    net = UNet(8, 1, base_channels=16, channel_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), dropout=0.0,
+               num_classes=10)
+    schedule = ddkit.Schedule.cosine(1000)
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(60):
+        idx = torch.randint(0, len(train.x), (64,), generator=g)
+        y = torch.where(torch.rand(64, generator=g) < 0.1, 10, train.y[idx])
+        loss = diffusion_loss(lambda x, t: net(x, t, y), schedule, train.x[idx], generator=g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    x0, labels = test.x[:4], test.y[:4]
+    guided = classifier_free_guidance(net, labels, 3.0)
+    mse = {}
+    for refine in (0, 3):
+        x_T = ddkit.ddim_invert(guided, x0, schedule, steps=50, refine=refine)
+        mse[refine] = (ddkit.ddim_sample(guided, x_T, schedule, steps=50) - x0).pow(2).mean().item()
+    assert mse[3] < 1e-3 < mse[0]
