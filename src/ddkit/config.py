@@ -51,6 +51,18 @@ class DataConfig:
     image_size: int | None = None
     channels: int | None = None
     toy_size: int = 20000
+    # image folders: this fraction of the images (a fixed split drawn with holdout_seed, data.holdout_split)
+    # is held out for evaluation and never trained on
+    holdout: float = 0.0
+    holdout_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.holdout, bool) or not isinstance(self.holdout, (int, float)) \
+                or not 0.0 <= self.holdout < 1.0:
+            raise ValueError(f"holdout must be a fraction in [0, 1), got {self.holdout!r}")
+        if self.holdout > 0 and (self.source.startswith("toy:") or self.source in ("digits", "digits:train", "digits:test")):
+            raise ValueError(f"holdout is for image folders; {self.source!r} has its own split "
+                             "(train on digits:train, evaluate on digits:test)")
 
 
 @dataclass(frozen=True)

@@ -157,6 +157,34 @@ def digits_split(data: Dataset, part: str) -> Dataset:
                    f"digits:{part}")
 
 
+HOLDOUT_PARTS = ("train", "heldout")
+
+
+def holdout_split(num: int, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(train, heldout) row indices, sorted and disjoint, of a data set of ``num`` examples:
+    ``max(1, round(fraction · num))`` rows chosen by ``numpy.random.default_rng(seed).permutation``
+    are held out (none when fraction is 0). The split depends only on (num, fraction, seed)."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"holdout fraction must be in [0, 1), got {fraction}")
+    n_held = 0 if fraction == 0 else max(1, round(fraction * num))
+    if n_held >= num:
+        raise ValueError(f"holdout {fraction} of {num} images leaves none to train on")
+    perm = np.random.default_rng(seed).permutation(num)
+    return np.sort(perm[n_held:]), np.sort(perm[:n_held])
+
+
+def split_holdout(data: Dataset, fraction: float, seed: int, part: str) -> Dataset:
+    """The ``part`` ("train" or "heldout") of ``data`` under ``holdout_split(len(data), fraction, seed)``."""
+    if part not in HOLDOUT_PARTS:
+        raise ValueError(f"part must be one of {', '.join(HOLDOUT_PARTS)}, got {part!r}")
+    if part == "heldout" and fraction == 0:
+        raise ValueError(f"{data.source} has no held-out part (trained with holdout 0)")
+    idx = torch.from_numpy(holdout_split(len(data), fraction, seed)[part == "heldout"])
+    y = None if data.y is None else data.y[idx]
+    return Dataset(data.x[idx].contiguous(), y, data.num_classes, data.class_names, data.kind,
+                   f"{data.source} ({part}, holdout {fraction:g}, seed {seed})")
+
+
 def _is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import latest_checkpoint, load_train_state, load_weights, save_checkpoint
 from .config import DataConfig, RunConfig
-from .data import Dataset, load_data
+from .data import Dataset, load_data, split_holdout
 from .ema import EMA
 from .losses import diffusion_loss
 from .nn import build_model
@@ -328,9 +328,13 @@ def _truncate_log(path: Path, step: int) -> list[tuple[int, float]]:
     return history
 
 
-def load_run_data(d: DataConfig, seed: int) -> Dataset:
-    """The data set a run's DataConfig names (``seed`` draws the toy sets)."""
-    return load_data(d.source, image_size=d.image_size, channels=d.channels, seed=seed, toy_size=d.toy_size)
+def load_run_data(d: DataConfig, seed: int, part: str = "train") -> Dataset:
+    """The data set a run's DataConfig names (``seed`` draws the toy sets). With ``d.holdout`` > 0,
+    ``part`` "train" (what the trainer sees) or "heldout" (kept for evaluation; data.split_holdout)."""
+    data = load_data(d.source, image_size=d.image_size, channels=d.channels, seed=seed, toy_size=d.toy_size)
+    if d.holdout == 0 and part == "train":
+        return data
+    return split_holdout(data, d.holdout, d.holdout_seed, part)
 
 
 def train(config: RunConfig, out: str | Path, *, resume: bool = False, dist: DistContext = DistContext(),

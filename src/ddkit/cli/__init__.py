@@ -19,6 +19,7 @@ COMMANDS = {
     "train": "ddkit.cli.train",
     "sample": "ddkit.cli.sample",
     "export": "ddkit.cli.export",
+    "eval": "ddkit.cli.eval",
 }
 
 

@@ -26,6 +26,11 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default="runs/digits", help="run folder (default: %(default)s)")
     p.add_argument("--image-size", type=int, help="image folders: resize and centre-crop to this size (default 32; digits: 8)")
     p.add_argument("--channels", type=int, choices=(1, 3), help="image folders: 1 (grey) or 3 (RGB, default)")
+    p.add_argument("--holdout", type=float, default=None, metavar="FRACTION",
+                   help="image folders: hold this fraction of the images out (a fixed split drawn with "
+                        "--holdout-seed, recorded in config.json); never trained on, the default reference "
+                        "of ddkit eval (default 0; the digits have digits:train/digits:test instead)")
+    p.add_argument("--holdout-seed", type=int, default=None, help="seed of the --holdout split (default 0)")
     p.add_argument("--steps", type=int, help=f"optimizer steps (default {d.steps} when --minutes is not given)")
     p.add_argument("--minutes", type=float, help="wall-clock budget; with --steps, whichever ends first")
     p.add_argument("--batch-size", type=int, help=f"global batch size, split over processes (default {d.batch_size}, "
@@ -93,7 +98,8 @@ def _run_config_from_args(args):
         budget = {k: given[k] for k in ("steps", "minutes", "device", "precision") if k in given}
         return replace(saved, train=replace(saved.train, **budget)), None
     train_cfg = TrainConfig(**given)
-    data_cfg = DataConfig(source=args.data, image_size=args.image_size, channels=args.channels)
+    data_cfg = DataConfig(source=args.data, image_size=args.image_size, channels=args.channels,
+                          **_given(args, ["holdout", "holdout_seed"]))
     diff_cfg = DiffusionConfig(**_given(args, ["schedule", "num_timesteps"]))
     data = load_run_data(data_cfg, train_cfg.seed)
     num_classes = data.num_classes if train_cfg.class_cond else None

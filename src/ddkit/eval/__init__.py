@@ -26,7 +26,7 @@ from .precision_recall import precision_recall as _precision_recall
 from .references import load_reference
 
 __all__ = ["evaluate_samples", "METRICS", "normalize_metrics", "FeatureExtractor", "DigitsFeatures",
-           "get_features", "load_reference"]
+           "get_features", "load_reference", "min_samples_fid", "MIN_SAMPLES_KID", "DEFAULT_K"]
 
 # metric name → the keys it adds to evaluate_samples' result
 METRICS = {
