@@ -155,13 +155,16 @@ def train_reference(
     recipe: RefRecipe,
     x: torch.Tensor,
     *,
-    seconds: float,
+    seconds: float | None = None,
+    steps: int | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     calibration_steps: int = 20,
     log: Callable[[str], None] | None = print,
 ) -> RefResult:
-    """Train `recipe` on x: [N, 1, 8, 8] in [-1, 1] until `seconds` of wall clock have passed.
+    """Train `recipe` on x: [N, 1, 8, 8] in [-1, 1] until `seconds` of wall clock have passed, or
+    for exactly `steps` steps (then the cosine schedule has that length, as the example sizes it
+    from its epoch count). Give one of the two.
 
     The time is checked before every step. The example sizes its cosine schedule from the epoch
     count; with a wall-clock budget the length is estimated instead: after `calibration_steps`
@@ -171,23 +174,28 @@ def train_reference(
     and advanced to the current step. If training outruns the estimate, the learning rate stays at
     the schedule's end (0) instead of following the cosine back up.
     """
-    if seconds <= 0 or calibration_steps < 3:
-        raise ValueError(f"need seconds > 0 and calibration_steps >= 3, got {seconds} and {calibration_steps}")
+    if (seconds is None) == (steps is None):
+        raise ValueError("give exactly one budget: seconds or steps")
+    if (seconds is not None and seconds <= 0) or (steps is not None and steps < 1) or calibration_steps < 3:
+        raise ValueError(f"need seconds > 0 or steps >= 1, and calibration_steps >= 3, got {seconds}, {steps} "
+                         f"and {calibration_steps}")
     torch.manual_seed(seed)  # the network's initialisation; data order and noise use `gen`
     gen = torch.Generator().manual_seed(seed)
     model = make_digits_unet(recipe).to(device).train()
     noise_sched = make_train_scheduler()
     opt = _make_optimizer(recipe, model)
-    lr_sched = _cosine(recipe, opt, 10**9)  # placeholder: the warm-up does not depend on the length
+    # with a wall-clock budget a placeholder length first (the warm-up does not depend on it)
+    lr_sched = _cosine(recipe, opt, 10**9 if steps is None else steps)
     ema = EMAModel(
         model.parameters(), decay=recipe.ema_max_decay, use_ema_warmup=recipe.ema_warmup,
         inv_gamma=recipe.ema_inv_gamma, power=recipe.ema_power,
     )  # fmt: skip
     x = x.to(device)
     batches = _batches(x.shape[0], recipe.batch_size, gen)
-    total, step, t_calib, loss = None, 0, 0.0, torch.tensor(float("nan"))
+    total, step, t_calib, loss = steps, 0, 0.0, torch.tensor(float("nan"))
+    limit = math.inf if seconds is None else seconds
     t0 = time.perf_counter()
-    while (elapsed := time.perf_counter() - t0) < seconds:
+    while (elapsed := time.perf_counter() - t0) < limit and (steps is None or step < steps):
         if step == 2:
             t_calib = elapsed
         if step == calibration_steps and total is None:
@@ -201,7 +209,7 @@ def train_reference(
         step += 1
         if log is not None and step % 500 == 0:
             log(f"  {recipe.name}: step {step}, loss {loss.item():.4f}, lr {lr_sched.get_last_lr()[0]:.2e}, "
-                f"{time.perf_counter() - t0:.0f}/{seconds:.0f} s")
+                f"{time.perf_counter() - t0:.0f} s")
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
     train_seconds = time.perf_counter() - t0
