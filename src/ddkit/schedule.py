@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-SPACINGS = ("uniform", "quadratic", "trailing", "linspace")
+SPACINGS = ("uniform", "quadratic", "trailing", "linspace", "logsnr")
 SCHEDULES = ("linear", "cosine")
 
 
@@ -50,6 +50,10 @@ class Schedule:
         object.__setattr__(self, "alphas", alphas)
         object.__setattr__(self, "alpha_bars", alpha_bars)
         object.__setattr__(self, "alpha_bars_prev", alpha_bars_prev)
+        if bool((alpha_bars[:-1] <= 0).any()):  # a beta of 1 before the last step: all later ᾱ are 0
+            first = int((alpha_bars <= 0).nonzero()[0])
+            raise ValueError(f"ᾱ reaches 0 at t = {first + 1} of T = {betas.numel()} (a beta of 1, or underflow): "
+                             "x̂₀ = (x_t − √(1−ᾱ)ε)/√ᾱ would divide by zero; only the last step may have ᾱ_T = 0")
         # signal-to-noise ratio ᾱ_t / (1 - ᾱ_t) (Kingma et al. 2021), for loss weightings
         object.__setattr__(self, "snr", alpha_bars / (1.0 - alpha_bars))
         # β̃_t (DDPM eq. 7); β̃_1 = 0 because ᾱ_0 = 1.
@@ -117,6 +121,12 @@ class Schedule:
         params = ", ".join(f"{k}={v}" for k, v in self.params.items())
         return f"Schedule.{self.name}({params})" if self.name in SCHEDULES else f"Schedule(T={self.num_timesteps})"
 
+    @property
+    def zero_terminal_snr(self) -> bool:
+        """ᾱ_T = 0 (Lin et al. 2023): usable for training only with v-prediction, and no ε-based
+        sampler may start at t = T - 1 (see :func:`check_alpha_bars`)."""
+        return bool(self.alpha_bars[-1] == 0)
+
     def alpha_bar(self, t: int) -> float:
         """ᾱ at 0-based step ``t`` as a Python float (float64); ``t = -1`` gives ᾱ_0 = 1."""
         return 1.0 if t < 0 else float(self.alpha_bars[t])
@@ -152,7 +162,17 @@ def check_t(t: torch.Tensor, n: int, num_timesteps: int) -> torch.Tensor:
     return t.long()
 
 
-def make_timesteps(num_timesteps: int, steps: int, spacing: str = "uniform") -> torch.Tensor:
+def check_alpha_bars(schedule: "Schedule", timesteps) -> None:
+    """Refuse a sampling sequence that visits a step with ᾱ = 0 (the last step of a zero-terminal-SNR
+    schedule): x̂₀ from ε divides by √ᾱ = 0 there."""
+    bad = [int(t) for t in timesteps if int(t) >= 0 and schedule.alpha_bars[int(t)] == 0]
+    if bad:
+        raise ValueError(f"the schedule has ᾱ = 0 at timestep {bad[0]} (zero terminal SNR), where x̂₀ from ε "
+                         "divides by zero; sample with a sequence that starts below it (e.g. spacing 'uniform')")
+
+
+def make_timesteps(num_timesteps: int, steps: int, spacing: str = "uniform",
+                   schedule: "Schedule | None" = None) -> torch.Tensor:
     """The 0-based timesteps a sampler visits, out of T = ``num_timesteps``,
     strictly decreasing: LongTensor [steps].
 
@@ -161,11 +181,19 @@ def make_timesteps(num_timesteps: int, steps: int, spacing: str = "uniform") -> 
       - ``"quadratic"`` DDIM's τ_i = ⌊(i/(S-1))²·0.8T⌋ (their CIFAR-10 choice), made strictly
         increasing where flooring would repeat a step (only when S is close to T);
       - ``"trailing"`` round(T - k·T/S) - 1 for k = 0..S-1 (starts at T-1; diffusers' "trailing");
-      - ``"linspace"`` round(linspace(0, T-1, S)) (diffusers' "linspace").
+      - ``"linspace"`` round(linspace(0, T-1, S)) (diffusers' "linspace");
+      - ``"logsnr"`` uniform in λ = log(√ᾱ/√(1-ᾱ)) from λ(T-1) to λ(0) (DPM-Solver's
+        "logSNR" steps); needs ``schedule`` (see :func:`make_timesteps_logsnr`).
     """
     _check_timesteps(num_timesteps)
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= num_timesteps:
         raise ValueError(f"steps must be an integer in [1, {num_timesteps}] (the schedule's T), got {steps!r}")
+    if spacing == "logsnr":
+        if schedule is None:
+            raise ValueError("spacing 'logsnr' needs the schedule (make_timesteps(T, steps, 'logsnr', schedule=...))")
+        if schedule.num_timesteps != num_timesteps:
+            raise ValueError(f"the schedule has T = {schedule.num_timesteps}, not num_timesteps = {num_timesteps}")
+        return make_timesteps_logsnr(schedule, steps)
     if spacing == "uniform":
         seq = np.arange(steps, dtype=np.int64) * (num_timesteps // steps)
     elif spacing == "quadratic":
@@ -181,3 +209,27 @@ def make_timesteps(num_timesteps: int, steps: int, spacing: str = "uniform") -> 
     else:
         raise ValueError(f"unknown spacing {spacing!r}; allowed: {', '.join(SPACINGS)}")
     return torch.from_numpy(seq[::-1].copy())
+
+
+def log_snr(schedule: Schedule) -> torch.Tensor:
+    """λ_t = log(√ᾱ_t / √(1-ᾱ_t)) = ½·log SNR_t for every 0-based t: float64 [T], decreasing."""
+    return 0.5 * (torch.log(schedule.alpha_bars) - torch.log1p(-schedule.alpha_bars))
+
+
+def make_timesteps_logsnr(schedule: Schedule, steps: int) -> torch.Tensor:
+    """``steps`` timesteps uniform in λ (DPM-Solver, Lu et al. 2022, "logSNR" steps): λ evenly
+    spaced from λ(T-1) to λ(0), each mapped to the t with that λ (linear interpolation of t in
+    λ, as diffusers' ``use_lu_lambdas``) and rounded; strictly decreasing LongTensor [steps] from
+    T-1 to 0 (where rounding would repeat a step, the lower steps move down, as for "quadratic")."""
+    T = schedule.num_timesteps
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= T:
+        raise ValueError(f"steps must be an integer in [1, {T}] (the schedule's T), got {steps!r}")
+    lam = log_snr(schedule).numpy()
+    grid = np.linspace(lam[-1], lam[0], steps)                       # increasing λ = decreasing t
+    t = np.interp(grid, lam[::-1], np.arange(T - 1, -1, -1, dtype=np.float64))
+    seq = np.round(t).astype(np.int64)                               # decreasing, may repeat
+    seq[0] = T - 1
+    for i in range(steps - 2, -1, -1):  # from the low end up: strictly decreasing, within [0, T-1]
+        seq[i] = max(seq[i], seq[i + 1] + 1)
+    seq = np.minimum(seq, T - 1 - np.arange(steps))
+    return torch.from_numpy(seq.copy())

@@ -3,12 +3,15 @@ the registry (:data:`SAMPLERS`) that the CLI, :func:`ddkit.generate.generate` an
 
 from .ddim import ddim_invert, ddim_sample, ddim_sigma, ddim_step
 from .ddpm import ddpm_sample, ddpm_step, ddpm_variance
+from .dpm_solver import dpm_solver_sample, dpm_solver_step, dpm_solver_timesteps
 from .registry import SAMPLERS, SamplerSpec, get_sampler, register_sampler, run_sampler
 
 register_sampler("ddim", ddim_sample, ("steps", "eta", "spacing"),
                  "DDIM (Song et al. 2020) on a sub-sequence of timesteps; eta 0 deterministic, 1 DDPM-like")
 register_sampler("ddpm", ddpm_sample, ("variance",),
                  "DDPM ancestral sampling over all T steps (Ho et al. 2020), variance small (β̃) or large (β)")
+register_sampler("dpm++", dpm_solver_sample, ("steps", "order", "spacing"),
+                 "DPM-Solver++ multistep (Lu et al. 2022), order 2 or 3, deterministic, 10 steps by default")
 
-__all__ = ["ddim_invert", "ddim_sample", "ddim_sigma", "ddim_step", "ddpm_sample", "ddpm_step", "ddpm_variance",
+__all__ = ["dpm_solver_sample", "dpm_solver_step", "dpm_solver_timesteps", "ddim_invert", "ddim_sample", "ddim_sigma", "ddim_step", "ddpm_sample", "ddpm_step", "ddpm_variance",
            "SAMPLERS", "SamplerSpec", "get_sampler", "register_sampler", "run_sampler"]

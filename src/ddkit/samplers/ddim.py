@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 
 from ..parameterization import ModelFn, clip_eps, x0_from_eps
-from ..schedule import Schedule, make_timesteps
+from ..schedule import Schedule, check_alpha_bars, make_timesteps
 from .common import call_model, check_sample_args, noise_like, steps_iter
 
 
@@ -58,7 +58,7 @@ def ddim_step(
 def resolve_timesteps(schedule: Schedule, steps: int, spacing: str, timesteps: Sequence[int] | None) -> list[int]:
     """The decreasing 0-based timesteps to visit: ``timesteps`` if given, else from (steps, spacing)."""
     if timesteps is None:
-        return make_timesteps(schedule.num_timesteps, steps, spacing).tolist()
+        return make_timesteps(schedule.num_timesteps, steps, spacing, schedule=schedule).tolist()
     seq = [int(t) for t in timesteps]
     if not seq or any(not 0 <= t < schedule.num_timesteps for t in seq) or any(a <= b for a, b in zip(seq, seq[1:])):
         raise ValueError(f"timesteps must be a non-empty, strictly decreasing sequence in [0, {schedule.num_timesteps - 1}]")
@@ -92,6 +92,7 @@ def ddim_sample(
     check_sample_args(x_T, clip_x0)
     _check_eta(eta)
     seq = resolve_timesteps(schedule, steps, spacing, timesteps)
+    check_alpha_bars(schedule, seq)
     x = x_T
     for i in steps_iter(range(len(seq)), progress, "DDIM"):
         t, t_prev = seq[i], (seq[i + 1] if i + 1 < len(seq) else -1)

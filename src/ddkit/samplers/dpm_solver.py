@@ -1,0 +1,152 @@
+"""DPM-Solver++ multistep with data prediction (Lu et al. 2022, "DPM-Solver++", Algorithm 2 and
+its third-order multistep form).
+
+Notation (on the discrete schedule, float64):
+
+    α_t = √ᾱ_t,  σ_t = √(1-ᾱ_t),  λ_t = log(α_t/σ_t)          (half the log-SNR; increases as t falls)
+    x̂₀_i = (x_i - σ_i·ε_θ(x_i, t_i)) / α_i                     (data prediction; DDIM eq. 9)
+    h_i = λ_{t_i} - λ_{t_{i-1}},  r_i = h_{i-1}/h_i
+
+A step from s = t_{i-1} to t = t_i solves the diffusion ODE exactly in its linear part and
+approximates x̂₀ along λ by a polynomial through the last ``order`` data predictions:
+
+    order 1 (= DDIM η = 0):   x_t = (σ_t/σ_s)·x_s - α_t·(e^{-h} - 1)·D₀
+    order 2 (Algorithm 2):    ... with D₀ + ½·D₁,   D₁ = (x̂₀_s - x̂₀_{s'})/r
+    order 3:                  x_t = (σ_t/σ_s)·x_s - α_t·(e^{-h}-1)·D₀ + α_t·((e^{-h}-1)/h + 1)·D₁
+                                    - α_t·((e^{-h}-1+h)/h² - ½)·D₂
+
+(D₁, D₂ the first and second divided differences; the same formulas as diffusers'
+``DPMSolverMultistepScheduler`` with ``algorithm_type="dpmsolver++"``, ``solver_type="midpoint"``.)
+
+The end point: the last step goes to σ = 0, ᾱ = 1 (diffusers' ``final_sigmas_type="zero"``, and
+ᾱ after the last step = 1 as in ddkit's DDIM); there h = ∞ and the first-order step returns the
+last x̂₀ exactly. So ``steps`` model evaluations take ``steps`` steps, and the evaluation
+timesteps are (see :func:`dpm_solver_timesteps`) the first ``steps`` points of a grid of
+``steps + 1`` that ends at t = 0 — the t = 0 point is replaced by σ = 0 rather than spending an
+evaluation there — or, for ``"trailing"``, the ``steps`` trailing points (T-1 … T/S-1). For
+uniform, linspace and trailing spacings this is exactly diffusers' own timestep sequence.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from ..parameterization import ModelFn
+from ..schedule import Schedule, make_timesteps
+from .common import call_model, check_sample_args, steps_iter
+
+ORDERS = (1, 2, 3)
+# below this many steps the second-to-last step drops to order ≤ 2 (the paper's and diffusers' rule)
+LOWER_ORDER_FINAL_BELOW = 15
+
+
+def dpm_solver_timesteps(schedule: Schedule, steps: int, spacing: str) -> list[int]:
+    """The ``steps`` decreasing 0-based timesteps DPM-Solver++ evaluates the model at.
+
+    "trailing": ``make_timesteps(T, steps, "trailing")``; every other spacing (uniform,
+    quadratic, linspace, logsnr): the first ``steps`` of ``make_timesteps(T, steps + 1, spacing)``,
+    whose last point t = 0 is where the final step's σ = 0 goes instead (all T timesteps when
+    ``steps`` = T)."""
+    T = schedule.num_timesteps
+    if spacing == "trailing":
+        return make_timesteps(T, steps, spacing, schedule=schedule).tolist()
+    if isinstance(steps, int) and not isinstance(steps, bool) and steps == T:
+        return list(range(T - 1, -1, -1))
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= T:
+        raise ValueError(f"steps must be an integer in [1, {T}] (the schedule's T), got {steps!r}")
+    return make_timesteps(T, steps + 1, spacing, schedule=schedule).tolist()[:-1]
+
+
+def _alpha_sigma_lambda(schedule: Schedule, t: int) -> tuple[float, float, float]:
+    """(α_t, σ_t, λ_t) in float64 for a 0-based t; t = -1 is the end point σ = 0 (λ = +∞)."""
+    if t < 0:
+        return 1.0, 0.0, math.inf
+    ab = schedule.alpha_bar(t)
+    return math.sqrt(ab), math.sqrt(1.0 - ab), 0.5 * (math.log(ab) - math.log1p(-ab))
+
+
+def dpm_solver_step(x: torch.Tensor, x0s: Sequence[torch.Tensor], lambdas: Sequence[float],
+                    sigma_s: float, alpha_t: float, sigma_t: float, lambda_t: float) -> torch.Tensor:
+    """One multistep DPM-Solver++ step x_s → x_t of order ``len(x0s)`` (1, 2 or 3).
+
+    x: [N, ...] at s; ``x0s``: the data predictions x̂₀ at s, s', s'' (newest first), [N, ...] each;
+    ``lambdas``: their λ (newest first); σ_s and the target's α_t, σ_t, λ_t (λ_t = ∞: σ_t = 0)."""
+    order = len(x0s)
+    if not math.isfinite(lambda_t) or order == 1:
+        if not math.isfinite(lambda_t):  # σ_t = 0: the exact solution of the first-order step is x̂₀
+            return x0s[0].clone()
+        h = lambda_t - lambdas[0]
+        return (sigma_t / sigma_s) * x - alpha_t * math.expm1(-h) * x0s[0]
+    h = lambda_t - lambdas[0]
+    phi1 = math.expm1(-h)                       # e^{-h} - 1
+    m0, m1 = x0s[0], x0s[1]
+    r0 = (lambdas[0] - lambdas[1]) / h
+    d1_0 = (m0 - m1) / r0
+    if order == 2:                              # Algorithm 2: D = (1 + 1/(2r))·x̂₀_s - 1/(2r)·x̂₀_s'
+        return (sigma_t / sigma_s) * x - alpha_t * phi1 * (m0 + 0.5 * d1_0)
+    r1 = (lambdas[1] - lambdas[2]) / h
+    d1_1 = (m1 - x0s[2]) / r1
+    d1 = d1_0 + (r0 / (r0 + r1)) * (d1_0 - d1_1)
+    d2 = (d1_0 - d1_1) / (r0 + r1)
+    phi2 = phi1 / h + 1.0
+    phi3 = (phi1 + h) / h ** 2 - 0.5
+    return (sigma_t / sigma_s) * x - alpha_t * phi1 * m0 + alpha_t * phi2 * d1 - alpha_t * phi3 * d2
+
+
+def _step_order(i: int, num: int, order: int, lower_order_final: bool) -> int:
+    """The order of step i of ``num``: warm-up from 1 (only i earlier predictions exist), and for
+    few steps (< 15) with ``lower_order_final`` at most 2 at the second-to-last step. (The last step,
+    to σ = 0, is always first order.)"""
+    o = min(order, i + 1)
+    if lower_order_final and num < LOWER_ORDER_FINAL_BELOW and i == num - 2:
+        o = min(o, 2)
+    return 1 if i == num - 1 else o
+
+
+@torch.no_grad()
+def dpm_solver_sample(
+    model_fn: ModelFn,
+    x_T: torch.Tensor,
+    schedule: Schedule,
+    *,
+    steps: int = 10,
+    order: int = 2,
+    spacing: str = "logsnr",
+    lower_order_final: bool = True,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+    clip_x0=None,
+    timesteps: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """DPM-Solver++ (multistep, data prediction) from x_T [N, ...] → x_0 [N, ...] in ``steps``
+    model evaluations; deterministic (``generator`` is accepted for the common signature).
+
+    ``order``: 1 (DDIM), 2 (the paper's Algorithm 2) or 3. ``spacing``: uniform | quadratic |
+    trailing | linspace | logsnr (see :func:`dpm_solver_timesteps`), or an explicit decreasing
+    ``timesteps`` sequence of evaluation points (the final step then goes from its last entry to
+    σ = 0). ``clip_x0=(low, high)`` clamps every x̂₀ (the data prediction) before it is used.
+    """
+    check_sample_args(x_T, clip_x0)
+    if isinstance(order, bool) or order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(map(str, ORDERS))}, got {order!r}")
+    if timesteps is None:
+        seq = dpm_solver_timesteps(schedule, steps, spacing)
+    else:
+        from .ddim import resolve_timesteps
+        seq = resolve_timesteps(schedule, len(timesteps), spacing, timesteps)
+    x = x_T
+    x0s: list[torch.Tensor] = []
+    lambdas: list[float] = []
+    for i in steps_iter(range(len(seq)), progress, "DPM-Solver++"):
+        alpha_s, sigma_s, lambda_s = _alpha_sigma_lambda(schedule, seq[i])
+        x0 = (x - sigma_s * call_model(model_fn, x, seq[i])) / alpha_s          # DDIM eq. 9
+        if clip_x0 is not None:
+            x0 = x0.clamp(clip_x0[0], clip_x0[1])
+        x0s, lambdas = [x0] + x0s[:2], [lambda_s] + lambdas[:2]
+        alpha_t, sigma_t, lambda_t = _alpha_sigma_lambda(schedule, seq[i + 1] if i + 1 < len(seq) else -1)
+        o = _step_order(i, len(seq), order, lower_order_final)
+        x = dpm_solver_step(x, x0s[:o], lambdas[:o], sigma_s, alpha_t, sigma_t, lambda_t)
+    return x
