@@ -190,3 +190,15 @@ def test_bad_arguments_are_one_line_errors(kwargs, match):
     S = ddkit.Schedule.cosine(5)
     with pytest.raises(ValueError, match=match):
         nll_bpd(lambda x, t: torch.zeros_like(x), S, torch.zeros(2, 1, 2, 2), **kwargs)
+
+
+def test_clipping_x0_changes_nothing_where_the_mean_stays_inside_and_tames_the_last_step():
+    S, s = ddkit.Schedule.cosine(40), 0.2
+    x0 = s * torch.randn(50, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    plain = nll_bpd(linear_eps(S, s), S, x0, levels=256, generator=torch.Generator().manual_seed(0))
+    clipped = nll_bpd(linear_eps(S, s), S, x0, levels=256, generator=torch.Generator().manual_seed(0), clip_x0=(-1, 1))
+    torch.testing.assert_close(clipped.terms, plain.terms)  # E[x0 | x_t] of N(0, 0.04) data stays in [-1, 1]
+    wrong = lambda x, t: linear_eps(S, s)(x, t) + 0.05  # noqa: E731  (a slightly wrong ε: x̂₀ blows up at t = T)
+    last_plain = nll_bpd(wrong, S, x0, levels=256, generator=torch.Generator().manual_seed(0)).terms[:, -1].mean()
+    last_clip = nll_bpd(wrong, S, x0, levels=256, generator=torch.Generator().manual_seed(0), clip_x0=(-1, 1))
+    assert float(last_clip.terms[:, -1].mean()) < float(last_plain)

@@ -127,13 +127,15 @@ def bound_variance(schedule: Schedule, variance: str = "large") -> torch.Tensor:
 
 
 def vb_terms(model_fn: ModelFn, schedule: Schedule, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, *,
-             levels: int, variance: str = "large") -> torch.Tensor:
+             levels: int, variance: str = "large", clip_x0: tuple[float, float] | None = None) -> torch.Tensor:
     """One term of the bound per example, in nats: [N] (float64).
 
     x_t = q_sample(x0, t, noise); μ_θ is the posterior mean with x̂₀ from ``model_fn(x_t, t)``
     (DDPM eq. 11). For t ≥ 1 (the paper's t ≥ 2): L_{t-1} = KL(q(x_{t-1} | x_t, x_0) ‖ N(μ_θ, σ_t²)),
     summed over dimensions; for t = 0: L_0 = -log p_θ(x_0 | x_1), the discretised Gaussian decoder
-    with ``levels`` grey levels. σ_t² from :func:`bound_variance` (``variance``). x0, noise: [N, ...].
+    with ``levels`` grey levels. σ_t² from :func:`bound_variance` (``variance``). ``clip_x0=(-1, 1)``
+    clamps x̂₀ before the mean (improved-diffusion's ``clip_denoised``: another p_θ, still a bound;
+    it tames the last steps, where x̂₀ = (x_t - √(1-ᾱ)·ε)/√ᾱ divides by √ᾱ_T ≈ 0). x0, noise: [N, ...].
     """
     n = x0.shape[0]
     x0 = x0.to(torch.float64)
@@ -143,6 +145,8 @@ def vb_terms(model_fn: ModelFn, schedule: Schedule, x0: torch.Tensor, t: torch.T
         raise ValueError(f"model_fn returned shape {list(eps.shape)}, expected {list(x0.shape)}")
     ab = schedule.gather(schedule.alpha_bars, t, x0)
     x0_hat = x0_from_eps(x_t, eps.to(torch.float64), ab)
+    if clip_x0 is not None:
+        x0_hat = x0_hat.clamp(*clip_x0)
     model_mean, _ = q_posterior(schedule, x0_hat, x_t, t)
     true_mean, true_var = q_posterior(schedule, x0, x_t, t)
     model_var = schedule.gather(bound_variance(schedule, variance), t, x0)

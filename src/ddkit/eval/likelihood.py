@@ -75,6 +75,7 @@ def nll_bpd(
     generator: torch.Generator | None = None,
     batch_size: int | None = None,
     variance: str = "large",
+    clip_x0: tuple[float, float] | None = None,
     progress: bool = False,
 ) -> BoundTerms:
     """L_T, every L_{t-1}, L_0 and their sum, in bits per dimension, per image (see the module doc).
@@ -85,6 +86,8 @@ def nll_bpd(
     caps the rows of one call (default N: one call per timestep; larger values put several
     timesteps into one call). The x_t draws come from ``generator`` (per timestep, one [n, ...]
     draw for each chunk of n images). ``variance``: σ_t² = β_t ("large", default) or β̃_t ("small").
+    ``clip_x0=(-1, 1)`` clamps x̂₀ inside p_θ's mean (improved-diffusion's ``clip_denoised``; off by
+    default, so the bound is that of the plain ε-model).
     Returns :class:`BoundTerms` (fields prior [N], terms [N, T], decoder [N], total [N]).
     """
     x0 = _check_x0(x0)
@@ -104,7 +107,7 @@ def nll_bpd(
             noise = torch.cat([torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device) for _ in ts])
             t = torch.arange(ts.start, ts.stop, device=x.device).repeat_interleave(n)
             out = vb_terms(model_fn, schedule, x.repeat(len(ts), *([1] * (x.ndim - 1))), t, noise,
-                           levels=levels, variance=variance)
+                           levels=levels, variance=variance, clip_x0=clip_x0)
             terms[start:start + n, ts.start:ts.stop] = out.reshape(len(ts), n).T.cpu()
             bar.update(n * len(ts))
     bar.close()
