@@ -20,7 +20,10 @@ from .schedule import SCHEDULES, Schedule
 
 CONFIG_VERSION = 2
 DEVICES = ("cpu", "cuda")
-PRECISIONS = ("fp32", "bf16", "fp16")
+# "auto": bf16 where the hardware has it and it measurably helps, else fp32 (ddkit.precision);
+# a run's config.json records the resolved choice
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+LOGGERS = ("none", "tensorboard")
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,8 @@ class TrainConfig:
     label_dropout: float = 0.1
     seed: int = 0
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: str = "auto"
+    log_to: str = "none"
 
     def __post_init__(self) -> None:
         if self.steps is None and self.minutes is None:
@@ -117,6 +121,8 @@ class TrainConfig:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
+        if self.log_to not in LOGGERS:
+            raise ValueError(f"log_to must be one of {', '.join(LOGGERS)}; got {self.log_to!r}")
         if self.precision == "fp16" and self.device != "cuda":
             raise ValueError("precision fp16 needs --device cuda (use fp32 or bf16 on the CPU)")
 

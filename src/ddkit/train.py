@@ -13,8 +13,10 @@ a ``minutes`` budget depends on the clock).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,9 @@ from .data import Dataset, load_data, split_holdout
 from .ema import EMA
 from .losses import diffusion_loss
 from .nn import build_model
+from .precision import resolve_precision
 from .reporting import write_progress_images
+from .tensorboard_log import make_logger
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,8 @@ class Trainer:
         self.objective = objective or DiffusionObjective(config, self.data.num_classes)
         torch.manual_seed(tc.seed)  # the initial weights are the same on every rank
         self.model = build_model(config.model).to(self.device)
+        self.logger = make_logger(tc.log_to, self.out) if dist.is_main else None  # --log-to
+        self.config = config = _resolve_precision(config, self.model, self.device, dist.is_main)
         self.ema = EMA(self.model, tc.ema_decay)
         self.net = self.model
         if dist.world_size > 1:
@@ -289,10 +295,25 @@ class Trainer:
                   "images_per_s": rate, "elapsed_s": self.elapsed}
         with open(self.out / "log.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.logger is not None:
+            self.logger.scalars(self.step, {k: record[k] for k in ("loss", "lr", "images_per_s")})
 
     def _draw(self) -> None:
         if self.dist.is_main:
             self.objective.preview(self.out, self.step, self.ema.model, self.data, self.history)
+            if self.logger is not None:
+                self.logger.image(self.step, "samples", self.out / "samples" / f"step-{self.step:06d}.png")
+
+
+def _resolve_precision(config: RunConfig, model: nn.Module, device: torch.device, announce: bool) -> RunConfig:
+    """``--precision auto`` resolved for this hardware and model (ddkit.precision), said on stderr;
+    the returned config (saved as config.json) records the choice."""
+    if config.train.precision != "auto":
+        return config
+    precision, why = resolve_precision("auto", device, model)
+    if announce:
+        print(f"ddkit: precision auto -> {precision} ({why})", file=sys.stderr)
+    return config.replace(train=dataclasses.replace(config.train, precision=precision))
 
 
 def _check_compatible(config: RunConfig, data: Dataset) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import DEVICES, PRECISIONS, DataConfig, DiffusionConfig, RunConfig, TrainConfig
+from ..config import DEVICES, LOGGERS, PRECISIONS, DataConfig, DiffusionConfig, RunConfig, TrainConfig
 from ..losses import WEIGHTINGS
 from ..nn import MLPConfig, UNetConfig
 from ..schedule import SCHEDULES
@@ -54,7 +54,10 @@ def add_parser(sub) -> None:
     p.add_argument("--label-dropout", type=float, help=f"probability of the null label (default {d.label_dropout})")
     p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
     p.add_argument("--device", choices=DEVICES, help="cpu (default) or cuda")
-    p.add_argument("--precision", choices=PRECISIONS, help="fp32 (default), bf16, or fp16 (cuda, with grad scaling)")
+    p.add_argument("--precision", choices=PRECISIONS, help="auto (default: bf16 where the hardware has it and it "
+                   "measurably helps, else fp32; the log says which), fp32, bf16, or fp16 (cuda, with grad scaling)")
+    p.add_argument("--log-to", choices=LOGGERS, help="also log loss, lr, images/s, sample grids and metrics to "
+                   "TensorBoard event files in RUN/tensorboard (needs pip install ddkit[tensorboard]); default none")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -95,7 +98,7 @@ def _run_config_from_args(args):
         given["steps"] = None
     if args.resume and (Path(args.out) / "config.json").exists():
         saved = RunConfig.load(Path(args.out) / "config.json")
-        budget = {k: given[k] for k in ("steps", "minutes", "device", "precision") if k in given}
+        budget = {k: given[k] for k in ("steps", "minutes", "device", "precision", "log_to") if k in given}
         return replace(saved, train=replace(saved.train, **budget)), None
     train_cfg = TrainConfig(**given)
     data_cfg = DataConfig(source=args.data, image_size=args.image_size, channels=args.channels,
