@@ -13,11 +13,18 @@ convolutions run faster than torch.matmul (e.g. MKL's sgemm on AMD), the fractio
 
     python benchmarks/throughput.py                       # CPU: batch 8, 2 + 20 steps each, 1-3 min
     python benchmarks/throughput.py --device cuda --precision bf16 --json out.json
+    python benchmarks/throughput.py --compare precision --precision bf16            # ddkit fp32 vs bf16
+    python benchmarks/throughput.py --compare precision --precision bf16 --model digits
+
+`--compare precision` times ddkit's UNet in float32 against the same network (same initial
+weights) under `--precision` autocast, interleaved the same way; `--model digits` is the default
+digits network (32 channels, 8×8×1, batch 256), for which diffusers has no counterpart here.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -47,6 +54,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--compare", choices=("diffusers", "precision"), default="diffusers",
+                   help="diffusers (default): ddkit vs diffusers at --precision; precision: ddkit fp32 vs --precision")
+    p.add_argument("--model", choices=("cifar10", "digits"), default="cifar10",
+                   help="cifar10 (default): DDPM's 35.7M UNet; digits: ddkit's default digits UNet (--compare precision)")
     p.add_argument("--batch-size", type=int, default=None, help="images per step (default: 8 on cpu, 128 on cuda)")
     p.add_argument("--iters", type=int, default=None, help="timed steps per model (default: 20 on cpu, 30 on cuda)")
     p.add_argument("--warmup", type=int, default=None,
@@ -60,7 +71,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
     cuda = args.device == "cuda"
-    args.batch_size = args.batch_size or (128 if cuda else 8)
+    args.batch_size = args.batch_size or (256 if args.model == "digits" else 128 if cuda else 8)
+    if args.model == "digits" and args.compare == "diffusers":
+        p.error("--model digits needs --compare precision (diffusers' counterpart is the CIFAR-10 network)")
+    if args.compare == "precision" and args.precision == "fp32":
+        p.error("--compare precision needs --precision bf16 or fp16 (compared with fp32)")
     args.iters = args.iters or (30 if cuda else 20)
     args.warmup = args.warmup if args.warmup is not None else (10 if cuda else 2)
     if args.batch_size < 1 or args.iters < 1 or args.warmup < 0:
@@ -113,16 +128,18 @@ _CUSTOM_FLOPS = {
 class Contender:
     """One network with its optimizer, training on L_simple under the chosen precision."""
 
-    def __init__(self, name: str, model: torch.nn.Module, call, args: argparse.Namespace, schedule: Schedule):
+    def __init__(self, name: str, model: torch.nn.Module, call, args: argparse.Namespace, schedule: Schedule,
+                 precision: str | None = None):
         self.name, self.model, self.call, self.args, self.schedule = name, model, call, args, schedule
+        self.precision = precision or args.precision
         self.model.to(args.device).train()
         self.params = sum(p.numel() for p in model.parameters())
         self.opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        self.scaler = torch.amp.GradScaler("cuda") if args.precision == "fp16" else None
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         self.times: list[float] = []
 
     def _loss(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        dtype = PRECISIONS[self.args.precision]
+        dtype = PRECISIONS[self.precision]
 
         def model_fn(x_t: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
             return self.call(self.model, x_t, tt).float()
@@ -156,26 +173,37 @@ class Contender:
 
 
 def make_batch(args: argparse.Namespace, gen: torch.Generator):
-    """x0: [B, 3, 32, 32] uniform in [-1, 1], t: [B] uniform in 0..999, noise: [B, 3, 32, 32]."""
-    b = args.batch_size
-    x0 = torch.rand(b, 3, 32, 32, generator=gen) * 2 - 1
+    """x0: [B, C, S, S] uniform in [-1, 1], t: [B] uniform in 0..999, noise like x0 (3×32×32; digits 1×8×8)."""
+    b, shape = args.batch_size, ((1, 8, 8) if args.model == "digits" else (3, 32, 32))
+    x0 = torch.rand(b, *shape, generator=gen) * 2 - 1
     t = torch.randint(0, 1000, (b,), generator=gen)
-    noise = torch.randn(b, 3, 32, 32, generator=gen)
+    noise = torch.randn(b, *shape, generator=gen)
     return x0.to(args.device), t.to(args.device), noise.to(args.device)
+
+
+def make_contenders(args: argparse.Namespace, schedule: Schedule) -> list[Contender]:
+    """[ddkit, diffusers] at --precision, or [ddkit fp32, ddkit --precision] (the same initial weights)."""
+    if args.model == "digits":  # ddkit train's default network for the 8×8 digits
+        net = UNet(image_size=8, in_channels=1, base_channels=32, channel_mult=(1, 2, 2), num_res_blocks=2,
+                   attn_resolutions=(4,), dropout=0.0)
+    else:
+        net = UNet(image_size=32, in_channels=3, base_channels=128, channel_mult=(1, 2, 2, 2),
+                   num_res_blocks=2, attn_resolutions=(16,), dropout=args.dropout)
+    call = lambda m, x, t: m(x, t)  # noqa: E731
+    if args.compare == "precision":
+        return [Contender("fp32", net, call, args, schedule, "fp32"),
+                Contender(args.precision, copy.deepcopy(net), call, args, schedule)]
+    return [Contender("ddkit", net, call, args, schedule),
+            Contender("diffusers", cifar10_unet2d(dropout=args.dropout), lambda m, x, t: m(x, t).sample, args, schedule)]
 
 
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     schedule = Schedule.linear(1000)
-    ddkit_net = UNet(image_size=32, in_channels=3, base_channels=128, channel_mult=(1, 2, 2, 2),
-                     num_res_blocks=2, attn_resolutions=(16,), dropout=args.dropout)
-    contenders = [
-        Contender("ddkit", ddkit_net, lambda m, x, t: m(x, t), args, schedule),
-        Contender("diffusers", cifar10_unet2d(dropout=args.dropout), lambda m, x, t: m(x, t).sample, args, schedule),
-    ]
+    contenders = make_contenders(args, schedule)
     gen = torch.Generator().manual_seed(args.seed)
-    print(f"device {args.device}, precision {args.precision}, batch {args.batch_size}, "
+    print(f"model {args.model}, compare {args.compare}, device {args.device}, precision {args.precision}, batch {args.batch_size}, "
           f"warm-up {args.warmup}, timed iters {args.iters}, threads {torch.get_num_threads()}")
     flops = {c.name: c.flops_per_image(*make_batch(args, gen)) for c in contenders}
     peak = matmul_flops_per_s(args.device)
@@ -211,10 +239,14 @@ def run(args: argparse.Namespace) -> dict:
             "fraction_of_matmul_peak": ips * flops[c.name] / peak,
             "fraction_of_low_precision_matmul_peak": None if peak_low is None else ips * flops[c.name] / peak_low,
         }
-    m = results["models"]
-    results["ratio_ddkit_over_diffusers"] = m["ddkit"]["images_per_s"] / m["diffusers"]["images_per_s"]
-    paired = [b / a for a, b in zip(m["ddkit"]["step_times_s"], m["diffusers"]["step_times_s"])]
-    results["ratio_paired_median"] = statistics.median(paired)
+    m, (a, b) = results["models"], [c.name for c in contenders]
+    if args.compare == "precision":  # how much faster the low precision is than fp32
+        a, b = b, a
+    results["ratio_name"] = f"{a} / {b}"
+    results["ratio"] = m[a]["images_per_s"] / m[b]["images_per_s"]
+    results["ratio_paired_median"] = statistics.median(tb / ta for ta, tb in zip(m[a]["step_times_s"], m[b]["step_times_s"]))
+    if args.compare == "diffusers":
+        results["ratio_ddkit_over_diffusers"] = results["ratio"]
     return results
 
 
@@ -230,7 +262,7 @@ def report(results: dict) -> None:
         extra = f" {100 * r['fraction_of_low_precision_matmul_peak']:>14.1f}%" if low is not None else ""
         print(f"{name:<10} {r['params']:>12,} {r['gflop_per_image']:>10.2f} {r['images_per_s']:>10.2f} "
               f"{r['images_per_s_mean']:>8.2f} {100 * r['fraction_of_matmul_peak']:>12.1f}%{extra}")
-    print(f"ratio ddkit / diffusers, images/s: {results['ratio_ddkit_over_diffusers']:.3f} "
+    print(f"ratio {results['ratio_name']}, images/s: {results['ratio']:.3f} "
           f"(median of per-iteration paired ratios: {results['ratio_paired_median']:.3f})")
 
 

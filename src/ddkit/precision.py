@@ -6,9 +6,10 @@ enough for its convolutions and matmuls to dominate: measured with
 
 * CUDA: bf16 when ``torch.cuda.is_bf16_supported()``, else fp32.
 * CPU: bf16 when the CPU has native bf16 (AVX512-BF16 or AMX-BF16) and the network has at least
-  :data:`AUTO_BF16_MIN_PARAMS` parameters, else fp32 (on an AVX2-only CPU bf16 is emulated and
-  many times slower; small networks such as the 1.6M-parameter digits UNet are bound by
-  memory traffic and the casts autocast adds, not by arithmetic).
+  :data:`AUTO_BF16_MIN_PARAMS` parameters, else fp32. On an AVX2-only CPU bf16 is emulated and
+  many times slower. With AVX512-BF16 it was measured faster for the 1.6M-parameter digits UNet
+  (batch 256) and DDPM's 35.7M CIFAR-10 UNet; below 1M parameters it was not measured, and there
+  the casts autocast adds weigh more, so such tiny networks stay in fp32.
 
 The choice is a pure function of the hardware and the model, so a run and its resume agree, and
 the trainer records the resolved choice in config.json.
@@ -21,9 +22,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-# between the 1.6M-parameter digits UNet (bf16 slower on this CPU) and DDPM's 35.7M CIFAR-10 UNet
-# (bf16 faster): see the README's "Precision" for the measured ratios
-AUTO_BF16_MIN_PARAMS = 10_000_000
+# the smallest network measured (the 1.6M-parameter digits UNet) gained from bf16; see the README's
+# "Precision" for the measured ratios
+AUTO_BF16_MIN_PARAMS = 1_000_000
 
 
 def cpu_has_native_bf16() -> bool:
@@ -53,5 +54,5 @@ def resolve_precision(precision: str, device: torch.device | str, model: nn.Modu
     params = sum(p.numel() for p in model.parameters())
     if params < AUTO_BF16_MIN_PARAMS:
         return "fp32", (f"the CPU has native bf16, but the model's {params / 1e6:.1f}M parameters are below "
-                        f"{AUTO_BF16_MIN_PARAMS / 1e6:.0f}M, where bf16 was measured slower")
+                        f"{AUTO_BF16_MIN_PARAMS / 1e6:.0f}M, the smallest size where bf16 was measured to help")
     return "bf16", f"the CPU has native bf16 and the model has {params / 1e6:.1f}M parameters"
