@@ -35,7 +35,8 @@ def main(argv=None) -> int:
     p.add_argument("--variance", choices=("large", "small"), default="large", help="σ_t² = β_t or β̃_t")
     p.add_argument("--batch-size", type=int, default=1000, help="rows per network call (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the x_t draws")
-    p.add_argument("--clip-x0", action="store_true", help="clamp x̂₀ to [-1, 1] in p_θ's mean (improved-diffusion)")
+    p.add_argument("--no-clip", action="store_true", help="leave x̂₀ unclamped in p_θ's mean (default: clamped to "
+                   "[-1, 1], as DDPM's and improved-diffusion's evaluations)")
     p.add_argument("--untrained-num", type=int, default=None, help="digits for the untrained network (default: --num)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--plot", type=Path, default=None, help="PNG of the trained run's per-timestep terms")
@@ -49,12 +50,12 @@ def main(argv=None) -> int:
     untrained = build_model(config.model).eval()
     results = {"run": str(args.run), "checkpoint": args.checkpoint, "num": len(x0), "variance": args.variance,
                "uniform_bpd": math.log2(DIGITS_LEVELS)}
-    results["clip_x0"] = args.clip_x0
+    results["clip_x0"] = not args.no_clip
     for name, net in (("trained", model), ("untrained", untrained)):
         t0 = time.perf_counter()
         data = x0 if name == "trained" else x0[: args.untrained_num or args.num]
         bound = nll_bpd(lambda x, t: net(x, t), schedule, data, levels=DIGITS_LEVELS, variance=args.variance,
-                        clip_x0=(-1.0, 1.0) if args.clip_x0 else None,
+                        clip_x0=None if args.no_clip else (-1.0, 1.0),
                         batch_size=args.batch_size, generator=torch.Generator().manual_seed(args.seed))
         results[name] = {**bound.summary(), "sd": float(bound.total.std()), "seconds": time.perf_counter() - t0}
         print(f"{name:>9}: {bound.summary()['nll_bpd']:.3f} bits/dim (sd over images {float(bound.total.std()):.3f}; "

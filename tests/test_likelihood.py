@@ -69,7 +69,8 @@ def test_nll_bpd_matches_the_closed_form_term_by_term_for_gaussian_data():
     the mean over 1,500 images within 5 standard errors (the error's sd is known in closed form too)."""
     S, s, N, D = ddkit.Schedule.cosine(40), 0.5, 1500, 2
     x0 = s * torch.randn(N, D, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    bound = nll_bpd(linear_eps(S, s), S, x0, levels=256, generator=torch.Generator().manual_seed(2))
+    bound = nll_bpd(linear_eps(S, s), S, x0, levels=256, generator=torch.Generator().manual_seed(2))  # "auto": no clip
+    assert float(x0.abs().max()) > 1  # so the default clip_x0="auto" leaves x̂₀ alone
     assert isinstance(bound, BoundTerms) and bound.terms.shape == (N, S.num_timesteps)
     for i in range(1, S.num_timesteps):
         A, B, sigma2, post_var = kl_coefficients(S, s, i, "large")
@@ -185,6 +186,7 @@ def test_bound_variance_conventions():
     ({"levels": 1}, "levels must be an integer >= 2"),
     ({"levels": 17, "variance": "medium"}, "variance must be one of small, large"),
     ({"levels": 17, "batch_size": 0}, "batch_size must be a positive integer"),
+    ({"levels": 17, "clip_x0": "always"}, "clip_x0 must be 'auto', None or"),
 ])
 def test_bad_arguments_are_one_line_errors(kwargs, match):
     S = ddkit.Schedule.cosine(5)
@@ -195,10 +197,11 @@ def test_bad_arguments_are_one_line_errors(kwargs, match):
 def test_clipping_x0_changes_nothing_where_the_mean_stays_inside_and_tames_the_last_step():
     S, s = ddkit.Schedule.cosine(40), 0.2
     x0 = s * torch.randn(50, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
-    plain = nll_bpd(linear_eps(S, s), S, x0, levels=256, generator=torch.Generator().manual_seed(0))
+    plain = nll_bpd(linear_eps(S, s), S, x0, levels=256, generator=torch.Generator().manual_seed(0), clip_x0=None)
     clipped = nll_bpd(linear_eps(S, s), S, x0, levels=256, generator=torch.Generator().manual_seed(0), clip_x0=(-1, 1))
     torch.testing.assert_close(clipped.terms, plain.terms)  # E[x0 | x_t] of N(0, 0.04) data stays in [-1, 1]
     wrong = lambda x, t: linear_eps(S, s)(x, t) + 0.05  # noqa: E731  (a slightly wrong ε: x̂₀ blows up at t = T)
-    last_plain = nll_bpd(wrong, S, x0, levels=256, generator=torch.Generator().manual_seed(0)).terms[:, -1].mean()
+    last_plain = nll_bpd(wrong, S, x0, levels=256, generator=torch.Generator().manual_seed(0),
+                         clip_x0=None).terms[:, -1].mean()
     last_clip = nll_bpd(wrong, S, x0, levels=256, generator=torch.Generator().manual_seed(0), clip_x0=(-1, 1))
     assert float(last_clip.terms[:, -1].mean()) < float(last_plain)
