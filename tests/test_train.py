@@ -60,9 +60,9 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
     assert log == [2, 4, 6]
 
 
-def test_resume_without_checkpoint_is_an_error(tmp_path):
-    with pytest.raises(ValueError, match="nothing to resume"):
-        train(tiny_config(), tmp_path / "empty", resume=True, progress=False)
+def test_resume_without_checkpoint_starts_from_scratch(tmp_path):
+    run = train(tiny_config(steps=2, ckpt_every=2), tmp_path / "empty", resume=True, progress=False)
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-000002"]
 
 
 def test_load_returns_ema_model_schedule_and_config(tmp_path):

@@ -8,18 +8,27 @@
                                            tensors and plain Python values only, read with
                                            torch.load(weights_only=True)
 
-A checkpoint is written into a hidden temporary folder and renamed into place, so a crash never
-leaves a half-written checkpoint where ``latest_checkpoint`` looks.
+Crash safety (``kill -9`` at any moment): a checkpoint is written into a hidden temporary folder
+``checkpoints/.tmp-step-NNNNNN-PID``, every file is fsync'ed, ``manifest.json`` (each file's name
+and size) is written last, and the folder is renamed into place (then the parent folder is
+fsync'ed). A checkpoint counts only when its manifest matches its files, so ``latest_checkpoint``
+never returns a half-written one. Old checkpoints are pruned by renaming them to ``.trash-*``
+first. :func:`clean_incomplete` removes what a crash left (``.tmp-*``, ``.trash-*``, incomplete
+step folders); the trainer calls it when it starts. Checkpoints written before manifests existed
+(three non-empty files, no manifest) still count.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import pickle
 import re
 import shutil
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -29,40 +38,124 @@ def checkpoint_dir(run_dir: str | os.PathLike, step: int) -> Path:
     return Path(run_dir) / "checkpoints" / f"step-{step:06d}"
 
 
+WEIGHT_FILES = ("model.safetensors", "ema.safetensors", "state.pt")
+MANIFEST = "manifest.json"
+
+
+def is_complete(ckpt: str | os.PathLike) -> bool:
+    """True when ``ckpt`` holds a whole checkpoint: its manifest lists every file with the size it
+    has on disk (or, for a checkpoint older than manifests, the three files exist, non-empty)."""
+    ckpt = Path(ckpt)
+    try:
+        manifest = json.loads((ckpt / MANIFEST).read_text())
+    except FileNotFoundError:
+        return all((ckpt / f).is_file() and (ckpt / f).stat().st_size > 0 for f in WEIGHT_FILES)
+    except (OSError, ValueError):
+        return False
+    try:
+        files = manifest["files"]
+        return set(WEIGHT_FILES) <= set(files) and all(
+            (ckpt / name).stat().st_size == int(size) for name, size in files.items())
+    except (OSError, KeyError, TypeError, ValueError, AttributeError):
+        return False
+
+
 def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
-    """Complete checkpoints of a run, oldest first."""
+    """Complete checkpoints of a run, oldest first (incomplete ones are skipped)."""
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
     found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and p.is_dir()]
-    return [p for _, p in sorted(found)]
+    return [p for _, p in sorted(found) if is_complete(p)]
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint folder of a run, or None."""
     found = list_checkpoints(run_dir)
     return found[-1] if found else None
+
+
+def clean_incomplete(run_dir: str | os.PathLike) -> list[Path]:
+    """Remove what a crash left in RUN/checkpoints: temporary and trash folders and step folders
+    that are not complete. Call it only while holding the run's lock. Returns what was removed."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    removed = []
+    for p in sorted(root.iterdir()):
+        leftover = p.name.startswith((".tmp-", ".trash-"))
+        if leftover or (_STEP_DIR.match(p.name) and p.is_dir() and not is_complete(p)):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def _contiguous(state: dict) -> dict:
     return {k: v.detach().contiguous().cpu() for k, v in state.items()}
 
 
-def save_checkpoint(run_dir: str | os.PathLike, step: int, model_state: dict, ema_state: dict,
-                    train_state: dict, keep: int = 2) -> Path:
-    """Write one checkpoint atomically and prune all but the newest ``keep``."""
-    final = checkpoint_dir(run_dir, step)
-    tmp = final.with_name(f".tmp-{final.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(_contiguous(model_state), tmp / "model.safetensors")
-    save_file(_contiguous(ema_state), tmp / "ema.safetensors")
+def _fsync(path: Path) -> None:
+    """Flush a file or a folder's entries to disk (folders: where the OS allows it)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not path.is_dir():
+            raise
+    finally:
+        os.close(fd)
+
+
+def _write_checkpoint_files(tmp: Path, model_state: dict, ema_state: dict, train_state: dict,
+                            metadata: dict[str, str] | None) -> None:
+    save_file(_contiguous(model_state), tmp / "model.safetensors", metadata=metadata)
+    save_file(_contiguous(ema_state), tmp / "ema.safetensors", metadata=metadata)
     torch.save(train_state, tmp / "state.pt")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    for name in WEIGHT_FILES:
+        _fsync(tmp / name)
+    manifest = {"files": {name: (tmp / name).stat().st_size for name in WEIGHT_FILES}}
+    (tmp / MANIFEST).write_text(json.dumps(manifest) + "\n")  # last: it marks the checkpoint whole
+    _fsync(tmp / MANIFEST)
+    _fsync(tmp)
+
+
+def save_checkpoint(run_dir: str | os.PathLike, step: int, model_state: dict, ema_state: dict,
+                    train_state: dict, keep: int = 2, *, metadata: dict[str, str] | None = None,
+                    keep_steps: tuple[int, ...] = ()) -> Path:
+    """Write one checkpoint atomically (see the module docstring) and prune all but the newest
+    ``keep`` (checkpoints of the steps in ``keep_steps`` are never pruned, e.g. an early one kept
+    for autoguidance). ``metadata``: strings stored in both safetensors headers (the trainer stores the
+    model config there, so a mismatched checkpoint can say what differs).
+
+    A failed write (full disk, read-only folder) raises OSError naming the step and leaves the
+    previous checkpoints as they were."""
+    final = checkpoint_dir(run_dir, step)
+    tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        _write_checkpoint_files(tmp, model_state, ema_state, train_state, metadata)
+        if final.exists():
+            _discard(final)
+        os.replace(tmp, final)
+        _fsync(final.parent)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        previous = latest_checkpoint(run_dir)
+        kept = f"; the previous checkpoint {previous} is intact" if previous else ""
+        raise OSError(f"cannot write checkpoint {final}: {e.strerror or e}{kept}") from e
     for old in list_checkpoints(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        if int(_STEP_DIR.match(old.name).group(1)) not in keep_steps:
+            _discard(old)
     return final
+
+
+def _discard(ckpt: Path) -> None:
+    """Remove a checkpoint so that a crash halfway never leaves a partial ``step-*`` folder:
+    rename it out of sight first, then delete it."""
+    trash = ckpt.with_name(f".trash-{ckpt.name}-{os.getpid()}")
+    os.replace(ckpt, trash)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
@@ -75,11 +168,25 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         raise ValueError(f"cannot read weights {path}: {e}") from None
 
 
+def weights_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata in a safetensors header ({} when there is none)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:
+        raise ValueError(f"cannot read weights {path}: {e}") from None
+
+
 def load_train_state(path: str | os.PathLike) -> dict:
-    """Read state.pt with ``weights_only=True``: tensors and plain values only, never code."""
+    """Read state.pt with ``weights_only=True``: tensors and plain values only, never code (a
+    pickle that names any other object is refused before anything in it runs)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ValueError(f"no training state {path}") from None
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[-1] if str(e).strip() else ""
+        raise ValueError(f"refused to load {path}: it holds objects other than tensors and plain values "
+                         f"(read with torch.load(weights_only=True); {first[:200]})") from None
     except Exception as e:
         raise ValueError(f"cannot read training state {path}: {e}") from None

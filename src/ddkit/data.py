@@ -23,6 +23,7 @@ from ddkit.toy import make_toy, toy_num_classes
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 DEFAULT_FOLDER_IMAGE_SIZE = 32
+MAX_IMAGE_SIZE = 4096  # larger is a typo: one 4096² RGB image is already 200 MB as float32
 DIGITS_SIZE = 8
 DIGITS_SPLITS = ("digits", "digits:train", "digits:test")
 DIGITS_TEST_PER_CLASS = 50
@@ -95,18 +96,21 @@ def load_data(
                    ``load_image_folder``. channels default 3, image_size default 32.
     Raises ValueError for bad arguments and DataError for bad data on disk.
     """
-    if image_size is not None and image_size < 1:
-        raise ValueError(f"image_size must be >= 1, got {image_size}")
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
+                                   or not 1 <= image_size <= MAX_IMAGE_SIZE):
+        raise ValueError(f"image_size must be an integer in [1, {MAX_IMAGE_SIZE}], got {image_size!r}")
     if channels is not None and channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if not isinstance(source, str) or not source:
+        raise ValueError(f"data source must be a non-empty string, got {source!r}")
     if source in DIGITS_SPLITS:
         data = load_digits(image_size=image_size or DIGITS_SIZE, channels=channels or 1)
         return data if source == "digits" else digits_split(data, source.split(":")[1])
     if source.startswith("toy:"):
         if image_size is not None or channels is not None:
             raise ValueError(f"image_size and channels must be None for toy data {source!r}")
-        if toy_size < 1:
-            raise ValueError(f"toy_size must be >= 1, got {toy_size}")
+        if isinstance(toy_size, bool) or not isinstance(toy_size, int) or not 1 <= toy_size <= 10_000_000:
+            raise ValueError(f"toy_size must be an integer in [1, 10000000], got {toy_size!r}")
         generator = torch.Generator().manual_seed(seed)
         name = source[len("toy:"):]
         x, y = make_toy(name, toy_size, generator=generator)
@@ -220,6 +224,23 @@ def _list_folder(folder: Path) -> tuple[list[Path], list[int] | None, tuple[str,
     return files, [index[p[0]] for p in parts], class_names
 
 
+def _to_mode(image: Image.Image, mode: str) -> Image.Image:
+    """Convert to "L" or "RGB". 16- and 32-bit grey images (I;16, I) are scaled to 8 bits first
+    (Pillow's own conversion clips them at 255, which turns most of them white); transparent
+    images (RGBA, LA, P with transparency) are composited on black."""
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        deep = np.asarray(image).astype(np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(deep.max()), 1.0)
+        image = Image.fromarray(np.clip(np.round(deep / top * 255.0), 0, 255).astype(np.uint8), "L")
+    elif image.mode == "F":
+        image = Image.fromarray(np.clip(np.round(np.nan_to_num(np.asarray(image)) * 255.0), 0, 255).astype(np.uint8), "L")
+    elif image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        image = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        image.alpha_composite(rgba)
+    return image.convert(mode)
+
+
 def load_image(path: Path | str, *, image_size: int, channels: int) -> np.ndarray:
     """One image as uint8 [image_size, image_size, channels].
 
@@ -231,7 +252,7 @@ def load_image(path: Path | str, *, image_size: int, channels: int) -> np.ndarra
     try:
         with Image.open(path) as opened:
             opened.load()
-            image = ImageOps.exif_transpose(opened).convert("L" if channels == 1 else "RGB")
+            image = _to_mode(ImageOps.exif_transpose(opened), "L" if channels == 1 else "RGB")
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError,
             SyntaxError) as error:
         raise DataError(f"cannot read image {path}: {type(error).__name__}: {error}") from None

@@ -7,9 +7,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import latest_checkpoint, load_weights
+from .checkpoint import latest_checkpoint
 from .config import RunConfig
 from .nn import build_model
+from .safety import load_matching
 from .schedule import Schedule
 
 
@@ -42,9 +43,6 @@ def load(run: str | Path, *, checkpoint: str | Path | None = None, ema: bool = T
         raise ValueError(f"run folder {run} does not exist")
     config = RunConfig.load(run / "config.json")
     model = build_model(config.model)
-    state = load_weights(resolve_weights(run, checkpoint, ema))
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise ValueError(f"the weights do not match the run's model config: {str(e).splitlines()[0]}") from None
+    # one line saying what differs when the weights are for another network (never a pickle)
+    load_matching(model, resolve_weights(run, checkpoint, ema), config.to_dict()["model"])
     return model.to(device).eval(), config.diffusion.build(), config

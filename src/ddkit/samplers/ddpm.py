@@ -14,7 +14,7 @@ import math
 import torch
 
 from ..parameterization import ModelFn, clip_eps
-from ..schedule import Schedule
+from ..schedule import Schedule, check_alpha_bars
 from .common import call_model, check_sample_args, noise_like, steps_iter
 
 VARIANCES = ("small", "large")
@@ -69,6 +69,7 @@ def ddpm_sample(
     """Run all T ancestral steps from x_T [N, ...] (in x_T's dtype) and return x_0 [N, ...]."""
     check_sample_args(x_T, clip_x0)
     ddpm_variance(schedule, 0, variance)  # validate before the first network call
+    check_alpha_bars(schedule, [schedule.num_timesteps - 1])
     x = x_T
     for t in steps_iter(range(schedule.num_timesteps - 1, -1, -1), progress, "DDPM"):
         eps = call_model(model_fn, x, t)
