@@ -18,6 +18,7 @@ from .common import Parser, UsageError
 COMMANDS = {
     "train": "ddkit.cli.train",
     "sample": "ddkit.cli.sample",
+    "train-classifier": "ddkit.cli.train_classifier",
     "export": "ddkit.cli.export",
     "eval": "ddkit.cli.eval",
 }
