@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from .losses import WEIGHTINGS
+from .parameterization import PREDICTIONS
 from .nn import MLPConfig, UNetConfig, config_from_dict, config_to_dict
 from .schedule import SCHEDULES, Schedule
 
 CONFIG_VERSION = 2
+MAX_TIMESTEPS = 100_000  # T beyond this is a typo (the schedule alone would take T·48 bytes)
+MAX_SEED = 2**32 - 1
 DEVICES = ("cpu", "cuda")
 # "auto": bf16 where the hardware has it and it measurably helps, else fp32 (ddkit.precision);
 # a run's config.json records the resolved choice
@@ -29,16 +32,24 @@ LOGGERS = ("none", "tensorboard")
 @dataclass(frozen=True)
 class DiffusionConfig:
     """The noise schedule over T = 1000 steps: cosine (Nichol & Dhariwal; the default, measured
-    better on the 8×8 digits) or DDPM's linear β from ``beta_start`` to ``beta_end``."""
+    better on the 8×8 digits) or DDPM's linear β from ``beta_start`` to ``beta_end``; and what the
+    network predicts (``prediction``: eps, the default, x0 or v; README "Choosing the defaults")."""
 
     schedule: str = "cosine"
     num_timesteps: int = 1000
     beta_start: float = 1e-4
     beta_end: float = 0.02
+    prediction: str = "eps"
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {', '.join(PREDICTIONS)}; got {self.prediction!r}")
+        if not isinstance(self.num_timesteps, int) or isinstance(self.num_timesteps, bool) \
+                or not 1 <= self.num_timesteps <= MAX_TIMESTEPS:
+            raise ValueError(f"num_timesteps must be an integer in [1, {MAX_TIMESTEPS}], got {self.num_timesteps!r}")
+        check_terminal_snr(self.build(), self.prediction)  # also checks beta_start/beta_end
 
     def build(self) -> Schedule:
         if self.schedule == "cosine":
@@ -95,6 +106,8 @@ class TrainConfig:
     device: str = "cpu"
     precision: str = "auto"
     log_to: str = "none"
+    skip_nonfinite: int = 0
+    keep_steps: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.steps is None and self.minutes is None:
@@ -123,6 +136,15 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
         if self.log_to not in LOGGERS:
             raise ValueError(f"log_to must be one of {', '.join(LOGGERS)}; got {self.log_to!r}")
+        if isinstance(self.skip_nonfinite, bool) or not isinstance(self.skip_nonfinite, int) or self.skip_nonfinite < 0:
+            raise ValueError(f"skip_nonfinite must be an integer >= 0, got {self.skip_nonfinite!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be an integer in [0, {MAX_SEED}], got {self.seed!r}")
+        if isinstance(self.keep_steps, list):
+            object.__setattr__(self, "keep_steps", tuple(self.keep_steps))
+        if not isinstance(self.keep_steps, tuple) or any(
+                isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.keep_steps):
+            raise ValueError(f"keep_steps must be a tuple of positive step numbers, got {self.keep_steps!r}")
         if self.precision == "fp16" and self.device != "cuda":
             raise ValueError("precision fp16 needs --device cuda (use fp32 or bf16 on the CPU)")
 
@@ -155,12 +177,22 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        """Validate and build: unknown sections or keys, wrong value types and unsupported versions
+        raise one ValueError line naming the key, before anything is built from it."""
+        if not isinstance(d, dict):
+            raise ValueError(f"config must be a JSON object, got {type(d).__name__}")
+        unknown = sorted(set(d) - {"version", "model", "diffusion", "data", "train"})
+        if unknown:
+            raise ValueError(f"unknown config section(s) {', '.join(unknown)}; allowed: version, model, diffusion, data, train")
         version = d.get("version")
         if version == 1:
             d = _upgrade_v1(d)
             version = CONFIG_VERSION
         if version != CONFIG_VERSION:
             raise ValueError(f"unsupported config version {version!r}; this ddkit reads version {CONFIG_VERSION}")
+        for section in ("diffusion", "data", "train"):
+            if not isinstance(d.get(section, {}), dict):
+                raise ValueError(f"config section {section!r} must be a JSON object, got {type(d[section]).__name__}")
         try:
             return cls(
                 model=config_from_dict(d["model"]),
@@ -206,4 +238,39 @@ def _build(cls, values: dict[str, Any]):
     unknown = sorted(set(values) - names)
     if unknown:
         raise ValueError(f"unknown {cls.__name__} field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}")
+    types = {f.name: f.type for f in fields(cls)}
+    for key, value in values.items():
+        if not _type_ok(value, str(types[key])):
+            raise ValueError(f"config {cls.__name__}.{key} must be {types[key]}, got {value!r}")
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def _type_ok(value, annotation: str) -> bool:
+    """Does a JSON value fit a field annotation such as ``int | None`` or ``tuple[float, float]``?"""
+    for part in (a.strip() for a in annotation.split("|")):
+        if part == "None" and value is None:
+            return True
+        if part == "bool" and isinstance(value, bool):
+            return True
+        if part == "int" and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        if part == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True
+        if part == "str" and isinstance(value, str):
+            return True
+        if part.startswith("tuple[") and isinstance(value, (list, tuple)):
+            inner = [a.strip() for a in part[6:-1].split(",")]
+            if len(inner) == 2 and inner[1] == "...":  # tuple[X, ...]: any length
+                return all(_type_ok(v, inner[0]) for v in value)
+            return len(inner) == len(value) and all(_type_ok(v, a) for v, a in zip(value, inner))
+    return False
+
+
+def check_terminal_snr(schedule: Schedule, prediction: str = "eps") -> None:
+    """A schedule whose ᾱ_T is 0 (zero terminal SNR, Lin et al. 2023) is usable only with
+    v-prediction: with ε or x0 targets the network cannot learn at t = T (x_T holds no signal, and
+    x̂₀ = (x_t − √(1−ᾱ)ε)/√ᾱ divides by zero). Raise a ValueError saying so otherwise."""
+    if schedule.alpha_bars[-1] == 0 and prediction != "v":
+        raise ValueError(f"this schedule reaches ᾱ_T = 0 (zero terminal SNR, e.g. a beta of 1); that needs "
+                         f"prediction 'v' (Lin et al. 2023), not {prediction!r}: with it x̂₀ = (x_t − √(1−ᾱ)ε)/√ᾱ "
+                         "divides by zero. Use prediction v or a beta_end below 1")

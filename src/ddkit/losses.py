@@ -3,7 +3,10 @@
 L_simple (DDPM eq. 14 / seed §1.2): E_{t, x₀, ε} ‖ε - ε_θ(√ᾱ_t·x₀ + √(1-ᾱ_t)·ε, t)‖², with t uniform
 over the T steps and ε ~ N(0, I). ``weighting="min-snr"`` multiplies each example's loss by
 min(SNR_t, γ)/SNR_t with SNR_t = ᾱ_t/(1-ᾱ_t) (Hang et al. 2023, the ε-prediction form): steps with
-little noise (SNR > γ) count less; the rest keep weight 1. It is a function of (model_fn, schedule, batch) so that targets
+little noise (SNR > γ) count less; the rest keep weight 1. ``prediction="x0"`` or ``"v"`` trains the
+network to output x₀ or v = √ᾱ_t·ε - √(1-ᾱ_t)·x₀ instead (Salimans & Ho 2022): the same unweighted
+mean squared error on that target, and min-SNR's weights for those targets (min(SNR, γ) for x₀,
+min(SNR, γ)/(SNR + 1) for v). It is a function of (model_fn, schedule, batch) so that targets
 and weightings can change without touching the trainer.
 """
 
@@ -12,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from .forward import q_posterior, q_sample
-from .parameterization import ModelFn, x0_from_eps
+from .parameterization import ModelFn, prediction_target, x0_from_eps
 from .schedule import Schedule
 
 REDUCTIONS = ("mean", "none")
@@ -30,8 +33,10 @@ def diffusion_loss(
     reduction: str = "mean",
     weighting: str = "uniform",
     snr_gamma: float = 5.0,
+    prediction: str = "eps",
 ) -> torch.Tensor:
-    """L_simple: mean squared error between the drawn noise ε and ``model_fn(x_t, t)``.
+    """L_simple: mean squared error between the drawn noise ε and ``model_fn(x_t, t)`` (or, with
+    ``prediction`` "x0" | "v", between that target and the network's output).
 
     x0: [N, ...]. ``t`` (LongTensor [N]) and ``noise`` ([N, ...]) are drawn with ``generator``
     (uniform t over 0..T-1, standard normal noise) unless given. ``reduction="none"`` returns the
@@ -47,14 +52,16 @@ def diffusion_loss(
         t = torch.randint(0, schedule.num_timesteps, (n,), generator=generator, device=x0.device)
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    target = prediction_target(prediction, x0, noise, t, schedule)
     x_t = q_sample(schedule, x0, t, noise)
-    eps = model_fn(x_t, t)
-    if eps.shape != x0.shape:
-        raise ValueError(f"model_fn returned shape {list(eps.shape)}, expected {list(x0.shape)}")
-    per_sample = (eps.float() - noise.float()).pow(2).reshape(n, -1).mean(dim=1)
+    out = model_fn(x_t, t)
+    if out.shape != x0.shape:
+        raise ValueError(f"model_fn returned shape {list(out.shape)}, expected {list(x0.shape)}")
+    per_sample = (out.float() - target.float()).pow(2).reshape(n, -1).mean(dim=1)
     if weighting == "min-snr":
         snr = schedule.gather(schedule.snr, t, per_sample)
-        per_sample = per_sample * snr.clamp(max=snr_gamma) / snr
+        denominator = {"eps": snr, "x0": torch.ones_like(snr), "v": snr + 1}[prediction]
+        per_sample = per_sample * snr.clamp(max=snr_gamma) / denominator
     return per_sample.mean() if reduction == "mean" else per_sample
 
 

@@ -20,6 +20,7 @@ import torch
 
 AlphaBar = Union[float, torch.Tensor]
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+PREDICTIONS = ("eps", "x0", "v")
 
 
 def _sqrt(a: AlphaBar) -> AlphaBar:
@@ -73,18 +74,63 @@ def model_fn_from(model: torch.nn.Module, prediction: str = "eps", schedule=None
     ``prediction`` is what the network outputs: ``"eps"``, ``"x0"`` or ``"v"``; the latter two need
     the ``schedule`` to convert. Extra keyword arguments (e.g. ``y=labels``) are bound.
     """
-    if prediction not in ("eps", "x0", "v"):
-        raise ValueError(f"prediction must be one of eps, x0, v; got {prediction!r}")
+    _check_prediction(prediction, schedule)
+
+    def model_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return eps_from_prediction(model(x_t, t, **kwargs), prediction, x_t, t, schedule)
+
+    return model_fn
+
+
+def _check_prediction(prediction: str, schedule) -> None:
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"prediction must be one of {', '.join(PREDICTIONS)}; got {prediction!r}")
     if prediction != "eps" and schedule is None:
         raise ValueError(f"prediction={prediction!r} needs the schedule to convert to eps")
 
-    def model_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        out = model(x_t, t, **kwargs)
-        if prediction == "eps":
-            return out
-        alpha_bar = schedule.gather(schedule.alpha_bars, t, x_t)
-        if prediction == "x0":
-            return eps_from_x0(x_t, out, alpha_bar)
-        return eps_from_v(x_t, out, alpha_bar)
 
-    return model_fn
+def eps_from_prediction(out: torch.Tensor, prediction: str, x_t: torch.Tensor, t: torch.Tensor, schedule) -> torch.Tensor:
+    """ε from a network output ``out`` [N, ...] that predicts ``prediction`` (eps | x0 | v) at
+    x_t [N, ...] and 0-based timesteps t [N]."""
+    if prediction == "eps":
+        return out
+    alpha_bar = schedule.gather(schedule.alpha_bars, t, x_t)
+    if prediction == "x0":
+        return eps_from_x0(x_t, out, alpha_bar)
+    return eps_from_v(x_t, out, alpha_bar)
+
+
+def prediction_target(prediction: str, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, schedule) -> torch.Tensor:
+    """The training target [N, ...] for a network that predicts ``prediction``: ε, x₀ or
+    v = √ᾱ_t·ε - √(1-ᾱ_t)·x₀ (Salimans & Ho 2022, eq. 8's target)."""
+    _check_prediction(prediction, schedule)
+    if prediction == "eps":
+        return eps
+    if prediction == "x0":
+        return x0
+    return v_from_x0_eps(x0, eps, schedule.gather(schedule.alpha_bars, t, x0))
+
+
+class EpsNetwork(torch.nn.Module):
+    """A network that predicts ε, x₀ or v, seen as one that predicts ε: ``f(x_t, t, y=None) -> ε``
+    [N, ...]. Exposes the wrapped network's ``config`` and ``num_classes`` so that code written
+    for ε-networks (samplers, guidance wrappers, :func:`ddkit.generate.generate`) takes it as is."""
+
+    def __init__(self, net: torch.nn.Module, prediction: str, schedule):
+        super().__init__()
+        _check_prediction(prediction, schedule)
+        self.net, self.prediction, self.schedule = net, prediction, schedule
+        self.config = getattr(net, "config", None)
+        self.num_classes = getattr(self.config, "num_classes", None)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return eps_from_prediction(self.net(x_t, t, y), self.prediction, x_t, t, self.schedule)
+
+
+def eps_network(net: torch.nn.Module, prediction: str, schedule) -> torch.nn.Module:
+    """``net`` (which outputs ``prediction``: eps | x0 | v) as an ε-network ``f(x_t, t, y=None) -> ε``
+    (an :class:`EpsNetwork`, for "eps" too, so that ``num_classes`` is always there) with the wrapped
+    network's ``config`` and ``num_classes``. A network already wrapped is returned as it is."""
+    if isinstance(net, EpsNetwork):
+        return net
+    return EpsNetwork(net, prediction, schedule)

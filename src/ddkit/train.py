@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ import torch.distributed as torch_dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoint import latest_checkpoint, load_train_state, load_weights, save_checkpoint
+from .checkpoint import clean_incomplete, latest_checkpoint, load_train_state, load_weights, save_checkpoint
 from .config import DataConfig, RunConfig
 from .data import Dataset, load_data, split_holdout
 from .ema import EMA
@@ -34,7 +35,10 @@ from .losses import diffusion_loss
 from .nn import build_model
 from .precision import resolve_precision
 from .reporting import write_progress_images
+from .runlock import RunLock
 from .tensorboard_log import make_logger
+from .safety import MODEL_METADATA, NonFiniteLossError, StopRequest, TrainingInterrupted, check_writable, \
+    fused_adamw_supported as _fused_adamw, load_matching, nonfinite_message
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class DistContext:
 
     rank: int = 0
     world_size: int = 1
+    restart_count: int = 0  # torchrun's TORCHELASTIC_RESTART_COUNT: > 0 after a worker failed
+
 
     @property
     def is_main(self) -> bool:
@@ -50,21 +56,27 @@ class DistContext:
 
 
 class ShardedBatches:
-    """Index batches: each epoch a seeded permutation, each rank its own strided shard of it,
-    ``batch`` indices per step (the last incomplete batch of an epoch is dropped)."""
+    """Index batches: each epoch a seeded permutation, cut to a whole number of global batches
+    (``steps_per_epoch · world_size · batch`` indices; the rest of the epoch, fewer than one global
+    batch, is dropped and differs from epoch to epoch), each rank its own strided shard of it,
+    ``batch`` indices per step. Every rank gets the same number of batches per epoch and the
+    shards of one epoch never overlap, whatever ``n``."""
 
     def __init__(self, n: int, batch: int, seed: int, dist: DistContext):
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch size per process must be a positive integer, got {batch!r}")
         shard = n // dist.world_size
         if batch > shard:
             raise ValueError(f"batch size per process ({batch}) exceeds the examples per process ({shard}); "
                              f"use --batch-size <= {shard * dist.world_size}")
         self.n, self.batch, self.seed, self.dist = n, batch, seed, dist
+        self.steps_per_epoch = n // (batch * dist.world_size)
         self.epoch, self.pos = 0, 0
         self._order = self._epoch_order()
 
     def _epoch_order(self) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        perm = torch.randperm(self.n, generator=g)
+        perm = torch.randperm(self.n, generator=g)[:self.steps_per_epoch * self.batch * self.dist.world_size]
         return perm[self.dist.rank::self.dist.world_size]
 
     def next(self) -> torch.Tensor:
@@ -105,11 +117,13 @@ class DiffusionObjective:
         else:
             y = None
         return diffusion_loss(lambda x, t: net(x, t, y), self.schedule, x0, generator=generator,
-                              weighting=tc.loss_weighting, snr_gamma=tc.snr_gamma)
+                              weighting=tc.loss_weighting, snr_gamma=tc.snr_gamma,
+                              prediction=self.config.diffusion.prediction)
 
     def preview(self, out: Path, step: int, ema_model: nn.Module, data: Dataset, history) -> None:
         """RUN/samples/step-N.png and RUN/loss.png (rank 0 only)."""
-        write_progress_images(out, step, ema_model, self.schedule, data, self.config.train, history)
+        write_progress_images(out, step, ema_model, self.schedule, data, self.config.train, history,
+                              prediction=self.config.diffusion.prediction)
 
 
 def learning_rate(cfg, step: int, progress: float) -> float:
@@ -147,9 +161,9 @@ class Trainer:
         # the fused kernel (CPU and CUDA): one pass over all parameters, about 5 % more images/s
         # for the digits UNet on 2 CPU cores than the per-tensor loop
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, betas=tuple(tc.adam_betas),
-                                           weight_decay=tc.weight_decay,
-                                           fused=self.device.type in ("cpu", "cuda"))
+                                           weight_decay=tc.weight_decay, fused=_fused_adamw(self.device))
         self.scaler = torch.amp.GradScaler("cuda", enabled=tc.precision == "fp16")
+        self.skipped = 0  # non-finite batches skipped so far (--skip-nonfinite)
         self.batches = ShardedBatches(len(self.data.x), tc.batch_size // dist.world_size, tc.seed, dist)
         # training randomness (t, noise, label dropout) on the training device; dropout uses torch's
         # default generator, re-seeded per rank
@@ -157,12 +171,31 @@ class Trainer:
         torch.manual_seed(tc.seed * 13 + 3 + dist.rank)
         self.step, self.elapsed = 0, 0.0
         self.history: list[tuple[int, float]] = []
-        if resume:
-            self._resume()
-        elif dist.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            config.save(self.out / "config.json")
-            (self.out / "log.jsonl").write_text("")
+        self.lock = RunLock(self.out)
+        try:
+            self._open_run(resume)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _open_run(self, resume: bool) -> None:
+        """Lock the run (rank 0), clean what a crash left, then continue the newest complete
+        checkpoint (``resume``) or start from scratch (also when ``resume`` finds none)."""
+        if self.dist.is_main:
+            # torchrun's restarted rank 0 may start while the killed group's rank 0 still exits
+            self.lock.acquire(wait=30.0 if self.dist.restart_count else 0.0)
+            clean_incomplete(self.out)
+            if not resume and latest_checkpoint(self.out) is not None:
+                raise ValueError(f"{self.out} already holds a run with checkpoints; continue it with --resume "
+                                 "or train into another --out")
+            check_writable(self.out, self.model)
+        ckpt = latest_checkpoint(self.out) if resume else None
+        if ckpt is not None:
+            self._resume(ckpt)
+        if self.dist.is_main:
+            self.config.save(self.out / "config.json")  # a resumed run records its new budget
+            if ckpt is None:
+                (self.out / "log.jsonl").write_text("")
 
     # ---- state ------------------------------------------------------------------------------
     def _state(self) -> dict:
@@ -170,6 +203,7 @@ class Trainer:
             "step": self.step,
             "elapsed": self.elapsed,
             "ema_updates": self.ema.num_updates,
+            "skipped_nonfinite": self.skipped,
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "batches": self.batches.state(),
@@ -186,13 +220,11 @@ class Trainer:
         torch_dist.all_gather_object(states, {k: mine[k] for k in ("batches", "gen", "torch_rng", "cuda_rng") if k in mine})
         return states
 
-    def _resume(self) -> None:
-        ckpt = latest_checkpoint(self.out)
-        if ckpt is None:
-            raise ValueError(f"nothing to resume: {self.out} has no checkpoint")
+    def _resume(self, ckpt: Path) -> None:
         state = load_train_state(ckpt / "state.pt")
-        self.model.load_state_dict(load_weights(ckpt / "model.safetensors", self.device))
+        load_matching(self.model, ckpt / "model.safetensors", self.config.to_dict()["model"], self.device)
         self.ema.load_state_dict(load_weights(ckpt / "ema.safetensors", self.device), int(state["ema_updates"]))
+        self.skipped = int(state.get("skipped_nonfinite", 0))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
@@ -211,7 +243,8 @@ class Trainer:
             state["ranks"] = self._gather_rank_states(state)
         if self.dist.is_main:
             save_checkpoint(self.out, self.step, self.model.state_dict(), self.ema.state_dict(), state,
-                            keep=self.config.train.keep_checkpoints)
+                            keep=self.config.train.keep_checkpoints, keep_steps=self.config.train.keep_steps,
+                            metadata={MODEL_METADATA: json.dumps(self.config.to_dict()["model"])})
         if self.dist.world_size > 1:
             torch_dist.barrier()
 
@@ -233,7 +266,17 @@ class Trainer:
             done = bool(flag.item())
         return done
 
-    def train_step(self) -> float:
+    def _agree(self, flag: bool) -> bool:
+        """True on every rank when it is true on any (ranks must take the same branch)."""
+        if self.dist.world_size == 1:
+            return flag
+        t = torch.tensor([float(flag)], device=self.device if self.device.type == "cuda" else "cpu")
+        torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def train_step(self) -> torch.Tensor | None:
+        """One optimizer step; returns the loss, or None (nothing changed but the data position and
+        the generators) when the loss was not finite on some rank."""
         tc = self.config.train
         idx = self.batches.next()
         x0 = self.data.x[idx].to(self.device, non_blocking=True)
@@ -243,6 +286,8 @@ class Trainer:
         amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.precision)
         with torch.autocast(self.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             loss = self.objective.loss(self.net, x0, y, self.gen)
+        if self._agree(not bool(torch.isfinite(loss.detach()).all())):
+            return None  # checked before backward: a NaN never reaches the weights
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if tc.grad_clip > 0:
@@ -255,37 +300,69 @@ class Trainer:
         return loss.detach()
 
     def run(self) -> Path:
-        """Train until the budget is spent; checkpoint, log and draw samples on the way."""
+        """Train until the budget is spent; checkpoint, log and draw samples on the way.
+
+        Ctrl-C (SIGINT) stops after the current step and writes a checkpoint, then raises
+        :class:`TrainingInterrupted`. A non-finite loss raises :class:`NonFiniteLossError` before it
+        touches the weights (the last checkpoint stays the newest), unless ``skip_nonfinite``
+        allows skipping that batch. The run's lock is released on the way out."""
+        try:
+            last_saved, last_drawn = self._loop()
+            if self.step != last_drawn or not (self.out / "samples").is_dir():
+                self._draw()
+            if self.step != last_saved or latest_checkpoint(self.out) is None:
+                self.save()
+        finally:
+            self.lock.release()
+            if self.logger is not None:
+                self.logger.close()
+        return self.out
+
+    def _loop(self) -> tuple[int, int]:
         tc = self.config.train
         bar = tqdm(total=tc.steps, initial=self.step, disable=not self.dist.is_main or self.progress is False,
                    desc="train", dynamic_ncols=True, unit="step")
         window, t_window, n_window = [], time.perf_counter(), 0
         last_saved = last_drawn = self.step
         t_last = time.perf_counter()
-        while not self._done():
-            window.append(self.train_step())
-            n_window += tc.batch_size
-            now = time.perf_counter()  # the budget counts all the loop does, saving and drawing too
-            self.elapsed, t_last = self.elapsed + now - t_last, now
-            bar.update(1)
-            if self.step % tc.log_every == 0:
-                loss = torch.stack(window).float().mean().item()
-                rate = n_window / max(time.perf_counter() - t_window, 1e-9)
-                self._log(loss, rate)
-                bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rate:.0f}")
-                window, t_window, n_window = [], time.perf_counter(), 0
-            if self.step % tc.sample_every == 0:
-                self._draw()
-                last_drawn = self.step
-            if self.step % tc.ckpt_every == 0:
-                self.save()
-                last_saved = self.step
-        bar.close()
-        if self.step != last_drawn or not (self.out / "samples").is_dir():
-            self._draw()
-        if self.step != last_saved or latest_checkpoint(self.out) is None:
-            self.save()
-        return self.out
+        with bar, StopRequest() as stop:
+            while not self._done():
+                loss = self.train_step()
+                now = time.perf_counter()  # the budget counts all the loop does, saving and drawing too
+                self.elapsed, t_last = self.elapsed + now - t_last, now
+                if loss is None:
+                    self._skip_nonfinite()
+                    continue
+                window.append(loss)
+                n_window += tc.batch_size
+                bar.update(1)
+                if self.step % tc.log_every == 0:
+                    loss = torch.stack(window).float().mean().item()
+                    rate = n_window / max(time.perf_counter() - t_window, 1e-9)
+                    self._log(loss, rate)
+                    bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rate:.0f}")
+                    window, t_window, n_window = [], time.perf_counter(), 0
+                if self.step % tc.sample_every == 0:
+                    self._draw()
+                    last_drawn = self.step
+                if self.step % tc.ckpt_every == 0:
+                    self.save()
+                    last_saved = self.step
+                if self._agree(stop.requested):
+                    if self.step != last_saved:
+                        self.save()
+                    raise TrainingInterrupted(self.step, latest_checkpoint(self.out) if self.dist.is_main else None)
+        return last_saved, last_drawn
+
+    def _skip_nonfinite(self) -> None:
+        """A batch whose loss was not finite: skip it (logged) or stop, as ``skip_nonfinite`` says."""
+        self.skipped += 1
+        allowed = getattr(self.config.train, "skip_nonfinite", 0)
+        if self.skipped > allowed:
+            raise NonFiniteLossError(nonfinite_message(self.step + 1, latest_checkpoint(self.out), allowed))
+        if self.dist.is_main:
+            with open(self.out / "log.jsonl", "a") as f:
+                f.write(json.dumps({"step": self.step + 1, "skipped_nonfinite": self.skipped}) + "\n")
 
     def _log(self, loss: float, rate: float) -> None:
         if not self.dist.is_main:
@@ -344,8 +421,11 @@ def _truncate_log(path: Path, step: int) -> list[tuple[int, float]]:
             if rec["step"] > step:
                 break
             keep.append(line)
-            history.append((rec["step"], rec["loss"]))
-    path.write_text("".join(l + "\n" for l in keep))
+            if "loss" in rec:  # skipped non-finite batches are logged without a loss
+                history.append((rec["step"], rec["loss"]))
+    tmp = path.with_name(f".{path.name}.tmp")  # atomic: a crash here never empties the log
+    tmp.write_text("".join(l + "\n" for l in keep))
+    os.replace(tmp, path)
     return history
 
 

@@ -12,9 +12,11 @@ import torch
 
 from ..config import DEVICES, RunConfig
 from ..generate import ModelFnFor, generate, plain_model_fn
+from ..parameterization import eps_network
 from ..samplers import SAMPLERS, get_sampler
 from ..schedule import SPACINGS, Schedule
 from .common import UsageError
+from .guidance_options import add_guidance_arguments, guidance_labels, guided_model_fn_for
 
 
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,9 +24,12 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sampling")
     g.add_argument("--sampler", choices=tuple(SAMPLERS), default="ddim",
                    help="; ".join(f"{s.name}: {s.help}" for s in SAMPLERS.values()) + " (default %(default)s)")
-    g.add_argument("--steps", type=int, default=None, help="sampling steps S (default: the sampler's, 50 for ddim)")
+    g.add_argument("--steps", type=int, default=None, help="sampling steps S = model evaluations (default: the sampler's, 50 for ddim, 10 for dpm++)")
     g.add_argument("--eta", type=float, default=None, help="DDIM η in [0, 1] (default 0: deterministic)")
-    g.add_argument("--spacing", choices=SPACINGS, default=None, help="timestep spacing (default: the sampler's)")
+    g.add_argument("--spacing", choices=SPACINGS, default=None,
+                   help="timestep spacing, for every sampler that takes steps (default: the sampler's)")
+    g.add_argument("--order", type=int, choices=(1, 2, 3), default=None,
+                   help="dpm++ solver order: 2 (default) or 3 (1 is DDIM)")
     g.add_argument("--num", type=int, default=64, help="number of samples (default %(default)s)")
     g.add_argument("--batch-size", type=int, default=256, help="samples per batch (default %(default)s)")
     g.add_argument("--seed", type=int, default=0,
@@ -33,6 +38,7 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA weights")
     g.add_argument("--device", choices=DEVICES, default="cpu", help="cpu (default) or cuda")
     g.add_argument("--progress", action="store_true", help="show a progress bar")
+    add_guidance_arguments(p)
 
 
 def sampler_options(args, schedule: Schedule) -> dict:
@@ -58,14 +64,15 @@ def check_counts(args) -> None:
 
 
 def sample_labels(args, config: RunConfig) -> torch.Tensor | None:
-    """Labels [num] for a class-conditional run (0, 1, …, K-1, 0, … by default), else None."""
-    num_classes = getattr(config.model, "num_classes", None)
-    return None if num_classes is None else torch.arange(args.num) % num_classes
+    """Labels [num]: ``--label K``, or 0, 1, …, K-1, 0, … (``--labels all``, the default) for a
+    class-conditional run or with a ``--classifier``; None otherwise."""
+    return guidance_labels(args, config)
 
 
 def model_fn_for(args, model, schedule: Schedule, config: RunConfig) -> ModelFnFor:
-    """``y ↦ model_fn`` for the sampler: the network with the labels bound, wrapped in guidance."""
-    return plain_model_fn(model)
+    """``y ↦ model_fn`` for the sampler: the network with the labels bound, wrapped in the guidance
+    the options ask for (cli/guidance_options.py)."""
+    return guided_model_fn_for(args, model, schedule, config)
 
 
 @dataclass
@@ -78,7 +85,10 @@ class Drawn:
 
 
 def draw(args, model, schedule: Schedule, config: RunConfig) -> Drawn:
-    """Draw ``args.num`` samples as the sampling options say."""
+    """Draw ``args.num`` samples as the sampling options say. A network trained to predict x0 or v
+    is converted to ε first (:func:`ddkit.parameterization.eps_network`), so every sampler and
+    guidance wrapper sees ε."""
+    model = eps_network(model, config.diffusion.prediction, schedule)
     options = sampler_options(args, schedule)
     labels = sample_labels(args, config)
     is_image = hasattr(config.model, "image_size")

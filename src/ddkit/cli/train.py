@@ -12,6 +12,7 @@ import torch
 from ..config import DEVICES, LOGGERS, PRECISIONS, DataConfig, DiffusionConfig, RunConfig, TrainConfig
 from ..losses import WEIGHTINGS
 from ..nn import MLPConfig, UNetConfig
+from ..parameterization import PREDICTIONS
 from ..schedule import SCHEDULES
 from .common import UsageError
 
@@ -22,7 +23,7 @@ def add_parser(sub) -> None:
         "Writes RUN/config.json, checkpoints, log.jsonl, sample grids and loss.png. "
         "Multi-process: torchrun --nproc_per_node=2 -m ddkit train ..."))
     d = TrainConfig()
-    p.add_argument("--data", default="digits", help="digits (default), toy:gmm|moons|swissroll|circles, or a folder of images")
+    p.add_argument("--data", default=None, help="digits (default), toy:gmm|moons|swissroll|circles, or a folder of images")
     p.add_argument("--out", default="runs/digits", help="run folder (default: %(default)s)")
     p.add_argument("--image-size", type=int, help="image folders: resize and centre-crop to this size (default 32; digits: 8)")
     p.add_argument("--channels", type=int, choices=(1, 3), help="image folders: 1 (grey) or 3 (RGB, default)")
@@ -44,6 +45,8 @@ def add_parser(sub) -> None:
     p.add_argument("--schedule", choices=SCHEDULES, default=None, help="noise schedule: cosine (default, measured better on the digits) or linear (DDPM's)")
     p.add_argument("--num-timesteps", "--timesteps", dest="num_timesteps", type=int, default=None,
                    help="diffusion (training) timesteps T (default 1000)")
+    p.add_argument("--prediction", choices=PREDICTIONS, default=None,
+                   help="what the network predicts and the loss targets: eps (default), x0 or v = √ᾱ·ε - √(1-ᾱ)·x0")
     p.add_argument("--loss-weighting", choices=WEIGHTINGS, help="per-timestep loss weight: uniform (L_simple, "
                    "default) or min-snr (min(SNR, γ)/SNR, Hang et al. 2023)")
     p.add_argument("--snr-gamma", type=float, help=f"γ of min-snr weighting (default {d.snr_gamma:g})")
@@ -58,7 +61,16 @@ def add_parser(sub) -> None:
                    "measurably helps, else fp32; the log says which), fp32, bf16, or fp16 (cuda, with grad scaling)")
     p.add_argument("--log-to", choices=LOGGERS, help="also log loss, lr, images/s, sample grids and metrics to "
                    "TensorBoard event files in RUN/tensorboard (needs pip install ddkit[tensorboard]); default none")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--keep-checkpoints", type=int, metavar="K",
+                   help=f"keep the newest K checkpoints (default {d.keep_checkpoints})")
+    p.add_argument("--keep-step", dest="keep_steps", type=int, action="append", metavar="N",
+                   help="never prune the checkpoint of step N (repeatable; e.g. an early one to guide with: "
+                        "ddkit sample RUN --guide-with RUN/checkpoints/step-N)")
+    p.add_argument("--skip-nonfinite", type=int, metavar="K", help="skip up to K batches whose loss is NaN/inf "
+                   "(logged) instead of stopping at the first (default 0)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in --out, or "
+                   "start there from scratch when it has none; may extend --steps/--minutes, refuses options that "
+                   "contradict its config.json (automatic under torchrun after a restart)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -97,17 +109,46 @@ def _run_config_from_args(args):
     if args.minutes is not None and args.steps is None:
         given["steps"] = None
     if args.resume and (Path(args.out) / "config.json").exists():
-        saved = RunConfig.load(Path(args.out) / "config.json")
-        budget = {k: given[k] for k in ("steps", "minutes", "device", "precision", "log_to") if k in given}
-        return replace(saved, train=replace(saved.train, **budget)), None
+        return _resume_config(args, given), None
+    if args.model_channels is not None and not 1 <= args.model_channels <= 4096:
+        raise UsageError(f"--model-channels must be in [1, 4096], got {args.model_channels}")
     train_cfg = TrainConfig(**given)
-    data_cfg = DataConfig(source=args.data, image_size=args.image_size, channels=args.channels,
+    data_cfg = DataConfig(source=args.data or "digits", image_size=args.image_size, channels=args.channels,
                           **_given(args, ["holdout", "holdout_seed"]))
-    diff_cfg = DiffusionConfig(**_given(args, ["schedule", "num_timesteps"]))
+    diff_cfg = DiffusionConfig(**_given(args, ["schedule", "num_timesteps", "prediction"]))
     data = load_run_data(data_cfg, train_cfg.seed)
     num_classes = data.num_classes if train_cfg.class_cond else None
     model_cfg = model_config_for(data, args.model_channels, args.dropout, num_classes)
     return RunConfig(model=model_cfg, diffusion=diff_cfg, data=data_cfg, train=train_cfg), data
+
+
+# what --resume may change: the budget and bookkeeping, nothing that changes the mathematics
+# (precision and device change the arithmetic but not the run's definition, so they may change too)
+RESUME_MAY_CHANGE = ("steps", "minutes", "device", "precision", "ckpt_every", "sample_every", "log_every",
+                     "keep_checkpoints", "skip_nonfinite", "keep_steps", "log_to")
+
+
+def _resume_config(args, given: dict) -> RunConfig:
+    """The saved config with the new budget; a ValueError naming every given option that
+    contradicts RUN/config.json (architecture, data, schedule, optimiser, seed…)."""
+    saved = RunConfig.load(Path(args.out) / "config.json")
+    m = saved.model
+    pairs = [(k, v, getattr(saved.train, k)) for k, v in given.items() if k not in RESUME_MAY_CHANGE]
+    pairs += [(k, v, getattr(saved.diffusion, k, None))
+              for k, v in _given(args, [f.name for f in fields(DiffusionConfig)]).items()]
+    pairs += [(k, v, getattr(saved.data, k))
+              for k, v in _given(args, ["image_size", "channels", "holdout", "holdout_seed"]).items()] + \
+             [("data", v, saved.data.source) for v in [args.data] if v is not None]
+    pairs += [("model_channels", v, getattr(m, "base_channels", getattr(m, "hidden", None)))
+              for v in [args.model_channels] if v is not None]
+    pairs += [("dropout", v, getattr(m, "dropout", None)) for v in [args.dropout] if v is not None]
+    differ = [f"--{k.replace('_', '-')} {v} (the run has {old})" for k, v, old in pairs
+              if (tuple(v) if isinstance(v, list) else v) != old]
+    if differ:
+        raise UsageError(f"--resume: options contradict {Path(args.out) / 'config.json'}: {'; '.join(differ)}; "
+                         "drop them (only --steps, --minutes and bookkeeping options may change)")
+    budget = {k: given[k] for k in RESUME_MAY_CHANGE if k in given}
+    return replace(saved, train=replace(saved.train, **budget))
 
 
 def _init_distributed(device: str):
@@ -115,8 +156,9 @@ def _init_distributed(device: str):
     from ..train import DistContext
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
     if world == 1:
-        return DistContext(), device
+        return DistContext(restart_count=restarts), device
     import torch.distributed as dist
 
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -124,7 +166,7 @@ def _init_distributed(device: str):
         torch.cuda.set_device(local)
         device = f"cuda:{local}"
     dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
-    return DistContext(rank=dist.get_rank(), world_size=world), device
+    return DistContext(rank=dist.get_rank(), world_size=world, restart_count=restarts), device
 
 
 def _fit_default_batch(config, n: int, dist):
@@ -144,8 +186,8 @@ def run(args) -> int:
 
     dist, device = _init_distributed(args.device or "cpu")
     try:
-        if args.resume and not (Path(args.out) / "config.json").exists():
-            raise UsageError(f"--resume: {args.out} is not a run folder (no config.json)")
+        # torchrun --max-restarts: a restarted group continues the newest checkpoint by itself
+        args.resume = args.resume or dist.restart_count > 0
         config, data = _run_config_from_args(args)
         if data is not None and args.batch_size is None:
             config = _fit_default_batch(config, len(data.x), dist)
@@ -153,8 +195,13 @@ def run(args) -> int:
             if config.train.batch_size % dist.world_size:
                 raise UsageError(f"--batch-size {config.train.batch_size} must be divisible by the {dist.world_size} processes")
             config = replace(config, train=replace(config.train, device=device.split(":")[0]))
-        out = train(config, args.out, resume=args.resume, dist=dist, progress=False if args.no_progress else None,
-                    data=data)
+        try:
+            out = train(config, args.out, resume=args.resume, dist=dist,
+                        progress=False if args.no_progress else None, data=data)
+        except RuntimeError as e:  # a peer died (torchrun restarts the group, which resumes)
+            if dist.world_size == 1:
+                raise
+            raise OSError(f"rank {dist.rank}: another process of the group failed: {str(e)[:300]}") from e
         if dist.is_main:
             print(f"trained {out} (samples in {out / 'samples'}, log in {out / 'log.jsonl'})")
     finally:
