@@ -25,6 +25,7 @@ from ddkit.config import DataConfig, DiffusionConfig, RunConfig, TrainConfig
 from ddkit.data import Dataset, load_data
 from ddkit.nn import MLPConfig
 from ddkit.runlock import RunLock, RunLockedError
+from ddkit.samplers import run_sampler
 from ddkit.safety import NonFiniteLossError
 from ddkit.schedule import Schedule
 from ddkit.train import DistContext, ShardedBatches, train
@@ -170,7 +171,7 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_
     cfg = toy_config(steps=12, batch_size=16, ckpt_every=1)
     with pytest.raises(NonFiniteLossError, match=r"not finite .* at step (\d+)") as info:
         train(cfg, tmp_path / "run", progress=False, data=_points_with_nan())
-    step = int(str(info.value).split("at step ")[1].split()[0])
+    step = int(str(info.value).split("at step ")[1].split(";")[0].split()[0])
     last = latest_checkpoint(tmp_path / "run")
     assert step >= 1 and (last is None or last.name == f"step-{step - 1:06d}")
     if last is not None:
@@ -201,7 +202,7 @@ def test_ctrl_c_stops_cleanly_with_a_checkpoint(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
-    lines = err.strip().splitlines()
+    lines = [line for line in err.strip().splitlines() if not line.startswith("ddkit: precision")]
     assert len(lines) == 1 and lines[0].startswith("ddkit: interrupted at step "), err
     step = int(lines[0].split("at step ")[1].split(";")[0])
     assert latest_checkpoint(run).name == f"step-{step:06d}"
@@ -219,8 +220,8 @@ def test_full_disk_at_the_write_is_one_line_and_keeps_the_previous_checkpoint(tm
     r = subprocess.run(base + ["--steps", "4", "--ckpt-every", "2", "--resume"], env=ENV, capture_output=True,
                        text=True, preexec_fn=small_files)
     assert r.returncode == 2, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "cannot write checkpoint" in lines[0] and "intact" in lines[0], r.stderr
+    lines = [line for line in r.stderr.strip().splitlines() if line.startswith("ddkit: error")]
+    assert len(lines) == 1 and "Traceback" not in r.stderr and "cannot write checkpoint" in lines[0] and "intact" in lines[0], r.stderr
     assert latest_checkpoint(run).name == "step-000002"
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000002"]
 
@@ -269,8 +270,8 @@ def test_mixed_modes_and_sizes_load_and_16_bit_is_scaled(tmp_path):
     _save(tmp_path / "d" / "deep.png", "I;16", bits16=True)
     data = load_data(str(tmp_path / "d"), image_size=8, channels=3)
     assert data.x.shape == (5, 3, 8, 8) and data.x.min() >= -1 and data.x.max() <= 1
-    deep = load_data(str(tmp_path / "d"), image_size=8, channels=1).x[1]  # sorted: 0,1,2,3,deep
-    assert 0 < float(deep.mean()) < 0.9  # scaled from 16 bits, not clipped to white
+    deep = load_data(str(tmp_path / "d"), image_size=8, channels=1).x[4]  # sorted: 0,1,2,3,deep
+    assert -1 < float(deep.mean()) < 0.5 and float(deep.std()) > 0.1  # scaled from 16 bits, not clipped white
     one = tmp_path / "one"
     _save(one / "a.png", "L")
     assert main(["train", "--data", str(one), "--image-size", "8", "--channels", "1", "--out",
@@ -363,7 +364,7 @@ def test_samplers_with_generated_arguments_succeed_or_raise_value_error(name, st
     options = {k: v for k, v in dict(steps=steps, eta=eta, spacing=spacing, variance=variance).items()
                if v is not None}
     try:
-        x = ddkit.run_sampler(name, lambda x, t: 0.1 * x, torch.randn(3, 2), schedule,
+        x = run_sampler(name, lambda x, t: 0.1 * x, torch.randn(3, 2), schedule,
                               generator=torch.Generator().manual_seed(0), **options)
     except ValueError:
         return

@@ -139,11 +139,12 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model_state: dict, em
             _discard(final)
         os.replace(tmp, final)
         _fsync(final.parent)
-    except OSError as e:
+    except (OSError, RuntimeError) as e:  # torch.save reports a failed write as RuntimeError
         shutil.rmtree(tmp, ignore_errors=True)
         previous = latest_checkpoint(run_dir)
         kept = f"; the previous checkpoint {previous} is intact" if previous else ""
-        raise OSError(f"cannot write checkpoint {final}: {e.strerror or e}{kept}") from e
+        reason = getattr(e, "strerror", None) or " ".join(str(e).split())[:200]
+        raise OSError(f"cannot write checkpoint {final}: {reason} (disk full or not writable?){kept}") from e
     for old in list_checkpoints(run_dir)[:-keep]:
         if int(_STEP_DIR.match(old.name).group(1)) not in keep_steps:
             _discard(old)
