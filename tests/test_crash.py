@@ -123,14 +123,16 @@ def test_torchrun_worker_killed_group_restarts_and_resumes(tmp_path):
     r = subprocess.run(_torchrun(ref, steps), env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     run = tmp_path / "run"
-    proc = subprocess.Popen(_torchrun(run, steps), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    log = open(tmp_path / "torchrun.err", "w")  # a file, not a pipe: nothing can hold it open after exit
+    proc = subprocess.Popen(_torchrun(run, steps), env=ENV, stdout=subprocess.DEVNULL, stderr=log)
     _wait_for(lambda: _ckpt_step(run) >= 6, proc)
     workers = _children(proc.pid)
     assert len(workers) == 2, workers
     os.kill(workers[1], signal.SIGKILL)  # rank 1 (workers start in rank order)
     lost_from = _logged_step(run)
-    _, err = proc.communicate(timeout=600)
+    proc.wait(timeout=600)
+    log.close()
+    err = (tmp_path / "torchrun.err").read_text()
     assert proc.returncode == 0, err[-2000:]
     assert "exitcode: -9" in err, err[-2000:]  # the agent saw the killed worker, restarted, and finished
     assert lost_from < steps  # the kill landed before the end
