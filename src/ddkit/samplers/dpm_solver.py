@@ -114,7 +114,7 @@ def dpm_solver_sample(
     *,
     steps: int = 10,
     order: int = 2,
-    spacing: str = "logsnr",
+    spacing: str = "uniform",
     lower_order_final: bool = True,
     generator: torch.Generator | None = None,
     progress: bool = False,
@@ -123,6 +123,10 @@ def dpm_solver_sample(
 ) -> torch.Tensor:
     """DPM-Solver++ (multistep, data prediction) from x_T [N, ...] → x_0 [N, ...] in ``steps``
     model evaluations; deterministic (``generator`` is accepted for the common signature).
+
+    Defaults (measured, README "Fast sampling"): order 2 and ``spacing="uniform"`` — on the
+    exact-ε mixture at 10 steps uniform ties logsnr on DDPM's linear schedule and is 5× better on
+    the cosine schedule (whose λ(T-1) ≈ -10 makes uniform-λ steps waste evaluations at pure noise).
 
     ``order``: 1 (DDIM), 2 (the paper's Algorithm 2) or 3. ``spacing``: uniform | quadratic |
     trailing | linspace | logsnr (see :func:`dpm_solver_timesteps`), or an explicit decreasing
