@@ -21,7 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-SPACINGS = ("uniform", "quadratic", "trailing", "linspace", "logsnr")
+SPACINGS = ("uniform", "quadratic", "trailing", "linspace")
+# spacings that also need the schedule (make_timesteps(..., schedule=...)); samplers and the CLI take all
+SCHEDULE_SPACINGS = ("logsnr",)
+ALL_SPACINGS = SPACINGS + SCHEDULE_SPACINGS
 SCHEDULES = ("linear", "cosine")
 
 
@@ -207,7 +210,7 @@ def make_timesteps(num_timesteps: int, steps: int, spacing: str = "uniform",
     elif spacing == "linspace":
         seq = np.round(np.linspace(0, num_timesteps - 1, steps)).astype(np.int64)
     else:
-        raise ValueError(f"unknown spacing {spacing!r}; allowed: {', '.join(SPACINGS)}")
+        raise ValueError(f"unknown spacing {spacing!r}; allowed: {', '.join(ALL_SPACINGS)}")
     return torch.from_numpy(seq[::-1].copy())
 
 

@@ -14,7 +14,7 @@ from ..config import DEVICES, RunConfig
 from ..generate import ModelFnFor, generate, plain_model_fn
 from ..parameterization import eps_network
 from ..samplers import SAMPLERS, get_sampler
-from ..schedule import SPACINGS, Schedule
+from ..schedule import ALL_SPACINGS, Schedule
 from .common import UsageError
 from .guidance_options import add_guidance_arguments, guidance_labels, guided_model_fn_for
 
@@ -26,7 +26,7 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
                    help="; ".join(f"{s.name}: {s.help}" for s in SAMPLERS.values()) + " (default %(default)s)")
     g.add_argument("--steps", type=int, default=None, help="sampling steps S = model evaluations (default: the sampler's, 50 for ddim, 10 for dpm++)")
     g.add_argument("--eta", type=float, default=None, help="DDIM η in [0, 1] (default 0: deterministic)")
-    g.add_argument("--spacing", choices=SPACINGS, default=None,
+    g.add_argument("--spacing", choices=ALL_SPACINGS, default=None,
                    help="timestep spacing, for every sampler that takes steps (default: the sampler's)")
     g.add_argument("--order", type=int, choices=(1, 2, 3), default=None,
                    help="dpm++ solver order: 2 (default) or 3 (1 is DDIM)")
