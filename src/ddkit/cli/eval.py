@@ -252,7 +252,8 @@ def _settings(args) -> dict:
 
 def _report(args, r: dict, ref: Reference) -> str:
     src = f"{r['num']} samples from {args.samples}" if args.samples else (
-        f"{r['num']} samples of {args.run} ({args.sampler}, steps {args.steps or 'default'}, seed {args.seed})")
+        f"{r['num']} samples of {args.run} ({args.sampler}, steps {args.steps or 'default'}, seed {args.seed})"
+        if r["num"] else str(args.run))
     lines = [f"ddkit eval: {src} against {ref.name} ({len(ref.images)} images"
              + (f", {r['features']} features)" if r["features"] else ")")]
     if ref.trained_on:
