@@ -133,7 +133,6 @@ def test_default_batch_fits_a_small_image_folder(tmp_path, capsys):
     (None, ["train", "--steps", "0"], "steps must be a positive integer"),
     (None, ["train", "--lr", "abc"], "invalid float value"),
     (None, ["train", "--device", "tpu"], "invalid choice"),
-    (None, ["train", "--out", "{d}", "--resume"], "not a run folder"),
     (None, ["sample", "/nonexistent/run"], "does not exist"),
     ("run", ["sample", "{d}", "--eta", "2"], "--eta must be in [0, 1]"),
     ("run", ["sample", "{d}", "--steps", "5000"], "--steps must be in [1, 1000]"),

@@ -287,7 +287,7 @@ def test_build_model_and_from_config_keep_the_config():
 
 
 def test_config_from_dict_errors_name_allowed_values():
-    with pytest.raises(ValueError, match=r"'kind' must be one of \['mlp', 'unet'\], got 'gan'"):
+    with pytest.raises(ValueError, match=r"'kind' must be one of \['classifier', 'mlp', 'unet'\], got 'gan'"):
         config_from_dict({"kind": "gan"})
     with pytest.raises(ValueError, match=r"'kind' must be one of"):
         config_from_dict({"dim": 2})

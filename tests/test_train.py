@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import shutil
 
@@ -20,6 +21,11 @@ def tiny_config(**train):
     return RunConfig(model=TINY_UNET, train=TrainConfig(**{**base, **train}))
 
 
+def _resolved(config, saved):
+    """``config`` with its precision as the trainer resolved and saved it."""
+    return config.replace(train=dataclasses.replace(config.train, precision=saved["train"]["precision"]))
+
+
 def _weights(run, step, name="model"):
     return load_file(str(run / "checkpoints" / f"step-{step:06d}" / f"{name}.safetensors"))
 
@@ -28,11 +34,13 @@ def test_run_folder_layout(tmp_path):
     run = train(tiny_config(), tmp_path / "run", progress=False)
     saved = json.loads((run / "config.json").read_text())
     assert saved["version"] == 2 and saved["diffusion"]["num_timesteps"] == 1000
-    assert RunConfig.load(run / "config.json") == tiny_config()
+    # precision "auto" is saved as the choice it resolved to, so a resume keeps it
+    assert saved["train"]["precision"] in ("fp32", "bf16")
+    assert RunConfig.load(run / "config.json") == _resolved(tiny_config(), saved)
     # a version-1 config (T named diffusion.timesteps) still loads, as the same run
     v1 = {**saved, "version": 1, "diffusion": {**saved["diffusion"], "timesteps": 1000}}
     del v1["diffusion"]["num_timesteps"]
-    assert RunConfig.from_dict(v1) == tiny_config()
+    assert RunConfig.from_dict(v1) == _resolved(tiny_config(), saved)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000003", "step-000006"]
     for f in ("model.safetensors", "ema.safetensors", "state.pt"):
         assert (run / "checkpoints" / "step-000006" / f).is_file()
@@ -68,7 +76,7 @@ def test_resume_without_checkpoint_starts_from_scratch(tmp_path):
 def test_load_returns_ema_model_schedule_and_config(tmp_path):
     run = train(tiny_config(steps=3), tmp_path / "run", progress=False)
     model, schedule, config = ddkit.load(run)
-    assert not model.training and config == tiny_config(steps=3)
+    assert not model.training and config == _resolved(tiny_config(steps=3), config.to_dict())
     assert schedule.num_timesteps == 1000
     ema = _weights(run, 3, "ema")
     assert all(torch.equal(v, ema[k]) for k, v in model.state_dict().items())

@@ -25,7 +25,7 @@ MAX_SEED = 2**32 - 1
 DEVICES = ("cpu", "cuda")
 # "auto": bf16 where the hardware has it and it measurably helps, else fp32 (ddkit.precision);
 # a run's config.json records the resolved choice
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 LOGGERS = ("none", "tensorboard")
 
 

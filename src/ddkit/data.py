@@ -98,7 +98,8 @@ def load_data(
     """
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
                                    or not 1 <= image_size <= MAX_IMAGE_SIZE):
-        raise ValueError(f"image_size must be an integer in [1, {MAX_IMAGE_SIZE}], got {image_size!r}")
+        raise ValueError(f"image_size must be >= 1, got {image_size!r}" if isinstance(image_size, int) and image_size < 1
+                         else f"image_size must be an integer in [1, {MAX_IMAGE_SIZE}], got {image_size!r}")
     if channels is not None and channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     if not isinstance(source, str) or not source:
@@ -226,18 +227,14 @@ def _list_folder(folder: Path) -> tuple[list[Path], list[int] | None, tuple[str,
 
 def _to_mode(image: Image.Image, mode: str) -> Image.Image:
     """Convert to "L" or "RGB". 16- and 32-bit grey images (I;16, I) are scaled to 8 bits first
-    (Pillow's own conversion clips them at 255, which turns most of them white); transparent
-    images (RGBA, LA, P with transparency) are composited on black."""
+    (Pillow's own conversion clips them at 255, which turns most of them white). Alpha is dropped
+    (as Pillow's ``convert`` and torchvision do): the stored colour of each pixel is kept."""
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         deep = np.asarray(image).astype(np.float64)
         top = 65535.0 if image.mode.startswith("I;16") else max(float(deep.max()), 1.0)
         image = Image.fromarray(np.clip(np.round(deep / top * 255.0), 0, 255).astype(np.uint8), "L")
     elif image.mode == "F":
         image = Image.fromarray(np.clip(np.round(np.nan_to_num(np.asarray(image)) * 255.0), 0, 255).astype(np.uint8), "L")
-    elif image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        image = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        image.alpha_composite(rgba)
     return image.convert(mode)
 
 
