@@ -15,16 +15,7 @@ from ddkit.eval.features import DigitsFeatures, FeatureExtractor, get_features
 from ddkit.images import to_uint8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small linear algebra: one BLAS thread is faster, and far faster on a busy machine."""
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -139,6 +139,11 @@ def plot_bound_terms(bound: BoundTerms, path: str | Path, *, title: str | None =
     ax.set_ylabel("bits/dim")
     ax.set_title(title or f"variational bound: {float(bound.total.mean()):.3f} bits/dim (mean of {len(bound.total)})")
     ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out ``fig`` and write it to ``path`` (a PNG), creating the folder."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

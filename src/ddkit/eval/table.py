@@ -96,7 +96,7 @@ class QualityTable:
 
     def plot(self, path: str | Path) -> Path:
         """A PNG of the score against S (log axis), one curve per η, error bars ±sd, the floor dashed."""
-        from .likelihood import new_figure
+        from .likelihood import new_figure, save_figure
 
         fig = new_figure()
         ax = fig.subplots()
@@ -110,11 +110,7 @@ class QualityTable:
         ax.set_xlabel("sampling steps S")
         ax.set_ylabel(self.metric)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
-        return path
+        return save_figure(fig, path)
 
     def save(self, out: str | Path, stem: str = "quality_table") -> dict[str, Path]:
         """Write OUT/STEM.csv, OUT/STEM.md and OUT/STEM.png; returns their paths."""
