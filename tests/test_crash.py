@@ -120,8 +120,10 @@ def _torchrun(run: Path, steps: int, *extra: str) -> list[str]:
 def test_torchrun_worker_killed_group_restarts_and_resumes(tmp_path):
     steps = 40
     ref = tmp_path / "ref"
-    r = subprocess.run(_torchrun(ref, steps), env=ENV, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
+    # stderr to a file, not a pipe: a lingering grandchild holding a pipe open makes run() wait for ever
+    with open(tmp_path / "ref.err", "w") as ref_log:
+        r = subprocess.run(_torchrun(ref, steps), env=ENV, stdout=subprocess.DEVNULL, stderr=ref_log, timeout=600)
+    assert r.returncode == 0, (tmp_path / "ref.err").read_text()[-2000:]
     run = tmp_path / "run"
     log = open(tmp_path / "torchrun.err", "w")  # a file, not a pipe: nothing can hold it open after exit
     proc = subprocess.Popen(_torchrun(run, steps), env=ENV, stdout=subprocess.DEVNULL, stderr=log)
