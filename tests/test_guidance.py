@@ -14,13 +14,7 @@ from ddkit.toy import GaussianMixture
 K_RARE = 0  # the component with the smallest weight (1/36): rare without guidance
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors: one thread is ~20x faster than several contending for two cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny tensors run faster on one thread
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,7 @@ TINY = ["--model-channels", "8", "--batch-size", "32", "--log-every", "1", "--no
 SAMPLE = ["--num", "10", "--steps", "3", "--batch-size", "4"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny tensors run faster on one thread
 
 
 @pytest.fixture(scope="module")

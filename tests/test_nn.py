@@ -26,13 +26,7 @@ from ddkit.nn.layers import num_groups
 CIFAR10_PARAMS = 35_746_307  # DDPM's "35.7M"; diffusers' google/ddpm-cifar10-32 has the same
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and OpenMP threads stall badly on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny tensors run faster on one thread
 
 
 def tiny_unet(**kw) -> UNet:
