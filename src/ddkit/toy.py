@@ -201,12 +201,45 @@ class GaussianMixture:
 
         return classifier
 
+    def mean_distance(self, x: torch.Tensor) -> torch.Tensor:
+        """E|x − Y| for Y ~ this mixture, in closed form, D = 1 or 2.  x: [N, D] -> [N] float64.
+
+        |x − Y| given component k is the norm of N(x − μ_k, s_k² I): a folded normal (D = 1) or a
+        Rice distribution (D = 2) with ν = |x − μ_k|, whose mean is, with q = ν²/(2 s_k²),
+
+            D = 1:  s·√(2/π)·e^{−q} + ν·erf(√q)
+            D = 2:  s·√(π/2)·[(1 + q)·I₀(q/2) + q·I₁(q/2)]·e^{−q/2}   (I₀, I₁ modified Bessel)
+        """
+        x = self._check_points(x)
+        if self.dim not in (1, 2):
+            raise ValueError(f"mean_distance has a closed form for D = 1 or 2, got D = {self.dim}")
+        nu = torch.cdist(x, self.means.to(x.device))  # [N, K]
+        return (_mean_norm(nu, self.stds.to(x.device)[None], self.dim) * self.weights.to(x.device)).sum(1)
+
+    def self_distance(self) -> float:
+        """E|Y − Y'| for two independent draws (D = 1 or 2): Y − Y' given components k, l is
+        N(μ_k − μ_l, (s_k² + s_l²) I), so this is a weighted sum of the means in :meth:`mean_distance`."""
+        if self.dim not in (1, 2):
+            raise ValueError(f"self_distance has a closed form for D = 1 or 2, got D = {self.dim}")
+        nu = torch.cdist(self.means, self.means)  # [K, K]
+        s = (self.stds[:, None] ** 2 + self.stds[None] ** 2).sqrt()
+        return float((_mean_norm(nu, s, self.dim) * self.weights[:, None] * self.weights[None]).sum())
+
     def _check_points(self, x: torch.Tensor) -> torch.Tensor:
         """Validate x: [N, D] and cast to float64."""
         x = torch.as_tensor(x)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"x must have shape [N, {self.dim}], got {list(x.shape)}")
         return x.to(torch.float64)
+
+
+def _mean_norm(nu: torch.Tensor, s: torch.Tensor, dim: int) -> torch.Tensor:
+    """E|Z| for Z ~ N(m, s² I_D) with |m| = ν, D = 1 (folded normal) or 2 (Rice); float64, broadcast."""
+    q = nu ** 2 / (2 * s ** 2)
+    if dim == 1:
+        return s * math.sqrt(2 / math.pi) * torch.exp(-q) + nu * torch.erf(q.sqrt())
+    half = q / 2  # i0e(z) = e^{-z}·I₀(z): the e^{−q/2} of the Rice mean
+    return s * math.sqrt(math.pi / 2) * ((1 + q) * torch.special.i0e(half) + q * torch.special.i1e(half))
 
 
 def _uniform(n: int, generator: torch.Generator | None) -> torch.Tensor:
