@@ -20,14 +20,15 @@ from .parameterization import (
     x0_from_eps,
     x0_from_v,
 )
-from .samplers import ddim_invert, ddim_sample, ddim_sigma, ddim_step, ddpm_sample, ddpm_step, dpm_solver_sample
+from .samplers import (ddim_invert, ddim_sample, ddim_sigma, ddim_step, ddpm_sample, ddpm_step, dpm_solver_sample,
+                       unipc_sample)
 from .runs import load
 from .schedule import SPACINGS, Schedule, log_snr, make_timesteps, make_timesteps_logsnr
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Schedule", "make_timesteps", "make_timesteps_logsnr", "log_snr", "SPACINGS", "dpm_solver_sample",
+    "Schedule", "make_timesteps", "make_timesteps_logsnr", "log_snr", "SPACINGS", "dpm_solver_sample", "unipc_sample",
     "q_sample", "q_mean_variance", "q_posterior",
     "x0_from_eps", "eps_from_x0", "v_from_eps", "eps_from_v", "x0_from_v", "v_from_x0_eps", "model_fn_from", "eps_network",
     "diffusion_loss",

@@ -24,12 +24,12 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sampling")
     g.add_argument("--sampler", choices=tuple(SAMPLERS), default="ddim",
                    help="; ".join(f"{s.name}: {s.help}" for s in SAMPLERS.values()) + " (default %(default)s)")
-    g.add_argument("--steps", type=int, default=None, help="sampling steps S = model evaluations (default: the sampler's, 50 for ddim, 10 for dpm++)")
+    g.add_argument("--steps", type=int, default=None, help="sampling steps S = model evaluations (default: the sampler's, 50 for ddim, 10 for dpm++ and unipc)")
     g.add_argument("--eta", type=float, default=None, help="DDIM η in [0, 1] (default 0: deterministic)")
     g.add_argument("--spacing", choices=ALL_SPACINGS, default=None,
                    help="timestep spacing, for every sampler that takes steps (default: the sampler's)")
     g.add_argument("--order", type=int, choices=(1, 2, 3), default=None,
-                   help="dpm++ solver order: 2 (default) or 3 (1 is DDIM)")
+                   help="dpm++ and unipc solver order: 2 (default) or 3 (dpm++ 1 is DDIM; unipc 1 is DDIM plus its corrector)")
     g.add_argument("--num", type=int, default=64, help="number of samples (default %(default)s)")
     g.add_argument("--batch-size", type=int, default=256, help="samples per batch (default %(default)s)")
     g.add_argument("--seed", type=int, default=0,

@@ -1,12 +1,16 @@
-"""Pieces shared by the samplers: argument checks, the model call and the progress bar."""
+"""Pieces shared by the samplers: argument checks, the model call, (α, σ, λ) at a timestep and the
+progress bar."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from tqdm.auto import tqdm
 
 from ..parameterization import ModelFn
 from ..rng import Generator, randn
+from ..schedule import Schedule
 
 
 def check_sample_args(x: torch.Tensor, clip_x0) -> None:
@@ -27,6 +31,15 @@ def call_model(model_fn: ModelFn, x: torch.Tensor, t: int) -> torch.Tensor:
     if eps.shape != x.shape:
         raise ValueError(f"model_fn returned shape {list(eps.shape)}, expected the input's {list(x.shape)}")
     return eps.to(x.dtype)
+
+
+def alpha_sigma_lambda(schedule: Schedule, t: int) -> tuple[float, float, float]:
+    """(α_t, σ_t, λ_t) = (√ᾱ_t, √(1-ᾱ_t), log(α_t/σ_t)) in float64 for a 0-based t, for the solvers
+    that step in λ (DPM-Solver++, UniPC); t = -1 is the end point σ = 0 (α = 1, λ = +∞)."""
+    if t < 0:
+        return 1.0, 0.0, math.inf
+    ab = schedule.alpha_bar(t)
+    return math.sqrt(ab), math.sqrt(1.0 - ab), 0.5 * (math.log(ab) - math.log1p(-ab))
 
 
 def steps_iter(seq, progress: bool, desc: str):

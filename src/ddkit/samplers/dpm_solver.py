@@ -36,7 +36,7 @@ import torch
 
 from ..parameterization import ModelFn
 from ..schedule import Schedule, make_timesteps
-from .common import call_model, check_sample_args, steps_iter
+from .common import alpha_sigma_lambda, call_model, check_sample_args, steps_iter
 
 ORDERS = (1, 2, 3)
 # below this many steps the second-to-last step drops to order ≤ 2 (the paper's and diffusers' rule)
@@ -58,14 +58,6 @@ def dpm_solver_timesteps(schedule: Schedule, steps: int, spacing: str) -> list[i
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= T:
         raise ValueError(f"steps must be an integer in [1, {T}] (the schedule's T), got {steps!r}")
     return make_timesteps(T, steps + 1, spacing, schedule=schedule).tolist()[:-1]
-
-
-def _alpha_sigma_lambda(schedule: Schedule, t: int) -> tuple[float, float, float]:
-    """(α_t, σ_t, λ_t) in float64 for a 0-based t; t = -1 is the end point σ = 0 (λ = +∞)."""
-    if t < 0:
-        return 1.0, 0.0, math.inf
-    ab = schedule.alpha_bar(t)
-    return math.sqrt(ab), math.sqrt(1.0 - ab), 0.5 * (math.log(ab) - math.log1p(-ab))
 
 
 def dpm_solver_step(x: torch.Tensor, x0s: Sequence[torch.Tensor], lambdas: Sequence[float],
@@ -145,12 +137,12 @@ def dpm_solver_sample(
     x0s: list[torch.Tensor] = []
     lambdas: list[float] = []
     for i in steps_iter(range(len(seq)), progress, "DPM-Solver++"):
-        alpha_s, sigma_s, lambda_s = _alpha_sigma_lambda(schedule, seq[i])
+        alpha_s, sigma_s, lambda_s = alpha_sigma_lambda(schedule, seq[i])
         x0 = (x - sigma_s * call_model(model_fn, x, seq[i])) / alpha_s          # DDIM eq. 9
         if clip_x0 is not None:
             x0 = x0.clamp(clip_x0[0], clip_x0[1])
         x0s, lambdas = [x0] + x0s[:2], [lambda_s] + lambdas[:2]
-        alpha_t, sigma_t, lambda_t = _alpha_sigma_lambda(schedule, seq[i + 1] if i + 1 < len(seq) else -1)
+        alpha_t, sigma_t, lambda_t = alpha_sigma_lambda(schedule, seq[i + 1] if i + 1 < len(seq) else -1)
         o = _step_order(i, len(seq), order, lower_order_final)
         x = dpm_solver_step(x, x0s[:o], lambdas[:o], sigma_s, alpha_t, sigma_t, lambda_t)
     return x

@@ -1,0 +1,195 @@
+"""UniPC: multistep unified predictor (UniP) and corrector (UniC) with data prediction (Zhao et al.
+2023, "UniPC: A Unified Predictor-Corrector Framework for Fast Sampling of Diffusion Models").
+
+Notation (on the discrete schedule, float64; as in dpm_solver.py):
+
+    α_t = √ᾱ_t,  σ_t = √(1-ᾱ_t),  λ_t = log(α_t/σ_t)           (half the log-SNR; increases as t falls)
+    x̂₀_s = (x_s - σ_s·ε_θ(x_s, s)) / α_s                        (data prediction; DDIM eq. 9)
+    s = s₀ > s₁ > s₂                                             (the current point and the earlier ones)
+    h = λ_t - λ_s,   r_k = (λ_{s_k} - λ_s)/h  (< 0),   D_k = (x̂₀_{s_k} - x̂₀_s)/r_k
+    B(h): "bh1" B(h) = -h,  "bh2" B(h) = e^{-h} - 1              (the paper's B₁(z) = z, B₂(z) = e^z - 1
+                                                                  at z = -h, the data-prediction form)
+    φ_k:  φ_1(z) = (e^z - 1)/z,  φ_{k+1}(z) = (φ_k(z) - 1/k!)/z
+    g_k = k!·(-h)·φ_{k+1}(-h) / B(h)                             (g_k → 1/(k+1) as h → 0)
+
+One update shape serves both halves (the paper's "unified analytical form"): from x_s,
+
+    x_t = (σ_t/σ_s)·x_s - α_t·(e^{-h} - 1)·x̂₀_s - α_t·B(h)·Σ_k ρ_k·D_k
+
+which with no D terms is the DDIM / DPM-Solver++ first-order step.
+
+    UniP-p (predictor, p = 1, 2, 3): D_1 … D_{p-1} from the p-1 earlier predictions; ρ solves
+        Σ_k r_k^{m-1}·ρ_k = g_m  for m = 1 … p-1            (p = 2: ρ = [½], diffusers' shortcut)
+    UniC-p (corrector, after the model call at the predicted x̃_t): r_p = 1 and
+        D_p = x̂₀_t - x̂₀_s with x̂₀_t = x̂₀(x̃_t, t); ρ solves the same system for m = 1 … p
+                                                              (p = 1: ρ = [½])
+
+UniC-p raises the order of UniP-p by one (the paper's Theorem 3.1) at no extra model evaluation:
+x̂₀_t, evaluated at the uncorrected x̃_t, is both the corrector's new point and the newest history
+entry of the next predictor step, which starts from the corrected x_t. The coefficients ρ and the
+½ shortcuts are those of diffusers' ``UniPCMultistepScheduler`` (``predict_x0=True``,
+``multistep_uni_p_bh_update`` and ``multistep_uni_c_bh_update``), so the samples agree with it.
+With B = "bh2" and no corrector, UniP-2 is DPM-Solver++(2M): ρ = ½ turns the update into
+:func:`ddkit.samplers.dpm_solver_step`'s Algorithm 2.
+
+The end point and the timesteps are DPM-Solver++'s (:func:`dpm_solver_timesteps`): ``steps``
+model evaluations, then a last step to σ = 0 (λ = ∞) that is always first order and returns the
+last x̂₀. So no corrector follows the final step (it would cost an evaluation at σ = 0), and the
+corrector at the last evaluated point is skipped too: the step to σ = 0 does not read x there.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from ..parameterization import ModelFn
+from ..schedule import Schedule, check_alpha_bars
+from .common import alpha_sigma_lambda, call_model, check_sample_args, steps_iter
+from .ddim import resolve_timesteps
+from .dpm_solver import dpm_solver_timesteps
+
+ORDERS = (1, 2, 3)
+VARIANTS = ("bh1", "bh2")
+
+
+def _check_variant(variant: str) -> None:
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+
+
+def unipc_coefficients(rs: Sequence[float], h: float, variant: str) -> tuple[float, list[float]]:
+    """(B(h), ρ) for a UniPC update with step h = λ_t - λ_s > 0 and ratios ``rs`` = r_1 … r_n
+    (the corrector's last one is r = 1): ρ solves the Vandermonde system Σ_k r_k^{m-1}·ρ_k = g_m,
+    m = 1 … n (see the module notation). n = 1 gives ρ = [½] (the shortcut of diffusers and the
+    reference code for UniP-2 and UniC-1, equal to g_1 to first order in h); n = 0 gives ρ = []."""
+    _check_variant(variant)
+    z = -h
+    b = z if variant == "bh1" else math.expm1(z)
+    if len(rs) <= 1:
+        return b, [0.5] * len(rs)
+    g, z_phi, factorial = [], math.expm1(z) / z - 1.0, 1      # z·φ_2(z)
+    for m in range(1, len(rs) + 1):
+        g.append(z_phi * factorial / b)                       # g_m = m!·z·φ_{m+1}(z)/B
+        factorial *= m + 1
+        z_phi = z_phi / z - 1.0 / factorial                   # z·φ_{m+2}(z)
+    R = torch.tensor([[r ** (m - 1) for r in rs] for m in range(1, len(rs) + 1)], dtype=torch.float64)
+    return b, torch.linalg.solve(R, torch.tensor(g, dtype=torch.float64)).tolist()
+
+
+def _uni_update(x: torch.Tensor, x0_s: torch.Tensor, ds: Sequence[torch.Tensor], rs: Sequence[float],
+                sigma_s: float, alpha_t: float, sigma_t: float, h: float, variant: str) -> torch.Tensor:
+    """x_t = (σ_t/σ_s)·x_s - α_t·(e^{-h}-1)·x̂₀_s - α_t·B(h)·Σ_k ρ_k·D_k, ρ from ``rs``; [N, ...]."""
+    b, rhos = unipc_coefficients(rs, h, variant)
+    x_t = (sigma_t / sigma_s) * x - (alpha_t * math.expm1(-h)) * x0_s
+    for rho, d in zip(rhos, ds):
+        x_t = x_t - (alpha_t * b * rho) * d
+    return x_t
+
+
+def _differences(x0s: Sequence[torch.Tensor], lambdas: Sequence[float], h: float):
+    """r_k = (λ_{s_k} - λ_s)/h and D_k = (x̂₀_{s_k} - x̂₀_s)/r_k for the earlier points k ≥ 1."""
+    rs = [(lam - lambdas[0]) / h for lam in lambdas[1:]]
+    return rs, [(m - x0s[0]) / r for m, r in zip(x0s[1:], rs)]
+
+
+def unipc_predictor_step(x: torch.Tensor, x0s: Sequence[torch.Tensor], lambdas: Sequence[float],
+                         sigma_s: float, alpha_t: float, sigma_t: float, lambda_t: float,
+                         variant: str = "bh2") -> torch.Tensor:
+    """UniP-p, one multistep step x_s → x̃_t of order p = ``len(x0s)`` (1, 2 or 3).
+
+    x: [N, ...] at s; ``x0s``: the data predictions at s, s₁, s₂ (newest first), [N, ...] each;
+    ``lambdas``: their λ (newest first); σ_s and the target's α_t, σ_t, λ_t. λ_t = ∞ (σ_t = 0)
+    takes the first-order step, whose exact value is x̂₀_s."""
+    if not math.isfinite(lambda_t):
+        return x0s[0].clone()
+    h = lambda_t - lambdas[0]
+    rs, ds = _differences(x0s, lambdas, h)
+    return _uni_update(x, x0s[0], ds, rs, sigma_s, alpha_t, sigma_t, h, variant)
+
+
+def unipc_corrector_step(x: torch.Tensor, x0s: Sequence[torch.Tensor], lambdas: Sequence[float],
+                         x0_t: torch.Tensor, sigma_s: float, alpha_t: float, sigma_t: float, lambda_t: float,
+                         variant: str = "bh2") -> torch.Tensor:
+    """UniC-p: the corrected x_t from the same start x_s [N, ...] as the predictor step that gave
+    x̃_t, of order p = ``len(x0s)`` (the predictor's order), with the data prediction ``x0_t``
+    [N, ...] the model gave at x̃_t. Arguments otherwise as :func:`unipc_predictor_step`;
+    λ_t must be finite (there is no model evaluation at σ = 0 to correct with)."""
+    if not math.isfinite(lambda_t):
+        raise ValueError("the corrector needs a finite λ_t (σ_t > 0); the step to σ = 0 has no corrector")
+    h = lambda_t - lambdas[0]
+    rs, ds = _differences(x0s, lambdas, h)
+    return _uni_update(x, x0s[0], ds + [x0_t - x0s[0]], rs + [1.0], sigma_s, alpha_t, sigma_t, h, variant)
+
+
+def _predictor_order(i: int, num: int, order: int, lower_order_final: bool) -> int:
+    """The order of step i of ``num``: warm-up from 1 (only i earlier predictions exist), with
+    ``lower_order_final`` at most the number of steps left (diffusers' UniPC rule, for every
+    ``num``: unlike DPM-Solver++'s, it does not stop at 15 steps), and 1 for the last step, to σ = 0."""
+    o = min(order, i + 1)
+    if lower_order_final:
+        o = min(o, num - i)
+    return 1 if i == num - 1 else o
+
+
+def _check_options(order: int, variant: str) -> None:
+    if isinstance(order, bool) or order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(map(str, ORDERS))}, got {order!r}")
+    _check_variant(variant)
+
+
+@torch.no_grad()
+def unipc_sample(
+    model_fn: ModelFn,
+    x_T: torch.Tensor,
+    schedule: Schedule,
+    *,
+    steps: int = 10,
+    order: int = 2,
+    spacing: str = "uniform",
+    variant: str = "bh2",
+    lower_order_final: bool = True,
+    corrector: bool = True,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+    clip_x0=None,
+    timesteps: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """UniPC (multistep UniP-p + UniC, data prediction) from x_T [N, ...] → x_0 [N, ...] in
+    ``steps`` model evaluations; deterministic (``generator`` is accepted for the common signature).
+
+    ``order``: p = 1, 2 (default, as diffusers) or 3. ``variant``: "bh2" (B(h) = e^{-h} - 1, the
+    default, as diffusers) or "bh1" (B(h) = -h). ``corrector=False`` runs UniP alone (then order 1
+    is DDIM η = 0, and order 2 with "bh2" is DPM-Solver++(2M)). ``spacing``: uniform | quadratic |
+    trailing | linspace | logsnr, the same evaluation timesteps as :func:`dpm_solver_sample` (see
+    :func:`dpm_solver_timesteps`), or an explicit decreasing ``timesteps`` sequence (the final step
+    then goes from its last entry to σ = 0). ``clip_x0=(low, high)`` clamps every x̂₀ before use.
+    """
+    check_sample_args(x_T, clip_x0)
+    _check_options(order, variant)
+    if timesteps is None:
+        seq = dpm_solver_timesteps(schedule, steps, spacing)
+    else:
+        seq = resolve_timesteps(schedule, len(timesteps), spacing, timesteps)
+    check_alpha_bars(schedule, seq)
+    x = x_T
+    x0s: list[torch.Tensor] = []
+    lambdas: list[float] = []
+    last = None            # (x_s, σ_s, p) of the predictor step that led to the current point
+    for i in steps_iter(range(len(seq)), progress, "UniPC"):
+        alpha_s, sigma_s, lambda_s = alpha_sigma_lambda(schedule, seq[i])
+        x0 = (x - sigma_s * call_model(model_fn, x, seq[i])) / alpha_s          # DDIM eq. 9, at x̃
+        if clip_x0 is not None:
+            x0 = x0.clamp(clip_x0[0], clip_x0[1])
+        if corrector and last is not None and i < len(seq) - 1:
+            x_prev, sigma_prev, p = last                                        # UniC-p at t = seq[i]
+            x = unipc_corrector_step(x_prev, x0s[:p], lambdas[:p], x0, sigma_prev, alpha_s, sigma_s, lambda_s,
+                                     variant)
+        x0s, lambdas = [x0] + x0s[:2], [lambda_s] + lambdas[:2]
+        p = _predictor_order(i, len(seq), order, lower_order_final)
+        last = (x, sigma_s, p)
+        alpha_t, sigma_t, lambda_t = alpha_sigma_lambda(schedule, seq[i + 1] if i + 1 < len(seq) else -1)
+        x = unipc_predictor_step(x, x0s[:p], lambdas[:p], sigma_s, alpha_t, sigma_t, lambda_t, variant)
+    return x
