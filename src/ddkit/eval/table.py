@@ -234,7 +234,8 @@ def oracle_quality_table(mixture: GaussianMixture, schedule: Schedule, *, steps_
         def score_fn(x, seed):
             return energy_distance_to_mixture(x, mixture)
         floors = [score_fn(truth(seed, 1), seed) for seed in seeds]
-        note = f"{num} points against the mixture's exact law (exact ε); real data: {num} true samples"
+        note = (f"{num} points against the mixture's exact law (exact ε); the real-data level is {num} true "
+                "samples scored the same way")
     else:
         def score_fn(x, seed):
             return energy_distance(x, truth(seed, 0))
