@@ -51,7 +51,8 @@ def main(argv=None) -> int:
     results = {"run": str(args.run), "checkpoint": args.checkpoint, "num": len(x0), "variance": args.variance,
                "uniform_bpd": math.log2(DIGITS_LEVELS)}
     results["clip_x0"] = not args.no_clip
-    for name, net in (("trained", model), ("untrained", untrained)):
+    trained = ddkit.eps_network(model, config.diffusion.prediction, schedule)  # ε for eps, x0 and v runs
+    for name, net in (("trained", trained), ("untrained", untrained)):
         t0 = time.perf_counter()
         data = x0 if name == "trained" else x0[: args.untrained_num or args.num]
         bound = nll_bpd(lambda x, t: net(x, t), schedule, data, levels=DIGITS_LEVELS, variance=args.variance,

@@ -56,6 +56,7 @@ from ddkit.eval import evaluate_samples  # noqa: E402
 from ddkit.eval.references import load_reference  # noqa: E402
 from ddkit.generate import generate, start_noise  # noqa: E402
 from ddkit.images import to_uint8  # noqa: E402
+from ddkit.parameterization import eps_network  # noqa: E402
 
 ALL_RECIPES = ("ddkit", "ref-a", "ref-b")
 METRICS = ("fid", "kid", "memorization")
@@ -125,8 +126,9 @@ def ddkit_samples(run_dir: Path, args) -> tuple[list[np.ndarray], int | None]:
         raise ValueError(f"{run_dir} was trained on {source!r}; held-out scores need a digits:train run")
     ckpt = latest_checkpoint(run_dir)
     m = re.search(r"step-(\d+)$", ckpt.name) if ckpt is not None else None
-    model, schedule, _ = ddkit.load(run_dir, device=args.device)
-    sets = [to_uint8(generate(model, schedule, args.num_samples, seed=s, steps=args.sample_steps, eta=0.0,
+    model, schedule, config = ddkit.load(run_dir, device=args.device)
+    net = eps_network(model, config.diffusion.prediction, schedule)  # x0 / v runs sample through ε
+    sets = [to_uint8(generate(net, schedule, args.num_samples, seed=s, steps=args.sample_steps, eta=0.0,
                               clip_x0=(-1.0, 1.0), device=args.device).clamp(-1, 1)) for s in set_seeds(args)]
     return sets, int(m.group(1)) if m else None
 

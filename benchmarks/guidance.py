@@ -93,7 +93,8 @@ def main() -> None:
     print(line(f"real: digits:train[:{args.num}] vs test", {"acc": acc, "fid": m["fid"], "fid_sd": 0.0, "kid": m["kid"]}))
     results = {}
 
-    model, schedule, _ = ddkit.load(cond)
+    model, schedule, cfg = ddkit.load(cond)
+    model = ddkit.eps_network(model, cfg.diffusion.prediction, schedule)  # ε for eps, x0 and v runs
     labels = torch.arange(args.num) % 10
     for interval in (None, tuple(args.interval)):
         for w in CFG_SCALES:
@@ -106,9 +107,11 @@ def main() -> None:
                              model_fn_for=make, clip_x0=(-1.0, 1.0))
                 save_grid(to_uint8(x), out / "cfg3_per_class.png", nrow=10)
 
-    umodel, uschedule, _ = ddkit.load(uncond)
+    umodel, uschedule, ucfg = ddkit.load(uncond)
+    umodel = ddkit.eps_network(umodel, ucfg.diffusion.prediction, uschedule)
     weak_path = Path(args.weak) if args.weak else uncond / "checkpoints" / "step-000300"
-    weak, _, _ = ddkit.load(uncond, checkpoint=weak_path)
+    weak, _, wcfg = ddkit.load(uncond, checkpoint=weak_path)
+    weak = ddkit.eps_network(weak, wcfg.diffusion.prediction, uschedule)
     for w in AUTO_SCALES:
         make = lambda y, w=w: ddkit.autoguidance(lambda x, t: umodel(x, t), lambda x, t: weak(x, t), w)
         name = f"autoguidance ({weak_path.name}) w={w:g}"
