@@ -116,9 +116,10 @@ def dpm_solver_sample(
     """DPM-Solver++ (multistep, data prediction) from x_T [N, ...] → x_0 [N, ...] in ``steps``
     model evaluations; deterministic (``generator`` is accepted for the common signature).
 
-    Defaults (measured, README "Fast sampling"): order 2 and ``spacing="uniform"`` — on the
-    exact-ε mixture at 10 steps uniform ties logsnr on DDPM's linear schedule and is 5× better on
-    the cosine schedule (whose λ(T-1) ≈ -10 makes uniform-λ steps waste evaluations at pure noise).
+    Defaults (measured, README "Fast sampling"): order 2 and ``spacing="uniform"``, the best grid on
+    the digits at 10 steps (FID 10.43 against 11.67 trailing and 17.47 logsnr, the cosine
+    schedule's λ(T-1) ≈ -10 spending log-SNR steps on pure noise). On the exact-ε mixture the best
+    grid depends on the schedule: logsnr on DDPM's linear one, trailing on the cosine one.
 
     ``order``: 1 (DDIM), 2 (the paper's Algorithm 2) or 3. ``spacing``: uniform | quadratic |
     trailing | linspace | logsnr (see :func:`dpm_solver_timesteps`), or an explicit decreasing
