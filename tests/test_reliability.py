@@ -305,6 +305,8 @@ def test_bad_data_folders_are_one_line_exit_2(tmp_path, capsys, make, match):
     (["train", "--model-channels", "1000000"], "--model-channels must be in"),
     (["train", "--image-size", "100000", "--data", "."], "image_size must be an integer in"),
     (["train", "--skip-nonfinite", "-1"], "skip_nonfinite must be an integer >= 0"),
+    (["train", "--dist-timeout", "0"], "--dist-timeout must be a positive number of seconds"),
+    (["train", "--dist-timeout", "nan"], "--dist-timeout must be a positive number of seconds"),
     (["sample", "RUN", "--steps", "5000"], "--steps must be in [1, 50]"),
     (["sample", "RUN", "--eta", "1.5"], "--eta must be in [0, 1]"),
     (["sample", "RUN", "--eta", "nan"], "--eta must be in [0, 1]"),

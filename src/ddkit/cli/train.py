@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import math
 import os
 import sys
 from dataclasses import fields, replace
@@ -71,6 +73,9 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in --out, or "
                    "start there from scratch when it has none; may extend --steps/--minutes, refuses options that "
                    "contradict its config.json (automatic under torchrun after a restart)")
+    p.add_argument("--dist-timeout", type=float, default=1800.0, metavar="SECONDS",
+                   help="under torchrun: how long a process waits for the others to join the group and in each "
+                        "collective before it fails, so that torchrun can restart the group (default 1800)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -151,8 +156,9 @@ def _resume_config(args, given: dict) -> RunConfig:
     return replace(saved, train=replace(saved.train, **budget))
 
 
-def _init_distributed(device: str):
-    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; start the process group (gloo on CPU, nccl on GPU)."""
+def _init_distributed(device: str, timeout_s: float = 1800.0):
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; start the process group (gloo on CPU, nccl on GPU)
+    with ``timeout_s`` for joining and for every collective."""
     from ..train import DistContext
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -165,7 +171,8 @@ def _init_distributed(device: str):
     if device == "cuda":
         torch.cuda.set_device(local)
         device = f"cuda:{local}"
-    dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo",
+                            timeout=datetime.timedelta(seconds=timeout_s))
     return DistContext(rank=dist.get_rank(), world_size=world, restart_count=restarts), device
 
 
@@ -184,7 +191,9 @@ def _fit_default_batch(config, n: int, dist):
 def run(args) -> int:
     from ..train import train
 
-    dist, device = _init_distributed(args.device or "cpu")
+    if not (math.isfinite(args.dist_timeout) and args.dist_timeout > 0):
+        raise UsageError(f"--dist-timeout must be a positive number of seconds, got {args.dist_timeout}")
+    dist, device = _init_distributed(args.device or "cpu", args.dist_timeout)
     try:
         # torchrun --max-restarts: a restarted group continues the newest checkpoint by itself
         args.resume = args.resume or dist.restart_count > 0
