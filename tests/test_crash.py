@@ -113,9 +113,10 @@ def _children(pid: int) -> list[int]:
 
 def _torchrun(run: Path, steps: int, *extra: str) -> list[str]:
     # --standalone: a c10d rendezvous on a free port (the static one of --master_port does not restart)
-    # --dist-timeout: a restarted group whose gloo connect hangs (seen once under heavy CPU load: both new
-    # workers waiting in ProcessGroupGloo's full-mesh connect) fails after 60 s and torchrun restarts it again
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--max-restarts=3",
+    # Under heavy CPU load the restarted group's gloo connect sometimes fails ("Connection refused" to an
+    # old address) or hangs: --dist-timeout turns a hang into a failure after 60 s, and the restarts
+    # (10, not 3) let torchrun try again until the group connects
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--max-restarts=10",
             "-m", "ddkit", "train", "--out", str(run), "--steps", str(steps), "--dist-timeout", "60",
             *ARGS, *extra]
 
