@@ -248,6 +248,9 @@ def test_schedules_that_break_the_math_are_refused():
         ddkit.ddim_sample(lambda x, t: x, torch.zeros(2, 2), ztsnr, steps=3, spacing="trailing")
     with pytest.raises(ValueError, match="zero terminal SNR"):
         ddkit.ddpm_sample(lambda x, t: x, torch.zeros(2, 2), ztsnr)
+    for solver in (ddkit.dpm_solver_sample, ddkit.unipc_sample):  # the multistep solvers share the check
+        with pytest.raises(ValueError, match="zero terminal SNR"):
+            solver(lambda x, t: x, torch.zeros(2, 2), ztsnr, steps=3, spacing="trailing")
     x = ddkit.ddim_sample(lambda x, t: x, torch.zeros(2, 2), ztsnr, timesteps=[1, 0])
     assert torch.isfinite(x).all()
     with pytest.raises(ValueError, match="needs prediction 'v'"):

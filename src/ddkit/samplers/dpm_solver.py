@@ -35,7 +35,7 @@ from typing import Sequence
 import torch
 
 from ..parameterization import ModelFn
-from ..schedule import Schedule, make_timesteps
+from ..schedule import Schedule, check_alpha_bars, make_timesteps
 from .common import alpha_sigma_lambda, call_model, check_sample_args, steps_iter
 
 ORDERS = (1, 2, 3)
@@ -58,6 +58,26 @@ def dpm_solver_timesteps(schedule: Schedule, steps: int, spacing: str) -> list[i
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= T:
         raise ValueError(f"steps must be an integer in [1, {T}] (the schedule's T), got {steps!r}")
     return make_timesteps(T, steps + 1, spacing, schedule=schedule).tolist()[:-1]
+
+
+def solver_timesteps(schedule: Schedule, steps: int, spacing: str,
+                     timesteps: Sequence[int] | None = None) -> list[int]:
+    """The evaluation timesteps of the multistep solvers (DPM-Solver++, UniPC): those of
+    :func:`dpm_solver_timesteps`, or an explicit decreasing ``timesteps`` sequence; a sequence that
+    visits ᾱ = 0 (zero terminal SNR) is refused, as for DDIM."""
+    if timesteps is None:
+        seq = dpm_solver_timesteps(schedule, steps, spacing)
+    else:
+        from .ddim import resolve_timesteps
+        seq = resolve_timesteps(schedule, len(timesteps), spacing, timesteps)
+    check_alpha_bars(schedule, seq)
+    return seq
+
+
+def check_order(order: int) -> None:
+    """A multistep solver's order must be 1, 2 or 3 (a ValueError naming them otherwise)."""
+    if isinstance(order, bool) or order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(map(str, ORDERS))}, got {order!r}")
 
 
 def dpm_solver_step(x: torch.Tensor, x0s: Sequence[torch.Tensor], lambdas: Sequence[float],
@@ -127,13 +147,8 @@ def dpm_solver_sample(
     σ = 0). ``clip_x0=(low, high)`` clamps every x̂₀ (the data prediction) before it is used.
     """
     check_sample_args(x_T, clip_x0)
-    if isinstance(order, bool) or order not in ORDERS:
-        raise ValueError(f"order must be one of {', '.join(map(str, ORDERS))}, got {order!r}")
-    if timesteps is None:
-        seq = dpm_solver_timesteps(schedule, steps, spacing)
-    else:
-        from .ddim import resolve_timesteps
-        seq = resolve_timesteps(schedule, len(timesteps), spacing, timesteps)
+    check_order(order)
+    seq = solver_timesteps(schedule, steps, spacing, timesteps)
     x = x_T
     x0s: list[torch.Tensor] = []
     lambdas: list[float] = []

@@ -46,12 +46,10 @@ from typing import Sequence
 import torch
 
 from ..parameterization import ModelFn
-from ..schedule import Schedule, check_alpha_bars
+from ..schedule import Schedule
 from .common import alpha_sigma_lambda, call_model, check_sample_args, steps_iter
-from .ddim import resolve_timesteps
-from .dpm_solver import dpm_solver_timesteps
+from .dpm_solver import check_order, solver_timesteps
 
-ORDERS = (1, 2, 3)
 VARIANTS = ("bh1", "bh2")
 
 
@@ -134,12 +132,6 @@ def _predictor_order(i: int, num: int, order: int, lower_order_final: bool) -> i
     return 1 if i == num - 1 else o
 
 
-def _check_options(order: int, variant: str) -> None:
-    if isinstance(order, bool) or order not in ORDERS:
-        raise ValueError(f"order must be one of {', '.join(map(str, ORDERS))}, got {order!r}")
-    _check_variant(variant)
-
-
 @torch.no_grad()
 def unipc_sample(
     model_fn: ModelFn,
@@ -168,12 +160,9 @@ def unipc_sample(
     then goes from its last entry to σ = 0). ``clip_x0=(low, high)`` clamps every x̂₀ before use.
     """
     check_sample_args(x_T, clip_x0)
-    _check_options(order, variant)
-    if timesteps is None:
-        seq = dpm_solver_timesteps(schedule, steps, spacing)
-    else:
-        seq = resolve_timesteps(schedule, len(timesteps), spacing, timesteps)
-    check_alpha_bars(schedule, seq)
+    check_order(order)
+    _check_variant(variant)
+    seq = solver_timesteps(schedule, steps, spacing, timesteps)
     x = x_T
     x0s: list[torch.Tensor] = []
     lambdas: list[float] = []
