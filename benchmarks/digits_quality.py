@@ -49,13 +49,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _diffusers_ref import RECIPES, sample_reference, train_reference  # noqa: E402
 
 import ddkit  # noqa: E402
-from ddkit.checkpoint import latest_checkpoint  # noqa: E402
-from ddkit.config import RunConfig  # noqa: E402
+from ddkit.training.checkpoint import latest_checkpoint  # noqa: E402
+from ddkit.training.config import RunConfig  # noqa: E402
 from ddkit.data import load_data  # noqa: E402
 from ddkit.eval import evaluate_samples  # noqa: E402
 from ddkit.eval.references import load_reference  # noqa: E402
 from ddkit.generate import generate, start_noise  # noqa: E402
-from ddkit.images import to_uint8  # noqa: E402
+from ddkit.data.images import to_uint8  # noqa: E402
 from ddkit.parameterization import eps_network  # noqa: E402
 
 ALL_RECIPES = ("ddkit", "ref-a", "ref-b")

@@ -26,7 +26,7 @@ from ddkit.data import load_data
 from ddkit.eval import evaluate_samples
 from ddkit.eval.features import DigitsFeatures
 from ddkit.generate import generate
-from ddkit.images import save_grid, to_uint8
+from ddkit.data.images import save_grid, to_uint8
 
 CFG_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0)
 CLS_SCALES = (0.0, 1.0, 2.0, 3.0, 10.0)  # 2: the README's recommended scale
@@ -133,8 +133,8 @@ def main() -> None:
 
 def wait_until_trained(run: Path, limit_s: float = 900) -> None:
     """A classifier run still training elsewhere: wait (up to ``limit_s``) for its last checkpoint."""
-    from ddkit.checkpoint import latest_checkpoint
-    from ddkit.config import RunConfig
+    from ddkit.training.checkpoint import latest_checkpoint
+    from ddkit.training.config import RunConfig
 
     steps = RunConfig.load(run / "config.json").train.steps
     deadline = time.time() + limit_s

@@ -21,7 +21,7 @@ import torch
 import ddkit
 from ddkit.eval import evaluate_samples
 from ddkit.generate import generate
-from ddkit.images import to_uint8
+from ddkit.data.images import to_uint8
 
 
 def train_run(out: Path, precision: str, steps: int, seed: int) -> None:

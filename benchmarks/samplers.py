@@ -33,7 +33,7 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistep
 
 import ddkit
 from ddkit.eval.energy import energy_distance_to_mixture
-from ddkit.toy import GaussianMixture
+from ddkit.oracle import GaussianMixture
 
 SPACINGS = ("uniform", "trailing", "linspace", "logsnr")
 # diffusers' spacings: timestep_spacing values, and the sigma grids that replace them
@@ -160,7 +160,7 @@ def digits_configs(nfe_list, schedule, target_nfe: int):
 def run_digits(nfe_list, run: str, num: int, repeats: int, target_nfe: int) -> dict:
     from ddkit.eval import evaluate_samples
     from ddkit.generate import start_noise
-    from ddkit.images import to_uint8
+    from ddkit.data.images import to_uint8
     from ddkit.parameterization import eps_network
 
     model, schedule, config = ddkit.load(run)

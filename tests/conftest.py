@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from ddkit.eval.energy import energy_distance  # noqa: F401  (tests import it from here)
-from ddkit.toy import GaussianMixture
+from ddkit.oracle import GaussianMixture
 
 
 @pytest.fixture(scope="session")

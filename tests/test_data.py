@@ -8,7 +8,7 @@ import torch
 from PIL import Image, features
 
 from ddkit.data import DataError, Dataset, load_data, load_image_folder
-from ddkit.toy import TOY_NAMES
+from ddkit.data.toy import TOY_NAMES
 
 
 def _save(path: Path, array: np.ndarray, **kwargs) -> Path:

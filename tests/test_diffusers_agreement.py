@@ -8,7 +8,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
 import ddkit
-from ddkit.toy import GaussianMixture
+from ddkit.oracle import GaussianMixture
 
 S = ddkit.Schedule.linear()
 GMM = GaussianMixture.default_2d()

@@ -17,10 +17,10 @@ from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler, 
 
 import ddkit  # noqa: E402
 from ddkit.cli import main  # noqa: E402
-from ddkit.config import DataConfig, RunConfig, TrainConfig  # noqa: E402
-from ddkit.diffusers_io import ddkit_to_diffusers_state, diffusers_to_ddkit_state  # noqa: E402
+from ddkit.training.config import DataConfig, RunConfig, TrainConfig  # noqa: E402
+from ddkit.interop.diffusers import ddkit_to_diffusers_state, diffusers_to_ddkit_state  # noqa: E402
 from ddkit.nn import UNet, UNetConfig  # noqa: E402
-from ddkit.train import train  # noqa: E402
+from ddkit.training import train  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -116,7 +116,7 @@ def test_state_dict_renaming_round_trips():
 
 # --- out ----------------------------------------------------------------------------------------
 def tiny_run(root, *, channels=64, class_cond=False, schedule="cosine"):
-    from ddkit.config import DiffusionConfig
+    from ddkit.training.config import DiffusionConfig
 
     cfg = RunConfig(model=UNetConfig(8, 1, channels, (1, 2), 1, (4,), dropout=0.0,
                                      num_classes=10 if class_cond else None),

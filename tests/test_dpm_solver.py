@@ -10,7 +10,7 @@ from diffusers import DPMSolverMultistepScheduler
 
 import ddkit
 from ddkit.samplers import dpm_solver_timesteps, get_sampler, run_sampler
-from ddkit.toy import GaussianMixture
+from ddkit.oracle import GaussianMixture
 
 S = ddkit.Schedule.linear()
 GMM = GaussianMixture.default_2d()

@@ -8,7 +8,7 @@ import torch
 from scipy import integrate
 
 from ddkit.eval.energy import energy_distance, energy_distance_to_mixture
-from ddkit.toy import GaussianMixture
+from ddkit.oracle import GaussianMixture
 
 
 def _quad_mean_norm_2d(m: tuple[float, float], s: float) -> float:

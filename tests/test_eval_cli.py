@@ -8,11 +8,11 @@ import pytest
 from PIL import Image
 
 from ddkit.cli import main
-from ddkit.config import RunConfig
+from ddkit.training.config import RunConfig
 from ddkit.data import load_data
 from ddkit.eval import evaluate_samples
-from ddkit.images import to_uint8
-from ddkit.train import load_run_data
+from ddkit.data.images import to_uint8
+from ddkit.data import load_run_data
 
 TINY = ["--model-channels", "16", "--batch-size", "32", "--ckpt-every", "2", "--sample-every", "100",
         "--log-every", "1", "--no-progress"]

@@ -12,7 +12,7 @@ import torch
 from ddkit.data import load_data
 from ddkit.eval import evaluate_samples, fid, kid, memorization, precision_recall
 from ddkit.eval.features import DigitsFeatures, FeatureExtractor, get_features
-from ddkit.images import to_uint8
+from ddkit.data.images import to_uint8
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -194,7 +194,7 @@ def test_evaluate_samples_real_digits(digits):
     assert out["precision"] > 0.8 and out["recall"] > 0.8
     assert out["nn_median"] == 0.0 and out["closer_than_real"] == 1.0  # these are training images
     noise = np.random.default_rng(0).integers(0, 256, size=(600, 8, 8, 1)).astype(np.uint8)
-    bad = evaluate_samples(noise, metrics=("fid", "kid", "precision"))
+    bad = evaluate_samples(noise, metrics=("fid", "kid", "precision_recall"))
     assert bad["fid"] > 10 * out["fid"] and bad["kid"] > 10 * bad["kid_std"] and bad["precision"] < 0.05
 
 

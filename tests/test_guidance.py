@@ -9,7 +9,7 @@ import torch
 import ddkit
 from ddkit import autoguidance, classifier_free_guidance, classifier_guidance
 from ddkit.samplers import SAMPLERS, run_sampler
-from ddkit.toy import GaussianMixture
+from ddkit.oracle import GaussianMixture
 
 K_RARE = 0  # the component with the smallest weight (1/36): rare without guidance
 

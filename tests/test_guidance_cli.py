@@ -50,7 +50,7 @@ def _error_line(capsys):
 def test_keep_step_survives_pruning(runs):
     kept = sorted(p.name for p in (runs["cond"] / "checkpoints").iterdir())
     assert kept == ["step-000001", "step-000003"]
-    assert ddkit.config.RunConfig.load(runs["cond"] / "config.json").train.keep_steps == (1,)
+    assert ddkit.training.config.RunConfig.load(runs["cond"] / "config.json").train.keep_steps == (1,)
 
 
 def test_classifier_run_records_shape_schedule_and_banded_accuracy(runs):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ddkit.images import (
+from ddkit.data.images import (
     make_grid, save_grid, save_loss_curve, save_points_plot, to_uint8,
 )
 

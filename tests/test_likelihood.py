@@ -13,7 +13,7 @@ import ddkit
 from ddkit.eval.likelihood import BoundTerms, nll_bpd
 from ddkit.losses import bound_variance, discretized_gaussian_log_likelihood, normal_kl, prior_kl, vb_terms
 from ddkit.nn import MLPDenoiser
-from ddkit.toy import GaussianMixture
+from ddkit.oracle import GaussianMixture
 
 LN2 = math.log(2.0)
 

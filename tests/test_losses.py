@@ -24,7 +24,7 @@ def test_loss_is_exact_mse_with_given_t_and_noise():
 
 
 def test_exact_gmm_eps_beats_zero_and_gradients_flow():
-    from ddkit.toy import GaussianMixture
+    from ddkit.oracle import GaussianMixture
 
     gmm = GaussianMixture.default_2d()
     x0, _ = gmm.sample(20000, torch.Generator().manual_seed(0))

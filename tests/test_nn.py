@@ -20,7 +20,7 @@ from ddkit.nn import (
     config_to_dict,
     timestep_embedding,
 )
-from ddkit.diffusers_io import diffusers_to_ddkit_state
+from ddkit.interop.diffusers import diffusers_to_ddkit_state
 from ddkit.nn.layers import num_groups
 
 CIFAR10_PARAMS = 35_746_307  # DDPM's "35.7M"; diffusers' google/ddpm-cifar10-32 has the same

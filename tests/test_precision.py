@@ -7,7 +7,7 @@ import pytest
 from torch import nn
 
 from ddkit.cli import main
-from ddkit.precision import AUTO_BF16_MIN_PARAMS, cpu_has_native_bf16, resolve_precision
+from ddkit.training.precision import AUTO_BF16_MIN_PARAMS, cpu_has_native_bf16, resolve_precision
 
 
 def test_explicit_precisions_are_kept():

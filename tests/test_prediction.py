@@ -8,7 +8,7 @@ from conftest import energy_distance
 
 import ddkit
 from ddkit.cli import main
-from ddkit.config import DiffusionConfig, RunConfig
+from ddkit.training.config import DiffusionConfig, RunConfig
 from ddkit.parameterization import EpsNetwork, eps_network, prediction_target
 
 S = ddkit.Schedule.cosine(100)

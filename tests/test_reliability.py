@@ -19,16 +19,16 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import ddkit
-from ddkit.checkpoint import clean_incomplete, latest_checkpoint, load_train_state, save_checkpoint
+from ddkit.training.checkpoint import clean_incomplete, latest_checkpoint, load_train_state, save_checkpoint
 from ddkit.cli import main
-from ddkit.config import DataConfig, DiffusionConfig, RunConfig, TrainConfig
+from ddkit.training.config import DataConfig, DiffusionConfig, RunConfig, TrainConfig
 from ddkit.data import Dataset, load_data
 from ddkit.nn import MLPConfig
-from ddkit.runlock import RunLock, RunLockedError
+from ddkit.training.rundir import RunLock, RunLockedError
 from ddkit.samplers import run_sampler
-from ddkit.safety import NonFiniteLossError
+from ddkit.training.stops import NonFiniteLossError
 from ddkit.schedule import Schedule
-from ddkit.train import DistContext, ShardedBatches, train
+from ddkit.training import DistContext, ShardedBatches, train
 
 TOY = ["--data", "toy:moons", "--model-channels", "8", "--batch-size", "32", "--num-timesteps", "50",
        "--sample-every", "1000", "--log-every", "1", "--no-progress"]
@@ -68,7 +68,10 @@ def test_malicious_state_pt_is_refused_and_its_code_never_runs(tmp_path):
     # planted in a real run, resuming refuses it with one line and runs nothing
     run = train(toy_config(), tmp_path / "run", progress=False)
     os.replace(evil, run / "checkpoints" / "step-000004" / "state.pt")
-    (run / "checkpoints" / "step-000004" / "manifest.json").unlink()  # a pre-manifest checkpoint
+    ckpt = run / "checkpoints" / "step-000004"  # the manifest re-written to match: a whole, planted checkpoint
+    manifest = json.loads((ckpt / "manifest.json").read_text())
+    manifest["files"]["state.pt"] = (ckpt / "state.pt").stat().st_size
+    (ckpt / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="refused to load"):
         train(toy_config(steps=6), run, resume=True, progress=False)
     assert not marker.exists()

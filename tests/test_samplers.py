@@ -5,7 +5,7 @@ import torch
 
 import ddkit
 from ddkit.samplers.ddpm import ddpm_variance
-from ddkit.toy import GaussianMixture
+from ddkit.oracle import GaussianMixture
 from conftest import energy_distance
 
 S = ddkit.Schedule.linear()
@@ -175,8 +175,8 @@ def test_clip_keeps_final_sample_in_range(gmm):
     (lambda fn, x: ddkit.ddim_sample(fn, x, S, eta=1.5), r"eta must be in \[0, 1\]"),
     (lambda fn, x: ddkit.ddim_sample(fn, x, S, steps=0), r"steps must be an integer in \[1, 1000\]"),
     (lambda fn, x: ddkit.ddim_sample(fn, x, S, steps=1001), r"steps must be an integer in \[1, 1000\]"),
-    (lambda fn, x: ddkit.ddim_sample(fn, x, S, spacing="karras"), "allowed: uniform, quadratic, trailing, linspace"),
-    (lambda fn, x: ddkit.ddim_invert(fn, x, S, spacing="karras"), "allowed: uniform, quadratic, trailing, linspace"),
+    (lambda fn, x: ddkit.ddim_sample(fn, x, S, spacing="bogus"), "allowed: uniform, quadratic, trailing, linspace"),
+    (lambda fn, x: ddkit.ddim_invert(fn, x, S, spacing="bogus"), "allowed: uniform, quadratic, trailing, linspace"),
     (lambda fn, x: ddkit.ddpm_sample(fn, x, S, variance="learned"), "variance must be one of small, large"),
     (lambda fn, x: ddkit.ddim_sample(lambda a, t: a[:, :1], x, S), r"model_fn returned shape \[2, 1\]"),
     (lambda fn, x: ddkit.ddim_sample(fn, x.long(), S), "floating-point"),

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ddkit
-from ddkit.schedule import make_timesteps
+from ddkit.timesteps import make_timesteps
 
 
 def test_linear_matches_ddpm_definition():

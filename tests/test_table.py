@@ -13,7 +13,7 @@ from ddkit.eval import evaluate_samples
 from ddkit.eval.energy import energy_distance_to_mixture
 from ddkit.eval.table import QualityTable, oracle_quality_table, quality_table, sample_quality_table
 from ddkit.generate import generate
-from ddkit.images import to_uint8
+from ddkit.data.images import to_uint8
 from ddkit.nn import UNet
 
 

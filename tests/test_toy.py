@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from ddkit.toy import TOY_NAMES, GaussianMixture, make_toy, toy_num_classes
+from ddkit.data.toy import TOY_NAMES, make_toy, toy_num_classes
+from ddkit.oracle import GaussianMixture
 
 
 def _gen(seed: int = 0) -> torch.Generator:

@@ -7,10 +7,10 @@ import torch
 from safetensors.torch import load_file
 
 import ddkit
-from ddkit.config import DataConfig, RunConfig, TrainConfig
-from ddkit.ema import EMA
+from ddkit.training.config import DataConfig, RunConfig, TrainConfig
+from ddkit.training.ema import EMA
 from ddkit.nn import MLPConfig, UNetConfig
-from ddkit.train import DistContext, ShardedBatches, learning_rate, train
+from ddkit.training import DistContext, ShardedBatches, learning_rate, train
 
 TINY_UNET = UNetConfig(image_size=8, in_channels=1, base_channels=16, channel_mult=(1, 2), num_res_blocks=1,
                        attn_resolutions=(4,), dropout=0.1)

@@ -12,7 +12,7 @@ from ddkit.cli import build_parser
 from ddkit.cli.common import UsageError
 from ddkit.cli.sampling import sampler_options
 from ddkit.samplers import dpm_solver_timesteps, get_sampler, run_sampler
-from ddkit.toy import GaussianMixture
+from ddkit.oracle import GaussianMixture
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

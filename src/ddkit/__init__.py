@@ -1,12 +1,15 @@
 """ddkit: denoising diffusion models (DDPM, DDIM, guidance) for PyTorch.
 
 The core is a set of pure functions over one model interface, ``model_fn(x_t, t) -> ε`` with
-``t`` a LongTensor [N] of 0-based training timesteps.
+``t`` a tensor [N] of 0-based training timesteps. The layers: the math (``schedule``,
+``timesteps``, ``forward``, ``parameterization``, ``losses``, ``samplers``, ``guidance``, …) ←
+``nn`` ← ``data`` ← ``training`` ← ``eval`` ← ``cli``.
 """
 
-from .diffusers_io import export_diffusers, load_diffusers
+from . import _compat
 from .forward import q_mean_variance, q_posterior, q_sample
 from .guidance import autoguidance, classifier_free_guidance, classifier_guidance
+from .interop.diffusers import export_diffusers, load_diffusers
 from .latents import slerp
 from .losses import diffusion_loss
 from .nn import MLPConfig, MLPDenoiser, UNet, UNetConfig
@@ -20,22 +23,42 @@ from .parameterization import (
     x0_from_eps,
     x0_from_v,
 )
-from .samplers import (ddim_invert, ddim_sample, ddim_sigma, ddim_step, ddpm_sample, ddpm_step, dpm_solver_sample,
-                       unipc_sample)
-from .runs import load
-from .schedule import SPACINGS, Schedule, log_snr, make_timesteps, make_timesteps_logsnr
+from .samplers import (
+    ddim_invert,
+    ddim_sample,
+    ddim_sigma,
+    ddim_step,
+    ddpm_sample,
+    ddpm_step,
+    dpm_solver_sample,
+    unipc_sample,
+)
+from .schedule import Schedule
+from .timesteps import SPACINGS, log_snr, make_timesteps, make_timesteps_logsnr
+from .training import load, train, train_classifier
+
+_compat.install()
+
+
+def __getattr__(name: str):
+    """``ddkit.config``, ``ddkit.toy`` … (the 0.1 module paths) as attributes, as they were."""
+    if f"ddkit.{name}" in _compat.MOVED:
+        import importlib
+
+        return importlib.import_module(f"ddkit.{name}")
+    raise AttributeError(f"module 'ddkit' has no attribute {name!r}")
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Schedule", "make_timesteps", "make_timesteps_logsnr", "log_snr", "SPACINGS", "dpm_solver_sample", "unipc_sample",
     "q_sample", "q_mean_variance", "q_posterior",
-    "x0_from_eps", "eps_from_x0", "v_from_eps", "eps_from_v", "x0_from_v", "v_from_x0_eps", "model_fn_from", "eps_network",
-    "diffusion_loss",
+    "x0_from_eps", "eps_from_x0", "v_from_eps", "eps_from_v", "x0_from_v", "v_from_x0_eps", "model_fn_from",
+    "eps_network", "diffusion_loss",
     "ddpm_sample", "ddpm_step", "ddim_sample", "ddim_step", "ddim_sigma", "ddim_invert",
     "slerp",
     "classifier_free_guidance", "classifier_guidance", "autoguidance",
     "UNet", "UNetConfig", "MLPDenoiser", "MLPConfig",
-    "load",
+    "load", "train", "train_classifier",
     "load_diffusers", "export_diffusers",
 ]

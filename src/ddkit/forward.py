@@ -12,12 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from .checks import same_shape as _check_same_shape
 from .schedule import Schedule
-
-
-def _check_same_shape(a: torch.Tensor, b: torch.Tensor, names: str) -> None:
-    if a.shape != b.shape:
-        raise ValueError(f"{names} must have the same shape, got {list(a.shape)} and {list(b.shape)}")
 
 
 def q_sample(schedule: Schedule, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:

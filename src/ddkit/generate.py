@@ -4,12 +4,14 @@ randomness is per sample (``ddkit.rng``): sample i depends only on (seed, i) and
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import checks
+from .checks import ParameterError, positive_int
 from .parameterization import ModelFn
 from .rng import SampleGenerators
 from .samplers import SAMPLERS, get_sampler, run_sampler
@@ -31,6 +33,21 @@ def plain_model_fn(model: nn.Module) -> ModelFnFor:
     return lambda y: (lambda x, t: model(x, t, y))
 
 
+def sample_labels(num: int, num_classes: int | None, label: int | None = None) -> torch.Tensor | None:
+    """Labels [num] for sampling: every sample class ``label``, or 0, 1, …, K-1, 0, … (equal numbers
+    of every class, in order) when the network or its classifier has K = ``num_classes`` classes;
+    None for an unconditional network with no classifier."""
+    if num_classes is None:
+        if label is not None:
+            raise ParameterError("`label` needs a class-conditional network or a classifier; this one has no labels")
+        return None
+    if label is not None:
+        if not checks.is_int(label) or not 0 <= label < num_classes:
+            raise ParameterError(f"`label` must be in [0, {num_classes - 1}], got {label}")
+        return torch.full((num,), int(label), dtype=torch.long)
+    return torch.arange(num) % num_classes
+
+
 def start_noise(seed: int, indices: range, shape: tuple[int, ...], device: str | torch.device = "cpu"):
     """x_T [len(indices), *shape] for samples ``indices`` of a run seeded with ``seed``, and the
     per-sample generators the sampler continues with."""
@@ -39,7 +56,7 @@ def start_noise(seed: int, indices: range, shape: tuple[int, ...], device: str |
 
 
 @torch.no_grad()
-def generate(
+def generate_batches(
     model: nn.Module,
     schedule: Schedule,
     num: int,
@@ -53,35 +70,43 @@ def generate(
     device: str | torch.device = "cpu",
     progress: bool = False,
     **sampler_options,
-) -> torch.Tensor:
-    """``num`` samples [num, ...] (float32, on the CPU) from ``model(x, t, y)``.
-
-    ``sampler``: a name in the registry (``ddkit.samplers.SAMPLERS``); ``sampler_options`` (steps,
-    eta, spacing, order, variance; None = the sampler's default) go to it. ``labels`` (LongTensor
-    [num]) condition a class-conditional network (the null label ``num_classes`` means
-    unconditional). ``model_fn_for(y)`` turns a batch's labels (or None) into the ``model_fn`` the
-    sampler calls: guidance wrappers plug in here (default: the network with ``y`` bound).
-    Sample i's start noise and sampler noise come from its own generator seeded by (seed, i).
-    """
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield ``(start, x)`` batch by batch: samples start … start+len(x)-1 [n, ...] (float32, on the
+    CPU) from ``model(x, t, y)``, so that a caller can stream ``num`` samples anywhere without
+    holding them all. Arguments as :func:`generate`; they are checked before the first batch."""
     get_sampler(sampler)
-    if num < 1 or batch_size < 1:
-        raise ValueError(f"num and batch_size must be positive, got num={num}, batch_size={batch_size}")
+    positive_int("num", num)
+    positive_int("batch_size", batch_size)
     if labels is not None and labels.shape != (num,):
         raise ValueError(f"labels must have shape [{num}], got {list(labels.shape)}")
     device = torch.device(device)
     model_fn_for = model_fn_for or plain_model_fn(model)
     shape = sample_shape(model)
-    out = []
-    bar = tqdm(total=num, desc=f"sampling ({sampler})", unit="sample", disable=not progress, dynamic_ncols=True)
-    for start in range(0, num, batch_size):
-        n = min(batch_size, num - start)
-        y = None if labels is None else labels[start:start + n].to(device)
-        x_T, gens = start_noise(seed, range(start, start + n), shape, device)
-        x = run_sampler(sampler, model_fn_for(y), x_T, schedule, generator=gens, clip_x0=clip_x0, **sampler_options)
-        out.append(x.float().cpu())
-        bar.update(n)
-    bar.close()
-    return torch.cat(out)
+    with tqdm(total=num, desc=f"sampling ({sampler})", unit="sample", disable=not progress,
+              dynamic_ncols=True) as bar:
+        for start in range(0, num, batch_size):
+            n = min(batch_size, num - start)
+            y = None if labels is None else labels[start:start + n].to(device)
+            x_T, gens = start_noise(seed, range(start, start + n), shape, device)
+            x = run_sampler(sampler, model_fn_for(y), x_T, schedule, generator=gens, clip_x0=clip_x0,
+                            **sampler_options)
+            bar.update(n)
+            yield start, x.float().cpu()
 
 
-__all__ = ["generate", "sample_shape", "plain_model_fn", "start_noise", "SAMPLERS"]
+def generate(model: nn.Module, schedule: Schedule, num: int, **options) -> torch.Tensor:
+    """``num`` samples [num, ...] (float32, on the CPU) from ``model(x, t, y)``.
+
+    ``sampler``: a name in the registry (``ddkit.samplers.SAMPLERS``, default "ddim");
+    ``sampler_options`` (steps, eta, spacing, order, variance, …; None = the sampler's default) go
+    to it. ``labels`` (LongTensor [num]) condition a class-conditional network (the null label
+    ``num_classes`` means unconditional). ``model_fn_for(y)`` turns a batch's labels (or None) into
+    the ``model_fn`` the sampler calls: guidance wrappers plug in here (default: the network with
+    ``y`` bound). Sample i's start noise and sampler noise come from its own generator seeded by
+    (seed, i); ``batch_size`` (default 256) never changes a sample. See :func:`generate_batches` to
+    stream them instead.
+    """
+    return torch.cat([x for _, x in generate_batches(model, schedule, num, **options)])
+
+
+__all__ = ["generate", "generate_batches", "sample_shape", "plain_model_fn", "start_noise", "SAMPLERS"]

@@ -16,10 +16,13 @@ Notation (t a batch of 0-based training timesteps, ᾱ_t from the schedule, y th
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
+from .checks import labels as _check_labels
+from .checks import ParameterError, number
 from .parameterization import ModelFn
 from .schedule import Schedule
 
@@ -27,25 +30,7 @@ Labels = torch.Tensor | int
 
 
 def _check_scale(name: str, scale: float) -> float:
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {scale!r}")
-    return float(scale)
-
-
-def _check_labels(labels: Labels, num_classes: int | None) -> torch.Tensor:
-    """labels: an int (every sample that class) or a LongTensor [N]; in [0, num_classes − 1] when known."""
-    if isinstance(labels, bool):
-        raise ValueError(f"labels must be an int or an integer tensor [N], got {labels!r}")
-    labels = torch.as_tensor(labels)
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool or labels.ndim > 1:
-        raise ValueError(f"labels must be an int or an integer tensor [N], got {labels.dtype} {list(labels.shape)}")
-    labels = labels.long()
-    if labels.numel():
-        lo, hi = int(labels.min()), int(labels.max())
-        top = "" if num_classes is None else f", {num_classes - 1}"
-        if lo < 0 or (num_classes is not None and hi >= num_classes):
-            raise ValueError(f"labels must be in [0{top}], got values in [{lo}, {hi}]")
-    return labels
+    return number(name, scale, low=0.0, what="a finite number >= 0")
 
 
 def _labels_for(labels: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -167,7 +152,6 @@ def classifier_guidance(
     """
     s = _check_scale("scale", scale)
     labels = _check_labels(labels, network_num_classes(classifier))
-    sqrt_one_minus = (1.0 - schedule.alpha_bars).sqrt()  # float64 [T]
 
     def guided(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         eps = model_fn(x_t, t)
@@ -184,7 +168,7 @@ def classifier_guidance(
                                  f"got {int(y.max())}")
             log_p = torch.log_softmax(logits.double(), dim=1).gather(1, y[:, None]).sum()
             grad = torch.autograd.grad(log_p, x_in)[0].double()
-        factor = schedule.gather(sqrt_one_minus, t, grad)  # √(1−ᾱ_t) [N, 1, …] float64
+        factor = (1.0 - schedule.alpha_bars_at(t, grad)).sqrt()  # √(1−ᾱ_t) [N, 1, …] float64
         return (eps.double() - s * factor * grad).to(eps.dtype)
 
     return guided
@@ -211,5 +195,102 @@ def autoguidance(model_fn: ModelFn, weak_model_fn: ModelFn, scale: float) -> Mod
     return guided
 
 
+def _check_param_scale(name: str, scale) -> float:
+    try:
+        return _check_scale(name, scale)
+    except ValueError as e:
+        raise ParameterError(f"`{name}`" + str(e)[len(name):]) from None
+
+
+@dataclass(frozen=True)
+class GuidanceSettings:
+    """Which guidance applies to a network, decided once by :func:`resolve_guidance`.
+
+    cfg_scale: classifier-free guidance scale (None: none); interval, rescale: its options;
+    auto_scale: autoguidance weight (None: no weak model); classifier_scale: 0 for none.
+    """
+
+    cfg_scale: float | None = None
+    auto_scale: float | None = None
+    classifier_scale: float = 0.0
+    interval: tuple[int, int] | None = None
+    rescale: float = 0.0
+
+
+def resolve_guidance(*, conditional: bool, num_timesteps: int, guidance_scale: float | None = None,
+                     classifier: bool = False, classifier_scale: float | None = None, weak: bool = False,
+                     interval=None, rescale: float | None = None) -> GuidanceSettings:
+    """Decide which guidance ``guidance_scale`` means for a network and check the options.
+
+    - with a weak model (``weak``): ``guidance_scale`` is the autoguidance weight;
+    - on a class-conditional network: the classifier-free guidance scale;
+    - on an unconditional network with a classifier and no ``classifier_scale``: the classifier scale;
+    - otherwise a scale other than 1 is an error (an unconditional network has nothing to guide with).
+
+    ``interval`` and ``rescale`` apply to classifier-free guidance only. ``classifier_scale``
+    defaults to 1 with a classifier. Errors name the parameters.
+    """
+    w = 1.0 if guidance_scale is None else _check_param_scale("guidance_scale", guidance_scale)
+    s = None if classifier_scale is None else _check_param_scale("classifier_scale", classifier_scale)
+    if s is not None and not classifier:
+        raise ParameterError("`classifier_scale` needs `classifier`")
+    cfg = auto = None
+    if weak:
+        auto = w
+    elif conditional:
+        cfg = w
+    elif classifier and s is None:
+        s, w = w, 1.0  # an unconditional network guided by a classifier: guidance_scale is its scale
+    elif w != 1.0:
+        raise ParameterError(f"`guidance_scale` {w:g} needs labels: this network is unconditional; use a "
+                             "class-conditional network, `classifier` or `weak`")
+    bounds = None
+    if interval is not None:
+        try:
+            lo, hi = (int(v) for v in interval)
+        except (TypeError, ValueError):
+            raise ParameterError(f"`guidance_interval` must be a pair of training timesteps, got {interval!r}") from None
+        if not 0 <= lo <= hi <= num_timesteps - 1:
+            raise ParameterError(f"`guidance_interval` must satisfy 0 <= T_LO <= T_HI <= {num_timesteps - 1}, "
+                                 f"got {lo} {hi}")
+        bounds = (lo, hi)
+    phi = 0.0 if rescale is None else float(rescale)
+    if not 0.0 <= phi <= 1.0:
+        raise ParameterError(f"`guidance_rescale` must be in [0, 1], got {rescale}")
+    if cfg is None and (interval is not None or phi):
+        raise ParameterError("`guidance_interval`/`guidance_rescale` apply to classifier-free guidance: they need "
+                             "a class-conditional network and no `weak` model")
+    return GuidanceSettings(cfg, auto, 0.0 if not classifier else (1.0 if s is None else s), bounds, phi)
+
+
+def guided_model_fn(net: Callable[..., torch.Tensor], labels: torch.Tensor | None, settings: GuidanceSettings, *,
+                    schedule: Schedule, weak: Callable[..., torch.Tensor] | None = None,
+                    classifier: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> ModelFn:
+    """The ``model_fn(x_t, t) -> ε`` of ``net(x_t, t, y)`` with ``labels`` [N] (or None) bound and the
+    guidance of ``settings`` composed, innermost first: the network (classifier-free guided when
+    ``settings.cfg_scale`` is set), then autoguidance by ``weak`` (bound to the same labels when it
+    is class-conditional), then classifier guidance by ``classifier``."""
+    conditional = network_num_classes(net) is not None
+    if settings.cfg_scale is not None:
+        fn = classifier_free_guidance(net, labels, settings.cfg_scale, interval=settings.interval,
+                                      rescale=settings.rescale)
+    else:
+        fn = _bind(net, labels if conditional else None)
+    if settings.auto_scale is not None:
+        if weak is None:
+            raise ValueError("these guidance settings need the weak model")
+        weak_labels = labels if conditional and network_num_classes(weak) is not None else None
+        fn = autoguidance(fn, _bind(weak, weak_labels), settings.auto_scale)
+    if settings.classifier_scale:
+        if classifier is None:
+            raise ValueError("these guidance settings need the classifier")
+        fn = classifier_guidance(fn, classifier, labels, settings.classifier_scale, schedule)
+    return fn
+
+
+def _bind(net: Callable[..., torch.Tensor], labels: torch.Tensor | None) -> ModelFn:
+    return (lambda x, t: net(x, t, labels)) if labels is not None else (lambda x, t: net(x, t))
+
+
 __all__ = ["classifier_free_guidance", "classifier_guidance", "autoguidance", "rescale_guided",
-           "network_num_classes"]
+           "network_num_classes", "GuidanceSettings", "resolve_guidance", "guided_model_fn"]

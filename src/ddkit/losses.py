@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 
 from .forward import q_posterior, q_sample
-from .parameterization import ModelFn, prediction_target, x0_from_eps
+from .checks import choice, integer
+from .parameterization import ModelFn, get_target, prediction_target, x0_from_eps
 from .schedule import Schedule
 
 REDUCTIONS = ("mean", "none")
@@ -43,10 +44,8 @@ def diffusion_loss(
     per-sample loss [N] (mean over all other dimensions, after ``weighting``: uniform | min-snr with
     ``snr_gamma``).
     """
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}; got {weighting!r}")
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}; got {reduction!r}")
+    choice("weighting", weighting, WEIGHTINGS)
+    choice("reduction", reduction, REDUCTIONS)
     n = x0.shape[0]
     if t is None:
         t = torch.randint(0, schedule.num_timesteps, (n,), generator=generator, device=x0.device)
@@ -60,8 +59,7 @@ def diffusion_loss(
     per_sample = (out.float() - target.float()).pow(2).reshape(n, -1).mean(dim=1)
     if weighting == "min-snr":
         snr = schedule.gather(schedule.snr, t, per_sample)
-        denominator = {"eps": snr, "x0": torch.ones_like(snr), "v": snr + 1}[prediction]
-        per_sample = per_sample * snr.clamp(max=snr_gamma) / denominator
+        per_sample = per_sample * get_target(prediction).min_snr_weight(snr, snr_gamma)
     return per_sample.mean() if reduction == "mean" else per_sample
 
 
@@ -102,8 +100,7 @@ def discretized_gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, std
     [x - w/2, x + w/2], except that the lowest bin reaches down to -inf (x < -1 + w/2) and the highest
     up to +inf (x > 1 - w/2), so the masses of all levels sum to 1. x, mean, std broadcast.
     """
-    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
-        raise ValueError(f"levels must be an integer >= 2 (e.g. 17 for the digits, 256 for 8-bit images), got {levels!r}")
+    integer("levels", levels, low=2, what="an integer >= 2 (e.g. 17 for the digits, 256 for 8-bit images)")
     x, mean, std = (torch.as_tensor(v, dtype=torch.float64) for v in (x, mean, std))
     half = 1.0 / (levels - 1)
     inf = torch.tensor(float("inf"), dtype=torch.float64, device=x.device)
@@ -126,8 +123,7 @@ def bound_variance(schedule: Schedule, variance: str = "large") -> torch.Tensor:
     ``"small"``: β̃_t, ``"large"``: β_t (DDPM §3.2). At t = 0 (the decoder) both use β̃ of the next
     step, as DDPM's and improved-diffusion's code do (β̃ at t = 0 is 0; a T = 1 schedule uses β_1).
     """
-    if variance not in BOUND_VARIANCES:
-        raise ValueError(f"variance must be one of {', '.join(BOUND_VARIANCES)}; got {variance!r}")
+    choice("variance", variance, BOUND_VARIANCES)
     var = (schedule.posterior_variance if variance == "small" else schedule.betas).clone()
     var[0] = schedule.posterior_variance[1] if schedule.num_timesteps > 1 else schedule.betas[0]
     return var

@@ -1,4 +1,5 @@
-"""Conversions between the network targets ε, x̂₀ and v, and adapters to ``model_fn``.
+"""Prediction targets: what a network outputs (ε, x₀ or v), its conversion to ε, its training
+target and its loss weight — one table, :data:`TARGETS` — and the adapters to ``model_fn``.
 
 With x_t = √ᾱ·x₀ + √(1-ᾱ)·ε (DDPM eq. 4 / seed eq. 3) and v = √ᾱ·ε - √(1-ᾱ)·x₀
 (Salimans & Ho 2022):
@@ -14,13 +15,13 @@ Scalars stay float64 until they multiply the tensor.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Union
 
 import torch
 
 AlphaBar = Union[float, torch.Tensor]
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-PREDICTIONS = ("eps", "x0", "v")
 
 
 def _sqrt(a: AlphaBar) -> AlphaBar:
@@ -57,6 +58,54 @@ def v_from_x0_eps(x0: torch.Tensor, eps: torch.Tensor, alpha_bar: AlphaBar) -> t
     return _sqrt(alpha_bar) * eps - _sqrt(1 - alpha_bar) * x0
 
 
+@dataclass(frozen=True)
+class Target:
+    """One prediction target: what the network outputs and everything that follows from it.
+
+    ``target(x0, eps, ᾱ)``: the training target; ``to_eps(x_t, out, ᾱ)``: ε from the network's output;
+    ``min_snr_weight(snr, γ)``: Hang et al. 2023's min-SNR-γ loss weight for this target;
+    ``diffusers_name``: diffusers' ``prediction_type``; ``zero_terminal_snr``: whether the target can
+    be trained on a schedule whose ᾱ_T = 0 (only v: x_T then holds no signal, and ε/x₀ are undefined there).
+    """
+
+    name: str
+    diffusers_name: str
+    target: Callable[[torch.Tensor, torch.Tensor, AlphaBar], torch.Tensor]
+    to_eps: Callable[[torch.Tensor, torch.Tensor, AlphaBar], torch.Tensor]
+    min_snr_weight: Callable[[torch.Tensor, float], torch.Tensor]
+    zero_terminal_snr: bool = False
+
+
+TARGETS: dict[str, Target] = {
+    "eps": Target("eps", "epsilon", lambda x0, eps, ab: eps, lambda x_t, out, ab: out,
+                  lambda snr, gamma: snr.clamp(max=gamma) / snr),
+    "x0": Target("x0", "sample", lambda x0, eps, ab: x0, eps_from_x0,
+                 lambda snr, gamma: snr.clamp(max=gamma)),
+    "v": Target("v", "v_prediction", lambda x0, eps, ab: v_from_x0_eps(x0, eps, ab), eps_from_v,
+                lambda snr, gamma: snr.clamp(max=gamma) / (snr + 1), zero_terminal_snr=True),
+}
+PREDICTIONS = tuple(TARGETS)
+
+
+def get_target(prediction: str) -> Target:
+    """The :class:`Target` named ``prediction`` (eps | x0 | v); a ValueError names the allowed ones."""
+    try:
+        return TARGETS[prediction]
+    except (KeyError, TypeError):
+        raise ValueError(f"prediction must be one of {', '.join(PREDICTIONS)}; got {prediction!r}") from None
+
+
+def check_terminal_snr(schedule, prediction: str = "eps") -> None:
+    """A schedule whose ᾱ_T is 0 (zero terminal SNR, Lin et al. 2023) trains only a target that
+    allows it (v): with ε or x₀ the network cannot learn at t = T (x_T holds no signal, and
+    x̂₀ = (x_t − √(1−ᾱ)ε)/√ᾱ divides by zero). A ValueError says so otherwise."""
+    if schedule.alpha_bars[-1] == 0 and not get_target(prediction).zero_terminal_snr:
+        allowed = [name for name, target in TARGETS.items() if target.zero_terminal_snr]
+        raise ValueError(f"this schedule reaches ᾱ_T = 0 (zero terminal SNR, e.g. a beta of 1); that needs "
+                         f"prediction {' or '.join(map(repr, allowed))} (Lin et al. 2023), not {prediction!r}: with it "
+                         "x̂₀ = (x_t − √(1−ᾱ)ε)/√ᾱ divides by zero. Use prediction v or a beta_end below 1")
+
+
 def clip_eps(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar: float, clip_x0) -> tuple[torch.Tensor, torch.Tensor]:
     """x̂₀ from ε, clamped to ``clip_x0 = (low, high)`` (or left alone when None), and ε re-derived
     from the clamped x̂₀ so that every later formula sees a consistent pair (improved-diffusion's
@@ -83,21 +132,17 @@ def model_fn_from(model: torch.nn.Module, prediction: str = "eps", schedule=None
 
 
 def _check_prediction(prediction: str, schedule) -> None:
-    if prediction not in PREDICTIONS:
-        raise ValueError(f"prediction must be one of {', '.join(PREDICTIONS)}; got {prediction!r}")
+    get_target(prediction)
     if prediction != "eps" and schedule is None:
         raise ValueError(f"prediction={prediction!r} needs the schedule to convert to eps")
 
 
 def eps_from_prediction(out: torch.Tensor, prediction: str, x_t: torch.Tensor, t: torch.Tensor, schedule) -> torch.Tensor:
     """ε from a network output ``out`` [N, ...] that predicts ``prediction`` (eps | x0 | v) at
-    x_t [N, ...] and 0-based timesteps t [N]."""
+    x_t [N, ...] and timesteps t [N] (integer, or fractional on a σ-grid)."""
     if prediction == "eps":
         return out
-    alpha_bar = schedule.gather(schedule.alpha_bars, t, x_t)
-    if prediction == "x0":
-        return eps_from_x0(x_t, out, alpha_bar)
-    return eps_from_v(x_t, out, alpha_bar)
+    return get_target(prediction).to_eps(x_t, out, schedule.alpha_bars_at(t, x_t))
 
 
 def prediction_target(prediction: str, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, schedule) -> torch.Tensor:
@@ -106,9 +151,7 @@ def prediction_target(prediction: str, x0: torch.Tensor, eps: torch.Tensor, t: t
     _check_prediction(prediction, schedule)
     if prediction == "eps":
         return eps
-    if prediction == "x0":
-        return x0
-    return v_from_x0_eps(x0, eps, schedule.gather(schedule.alpha_bars, t, x0))
+    return get_target(prediction).target(x0, eps, schedule.gather(schedule.alpha_bars, t, x0))
 
 
 class EpsNetwork(torch.nn.Module):

@@ -1,4 +1,4 @@
-"""Variance schedules β₁…β_T and the sampling timestep sequences.
+"""Variance schedules β₁…β_T.
 
 Notation (DDPM, Ho et al. 2020; DDIM, Song et al. 2020):
 
@@ -7,24 +7,25 @@ Notation (DDPM, Ho et al. 2020; DDIM, Song et al. 2020):
     ᾱ_t  = Π_{s≤t} α_s                                                 (``alpha_bars``)
     ᾱ_{t-1}, with ᾱ_0 = 1                                              (``alpha_bars_prev``)
     β̃_t  = (1 - ᾱ_{t-1}) / (1 - ᾱ_t) · β_t   posterior variance         (``posterior_variance``)
+    σ_t  = √((1 - ᾱ_t) / ᾱ_t)   noise level of x_t/√ᾱ_t (EDM's σ)       (``sigmas``)
 
 Index ``i`` of every tensor is the paper's ``t = i + 1``; models and samplers use the 0-based
 ``i`` throughout (as diffusers and improved-diffusion do). Schedules are kept in float64 and cast
-where they are used.
+where they are used. The sequences a sampler walks live in :mod:`ddkit.timesteps`.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-SPACINGS = ("uniform", "quadratic", "trailing", "linspace")
-# spacings that also need the schedule (make_timesteps(..., schedule=...)); samplers and the CLI take all
-SCHEDULE_SPACINGS = ("logsnr",)
-ALL_SPACINGS = SPACINGS + SCHEDULE_SPACINGS
+from . import checks
+from .timesteps import alpha_bar_at
+
 SCHEDULES = ("linear", "cosine")
 
 
@@ -59,6 +60,8 @@ class Schedule:
                              "x̂₀ = (x_t − √(1−ᾱ)ε)/√ᾱ would divide by zero; only the last step may have ᾱ_T = 0")
         # signal-to-noise ratio ᾱ_t / (1 - ᾱ_t) (Kingma et al. 2021), for loss weightings
         object.__setattr__(self, "snr", alpha_bars / (1.0 - alpha_bars))
+        # σ_t = √((1 - ᾱ_t)/ᾱ_t) = 1/√SNR_t (EDM's noise level; +∞ where ᾱ = 0)
+        object.__setattr__(self, "sigmas", ((1.0 - alpha_bars) / alpha_bars).sqrt())
         # β̃_t (DDPM eq. 7); β̃_1 = 0 because ᾱ_0 = 1.
         object.__setattr__(self, "posterior_variance", betas * (1.0 - alpha_bars_prev) / (1.0 - alpha_bars))
 
@@ -88,6 +91,15 @@ class Schedule:
         return cls(torch.from_numpy(betas), "cosine", {"num_timesteps": T, "s": s, "max_beta": max_beta})
 
     @classmethod
+    def scaled_linear(cls, num_timesteps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012) -> "Schedule":
+        """β_t = (linspace(√beta_start, √beta_end, T))² (diffusers' "scaled_linear", Stable Diffusion's)."""
+        T = _num_timesteps(num_timesteps, None)
+        if not 0 < beta_start <= beta_end <= 1:
+            raise ValueError(f"need 0 < beta_start <= beta_end <= 1, got beta_start={beta_start}, beta_end={beta_end}")
+        betas = torch.linspace(beta_start**0.5, beta_end**0.5, T, dtype=torch.float64) ** 2
+        return cls(betas, "scaled_linear", {"num_timesteps": T, "beta_start": beta_start, "beta_end": beta_end})
+
+    @classmethod
     def from_config(cls, config: dict) -> "Schedule":
         """Inverse of :meth:`to_config`."""
         config = dict(config)
@@ -96,13 +108,15 @@ class Schedule:
             return cls.linear(**config)
         if name == "cosine":
             return cls.cosine(**config)
+        if name == "scaled_linear":
+            return cls.scaled_linear(**config)
         if name == "custom" and "betas" in config:
             return cls(torch.tensor(config["betas"], dtype=torch.float64))
         raise ValueError(f"unknown schedule {name!r}; allowed: {', '.join(SCHEDULES)} (or 'custom' with betas)")
 
     def to_config(self) -> dict:
         """A JSON-able description that :meth:`from_config` turns back into this schedule."""
-        if self.name in SCHEDULES:
+        if self.name in SCHEDULES + ("scaled_linear",):
             return {"name": self.name, **self.params}
         return {"name": "custom", "betas": self.betas.tolist()}
 
@@ -114,7 +128,8 @@ class Schedule:
 
     @property
     def timesteps(self) -> int:
-        """The old name of :attr:`num_timesteps` (T), kept so older code keeps working."""
+        """Deprecated: the old name of :attr:`num_timesteps` (T); warns."""
+        checks.deprecated("Schedule.timesteps", "Schedule.num_timesteps")
         return self.num_timesteps
 
     def __len__(self) -> int:
@@ -122,7 +137,8 @@ class Schedule:
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in self.params.items())
-        return f"Schedule.{self.name}({params})" if self.name in SCHEDULES else f"Schedule(T={self.num_timesteps})"
+        named = self.name in SCHEDULES + ("scaled_linear",)
+        return f"Schedule.{self.name}({params})" if named else f"Schedule(T={self.num_timesteps})"
 
     @property
     def zero_terminal_snr(self) -> bool:
@@ -140,99 +156,51 @@ class Schedule:
         out = values.to(t.device)[t].to(device=like.device, dtype=like.dtype)
         return out.reshape(-1, *([1] * (like.ndim - 1)))
 
+    def alpha_bars_at(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """ᾱ at timesteps ``t`` [N] — integer steps, or fractional ones of a σ-grid
+        (:func:`ddkit.timesteps.alpha_bar_at`) — shaped [N, 1, …] to broadcast against ``like``, in its
+        dtype (float64 arithmetic before the cast)."""
+        if not isinstance(t, torch.Tensor) or t.shape != (like.shape[0],):
+            raise ValueError(f"t must be a tensor of shape [{like.shape[0]}], got "
+                             f"{list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+        if not t.is_floating_point():
+            return self.gather(self.alpha_bars, t, like)
+        ab = alpha_bar_at(self.alpha_bars, t).to(device=like.device, dtype=like.dtype)
+        return ab.reshape(-1, *([1] * (like.ndim - 1)))
+
 
 def _num_timesteps(num_timesteps: int, timesteps: int | None) -> int:
-    """T from the constructors' keyword, or from its old name ``timesteps``."""
+    """T from the constructors' keyword, or from its deprecated name ``timesteps`` (warns)."""
+    if timesteps is not None:
+        checks.deprecated("the timesteps= keyword of Schedule.linear/cosine", "num_timesteps=", stacklevel=4)
     T = num_timesteps if timesteps is None else timesteps
-    _check_timesteps(T)
-    return int(T)
-
-
-def _check_timesteps(timesteps: int) -> None:
-    if not isinstance(timesteps, (int, np.integer)) or isinstance(timesteps, bool) or timesteps < 1:
-        raise ValueError(f"num_timesteps (T) must be a positive integer, got {timesteps!r}")
+    return checks.integer("num_timesteps (T)", T, low=1)
 
 
 def check_t(t: torch.Tensor, n: int, num_timesteps: int) -> torch.Tensor:
     """Validate a batch of 0-based timesteps: LongTensor [n] with values in [0, T-1]."""
-    if not isinstance(t, torch.Tensor) or t.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"t must be an integer (Long) tensor of 0-based timesteps, got {type(t).__name__}"
-                         + (f" of dtype {t.dtype}" if isinstance(t, torch.Tensor) else ""))
-    if t.shape != (n,):
-        raise ValueError(f"t must have shape [{n}] (one timestep per sample), got {list(t.shape)}")
-    if n and (int(t.min()) < 0 or int(t.max()) >= num_timesteps):
-        raise ValueError(f"t must lie in [0, {num_timesteps - 1}], got values in [{int(t.min())}, {int(t.max())}]")
-    return t.long()
+    return checks.timestep_batch(t, n, num_timesteps)
 
 
-def check_alpha_bars(schedule: "Schedule", timesteps) -> None:
-    """Refuse a sampling sequence that visits a step with ᾱ = 0 (the last step of a zero-terminal-SNR
-    schedule): x̂₀ from ε divides by √ᾱ = 0 there."""
-    bad = [int(t) for t in timesteps if int(t) >= 0 and schedule.alpha_bars[int(t)] == 0]
-    if bad:
-        raise ValueError(f"the schedule has ᾱ = 0 at timestep {bad[0]} (zero terminal SNR), where x̂₀ from ε "
-                         "divides by zero; sample with a sequence that starts below it (e.g. spacing 'uniform')")
+def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
+    """Lin et al. 2023, Algorithm 1 (diffusers' ``rescale_betas_zero_snr``): √ᾱ shifted and scaled
+    so that √ᾱ_T = 0 and √ᾱ_1 is kept; then ᾱ_T = min(2⁻²⁴, ᾱ_{T-1}/2) instead of 0 (diffusers'
+    Euler schedulers use 2⁻²⁴) so that x̂₀ = (x_t − √(1−ᾱ)ε)/√ᾱ stays finite. float64 [T]."""
+    s = torch.cumprod(1 - torch.as_tensor(betas, dtype=torch.float64), 0).sqrt()
+    s0, sT = s[0].clone(), s[-1].clone()
+    s = (s - sT) * s0 / (s0 - sT)
+    alpha_bars = s**2
+    alpha_bars[-1] = min(2.0**-24, alpha_bars[-2].item() / 2)
+    alphas = torch.cat([alpha_bars[:1], alpha_bars[1:] / alpha_bars[:-1]])
+    return 1 - alphas
 
 
-def make_timesteps(num_timesteps: int, steps: int, spacing: str = "uniform",
-                   schedule: "Schedule | None" = None) -> torch.Tensor:
-    """The 0-based timesteps a sampler visits, out of T = ``num_timesteps``,
-    strictly decreasing: LongTensor [steps].
-
-    ``spacing``:
-      - ``"uniform"``  DDIM's τ = 0, c, 2c, … with c = T // S (diffusers' "leading");
-      - ``"quadratic"`` DDIM's τ_i = ⌊(i/(S-1))²·0.8T⌋ (their CIFAR-10 choice), made strictly
-        increasing where flooring would repeat a step (only when S is close to T);
-      - ``"trailing"`` round(T - k·T/S) - 1 for k = 0..S-1 (starts at T-1; diffusers' "trailing");
-      - ``"linspace"`` round(linspace(0, T-1, S)) (diffusers' "linspace");
-      - ``"logsnr"`` uniform in λ = log(√ᾱ/√(1-ᾱ)) from λ(T-1) to λ(0) (DPM-Solver's
-        "logSNR" steps); needs ``schedule`` (see :func:`make_timesteps_logsnr`).
-    """
-    _check_timesteps(num_timesteps)
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= num_timesteps:
-        raise ValueError(f"steps must be an integer in [1, {num_timesteps}] (the schedule's T), got {steps!r}")
-    if spacing == "logsnr":
-        if schedule is None:
-            raise ValueError("spacing 'logsnr' needs the schedule (make_timesteps(T, steps, 'logsnr', schedule=...))")
-        if schedule.num_timesteps != num_timesteps:
-            raise ValueError(f"the schedule has T = {schedule.num_timesteps}, not num_timesteps = {num_timesteps}")
-        return make_timesteps_logsnr(schedule, steps)
-    if spacing == "uniform":
-        seq = np.arange(steps, dtype=np.int64) * (num_timesteps // steps)
-    elif spacing == "quadratic":
-        raw = np.floor(np.linspace(0.0, math.sqrt(0.8 * num_timesteps), steps) ** 2).astype(np.int64)
-        seq = raw.copy()
-        for i in range(1, steps):  # keep strictly increasing; never exceeds T-1 (see docstring)
-            seq[i] = max(raw[i], seq[i - 1] + 1)
-        seq = np.minimum(seq, num_timesteps - steps + np.arange(steps))
-    elif spacing == "trailing":
-        seq = (np.round(np.arange(num_timesteps, 0, -num_timesteps / steps)[:steps]).astype(np.int64) - 1)[::-1]
-    elif spacing == "linspace":
-        seq = np.round(np.linspace(0, num_timesteps - 1, steps)).astype(np.int64)
-    else:
-        raise ValueError(f"unknown spacing {spacing!r}; allowed: {', '.join(ALL_SPACINGS)}")
-    return torch.from_numpy(seq[::-1].copy())
+# names that moved to ddkit.timesteps (importable from here for older code)
+_MOVED = ("SPACINGS", "SCHEDULE_SPACINGS", "ALL_SPACINGS", "make_timesteps", "make_timesteps_logsnr", "log_snr",
+          "check_alpha_bars")
 
 
-def log_snr(schedule: Schedule) -> torch.Tensor:
-    """λ_t = log(√ᾱ_t / √(1-ᾱ_t)) = ½·log SNR_t for every 0-based t: float64 [T], decreasing."""
-    return 0.5 * (torch.log(schedule.alpha_bars) - torch.log1p(-schedule.alpha_bars))
-
-
-def make_timesteps_logsnr(schedule: Schedule, steps: int) -> torch.Tensor:
-    """``steps`` timesteps uniform in λ (DPM-Solver, Lu et al. 2022, "logSNR" steps): λ evenly
-    spaced from λ(T-1) to λ(0), each mapped to the t with that λ (linear interpolation of t in
-    λ, as diffusers' ``use_lu_lambdas``) and rounded; strictly decreasing LongTensor [steps] from
-    T-1 to 0 (where rounding would repeat a step, the lower steps move down, as for "quadratic")."""
-    T = schedule.num_timesteps
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= T:
-        raise ValueError(f"steps must be an integer in [1, {T}] (the schedule's T), got {steps!r}")
-    lam = log_snr(schedule).numpy()
-    grid = np.linspace(lam[-1], lam[0], steps)                       # increasing λ = decreasing t
-    t = np.interp(grid, lam[::-1], np.arange(T - 1, -1, -1, dtype=np.float64))
-    seq = np.round(t).astype(np.int64)                               # decreasing, may repeat
-    seq[0] = T - 1
-    for i in range(steps - 2, -1, -1):  # from the low end up: strictly decreasing, within [0, T-1]
-        seq[i] = max(seq[i], seq[i + 1] + 1)
-    seq = np.minimum(seq, T - 1 - np.arange(steps))
-    return torch.from_numpy(seq.copy())
+def __getattr__(name: str):
+    if name in _MOVED:
+        return getattr(importlib.import_module("ddkit.timesteps"), name)
+    raise AttributeError(f"module 'ddkit.schedule' has no attribute {name!r}")

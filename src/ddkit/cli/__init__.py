@@ -12,7 +12,8 @@ import importlib
 import sys
 import traceback
 
-from .common import Parser, UsageError
+from ..checks import ParameterError
+from .common import Parser, UsageError, flags_of
 
 # subcommand name → module (imported only when that subcommand runs, so ``ddkit --help`` stays fast)
 COMMANDS = {
@@ -42,9 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
+    flags: dict[str, str] = {}
     try:
         args = parser.parse_args(argv)
+        flags = flags_of(parser, args.command)
         return importlib.import_module(COMMANDS[args.command]).run(args)
+    except ParameterError as e:  # the library names parameters; say them as this command's flags
+        return _fail(ValueError(e.render(lambda name: flags.get(name, "--" + name.replace("_", "-")))), debug)
     except (ValueError, OSError) as e:  # UsageError, DataError and other bad input
         return _fail(e, debug)
     except KeyboardInterrupt as e:  # TrainingInterrupted says where it stopped

@@ -6,23 +6,22 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data import DIGITS_SPLITS
 from ..eval.features import FEATURE_SETS
+from ..eval.references import Reference
+from ..parameterization import eps_network
+from ..training.config import RunConfig
+from ..training.rundir import RunDir
 from .common import UsageError
 from .sampling import add_sampling_arguments, check_counts, draw, model_fn_for, sample_labels
 
 # flag → metric name in ddkit.eval.METRICS
 METRIC_FLAGS = {"fid": "fid", "kid": "kid", "precision_recall": "precision_recall", "memorization": "memorization"}
-# which digits references contain which others' images
-_DIGITS_CONTAINS = {"digits": set(DIGITS_SPLITS), "digits:train": {"digits", "digits:train"},
-                    "digits:test": {"digits", "digits:test"}}
 
 
 def add_parser(sub) -> None:
@@ -36,7 +35,7 @@ def add_parser(sub) -> None:
     m.add_argument("--fid", action="store_true", help="Fréchet distance in the feature space (lower is better)")
     m.add_argument("--kid", action="store_true", help="kernel distance, unbiased, mean ± sd over subsets")
     m.add_argument("--precision-recall", action="store_true", help="k-NN precision and recall (k = 3)")
-    m.add_argument("--memorization", "--memorisation", action="store_true",
+    m.add_argument("--memorization", action="store_true",
                    help="median pixel distance to the nearest training image, against held-out real images'")
     m.add_argument("--nll", action="store_true", help="bits/dim of held-out images (variational bound; T network "
                    "calls per image) and a plot of the per-timestep terms in --out")
@@ -61,54 +60,6 @@ def add_parser(sub) -> None:
     e.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_sampling_arguments(p)
     p.set_defaults(num=1000)
-
-
-@dataclass
-class Reference:
-    """Real images to compare with: uint8 [M, H, W, C] and float [M, C, H, W] in [-1, 1]."""
-
-    name: str
-    images: np.ndarray
-    x: torch.Tensor
-    levels: int
-    trained_on: bool
-
-
-def _reference(args, config) -> Reference:
-    """The --reference, or the run's own held-out part; flags overlap with the training data."""
-    from ..data import load_data
-    from ..eval.references import load_npz_images
-    from ..images import to_uint8
-    from ..train import load_run_data
-
-    d = config.data
-    if args.reference is None:
-        if d.source == "digits:train":
-            name, data = "digits:test", load_data("digits:test", image_size=d.image_size, channels=d.channels)
-        elif d.holdout > 0:
-            name, data = f"{d.source} held-out part ({d.holdout:g})", load_run_data(d, config.train.seed, "heldout")
-        else:
-            raise UsageError(f"{args.run} trained on all of {d.source!r}, so it has no held-out part; pass "
-                             "--reference (scores against the training data reward copying it)")
-        return Reference(name, to_uint8(data.x), data.x, _levels(name, d), False)
-    ref = args.reference
-    if ref.endswith(".npz"):
-        images = load_npz_images(ref, "reference images")
-        x = torch.from_numpy(images).permute(0, 3, 1, 2).double() / 127.5 - 1.0
-        return Reference(ref, images, x.float(), 256, False)
-    if ref not in DIGITS_SPLITS and not Path(ref).is_dir():
-        raise UsageError(f"--reference must be digits:test, digits:train, digits, a folder or an .npz file, got {ref!r}")
-    data = load_data(ref, image_size=d.image_size, channels=d.channels)
-    if ref in DIGITS_SPLITS:
-        trained_on = d.source in _DIGITS_CONTAINS[ref]
-    else:
-        trained_on = Path(d.source).expanduser().resolve() == Path(ref).expanduser().resolve()
-    return Reference(ref, to_uint8(data.x), data.x, _levels(ref, d), trained_on)
-
-
-def _levels(name: str, d) -> int:
-    """Grey levels of the reference pixels: 17 for the digits at their own 8×8, else 256."""
-    return 17 if name in DIGITS_SPLITS and d.image_size in (None, 8) else 256
 
 
 def _chosen_metrics(args) -> list[str]:
@@ -139,37 +90,23 @@ def _check_args(args, config, metrics) -> None:
         raise UsageError("--table draws its own samples; drop --samples")
 
 
-def _check_count(features, ref: Reference, metrics, n: int) -> None:
-    """Fail before sampling when n samples are too few for a metric in this feature space."""
-    from ..eval import DEFAULT_K, MIN_SAMPLES_KID, min_samples_fid
-
-    if not set(metrics) - {"memorization"}:
-        return
-    dim = np.asarray(features(ref.images[:2])).shape[1]
-    need = {"fid": min_samples_fid(dim), "kid": MIN_SAMPLES_KID, "precision_recall": DEFAULT_K + 1}
-    for m in metrics:
-        if m in need and min(n, len(ref.images)) < need[m]:
-            raise UsageError(f"{m} in the {dim}-dimensional {features.name} feature space needs at least {need[m]} "
-                             f"samples and reference images; got {n} samples and {len(ref.images)} reference images")
-
-
 def run(args) -> int:
-    from ..config import RunConfig
-    from ..eval import evaluate_samples
+    from ..data import load_run_data
+    from ..data.images import to_uint8
+    from ..eval import check_counts, evaluate_samples
     from ..eval.features import get_features
-    from ..eval.references import load_npz_images
-    from ..images import to_uint8
-    from ..runs import load
-    from ..train import load_run_data
+    from ..eval.references import load_npz_images, run_reference
+    from ..training.load import load
 
     progress = not args.no_progress
     args.progress = progress
     metrics = _chosen_metrics(args)
-    if not Path(args.run).is_dir():
+    if not RunDir(args.run).root.is_dir():
         raise UsageError(f"run folder {args.run} does not exist")
-    config = RunConfig.load(Path(args.run) / "config.json")
+    config = RunConfig.load(RunDir(args.run).config)
     _check_args(args, config, metrics)
-    ref = _reference(args, config)
+    plots = _plots_possible(args)  # optional packages: checked before any work
+    ref = run_reference(config, args.reference, run_name=args.run)
     samples = load_npz_images(args.samples) if args.samples else None
     shape = tuple(samples.shape[1:]) if samples is not None else (config.model.image_size,) * 2 + (
         config.model.in_channels,)
@@ -178,8 +115,14 @@ def run(args) -> int:
     feature_name = args.features or ("digits" if shape[:2] == (8, 8) else "inception")
     features = get_features(feature_name) if (set(metrics) - {"memorization"} or args.table) else None
     n = len(samples) if samples is not None else args.num
-    if features is not None:
-        _check_count(features, ref, metrics, n)
+    if features is not None and set(metrics) - {"memorization"}:
+        dim = np.asarray(features(ref.images[:2])).shape[1]
+        try:
+            check_counts(metrics, n, len(ref.images), dim)
+        except ValueError as e:
+            raise UsageError(f"{e} (in the {features.name} features)") from None
+    if samples is None and metrics:
+        _check_memory(args.num, shape)
     train_images = None
     if "memorization" in metrics or args.table:
         train_images = to_uint8(load_run_data(config.data, config.train.seed, "train").x)
@@ -195,12 +138,10 @@ def run(args) -> int:
                                   train_images=train_images, seed=args.seed, cache_dir=_cache_dir(args))
         bar.update(1)
         bar.close()
-    extra = {}
     if args.nll:
-        extra.update(_nll(args, model, schedule, config, ref, progress))
+        result.update(_nll(args, model, schedule, config, ref, progress, plots))
     if args.table:
-        extra.update(_table(args, model, schedule, config, ref, features, train_images, progress))
-    result.update(extra)
+        result.update(_table(args, model, schedule, config, ref, features, train_images, progress, plots))
     result.update(reference=ref.name, num=int(len(samples)) if samples is not None else 0,
                   features=feature_name if features is not None else None,
                   reference_is_training_data=ref.trained_on, settings=_settings(args))
@@ -208,9 +149,34 @@ def run(args) -> int:
     return 0
 
 
-def _nll(args, model, schedule, config, ref: Reference, progress: bool) -> dict:
-    from ..eval.likelihood import nll_bpd, plot_bound_terms
-    from ..parameterization import eps_network
+def _plots_possible(args) -> bool:
+    """--nll and --table draw plots with matplotlib: without it they still compute and save the
+    numbers, and one note says the plot is skipped — said now, before the work."""
+    from ..plots import MISSING, have_matplotlib
+
+    if not (args.nll or args.table) or have_matplotlib():
+        return True
+    print(f"ddkit: note: {MISSING}; the --nll/--table plots are skipped, the numbers are still printed and saved",
+          file=sys.stderr)
+    return False
+
+
+def _check_memory(num: int, shape: tuple[int, ...]) -> None:
+    """Scoring holds every sample in memory: refuse a --num that cannot fit, before sampling."""
+    need = num * int(np.prod(shape)) * 5  # uint8 images plus their float32 while drawn
+    try:
+        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > avail:
+        raise UsageError(f"--num {num} samples need about {need / 2**30:.1f} GiB of memory to score, more than the "
+                         f"{avail / 2**30:.1f} GiB available; score fewer, or write them with ddkit sample and "
+                         "pass --samples")
+
+
+def _nll(args, model, schedule, config, ref: Reference, progress: bool, plots: bool) -> dict:
+    from ..eval.likelihood import nll_bpd
+    from ..plots import plot_bound_terms
 
     net = eps_network(model, config.diffusion.prediction, schedule)
     if getattr(config.model, "num_classes", None) is not None:
@@ -219,16 +185,16 @@ def _nll(args, model, schedule, config, ref: Reference, progress: bool) -> dict:
     bound = nll_bpd(lambda x, t: net(x, t), schedule, x0, levels=ref.levels,
                     generator=torch.Generator(device=args.device).manual_seed(args.seed),
                     batch_size=args.batch_size, progress=progress)
-    plot = plot_bound_terms(bound, Path(args.out) / "nll_terms.png")
+    plot = plot_bound_terms(bound, Path(args.out) / "nll_terms.png") if plots else None
     summary = bound.summary()
     return {"nll_bpd": summary["nll_bpd"], "nll_prior_bpd": summary["prior_bpd"],
             "nll_decoder_bpd": summary["decoder_bpd"], "nll_num": summary["num"], "nll_levels": ref.levels,
-            "nll_plot": str(plot)}
+            "nll_plot": None if plot is None else str(plot)}
 
 
-def _table(args, model, schedule, config, ref: Reference, features, train_images, progress: bool) -> dict:
+def _table(args, model, schedule, config, ref: Reference, features, train_images, progress: bool,
+           plots: bool) -> dict:
     from ..eval.table import sample_quality_table
-    from ..parameterization import eps_network
 
     net = eps_network(model, config.diffusion.prediction, schedule)
     table = sample_quality_table(net, schedule, steps_list=args.steps_list, etas=args.etas, num=args.num,
@@ -237,7 +203,7 @@ def _table(args, model, schedule, config, ref: Reference, features, train_images
                                  model_fn_for=model_fn_for(args, net, schedule, config),
                                  labels=sample_labels(args, config), spacing=args.spacing,
                                  batch_size=args.batch_size, device=args.device, progress=progress)
-    paths = table.save(args.out)
+    paths = table.save(args.out, plot=plots)
     if not args.json:
         print(table.format())
     return {"table": table.rows(), "table_files": {k: str(v) for k, v in paths.items()}}
@@ -270,7 +236,8 @@ def _report(args, r: dict, ref: Reference) -> str:
                 text += (f"   held-out real: {r['nn_median_real']:.3f}; samples closer than that: "
                          f"{100 * r['closer_than_real']:.1f}% (fresh real images: 50%)")
             if key == "nll_bpd":
-                text += f"   ({r['nll_num']} held-out images, {r['nll_levels']} levels; plot {r['nll_plot']})"
+                plot = f"plot {r['nll_plot']}" if r["nll_plot"] else "no plot: matplotlib is missing"
+                text += f"   ({r['nll_num']} held-out images, {r['nll_levels']} levels; {plot})"
             lines.append(f"  {label:<10} {text}")
     if "table_files" in r:
         lines.append(f"  table written to {', '.join(r['table_files'].values())}")

@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..diffusers_io import export_diffusers
+    from ..interop.diffusers import export_diffusers
 
     if not args.diffusers:
         raise UsageError("--diffusers needs a folder")

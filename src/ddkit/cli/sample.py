@@ -1,4 +1,6 @@
-"""``ddkit sample``: draw samples from a trained run into an NPZ (and a grid PNG)."""
+"""``ddkit sample``: draw samples from a trained run into an NPZ (and a grid PNG), streamed batch by
+batch so that memory does not grow with ``--num``; a ``--num`` whose output would not fit on the
+disk is refused before any work."""
 
 from __future__ import annotations
 
@@ -6,28 +8,33 @@ from pathlib import Path
 
 import numpy as np
 
-from ..images import save_grid, save_points_plot, to_uint8
-from .common import UsageError, atomic_savez
-from .sampling import add_sampling_arguments, check_counts, draw
+from ..data.images import save_grid, save_points_plot, to_uint8
+from ..data.npz import NpzStream, check_room, npz_bytes
+from .common import UsageError
+from .sampling import add_sampling_arguments, batches, check_counts, plan
+
+GRID_MAX = {"images": 1024, "points": 100_000}  # the grid or scatter shows at most the first this many
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("sample", help="draw samples from a trained run", description=(
         "Sample from a run's EMA weights. Writes an NPZ (images: uint8 [N, H, W, C]; labels: int64 [N] "
-        "for class-conditional runs; points: float32 [N, D] for 2-D runs) and optionally a grid PNG."))
+        "for class-conditional runs; points: float32 [N, D] for 2-D runs), batch by batch, and optionally a "
+        f"grid PNG (of the first {GRID_MAX['images']} images) or a scatter plot."))
     p.add_argument("run", nargs="?", default=None, help="run folder written by ddkit train (or give --diffusers)")
     p.add_argument("--diffusers", default=None, metavar="PATH",
                    help="sample a local diffusers folder (UNet2DModel pipeline or model folder) instead of a run")
     p.add_argument("--out", default="samples.npz", help="NPZ file to write (default %(default)s)")
-    p.add_argument("--grid", default=None, help="also write a PNG grid (or a scatter plot for 2-D data)")
+    p.add_argument("--grid", default=None, help=f"also write a PNG grid of the first {GRID_MAX['images']} samples "
+                   "(or a scatter plot for 2-D data)")
     add_sampling_arguments(p)
 
 
 def _load_diffusers(args):
     """The diffusers model as (model, schedule, config) for ``draw``: the model already returns ε,
     so the config carries its shape and classes with the default (ε) diffusion settings."""
-    from ..config import RunConfig
-    from ..diffusers_io import load_diffusers
+    from ..interop.diffusers import load_diffusers
+    from ..training.config import RunConfig
 
     if args.checkpoint is not None or args.no_ema:
         raise UsageError("--checkpoint and --no-ema choose a run's weights; they do not apply to --diffusers")
@@ -35,10 +42,7 @@ def _load_diffusers(args):
     return model, schedule, RunConfig(model=model.config)
 
 
-def run(args) -> int:
-    from ..runs import load
-
-    check_counts(args)
+def _check_paths(args) -> Path:
     out = Path(args.out)
     if out.suffix != ".npz":
         raise UsageError(f"--out must name a .npz file, got {out}")
@@ -47,20 +51,44 @@ def run(args) -> int:
             raise UsageError(f"the folder of {path} does not exist")
     if (args.run is None) == (args.diffusers is None):
         raise UsageError("give a run folder or --diffusers PATH (exactly one)")
+    return out
+
+
+def run(args) -> int:
+    from ..training.load import load
+
+    check_counts(args)
+    out = _check_paths(args)
     if args.diffusers is not None:
         model, schedule, config = _load_diffusers(args)
     else:
         model, schedule, config = load(args.run, checkpoint=args.checkpoint, ema=not args.no_ema, device=args.device)
-    drawn = draw(args, model, schedule, config)
-    arrays = {"images": to_uint8(drawn.x)} if drawn.is_image else {"points": drawn.x.numpy().astype(np.float32)}
-    if drawn.labels is not None:
-        arrays["labels"] = drawn.labels.numpy().astype(np.int64)
-    atomic_savez(out, **arrays)
+    p = plan(args, model, schedule, config)
+    key = "images" if p.is_image else "points"
+    shape = (args.num, p.shape[1], p.shape[2], p.shape[0]) if p.is_image else (args.num, *p.shape)
+    dtype = np.uint8 if p.is_image else np.float32
+    arrays = {key: (shape, dtype)} | ({"labels": ((args.num,), np.int64)} if p.labels is not None else {})
+    try:
+        check_room(out, npz_bytes(arrays), f"--num {args.num} samples")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    shown = []
+    with NpzStream(out) as npz:
+        npz.begin(key, shape, dtype)
+        for start, x in batches(args, p):
+            rows = to_uint8(x) if p.is_image else x.numpy().astype(np.float32)
+            npz.write(rows)
+            if args.grid and start < GRID_MAX[key]:
+                shown.append(rows[:GRID_MAX[key] - start])
+        if p.labels is not None:
+            npz.add("labels", p.labels.numpy().astype(np.int64))
     if args.grid:
-        if drawn.is_image:
+        shown = np.concatenate(shown)
+        labels = None if p.labels is None else p.labels.numpy()[:len(shown)]
+        if p.is_image:
             num_classes = getattr(config.model, "num_classes", None)
-            save_grid(arrays["images"], args.grid, nrow=num_classes if drawn.labels is not None else None)
+            save_grid(shown, args.grid, nrow=num_classes if labels is not None else None)
         else:
-            save_points_plot(arrays["points"], args.grid, labels=arrays.get("labels"))
+            save_points_plot(shown, args.grid, labels=labels)
     print(f"wrote {args.num} samples to {out}" + (f" and {args.grid}" if args.grid else ""))
     return 0

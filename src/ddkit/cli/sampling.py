@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import DEVICES, RunConfig
-from ..generate import ModelFnFor, generate, plain_model_fn
+from ..generate import ModelFnFor, generate_batches, sample_shape
 from ..parameterization import eps_network
 from ..samplers import SAMPLERS, get_sampler
-from ..schedule import ALL_SPACINGS, Schedule
+from ..schedule import Schedule
+from ..timesteps import ALL_SPACINGS
+from ..training.config import DEVICES, RunConfig
 from .common import UsageError
 from .guidance_options import add_guidance_arguments, guidance_labels, guided_model_fn_for
 
@@ -76,6 +77,40 @@ def model_fn_for(args, model, schedule: Schedule, config: RunConfig) -> ModelFnF
 
 
 @dataclass
+class Plan:
+    """What ``draw`` will do, prepared (and every option checked) before any sample is drawn: the
+    ε-network, the sampler options, the labels and the ``y ↦ model_fn`` with the guidance."""
+
+    model: torch.nn.Module
+    schedule: Schedule
+    options: dict
+    labels: torch.Tensor | None
+    model_fn_for: ModelFnFor
+    is_image: bool
+    shape: tuple[int, ...]
+
+
+def plan(args, model, schedule: Schedule, config: RunConfig) -> Plan:
+    """Check the sampling options against the run and load what guides it. A network trained to
+    predict x0 or v is converted to ε first (:func:`ddkit.parameterization.eps_network`), so every
+    sampler and guidance wrapper sees ε."""
+
+    model = eps_network(model, config.diffusion.prediction, schedule)
+    options = sampler_options(args, schedule)
+    labels = sample_labels(args, config)
+    fn_for = model_fn_for(args, model, schedule, config)
+    return Plan(model, schedule, options, labels, fn_for, hasattr(config.model, "image_size"), sample_shape(model))
+
+
+def batches(args, p: Plan):
+    """Yield (start, x [n, ...] float32) batch by batch, as the options say."""
+    yield from generate_batches(p.model, p.schedule, args.num, sampler=args.sampler, batch_size=args.batch_size,
+                                seed=args.seed, labels=p.labels, model_fn_for=p.model_fn_for,
+                                clip_x0=(-1.0, 1.0) if p.is_image else None, device=args.device,
+                                progress=args.progress, **p.options)
+
+
+@dataclass
 class Drawn:
     """Samples as the sampler returned them (float32 [N, ...] in [-1, 1] for images) and their labels."""
 
@@ -85,14 +120,8 @@ class Drawn:
 
 
 def draw(args, model, schedule: Schedule, config: RunConfig) -> Drawn:
-    """Draw ``args.num`` samples as the sampling options say. A network trained to predict x0 or v
-    is converted to ε first (:func:`ddkit.parameterization.eps_network`), so every sampler and
-    guidance wrapper sees ε."""
-    model = eps_network(model, config.diffusion.prediction, schedule)
-    options = sampler_options(args, schedule)
-    labels = sample_labels(args, config)
-    is_image = hasattr(config.model, "image_size")
-    x = generate(model, schedule, args.num, sampler=args.sampler, batch_size=args.batch_size, seed=args.seed,
-                 labels=labels, model_fn_for=model_fn_for(args, model, schedule, config),
-                 clip_x0=(-1.0, 1.0) if is_image else None, device=args.device, progress=args.progress, **options)
-    return Drawn(x, labels, is_image)
+    """Draw ``args.num`` samples as the sampling options say, all in memory (``ddkit eval``; ``ddkit
+    sample`` streams them to disk instead)."""
+    p = plan(args, model, schedule, config)
+    x = torch.cat([x for _, x in batches(args, p)])
+    return Drawn(x, p.labels, p.is_image)

@@ -4,18 +4,12 @@ guidance (``ddkit sample RUN --classifier CLS_RUN``), with the same trainer as `
 
 from __future__ import annotations
 
+import os
 import sys
-from dataclasses import replace
-from pathlib import Path
 
-from ..config import DEVICES, PRECISIONS, DataConfig, DiffusionConfig, RunConfig, TrainConfig
 from ..schedule import SCHEDULES
-from .common import UsageError
-
-# defaults measured on the digits (README, "Guidance"): the classifier is the UNet's encoder half
-# with one residual block per level, trained for 600 steps of batch 256 at lr 1e-3
-DEFAULTS = dict(steps=600, lr=1e-3, warmup=50, ckpt_every=200, sample_every=200)
-HELDOUT_FRACTION = 0.1
+from ..training.api import CLASSIFIER_DEFAULTS as DEFAULTS
+from ..training.config import DEVICES, PRECISIONS
 
 
 def add_parser(sub) -> None:
@@ -57,99 +51,21 @@ def add_parser(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _train_config(args) -> TrainConfig:
-    given = {k: v for k, v in dict(
-        steps=args.steps, minutes=args.minutes, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
-        ema_decay=args.ema_decay, ckpt_every=args.ckpt_every, sample_every=args.eval_every,
-        log_every=args.log_every, keep_checkpoints=args.keep_checkpoints, seed=args.seed, device=args.device,
-        precision=args.precision).items() if v is not None}
-    if args.minutes is not None and args.steps is None:
-        given["steps"] = None
-    return TrainConfig(**{**DEFAULTS, **given})
-
-
-def _new_config(args, data) -> RunConfig:
-    from ..nn import ClassifierConfig
-    from .train import model_config_for
-
-    if args.like is not None:
-        like = RunConfig.load(Path(args.like) / "config.json")
-        diffusion = like.diffusion
-        if args.schedule is not None or args.num_timesteps is not None:
-            raise UsageError("--like takes the schedule from the run; drop --schedule/--num-timesteps")
-    else:
-        diffusion = DiffusionConfig(**{k: v for k, v in (("schedule", args.schedule),
-                                                         ("num_timesteps", args.num_timesteps)) if v is not None})
-    trunk = model_config_for(data, args.model_channels, args.dropout, None)
-    model = ClassifierConfig(image_size=trunk.image_size, in_channels=trunk.in_channels,
-                             num_classes=data.num_classes, base_channels=trunk.base_channels,
-                             channel_mult=trunk.channel_mult, num_res_blocks=args.num_res_blocks,
-                             attn_resolutions=trunk.attn_resolutions, dropout=args.dropout)
-    return RunConfig(model=model, diffusion=diffusion,
-                     data=DataConfig(source=args.data or "digits:train", image_size=args.image_size,
-                                     channels=args.channels),
-                     train=_train_config(args))
-
-
-def _data_and_heldout(config: RunConfig):
-    """(training data, held-out data): digits:test for digits:train, else a fixed slice."""
-    from ..classify import split_heldout
-    from ..data import load_data
-    from ..train import load_run_data
-
-    data = load_run_data(config.data, config.train.seed)
-    if data.kind != "image" or data.y is None:
-        raise UsageError(f"train-classifier needs labelled images; {config.data.source} has "
-                         + ("no labels (use class sub-folders)" if data.kind == "image" else "2-D points"))
-    if config.data.source == "digits:train":
-        return data, load_data("digits:test", image_size=config.data.image_size, channels=config.data.channels)
-    return split_heldout(data, HELDOUT_FRACTION, seed=config.train.seed)
-
-
-def _config(args) -> tuple[RunConfig, bool]:
-    saved = Path(args.out) / "config.json"
-    if args.resume and saved.exists():
-        config = RunConfig.load(saved)
-        if type(config.model).__name__ != "ClassifierConfig":
-            raise UsageError(f"--resume: {args.out} is not a classifier run")
-        budget = {k: v for k, v in dict(steps=args.steps, minutes=args.minutes, device=args.device,
-                                        precision=args.precision, ckpt_every=args.ckpt_every,
-                                        sample_every=args.eval_every).items() if v is not None}
-        return replace(config, train=replace(config.train, **budget)), True
-    from ..data import load_data
-
-    probe = load_data(args.data or "digits:train", image_size=args.image_size, channels=args.channels)
-    if probe.y is None:
-        raise UsageError(f"train-classifier needs labelled images; {probe.source} has no labels")
-    return _new_config(args, probe), False
-
-
 def run(args) -> int:
-    from ..classify import ClassifierObjective, last_accuracy
-    from ..train import train
-    from .train import _fit_default_batch, _init_distributed
+    from ..training.api import train_classifier
+    from ..training.objectives import last_accuracy
 
-    dist, device = _init_distributed(args.device or "cpu")
-    try:
-        args.resume = args.resume or dist.restart_count > 0
-        config, resuming = _config(args)
-        data, heldout = _data_and_heldout(config)
-        if not resuming and args.batch_size is None:
-            config = _fit_default_batch(config, len(data.x), dist)
-        if dist.world_size > 1:
-            if config.train.batch_size % dist.world_size:
-                raise UsageError(f"--batch-size {config.train.batch_size} must be divisible by the {dist.world_size} processes")
-            config = replace(config, train=replace(config.train, device=device.split(":")[0]))
-        out = train(config, args.out, resume=args.resume, dist=dist, progress=False if args.no_progress else None,
-                    data=data, objective=ClassifierObjective(config, heldout))
-        if dist.is_main:
-            rec = last_accuracy(out)
-            acc = "" if rec is None else " held-out accuracy by t: " + ", ".join(
-                f"[{band}] {a:.1%}" for band, a in rec["heldout_accuracy"].items()) + f" ({rec['heldout']})"
-            print(f"trained classifier {out};{acc}", file=sys.stdout)
-    finally:
-        if dist.world_size > 1:
-            import torch.distributed as torch_dist
-
-            torch_dist.destroy_process_group()
+    options = dict(data=args.data, like=args.like, image_size=args.image_size, channels=args.channels,
+                   schedule=args.schedule, num_timesteps=args.num_timesteps, model_channels=args.model_channels,
+                   num_res_blocks=args.num_res_blocks, dropout=args.dropout, steps=args.steps, minutes=args.minutes,
+                   batch_size=args.batch_size, lr=args.lr, warmup=args.warmup, ema_decay=args.ema_decay,
+                   ckpt_every=args.ckpt_every, sample_every=args.eval_every, log_every=args.log_every,
+                   keep_checkpoints=args.keep_checkpoints, seed=args.seed, device=args.device,
+                   precision=args.precision)
+    out = train_classifier(args.out, resume=args.resume, progress=False if args.no_progress else None, **options)
+    if int(os.environ.get("RANK", "0")) == 0:
+        rec = last_accuracy(out)
+        acc = "" if rec is None else " held-out accuracy by t: " + ", ".join(
+            f"[{band}] {a:.1%}" for band, a in rec["heldout_accuracy"].items()) + f" ({rec['heldout']})"
+        print(f"trained classifier {out};{acc}", file=sys.stdout)
     return 0

@@ -26,7 +26,7 @@ from .precision_recall import precision_recall as _precision_recall
 from .references import load_reference
 
 __all__ = ["evaluate_samples", "METRICS", "normalize_metrics", "FeatureExtractor", "DigitsFeatures",
-           "get_features", "load_reference", "min_samples_fid", "MIN_SAMPLES_KID", "DEFAULT_K"]
+           "get_features", "load_reference", "min_samples_fid", "MIN_SAMPLES_KID", "DEFAULT_K", "check_counts"]
 
 # metric name → the keys it adds to evaluate_samples' result
 METRICS = {
@@ -35,21 +35,18 @@ METRICS = {
     "precision_recall": ("precision", "recall"),
     "memorization": ("nn_median", "nn_median_real", "closer_than_real"),
 }
-_ALIASES = {"precision-recall": "precision_recall", "precision": "precision_recall", "recall": "precision_recall",
-            "pr": "precision_recall", "memorisation": "memorization", "nn_median": "memorization",
-            "kid_std": "kid"}
-
-
 def normalize_metrics(metrics) -> tuple[str, ...]:
-    """Metric names in METRICS order, aliases resolved; ValueError for unknown ones."""
-    names = {_ALIASES.get(m, m) for m in ([metrics] if isinstance(metrics, str) else metrics)}
+    """Metric names in METRICS order; ValueError for unknown ones."""
+    names = set([metrics] if isinstance(metrics, str) else metrics)
     unknown = sorted(names - set(METRICS))
     if unknown:
         raise ValueError(f"unknown metric {unknown[0]!r}; choose from {', '.join(METRICS)}")
     return tuple(m for m in METRICS if m in names)
 
 
-def _check_counts(metrics, n: int, m: int, dim: int) -> None:
+def check_counts(metrics, n: int, m: int, dim: int) -> None:
+    """Enough samples (``n``) and reference images (``m``) for each metric in a ``dim``-dimensional
+    feature space (FID needs more than ``dim``); a ValueError says how many otherwise."""
     need = {"fid": min_samples_fid(dim), "kid": MIN_SAMPLES_KID, "precision_recall": DEFAULT_K + 1}
     for name in metrics:
         if name in need and min(n, m) < need[name]:
@@ -84,7 +81,7 @@ def evaluate_samples(images, reference="digits:test", *, metrics=("fid", "kid"),
     feature_metrics = [m for m in metrics if m != "memorization"]
     if feature_metrics:
         stats = reference_stats(features, ref, cache_dir=cache_dir)
-        _check_counts(feature_metrics, images.shape[0], ref.shape[0], stats.feats.shape[1])
+        check_counts(feature_metrics, images.shape[0], ref.shape[0], stats.feats.shape[1])
         feats = np.asarray(features(images), dtype=np.float64)
         if "fid" in metrics:
             out["fid"] = _fid(feats, stats)

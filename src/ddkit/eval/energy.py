@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ..toy import GaussianMixture
+from ..oracle import GaussianMixture
 
 __all__ = ["energy_distance", "energy_distance_to_mixture"]
 

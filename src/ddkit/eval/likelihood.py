@@ -27,7 +27,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..checks import is_int
 from ..losses import prior_kl, vb_terms
+from ..plots import plot_bound_terms  # noqa: F401  (its older import path)
 from ..parameterization import ModelFn
 from ..schedule import Schedule
 
@@ -94,7 +96,7 @@ def nll_bpd(
     Returns :class:`BoundTerms` (fields prior [N], terms [N, T], decoder [N], total [N]).
     """
     x0 = _check_x0(x0)
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+    if batch_size is not None and (not is_int(batch_size) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if isinstance(clip_x0, str):
         if clip_x0 != "auto":
@@ -122,40 +124,3 @@ def nll_bpd(
     prior = prior_kl(schedule, x0).cpu() * to_bpd
     terms = terms * to_bpd
     return BoundTerms(prior=prior, terms=terms, decoder=terms[:, 0].clone(), total=prior + terms.sum(1))
-
-
-def plot_bound_terms(bound: BoundTerms, path: str | Path, *, title: str | None = None) -> Path:
-    """A PNG of the mean per-timestep terms L_t (bits/dim, log scale) against t, with L_T and
-    the total in the legend. Needs matplotlib (``pip install matplotlib``)."""
-    mean = bound.terms.mean(0).numpy()
-    fig = new_figure()
-    ax = fig.subplots()
-    ax.plot(range(1, len(mean) + 1), mean, lw=1.2,
-            label=f"L_{{t-1}} (t = 1: decoder L_0 = {float(bound.decoder.mean()):.3f})")
-    ax.axhline(float(bound.prior.mean()), color="grey", ls=":", lw=1,
-               label=f"L_T (prior) = {float(bound.prior.mean()):.2g}")
-    ax.set_yscale("log")
-    ax.set_xlabel("t (paper's 1-based timestep)")
-    ax.set_ylabel("bits/dim")
-    ax.set_title(title or f"variational bound: {float(bound.total.mean()):.3f} bits/dim (mean of {len(bound.total)})")
-    ax.legend(fontsize=8)
-    return save_figure(fig, path)
-
-
-def save_figure(fig, path: str | Path) -> Path:
-    """Lay out ``fig`` and write it to ``path`` (a PNG), creating the folder."""
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
-
-
-def new_figure(figsize: tuple[float, float] = (6.4, 4.0), dpi: int = 120):
-    """A matplotlib ``Figure`` drawn off-screen (no pyplot, no global backend switch), or a one-line
-    error that says what to install."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ValueError("plots need matplotlib: pip install matplotlib (or pip install 'ddkit[plot]')") from None
-    return Figure(figsize=figsize, dpi=dpi)

@@ -1,15 +1,24 @@
-"""Reference images for the metrics: a split name, a folder, an NPZ or an array → uint8 [M, H, W, C]."""
+"""Reference images for the metrics: a split name, a folder, an NPZ or an array → uint8 [M, H, W, C];
+and which reference goes with a run (:func:`run_reference`): the part of the data it never trained on."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from ..data import DIGITS_SPLITS, load_data
+from ..checks import ParameterError
+from ..data import DIGITS_SPLITS, load_data, load_run_data
+from ..data.images import to_uint8
 from .features import check_images
 
-__all__ = ["load_reference", "load_npz_images"]
+__all__ = ["load_reference", "load_npz_images", "Reference", "run_reference", "grey_levels"]
+
+# which digits references contain which others' images
+_DIGITS_CONTAINS = {"digits": set(DIGITS_SPLITS), "digits:train": {"digits", "digits:train"},
+                    "digits:test": {"digits", "digits:test"}}
 
 
 def load_npz_images(path: str | Path, what: str = "samples") -> np.ndarray:
@@ -32,8 +41,6 @@ def load_reference(reference, *, image_size: int | None = None, channels: int | 
     """(images uint8 [M, H, W, C], name). reference: "digits", "digits:train", "digits:test", a
     folder of images (loaded as ``load_data`` does, at image_size/channels), an .npz with an
     ``images`` array, or a uint8 array itself (name "array")."""
-    from ..images import to_uint8
-
     if not isinstance(reference, (str, Path)):
         return check_images(reference, "reference images"), "array"
     ref = str(reference)
@@ -46,3 +53,51 @@ def load_reference(reference, *, image_size: int | None = None, channels: int | 
                          f"file, got {ref!r}")
     data = load_data(ref, image_size=image_size, channels=channels)
     return to_uint8(data.x), ref
+
+
+@dataclass
+class Reference:
+    """Real images to compare a run's samples with: uint8 ``images`` [M, H, W, C] and ``x`` float
+    [M, C, H, W] in [-1, 1]; ``levels``: their grey levels (for bits/dim); ``trained_on``: whether the
+    run saw these images in training (scores against them reward copying)."""
+
+    name: str
+    images: np.ndarray
+    x: torch.Tensor
+    levels: int
+    trained_on: bool
+
+
+def grey_levels(name: str, image_size: int | None) -> int:
+    """Grey levels of reference pixels: 17 for the digits at their own 8×8, else 256."""
+    return 17 if name in DIGITS_SPLITS and image_size in (None, 8) else 256
+
+
+def run_reference(config, reference: str | None = None, *, run_name: str = "the run") -> Reference:
+    """The reference for a run (its ``config``, a RunConfig): ``reference`` (a digits split, a
+    folder or an .npz) or, by default, the run's held-out part — digits:test for a digits:train run,
+    the ``holdout`` part of a folder run. A run with no held-out part needs ``reference``."""
+    d = config.data
+    if reference is None:
+        if d.source == "digits:train":
+            name, data = "digits:test", load_data("digits:test", image_size=d.image_size, channels=d.channels)
+        elif d.holdout > 0:
+            name, data = f"{d.source} held-out part ({d.holdout:g})", load_run_data(d, config.train.seed, "heldout")
+        else:
+            raise ParameterError(f"{run_name} trained on all of {d.source!r}, so it has no held-out part; pass "
+                                 "`reference` (scores against the training data reward copying it)")
+        return Reference(name, to_uint8(data.x), data.x, grey_levels(name, d.image_size), False)
+    ref = str(reference)
+    if ref.endswith(".npz"):
+        images = load_npz_images(ref, "reference images")
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).double() / 127.5 - 1.0
+        return Reference(ref, images, x.float(), 256, False)
+    if ref not in DIGITS_SPLITS and not Path(ref).is_dir():
+        raise ParameterError(f"`reference` must be digits:test, digits:train, digits, a folder or an .npz file, "
+                             f"got {ref!r}")
+    data = load_data(ref, image_size=d.image_size, channels=d.channels)
+    if ref in DIGITS_SPLITS:
+        trained_on = d.source in _DIGITS_CONTAINS[ref]
+    else:
+        trained_on = Path(d.source).expanduser().resolve() == Path(ref).expanduser().resolve()
+    return Reference(ref, to_uint8(data.x), data.x, grey_levels(ref, d.image_size), trained_on)

@@ -24,11 +24,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from ..checks import is_int
+from ..data.images import to_uint8
 from ..generate import ModelFnFor, generate, start_noise
-from ..images import to_uint8
 from ..samplers import run_sampler
 from ..schedule import Schedule
-from ..toy import GaussianMixture
+from ..oracle import GaussianMixture
+from ..plots import plot_quality_table
 from .energy import energy_distance, energy_distance_to_mixture
 
 __all__ = ["STEPS", "ETAS", "QualityTable", "quality_table", "sample_quality_table", "oracle_quality_table"]
@@ -96,30 +98,19 @@ class QualityTable:
 
     def plot(self, path: str | Path) -> Path:
         """A PNG of the score against S (log axis), one curve per η, error bars ±sd, the floor dashed."""
-        from .likelihood import new_figure, save_figure
+        return plot_quality_table(self, path)
 
-        fig = new_figure()
-        ax = fig.subplots()
-        mean, sd = self.mean(), self.sd()
-        for e, eta in enumerate(self.etas):
-            ax.errorbar(self.steps_list, mean[e], yerr=sd[e], marker="o", ms=3, capsize=3, label=f"η = {eta:g}")
-        if self.floor is not None:
-            ax.axhline(self.floor, color="grey", ls="--", lw=1, label="real data")
-        ax.set_xscale("log")
-        ax.set_xticks(self.steps_list, [str(s) for s in self.steps_list])
-        ax.set_xlabel("sampling steps S")
-        ax.set_ylabel(self.metric)
-        ax.legend(fontsize=8)
-        return save_figure(fig, path)
-
-    def save(self, out: str | Path, stem: str = "quality_table") -> dict[str, Path]:
-        """Write OUT/STEM.csv, OUT/STEM.md and OUT/STEM.png; returns their paths."""
+    def save(self, out: str | Path, stem: str = "quality_table", *, plot: bool = True) -> dict[str, Path]:
+        """Write OUT/STEM.csv, OUT/STEM.md and (``plot``, needs matplotlib) OUT/STEM.png; returns their paths."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         paths = {"csv": out / f"{stem}.csv", "md": out / f"{stem}.md", "png": out / f"{stem}.png"}
         paths["csv"].write_text(self.to_csv())
         paths["md"].write_text(self.to_markdown())
-        self.plot(paths["png"])
+        if plot:
+            self.plot(paths["png"])
+        else:
+            del paths["png"]
         return paths
 
 
@@ -127,7 +118,7 @@ def _check_grid(steps_list: Sequence[int], etas: Sequence[float], seeds: Sequenc
     if not steps_list or not etas or not seeds:
         raise ValueError("steps_list, etas and seeds must each have at least one value")
     for s in steps_list:
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 1 <= s <= schedule.num_timesteps:
+        if not is_int(s) or not 1 <= s <= schedule.num_timesteps:
             raise ValueError(f"steps must be integers in [1, {schedule.num_timesteps}] (the schedule's T), got {s!r}")
     for eta in etas:
         if not 0.0 <= float(eta) <= 1.0:

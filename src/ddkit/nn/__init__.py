@@ -14,6 +14,7 @@ from typing import Any, Union
 from torch import nn
 
 from .classifier import ClassifierConfig, NoisyClassifier
+from .defaults import default_model_config
 from .embeddings import timestep_embedding
 from .mlp import MLPConfig, MLPDenoiser
 from .unet import UNet, UNetConfig
@@ -29,6 +30,7 @@ __all__ = [
     "build_model",
     "config_from_dict",
     "config_to_dict",
+    "default_model_config",
     "timestep_embedding",
 ]
 

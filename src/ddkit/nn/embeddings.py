@@ -14,6 +14,8 @@ import math
 import torch
 from torch import Tensor
 
+from ..checks import integer
+
 __all__ = ["check_timesteps", "labels_or_null", "timestep_embedding"]
 
 
@@ -29,8 +31,7 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000) -> Tensor
         ``[N, dim]`` float32 tensor ``[sin(t f_0..f_{half-1}), cos(t f_0..f_{half-1})]``
         (plus one zero column when ``dim`` is odd), on ``t``'s device.
     """
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
-        raise ValueError(f"dim must be an int >= 2, got {dim!r}")
+    integer("dim", dim, low=2, what="an int >= 2")
     if not max_period > 0:
         raise ValueError(f"max_period must be > 0, got {max_period!r}")
     if t.dim() != 1:

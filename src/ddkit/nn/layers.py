@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checks import integer
+
 __all__ = [
     "AttentionBlock",
     "Downsample",
@@ -32,9 +34,7 @@ NORM_EPS = 1e-6  # tf.contrib.layers.group_norm's epsilon, as DDPM used
 
 def positive_int(name: str, value: object) -> int:
     """Return ``value`` if it is an int >= 1 (bools excluded), else raise a ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+    return integer(name, value, low=1, what="a positive int")
 
 
 def num_groups(channels: int) -> int:

@@ -1,20 +1,46 @@
-"""Pieces shared by the samplers: argument checks, the model call, (α, σ, λ) at a timestep and the
-progress bar."""
+"""Pieces shared by the samplers: argument checks, the model call, the per-step callback, (α, σ, λ)
+at a point of the grid and the progress bar."""
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
 
 from ..parameterization import ModelFn
 from ..rng import Generator, randn
-from ..schedule import Schedule
 
 
-def check_sample_args(x: torch.Tensor, clip_x0) -> None:
-    """x: a floating tensor [N, ...] with N ≥ 1; clip_x0: None or a (low, high) pair with low < high."""
+class StepInfo(dict):
+    """What a sampler reports to ``callback`` after evaluating the model at step ``i``: a dict (as
+    k-diffusion's ``callback({'x', 'i', 'sigma', 'denoised'})``) whose keys are also attributes.
+
+    i: the step index (0 first); t: the model timestep (int, or float on a σ-grid); sigma: σ_t =
+    √((1-ᾱ_t)/ᾱ_t); alpha_bar: ᾱ_t; x_t: the sample at t [N, ...]; x0: the prediction x̂₀ [N, ...]
+    (after clipping). ``x`` and ``denoised`` are k-diffusion's names for x_t and x0."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+Callback = Callable[[StepInfo], None] | None
+
+
+def report(callback: Callback, i: int, t, alpha_bar: float, x_t: torch.Tensor, x0: torch.Tensor) -> None:
+    """Call ``callback`` (if any) with the :class:`StepInfo` of step i."""
+    if callback is not None:
+        sigma = math.sqrt((1.0 - alpha_bar) / alpha_bar) if alpha_bar > 0 else math.inf
+        callback(StepInfo(i=i, t=t, sigma=sigma, alpha_bar=alpha_bar, x_t=x_t, x0=x0, x=x_t, denoised=x0))
+
+
+def check_sample_args(x: torch.Tensor, clip_x0, callback: Callback = None) -> None:
+    """x: a floating tensor [N, ...] with N ≥ 1; clip_x0: None or a (low, high) pair with low < high;
+    callback: None or callable."""
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise ValueError("the starting tensor must be a floating-point torch.Tensor [N, ...]")
     if x.ndim < 2 or x.shape[0] < 1:
@@ -22,24 +48,38 @@ def check_sample_args(x: torch.Tensor, clip_x0) -> None:
     if clip_x0 is not None:
         if len(clip_x0) != 2 or not float(clip_x0[0]) < float(clip_x0[1]):
             raise ValueError(f"clip_x0 must be None or a (low, high) pair with low < high, got {clip_x0!r}")
+    if callback is not None and not callable(callback):
+        raise ValueError(f"callback must be callable, got {type(callback).__name__}")
 
 
-def call_model(model_fn: ModelFn, x: torch.Tensor, t: int) -> torch.Tensor:
-    """ε̂ = model_fn(x, t) for one shared 0-based timestep ``t``; checks the output's shape."""
-    t_batch = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
+def call_model(model_fn: ModelFn, x: torch.Tensor, t) -> torch.Tensor:
+    """ε̂ = model_fn(x, t) for one shared timestep ``t`` of the grid: an int gives a LongTensor [N],
+    a fractional timestep of a σ-grid a float32 tensor [N]. Checks the output's shape."""
+    if isinstance(t, int):
+        t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+    else:
+        t_batch = torch.full((x.shape[0],), float(t), dtype=torch.float32, device=x.device)
     eps = model_fn(x, t_batch)
     if eps.shape != x.shape:
         raise ValueError(f"model_fn returned shape {list(eps.shape)}, expected the input's {list(x.shape)}")
     return eps.to(x.dtype)
 
 
-def alpha_sigma_lambda(schedule: Schedule, t: int) -> tuple[float, float, float]:
-    """(α_t, σ_t, λ_t) = (√ᾱ_t, √(1-ᾱ_t), log(α_t/σ_t)) in float64 for a 0-based t, for the solvers
-    that step in λ (DPM-Solver++, UniPC); t = -1 is the end point σ = 0 (α = 1, λ = +∞)."""
-    if t < 0:
+def alpha_sigma_lambda(alpha_bar: float) -> tuple[float, float, float]:
+    """(α, σ, λ) = (√ᾱ, √(1-ᾱ), log(α/σ)) in float64 for the solvers that step in λ (DPM-Solver++,
+    UniPC); ᾱ = 1 is the end point σ = 0 (λ = +∞)."""
+    if alpha_bar >= 1.0:
         return 1.0, 0.0, math.inf
-    ab = schedule.alpha_bar(t)
-    return math.sqrt(ab), math.sqrt(1.0 - ab), 0.5 * (math.log(ab) - math.log1p(-ab))
+    return math.sqrt(alpha_bar), math.sqrt(1.0 - alpha_bar), 0.5 * (math.log(alpha_bar) - math.log1p(-alpha_bar))
+
+
+ORDERS = (1, 2, 3)
+
+
+def check_order(order: int) -> None:
+    """A multistep solver's order must be 1, 2 or 3 (a ValueError naming them otherwise)."""
+    if isinstance(order, bool) or order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(map(str, ORDERS))}, got {order!r}")
 
 
 def steps_iter(seq, progress: bool, desc: str):

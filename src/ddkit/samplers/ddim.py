@@ -8,7 +8,9 @@ one step from n = τ_i to m = τ_{i-1} is (DDIM eq. 12; seed eq. 19)
     σ   = η·√((1-ᾱ_m)/(1-ᾱ_n))·√(1-ᾱ_n/ᾱ_m)                           (DDIM eq. 16)
 
 η = 0 is deterministic; η = 1 over every step is DDPM with σ_t² = β̃_t (seed eqs. 20–21).
-Inversion runs the η = 0 update backwards along the same sequence (DDIM §4.3, eq. 13).
+Inversion runs the η = 0 update backwards along the same sequence (DDIM §4.3, eq. 13). The points
+come from :func:`ddkit.timesteps.sampling_grid` (a spacing, explicit ``timesteps`` or ``sigmas``,
+optionally starting at ``start_t``).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from typing import Sequence
 
 import torch
 
+from ..checks import integer
 from ..parameterization import ModelFn, clip_eps, x0_from_eps
-from ..schedule import Schedule, check_alpha_bars, make_timesteps
-from .common import call_model, check_sample_args, noise_like, steps_iter
+from ..schedule import Schedule
+from ..timesteps import resolve_timesteps, sampling_grid  # noqa: F401  (resolve_timesteps: older import path)
+from .common import Callback, call_model, check_sample_args, noise_like, report, steps_iter
 
 
 def ddim_sigma(alpha_bar: float, alpha_bar_prev: float, eta: float) -> float:
@@ -55,16 +59,6 @@ def ddim_step(
     return x_prev
 
 
-def resolve_timesteps(schedule: Schedule, steps: int, spacing: str, timesteps: Sequence[int] | None) -> list[int]:
-    """The decreasing 0-based timesteps to visit: ``timesteps`` if given, else from (steps, spacing)."""
-    if timesteps is None:
-        return make_timesteps(schedule.num_timesteps, steps, spacing, schedule=schedule).tolist()
-    seq = [int(t) for t in timesteps]
-    if not seq or any(not 0 <= t < schedule.num_timesteps for t in seq) or any(a <= b for a, b in zip(seq, seq[1:])):
-        raise ValueError(f"timesteps must be a non-empty, strictly decreasing sequence in [0, {schedule.num_timesteps - 1}]")
-    return seq
-
-
 def _check_eta(eta: float) -> None:
     if not 0.0 <= float(eta) <= 1.0:
         raise ValueError(f"eta must be in [0, 1], got {eta}")
@@ -83,23 +77,29 @@ def ddim_sample(
     progress: bool = False,
     clip_x0=None,
     timesteps: Sequence[int] | None = None,
+    sigmas: Sequence[float] | None = None,
+    start_t: int | None = None,
+    callback: Callback = None,
 ) -> torch.Tensor:
-    """DDIM sampling from x_T [N, ...] (in x_T's dtype) over ``steps`` timesteps → x_0 [N, ...].
+    """DDIM sampling from x_T [N, ...] (in x_T's dtype) over ``steps`` points → x_0 [N, ...].
 
-    ``spacing``: uniform | quadratic | trailing | linspace (see :func:`ddkit.make_timesteps`), or pass
-    an explicit decreasing ``timesteps`` sequence. η ∈ [0, 1] scales the noise (eq. 16).
+    ``spacing``: any of :data:`ddkit.timesteps.ALL_SPACINGS`, or pass an explicit decreasing
+    ``timesteps`` (0-based ints) or ``sigmas`` sequence; ``start_t``: the spacing starts there
+    (x_T is then x at that timestep). η ∈ [0, 1] scales the noise (eq. 16). ``callback(info)``
+    gets each step's :class:`~ddkit.samplers.common.StepInfo`.
     """
-    check_sample_args(x_T, clip_x0)
+    check_sample_args(x_T, clip_x0, callback)
     _check_eta(eta)
-    seq = resolve_timesteps(schedule, steps, spacing, timesteps)
-    check_alpha_bars(schedule, seq)
+    grid = sampling_grid(schedule, steps, spacing, timesteps=timesteps, sigmas=sigmas, start_t=start_t)
     x = x_T
-    for i in steps_iter(range(len(seq)), progress, "DDIM"):
-        t, t_prev = seq[i], (seq[i + 1] if i + 1 < len(seq) else -1)
-        ab, ab_prev = schedule.alpha_bar(t), schedule.alpha_bar(t_prev)
+    for i in steps_iter(range(len(grid)), progress, "DDIM"):
+        t, ab = grid.t[i], grid.alpha_bars[i]
+        ab_prev = grid.alpha_bar_after(i)
         eps = call_model(model_fn, x, t)
-        x = ddim_step(x, eps, ab, ab_prev, sigma=ddim_sigma(ab, ab_prev, float(eta)),
-                      clip_x0=clip_x0, generator=generator)
+        if callback is not None:
+            report(callback, i, t, ab, x, clip_eps(x, eps, ab, clip_x0)[0])
+        x = ddim_step(x, eps, ab, ab_prev, sigma=ddim_sigma(ab, ab_prev, float(eta)), clip_x0=clip_x0,
+                      generator=generator)
     return x
 
 
@@ -113,10 +113,14 @@ def ddim_invert(
     spacing: str = "uniform",
     progress: bool = False,
     timesteps: Sequence[int] | None = None,
+    sigmas: Sequence[float] | None = None,
+    start_t: int | None = None,
     refine: int = 1,
+    callback: Callback = None,
 ) -> torch.Tensor:
     """Deterministic DDIM encoding x_0 → x_T [N, ...]: the η = 0 update run backwards along the
-    sequence that :func:`ddim_sample` walks (same ``steps``/``spacing``/``timesteps``).
+    grid that :func:`ddim_sample` walks (same ``steps``/``spacing``/``timesteps``/``sigmas``/
+    ``start_t``; with ``start_t`` it encodes to x at that timestep).
 
     The sampler's step from n = τ_i down to m = τ_{i-1} is x_m = a·x_n + b·ε_θ(x_n, n) with
     a = √(ᾱ_m/ᾱ_n), b = √(1-ᾱ_m) - √(ᾱ_m(1-ᾱ_n)/ᾱ_n). Inverting it needs ε_θ(x_n, n) before x_n is
@@ -125,17 +129,18 @@ def ddim_invert(
     x_n = (x_m - b·ε)/a again (a fixed-point iteration), which makes sampling an almost exact
     inverse of the encoding. Cost: ``steps · (1 + refine)`` model calls.
     """
-    check_sample_args(x0, None)
-    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
-        raise ValueError(f"refine must be a non-negative integer, got {refine!r}")
-    seq = resolve_timesteps(schedule, steps, spacing, timesteps)[::-1]
+    check_sample_args(x0, None, callback)
+    integer("refine", refine, low=0, what="a non-negative integer")
+    grid = sampling_grid(schedule, steps, spacing, timesteps=timesteps, sigmas=sigmas, start_t=start_t)
     x = x0
     ab_prev = 1.0
-    for t in steps_iter(seq, progress, "DDIM inversion"):
-        ab = schedule.alpha_bar(t)
+    for i in steps_iter(range(len(grid) - 1, -1, -1), progress, "DDIM inversion"):
+        t, ab = grid.t[i], grid.alpha_bars[i]
         x_next = x
         for _ in range(1 + refine):
             eps = call_model(model_fn, x_next, t)
             x_next = math.sqrt(ab) * x0_from_eps(x, eps, ab_prev) + math.sqrt(1.0 - ab) * eps
+        if callback is not None:
+            report(callback, len(grid) - 1 - i, t, ab, x_next, x0_from_eps(x_next, eps, ab))
         x, ab_prev = x_next, ab
     return x

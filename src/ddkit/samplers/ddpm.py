@@ -5,6 +5,10 @@
 
 and no noise on the last step. With ``clip_x0``, x̂₀ is clamped and ε re-derived from it first, so
 μ_θ is the posterior mean μ̃_t(x_t, clamp(x̂₀)).
+
+On a sub-sequence of timesteps (``timesteps``, ``sigmas`` or ``start_t``) each step from n to m
+uses the respaced β' = 1 − ᾱ_n/ᾱ_m in the same formulas (improved-diffusion's respacing; DDIM
+with η = 1 for ``variance="small"``).
 """
 
 from __future__ import annotations
@@ -13,9 +17,13 @@ import math
 
 import torch
 
+from typing import Sequence
+
+from ..checks import integer
 from ..parameterization import ModelFn, clip_eps
-from ..schedule import Schedule, check_alpha_bars
-from .common import call_model, check_sample_args, noise_like, steps_iter
+from ..schedule import Schedule
+from ..timesteps import sampling_grid
+from .common import Callback, call_model, check_sample_args, noise_like, report, steps_iter
 
 VARIANCES = ("small", "large")
 
@@ -45,10 +53,16 @@ def ddpm_step(
     ``noise`` is drawn from ``generator`` when not given; none is added at t = 0.
     """
     var = ddpm_variance(schedule, t, variance)
-    alpha_bar, beta = schedule.alpha_bar(t), float(schedule.betas[t])
+    return _ancestral_step(x_t, eps, schedule.alpha_bar(t), float(schedule.betas[t]), var, t == 0,
+                           clip_x0=clip_x0, noise=noise, generator=generator)
+
+
+def _ancestral_step(x_t, eps, alpha_bar: float, beta: float, var: float, last: bool, *, clip_x0=None,
+                    noise=None, generator=None) -> torch.Tensor:
+    """μ_θ = (x_t − β/√(1−ᾱ)·ε)/√(1−β), plus √var·z unless ``last``."""
     _, eps = clip_eps(x_t, eps, alpha_bar, clip_x0)
     mean = (x_t - (beta / math.sqrt(1.0 - alpha_bar)) * eps) / math.sqrt(1.0 - beta)
-    if t == 0:
+    if last:
         return mean
     if noise is None:
         noise = noise_like(x_t, generator)
@@ -65,13 +79,33 @@ def ddpm_sample(
     generator: torch.Generator | None = None,
     progress: bool = False,
     clip_x0=None,
+    timesteps: Sequence[int] | None = None,
+    sigmas: Sequence[float] | None = None,
+    start_t: int | None = None,
+    callback: Callback = None,
 ) -> torch.Tensor:
-    """Run all T ancestral steps from x_T [N, ...] (in x_T's dtype) and return x_0 [N, ...]."""
-    check_sample_args(x_T, clip_x0)
+    """Ancestral sampling from x_T [N, ...] (in x_T's dtype) → x_0 [N, ...]: all T steps, or every
+    step from ``start_t`` down, or the sub-sequence ``timesteps``/``sigmas`` with respaced β."""
+    check_sample_args(x_T, clip_x0, callback)
     ddpm_variance(schedule, 0, variance)  # validate before the first network call
-    check_alpha_bars(schedule, [schedule.num_timesteps - 1])
+    if timesteps is None and sigmas is None:
+        top = schedule.num_timesteps - 1 if start_t is None else integer("start_t", start_t, low=0,
+                                                                        high=schedule.num_timesteps - 1)
+        grid = sampling_grid(schedule, timesteps=range(top, -1, -1))
+    else:
+        grid = sampling_grid(schedule, timesteps=timesteps, sigmas=sigmas, start_t=start_t)
     x = x_T
-    for t in steps_iter(range(schedule.num_timesteps - 1, -1, -1), progress, "DDPM"):
+    for i in steps_iter(range(len(grid)), progress, "DDPM"):
+        t, ab = grid.t[i], grid.alpha_bars[i]
         eps = call_model(model_fn, x, t)
-        x = ddpm_step(x, eps, schedule, t, variance=variance, clip_x0=clip_x0, generator=generator)
+        if callback is not None:
+            report(callback, i, t, ab, x, clip_eps(x, eps, ab, clip_x0)[0])
+        ab_prev = grid.alpha_bar_after(i)
+        next_t = grid.t[i + 1] if i + 1 < len(grid) else -1
+        if isinstance(t, int) and next_t == t - 1:  # a step of the schedule itself: its own β (no rounding through ᾱ)
+            x = ddpm_step(x, eps, schedule, t, variance=variance, clip_x0=clip_x0, generator=generator)
+            continue
+        beta = 1.0 - ab / ab_prev
+        var = beta if variance == "large" else beta * (1.0 - ab_prev) / (1.0 - ab)
+        x = _ancestral_step(x, eps, ab, beta, var, i + 1 == len(grid), clip_x0=clip_x0, generator=generator)
     return x

@@ -21,10 +21,10 @@ approximates x̂₀ along λ by a polynomial through the last ``order`` data pre
 The end point: the last step goes to σ = 0, ᾱ = 1 (diffusers' ``final_sigmas_type="zero"``, and
 ᾱ after the last step = 1 as in ddkit's DDIM); there h = ∞ and the first-order step returns the
 last x̂₀ exactly. So ``steps`` model evaluations take ``steps`` steps, and the evaluation
-timesteps are (see :func:`dpm_solver_timesteps`) the first ``steps`` points of a grid of
-``steps + 1`` that ends at t = 0 — the t = 0 point is replaced by σ = 0 rather than spending an
-evaluation there — or, for ``"trailing"``, the ``steps`` trailing points (T-1 … T/S-1). For
-uniform, linspace and trailing spacings this is exactly diffusers' own timestep sequence.
+points are (:func:`ddkit.timesteps.sampling_grid` with ``solver=True``) the first ``steps`` points
+of a grid of ``steps + 1`` that ends at t = 0 — the t = 0 point is replaced by σ = 0 rather than
+spending an evaluation there — or, for ``"trailing"`` and σ-grids, the ``steps`` points themselves.
+For uniform, linspace and trailing spacings this is exactly diffusers' own timestep sequence.
 """
 
 from __future__ import annotations
@@ -35,49 +35,12 @@ from typing import Sequence
 import torch
 
 from ..parameterization import ModelFn
-from ..schedule import Schedule, check_alpha_bars, make_timesteps
-from .common import alpha_sigma_lambda, call_model, check_sample_args, steps_iter
+from ..schedule import Schedule
+from ..timesteps import dpm_solver_timesteps, sampling_grid  # noqa: F401  (dpm_solver_timesteps: older path)
+from .common import Callback, alpha_sigma_lambda, call_model, check_order, check_sample_args, report, steps_iter
 
-ORDERS = (1, 2, 3)
 # below this many steps the second-to-last step drops to order ≤ 2 (the paper's and diffusers' rule)
 LOWER_ORDER_FINAL_BELOW = 15
-
-
-def dpm_solver_timesteps(schedule: Schedule, steps: int, spacing: str) -> list[int]:
-    """The ``steps`` decreasing 0-based timesteps DPM-Solver++ evaluates the model at.
-
-    "trailing": ``make_timesteps(T, steps, "trailing")``; every other spacing (uniform,
-    quadratic, linspace, logsnr): the first ``steps`` of ``make_timesteps(T, steps + 1, spacing)``,
-    whose last point t = 0 is where the final step's σ = 0 goes instead (all T timesteps when
-    ``steps`` = T)."""
-    T = schedule.num_timesteps
-    if spacing == "trailing":
-        return make_timesteps(T, steps, spacing, schedule=schedule).tolist()
-    if isinstance(steps, int) and not isinstance(steps, bool) and steps == T:
-        return list(range(T - 1, -1, -1))
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= T:
-        raise ValueError(f"steps must be an integer in [1, {T}] (the schedule's T), got {steps!r}")
-    return make_timesteps(T, steps + 1, spacing, schedule=schedule).tolist()[:-1]
-
-
-def solver_timesteps(schedule: Schedule, steps: int, spacing: str,
-                     timesteps: Sequence[int] | None = None) -> list[int]:
-    """The evaluation timesteps of the multistep solvers (DPM-Solver++, UniPC): those of
-    :func:`dpm_solver_timesteps`, or an explicit decreasing ``timesteps`` sequence; a sequence that
-    visits ᾱ = 0 (zero terminal SNR) is refused, as for DDIM."""
-    if timesteps is None:
-        seq = dpm_solver_timesteps(schedule, steps, spacing)
-    else:
-        from .ddim import resolve_timesteps
-        seq = resolve_timesteps(schedule, len(timesteps), spacing, timesteps)
-    check_alpha_bars(schedule, seq)
-    return seq
-
-
-def check_order(order: int) -> None:
-    """A multistep solver's order must be 1, 2 or 3 (a ValueError naming them otherwise)."""
-    if isinstance(order, bool) or order not in ORDERS:
-        raise ValueError(f"order must be one of {', '.join(map(str, ORDERS))}, got {order!r}")
 
 
 def dpm_solver_step(x: torch.Tensor, x0s: Sequence[torch.Tensor], lambdas: Sequence[float],
@@ -132,33 +95,34 @@ def dpm_solver_sample(
     progress: bool = False,
     clip_x0=None,
     timesteps: Sequence[int] | None = None,
+    sigmas: Sequence[float] | None = None,
+    start_t: int | None = None,
+    callback: Callback = None,
 ) -> torch.Tensor:
     """DPM-Solver++ (multistep, data prediction) from x_T [N, ...] → x_0 [N, ...] in ``steps``
     model evaluations; deterministic (``generator`` is accepted for the common signature).
 
-    Defaults (measured, README "Fast sampling"): order 2 and ``spacing="uniform"``, the best grid on
-    the digits at 10 steps (FID 10.43 against 11.67 trailing and 17.47 logsnr, the cosine
-    schedule's λ(T-1) ≈ -10 spending log-SNR steps on pure noise). On the exact-ε mixture the best
-    grid depends on the schedule: logsnr on DDPM's linear one, trailing on the cosine one.
-
-    ``order``: 1 (DDIM), 2 (the paper's Algorithm 2) or 3. ``spacing``: uniform | quadratic |
-    trailing | linspace | logsnr (see :func:`dpm_solver_timesteps`), or an explicit decreasing
-    ``timesteps`` sequence of evaluation points (the final step then goes from its last entry to
-    σ = 0). ``clip_x0=(low, high)`` clamps every x̂₀ (the data prediction) before it is used.
+    Defaults: order 2 and ``spacing="uniform"`` (the measurements behind them are in the docs'
+    sampling page). ``order``: 1 (DDIM), 2 (the paper's Algorithm 2) or 3. ``spacing``: any of
+    :data:`ddkit.timesteps.ALL_SPACINGS`, or an explicit decreasing ``timesteps`` or ``sigmas``
+    sequence of evaluation points (the final step then goes from its last entry to σ = 0);
+    ``start_t``: the spacing starts there. ``clip_x0=(low, high)`` clamps every x̂₀ (the data
+    prediction) before it is used; ``callback(info)`` gets each step's StepInfo.
     """
-    check_sample_args(x_T, clip_x0)
+    check_sample_args(x_T, clip_x0, callback)
     check_order(order)
-    seq = solver_timesteps(schedule, steps, spacing, timesteps)
+    grid = sampling_grid(schedule, steps, spacing, timesteps=timesteps, sigmas=sigmas, start_t=start_t, solver=True)
     x = x_T
     x0s: list[torch.Tensor] = []
     lambdas: list[float] = []
-    for i in steps_iter(range(len(seq)), progress, "DPM-Solver++"):
-        alpha_s, sigma_s, lambda_s = alpha_sigma_lambda(schedule, seq[i])
-        x0 = (x - sigma_s * call_model(model_fn, x, seq[i])) / alpha_s          # DDIM eq. 9
+    for i in steps_iter(range(len(grid)), progress, "DPM-Solver++"):
+        alpha_s, sigma_s, lambda_s = alpha_sigma_lambda(grid.alpha_bars[i])
+        x0 = (x - sigma_s * call_model(model_fn, x, grid.t[i])) / alpha_s  # DDIM eq. 9
         if clip_x0 is not None:
             x0 = x0.clamp(clip_x0[0], clip_x0[1])
+        report(callback, i, grid.t[i], grid.alpha_bars[i], x, x0)
         x0s, lambdas = [x0] + x0s[:2], [lambda_s] + lambdas[:2]
-        alpha_t, sigma_t, lambda_t = alpha_sigma_lambda(schedule, seq[i + 1] if i + 1 < len(seq) else -1)
-        o = _step_order(i, len(seq), order, lower_order_final)
+        alpha_t, sigma_t, lambda_t = alpha_sigma_lambda(grid.alpha_bar_after(i))
+        o = _step_order(i, len(grid), order, lower_order_final)
         x = dpm_solver_step(x, x0s[:o], lambdas[:o], sigma_s, alpha_t, sigma_t, lambda_t)
     return x

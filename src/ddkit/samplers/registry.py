@@ -3,8 +3,9 @@
 sampler added here gets the CLI, guidance and evaluation with no other change.
 
 Every entry is a plain function ``fn(model_fn, x_T, schedule, *, generator, progress, clip_x0,
-**options) -> x_0``; ``options`` names the keyword options it takes besides those three (a subset
-of ``steps``, ``eta``, ``spacing``, ``order``, ``variance``).
+timesteps, sigmas, start_t, callback, **options) -> x_0``: every sampler takes an explicit grid
+(``timesteps`` or ``sigmas``), a ``start_t`` and a per-step ``callback``; ``options`` names the
+keyword options it takes besides those (a subset of :data:`OPTIONS`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from ..parameterization import ModelFn
 from ..rng import Generator
 from ..schedule import Schedule
 
-OPTIONS = ("steps", "eta", "spacing", "order", "variance")
+OPTIONS = ("steps", "eta", "spacing", "order", "variance", "s_churn", "s_tmin", "s_tmax", "s_noise")
+# what every sampler takes (the grid, where it starts, and the per-step report)
+COMMON_OPTIONS = ("timesteps", "sigmas", "start_t", "callback")
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ def run_sampler(
     default; an option the sampler does not take (e.g. ``eta`` for ``ddpm``) is an error."""
     spec = get_sampler(name)
     given = {k: v for k, v in options.items() if v is not None}
+    common = {k: given.pop(k) for k in COMMON_OPTIONS if k in given}
     unknown = sorted(set(given) - set(OPTIONS))
     if unknown:
         raise ValueError(f"unknown sampler option(s) {', '.join(unknown)}; allowed: {', '.join(OPTIONS)}")
@@ -75,4 +79,5 @@ def run_sampler(
     if unused:
         takes = ", ".join(spec.options) or "no options"
         raise ValueError(f"sampler {name!r} does not take {', '.join(unused)} (it takes {takes})")
-    return spec.fn(model_fn, x_T, schedule, generator=generator, progress=progress, clip_x0=clip_x0, **given)
+    return spec.fn(model_fn, x_T, schedule, generator=generator, progress=progress, clip_x0=clip_x0, **common,
+                   **given)

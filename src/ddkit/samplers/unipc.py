@@ -32,7 +32,7 @@ entry of the next predictor step, which starts from the corrected x_t. The coeff
 With B = "bh2" and no corrector, UniP-2 is DPM-Solver++(2M): ρ = ½ turns the update into
 :func:`ddkit.samplers.dpm_solver_step`'s Algorithm 2.
 
-The end point and the timesteps are DPM-Solver++'s (:func:`dpm_solver_timesteps`): ``steps``
+The end point and the grid are DPM-Solver++'s (``sampling_grid(..., solver=True)``): ``steps``
 model evaluations, then a last step to σ = 0 (λ = ∞) that is always first order and returns the
 last x̂₀. So no corrector follows the final step (it would cost an evaluation at σ = 0), and the
 corrector at the last evaluated point is skipped too: the step to σ = 0 does not read x there.
@@ -47,8 +47,8 @@ import torch
 
 from ..parameterization import ModelFn
 from ..schedule import Schedule
-from .common import alpha_sigma_lambda, call_model, check_sample_args, steps_iter
-from .dpm_solver import check_order, solver_timesteps
+from ..timesteps import sampling_grid
+from .common import Callback, alpha_sigma_lambda, call_model, check_order, check_sample_args, report, steps_iter
 
 VARIANTS = ("bh1", "bh2")
 
@@ -148,6 +148,9 @@ def unipc_sample(
     progress: bool = False,
     clip_x0=None,
     timesteps: Sequence[int] | None = None,
+    sigmas: Sequence[float] | None = None,
+    start_t: int | None = None,
+    callback: Callback = None,
 ) -> torch.Tensor:
     """UniPC (multistep UniP-p + UniC, data prediction) from x_T [N, ...] → x_0 [N, ...] in
     ``steps`` model evaluations; deterministic (``generator`` is accepted for the common signature).
@@ -156,19 +159,21 @@ def unipc_sample(
     default, as diffusers) or "bh1" (B(h) = -h). ``corrector=False`` runs UniP alone (then order 1
     is DDIM η = 0, and order 2 with "bh2" is DPM-Solver++(2M)). ``spacing``: uniform | quadratic |
     trailing | linspace | logsnr, the same evaluation timesteps as :func:`dpm_solver_sample` (see
-    :func:`dpm_solver_timesteps`), or an explicit decreasing ``timesteps`` sequence (the final step
-    then goes from its last entry to σ = 0). ``clip_x0=(low, high)`` clamps every x̂₀ before use.
+    :func:`~ddkit.timesteps.sampling_grid` with ``solver=True``), an explicit decreasing ``timesteps``
+    or ``sigmas`` sequence (the final step then goes from its last entry to σ = 0), and ``start_t``.
+    ``clip_x0=(low, high)`` clamps every x̂₀ before use; ``callback(info)`` gets each step's StepInfo.
     """
-    check_sample_args(x_T, clip_x0)
+    check_sample_args(x_T, clip_x0, callback)
     check_order(order)
     _check_variant(variant)
-    seq = solver_timesteps(schedule, steps, spacing, timesteps)
+    grid = sampling_grid(schedule, steps, spacing, timesteps=timesteps, sigmas=sigmas, start_t=start_t, solver=True)
+    seq = grid.t
     x = x_T
     x0s: list[torch.Tensor] = []
     lambdas: list[float] = []
     last = None            # (x_s, σ_s, p) of the predictor step that led to the current point
     for i in steps_iter(range(len(seq)), progress, "UniPC"):
-        alpha_s, sigma_s, lambda_s = alpha_sigma_lambda(schedule, seq[i])
+        alpha_s, sigma_s, lambda_s = alpha_sigma_lambda(grid.alpha_bars[i])
         x0 = (x - sigma_s * call_model(model_fn, x, seq[i])) / alpha_s          # DDIM eq. 9, at x̃
         if clip_x0 is not None:
             x0 = x0.clamp(clip_x0[0], clip_x0[1])
@@ -176,9 +181,10 @@ def unipc_sample(
             x_prev, sigma_prev, p = last                                        # UniC-p at t = seq[i]
             x = unipc_corrector_step(x_prev, x0s[:p], lambdas[:p], x0, sigma_prev, alpha_s, sigma_s, lambda_s,
                                      variant)
+        report(callback, i, seq[i], grid.alpha_bars[i], x, x0)
         x0s, lambdas = [x0] + x0s[:2], [lambda_s] + lambdas[:2]
         p = _predictor_order(i, len(seq), order, lower_order_final)
         last = (x, sigma_s, p)
-        alpha_t, sigma_t, lambda_t = alpha_sigma_lambda(schedule, seq[i + 1] if i + 1 < len(seq) else -1)
+        alpha_t, sigma_t, lambda_t = alpha_sigma_lambda(grid.alpha_bar_after(i))
         x = unipc_predictor_step(x, x0s[:p], lambdas[:p], sigma_s, alpha_t, sigma_t, lambda_t, variant)
     return x

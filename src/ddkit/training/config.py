@@ -1,8 +1,8 @@
 """Configuration: one frozen dataclass per component, defaults in one place, saved as JSON.
 
 A run's ``config.json`` is ``RunConfig.to_dict()``: ``{"version", "model", "diffusion", "data",
-"train"}``. ``version`` lets later releases load older runs. The CLI's options are built from these
-dataclasses' fields and defaults.
+"train"}``. ``version`` lets later releases load older runs. :func:`ddkit.training.api.run_config`
+builds one from the options of ``ddkit train`` / :func:`ddkit.train`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .losses import WEIGHTINGS
-from .parameterization import PREDICTIONS
-from .nn import MLPConfig, UNetConfig, config_from_dict, config_to_dict
-from .schedule import SCHEDULES, Schedule
+from .. import checks
+from ..losses import WEIGHTINGS
+from ..nn import MLPConfig, UNetConfig, config_from_dict, config_to_dict
+from ..parameterization import PREDICTIONS, check_terminal_snr
+from ..schedule import SCHEDULES, Schedule
 
 CONFIG_VERSION = 2
 MAX_TIMESTEPS = 100_000  # T beyond this is a typo (the schedule alone would take T·48 bytes)
@@ -42,13 +43,9 @@ class DiffusionConfig:
     prediction: str = "eps"
 
     def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
-        if self.prediction not in PREDICTIONS:
-            raise ValueError(f"prediction must be one of {', '.join(PREDICTIONS)}; got {self.prediction!r}")
-        if not isinstance(self.num_timesteps, int) or isinstance(self.num_timesteps, bool) \
-                or not 1 <= self.num_timesteps <= MAX_TIMESTEPS:
-            raise ValueError(f"num_timesteps must be an integer in [1, {MAX_TIMESTEPS}], got {self.num_timesteps!r}")
+        checks.choice("schedule", self.schedule, SCHEDULES)
+        checks.choice("prediction", self.prediction, PREDICTIONS)
+        checks.integer("num_timesteps", self.num_timesteps, low=1, high=MAX_TIMESTEPS)
         check_terminal_snr(self.build(), self.prediction)  # also checks beta_start/beta_end
 
     def build(self) -> Schedule:
@@ -71,9 +68,7 @@ class DataConfig:
     holdout_seed: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.holdout, bool) or not isinstance(self.holdout, (int, float)) \
-                or not 0.0 <= self.holdout < 1.0:
-            raise ValueError(f"holdout must be a fraction in [0, 1), got {self.holdout!r}")
+        checks.fraction("holdout", self.holdout, high_open=True, what="a fraction in [0, 1)")
         if self.holdout > 0 and (self.source.startswith("toy:") or self.source in ("digits", "digits:train", "digits:test")):
             raise ValueError(f"holdout is for image folders; {self.source!r} has its own split "
                              "(train on digits:train, evaluate on digits:test)")
@@ -112,11 +107,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.steps is None and self.minutes is None:
             raise ValueError("give a training budget: steps or minutes")
-        _positive("steps", self.steps, allow_none=True)
+        checks.optional_positive_int("steps", self.steps)
         if self.minutes is not None and not (self.minutes > 0 and math.isfinite(self.minutes)):
             raise ValueError(f"minutes must be a positive number, got {self.minutes}")
         for name in ("batch_size", "ckpt_every", "sample_every", "log_every", "keep_checkpoints"):
-            _positive(name, getattr(self, name))
+            checks.positive_int(name, getattr(self, name))
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         if self.warmup < 0:
@@ -126,34 +121,20 @@ class TrainConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.grad_clip < 0 or self.weight_decay < 0:
             raise ValueError("grad_clip and weight_decay must be >= 0")
-        if self.loss_weighting not in WEIGHTINGS:
-            raise ValueError(f"loss_weighting must be one of {', '.join(WEIGHTINGS)}; got {self.loss_weighting!r}")
+        checks.choice("loss_weighting", self.loss_weighting, WEIGHTINGS)
         if not (self.snr_gamma > 0 and math.isfinite(self.snr_gamma)):
             raise ValueError(f"snr_gamma must be a positive number, got {self.snr_gamma}")
-        if self.device not in DEVICES:
-            raise ValueError(f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
-        if self.log_to not in LOGGERS:
-            raise ValueError(f"log_to must be one of {', '.join(LOGGERS)}; got {self.log_to!r}")
-        if isinstance(self.skip_nonfinite, bool) or not isinstance(self.skip_nonfinite, int) or self.skip_nonfinite < 0:
-            raise ValueError(f"skip_nonfinite must be an integer >= 0, got {self.skip_nonfinite!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
-            raise ValueError(f"seed must be an integer in [0, {MAX_SEED}], got {self.seed!r}")
+        checks.choice("device", self.device, DEVICES)
+        checks.choice("precision", self.precision, PRECISIONS)
+        checks.choice("log_to", self.log_to, LOGGERS)
+        checks.integer("skip_nonfinite", self.skip_nonfinite, low=0)
+        checks.integer("seed", self.seed, low=0, high=MAX_SEED)
         if isinstance(self.keep_steps, list):
             object.__setattr__(self, "keep_steps", tuple(self.keep_steps))
-        if not isinstance(self.keep_steps, tuple) or any(
-                isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.keep_steps):
+        if not isinstance(self.keep_steps, tuple) or any(not checks.is_int(k) or k < 1 for k in self.keep_steps):
             raise ValueError(f"keep_steps must be a tuple of positive step numbers, got {self.keep_steps!r}")
         if self.precision == "fp16" and self.device != "cuda":
             raise ValueError("precision fp16 needs --device cuda (use fp32 or bf16 on the CPU)")
-
-
-def _positive(name: str, value, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -216,6 +197,8 @@ class RunConfig:
             d = json.loads(Path(path).read_text())
         except FileNotFoundError:
             raise ValueError(f"no config.json in {Path(path).parent}: not a ddkit run folder") from None
+        except IsADirectoryError:
+            raise ValueError(f"{path} is a folder, not a config.json") from None
         except json.JSONDecodeError as e:
             raise ValueError(f"{path} is not valid JSON: {e}") from None
         return cls.from_dict(d)
@@ -264,13 +247,3 @@ def _type_ok(value, annotation: str) -> bool:
                 return all(_type_ok(v, inner[0]) for v in value)
             return len(inner) == len(value) and all(_type_ok(v, a) for v, a in zip(value, inner))
     return False
-
-
-def check_terminal_snr(schedule: Schedule, prediction: str = "eps") -> None:
-    """A schedule whose ᾱ_T is 0 (zero terminal SNR, Lin et al. 2023) is usable only with
-    v-prediction: with ε or x0 targets the network cannot learn at t = T (x_T holds no signal, and
-    x̂₀ = (x_t − √(1−ᾱ)ε)/√ᾱ divides by zero). Raise a ValueError saying so otherwise."""
-    if schedule.alpha_bars[-1] == 0 and prediction != "v":
-        raise ValueError(f"this schedule reaches ᾱ_T = 0 (zero terminal SNR, e.g. a beta of 1); that needs "
-                         f"prediction 'v' (Lin et al. 2023), not {prediction!r}: with it x̂₀ = (x_t − √(1−ᾱ)ε)/√ᾱ "
-                         "divides by zero. Use prediction v or a beta_end below 1")

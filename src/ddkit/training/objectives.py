@@ -1,26 +1,31 @@
-"""Training a noise-conditional classifier p_φ(y | x_t, t) for classifier guidance (Dhariwal &
-Nichol 2021): cross-entropy on x_t = q_sample(x_0, t, ε) with t uniform over the T steps, minimised
-by the same :class:`~ddkit.train.Trainer` as the diffusion model (EMA, checkpoints, resume,
-progress bar, torchrun) through :class:`ClassifierObjective`.
+"""What the trainer minimises. An objective has two methods, ``loss(net, x0, y, generator)`` and
+``preview(run, step, ema_model, data, history)``; the :class:`~ddkit.training.trainer.Trainer`
+supplies everything else (EMA, checkpoints, resume, progress bar, torchrun).
 
-The run folder is a ddkit run like any other (``config.json`` with the schedule, image size and
-channels; ``model.kind`` is ``"classifier"``), loaded with ``ddkit.load(CLS_RUN)``. Its
-``log.jsonl`` gets, at every preview step, a record of the held-out accuracy in bands of t.
+- :class:`DiffusionObjective`: L_simple (or its min-SNR weighting) on ``q_sample``d batches, with
+  label dropout to the null label for classifier-free guidance.
+- :class:`ClassifierObjective`: the noise-conditional classifier p_φ(y | x_t, t) for classifier
+  guidance (Dhariwal & Nichol 2021): cross-entropy on x_t = q_sample(x_0, t, ε) with t uniform over
+  the T steps. Its run folder is a ddkit run like any other (``model.kind`` is ``"classifier"``),
+  loaded with ``ddkit.load(CLS_RUN)``; its ``log.jsonl`` gets, at every preview step, the held-out
+  accuracy in bands of t.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data import Dataset, split_holdout
+from ..forward import q_sample
+from ..losses import diffusion_loss
+from ..schedule import Schedule
 from .config import RunConfig
-from .data import Dataset
-from .forward import q_sample
-from .schedule import Schedule
+from .reporting import write_progress_images
+from .rundir import RunDir
 
 NUM_BANDS = 4
 
@@ -53,17 +58,37 @@ def heldout_accuracy(classifier: nn.Module, schedule: Schedule, data: Dataset, *
 
 
 def split_heldout(data: Dataset, fraction: float = 0.1, seed: int = 0) -> tuple[Dataset, Dataset]:
-    """(train, held-out): a fixed random ``fraction`` of ``data`` (at least one example) held out."""
-    n = len(data.x)
-    k = max(1, round(fraction * n))
-    if k >= n:
-        raise ValueError(f"the data set has {n} examples: too few to hold out a slice for accuracy")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    parts = []
-    for idx, source in ((perm[k:].sort().values, data.source), (perm[:k].sort().values, f"{data.source}[held-out {k}]")):
-        parts.append(Dataset(data.x[idx].contiguous(), data.y[idx], data.num_classes, data.class_names, data.kind,
-                             source))
-    return parts[0], parts[1]
+    """(train, held-out): a fixed random ``fraction`` of ``data`` (at least one example) held out
+    (:func:`ddkit.data.split_holdout`)."""
+    if max(1, round(fraction * len(data))) >= len(data):
+        raise ValueError(f"the data set has {len(data)} examples: too few to hold out a slice for accuracy")
+    return split_holdout(data, fraction, seed, "train"), split_holdout(data, fraction, seed, "heldout")
+
+
+class DiffusionObjective:
+    """L_simple (or its min-SNR weighting) on ``q_sample``d batches, with label dropout to the null
+    label for classifier-free guidance."""
+
+    def __init__(self, config: RunConfig, num_classes: int | None):
+        self.config, self.num_classes = config, num_classes
+        self.schedule = config.diffusion.build()
+
+    def loss(self, net: nn.Module, x0: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+        """x0: [B, ...]; y: LongTensor [B] or None; every random draw from ``generator``."""
+        tc = self.config.train
+        if tc.class_cond:
+            drop = torch.rand(y.shape, generator=generator, device=y.device) < tc.label_dropout
+            y = torch.where(drop, torch.full_like(y, self.num_classes), y)
+        else:
+            y = None
+        return diffusion_loss(lambda x, t: net(x, t, y), self.schedule, x0, generator=generator,
+                              weighting=tc.loss_weighting, snr_gamma=tc.snr_gamma,
+                              prediction=self.config.diffusion.prediction)
+
+    def preview(self, out: Path, step: int, ema_model: nn.Module, data: Dataset, history) -> None:
+        """RUN/samples/step-N.png and RUN/loss.png (rank 0 only)."""
+        write_progress_images(out, step, ema_model, self.schedule, data, self.config.train, history,
+                              prediction=self.config.diffusion.prediction)
 
 
 class ClassifierObjective:
@@ -93,22 +118,11 @@ class ClassifierObjective:
         ema_model.eval()
         acc = heldout_accuracy(ema_model, self.schedule, self.heldout, seed=self.config.train.seed)
         ema_model.train(was_training)
-        record = {"step": step, "heldout": self.heldout.source, "heldout_size": len(self.heldout.x),
-                  "heldout_accuracy": acc}
-        with open(Path(out) / "log.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        RunDir(out).append_log({"step": step, "heldout": self.heldout.source, "heldout_size": len(self.heldout.x),
+                                "heldout_accuracy": acc})
 
 
 def last_accuracy(run: str | Path) -> dict | None:
     """The newest held-out accuracy record in a classifier run's log.jsonl (None if there is none)."""
-    found = None
-    path = Path(run) / "log.jsonl"
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                break
-            if "heldout_accuracy" in rec:
-                found = rec
-    return found
+    found = [r for r in RunDir(run).read_log() if "heldout_accuracy" in r]
+    return found[-1] if found else None

@@ -14,8 +14,9 @@ and size) is written last, and the folder is renamed into place (then the parent
 fsync'ed). A checkpoint counts only when its manifest matches its files, so ``latest_checkpoint``
 never returns a half-written one. Old checkpoints are pruned by renaming them to ``.trash-*``
 first. :func:`clean_incomplete` removes what a crash left (``.tmp-*``, ``.trash-*``, incomplete
-step folders); the trainer calls it when it starts. Checkpoints written before manifests existed
-(three non-empty files, no manifest) still count.
+step folders); the trainer calls it when it starts. A folder without a manifest is not a
+checkpoint. :func:`load_matching` loads weights only into a network they were made for (one line
+saying what differs).
 """
 
 from __future__ import annotations
@@ -30,26 +31,33 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .rundir import RunDir
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
-
-
-def checkpoint_dir(run_dir: str | os.PathLike, step: int) -> Path:
-    return Path(run_dir) / "checkpoints" / f"step-{step:06d}"
-
-
+MODEL_METADATA = "ddkit_model"  # safetensors header key: the model config (JSON) the weights are for
 WEIGHT_FILES = ("model.safetensors", "ema.safetensors", "state.pt")
 MANIFEST = "manifest.json"
 
 
+def checkpoint_dir(run_dir: str | os.PathLike, step: int) -> Path:
+    """RUN/checkpoints/step-NNNNNN (see :class:`~ddkit.training.rundir.RunDir`)."""
+    return RunDir(run_dir).checkpoint(step)
+
+
+def checkpoint_bytes(model: nn.Module) -> int:
+    """About what one checkpoint takes: weights, EMA and AdamW's two moments (4 copies), plus slack."""
+    n = sum(p.numel() * p.element_size() for p in model.parameters())
+    return 4 * n + (1 << 20)
+
+
 def is_complete(ckpt: str | os.PathLike) -> bool:
     """True when ``ckpt`` holds a whole checkpoint: its manifest lists every file with the size it
-    has on disk (or, for a checkpoint older than manifests, the three files exist, non-empty)."""
+    has on disk."""
     ckpt = Path(ckpt)
     try:
         manifest = json.loads((ckpt / MANIFEST).read_text())
-    except FileNotFoundError:
-        return all((ckpt / f).is_file() and (ckpt / f).stat().st_size > 0 for f in WEIGHT_FILES)
     except (OSError, ValueError):
         return False
     try:
@@ -62,7 +70,7 @@ def is_complete(ckpt: str | os.PathLike) -> bool:
 
 def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
     """Complete checkpoints of a run, oldest first (incomplete ones are skipped)."""
-    root = Path(run_dir) / "checkpoints"
+    root = RunDir(run_dir).checkpoints
     if not root.is_dir():
         return []
     found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and p.is_dir()]
@@ -78,7 +86,7 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
 def clean_incomplete(run_dir: str | os.PathLike) -> list[Path]:
     """Remove what a crash left in RUN/checkpoints: temporary and trash folders and step folders
     that are not complete. Call it only while holding the run's lock. Returns what was removed."""
-    root = Path(run_dir) / "checkpoints"
+    root = RunDir(run_dir).checkpoints
     if not root.is_dir():
         return []
     removed = []
@@ -191,3 +199,40 @@ def load_train_state(path: str | os.PathLike) -> dict:
                          f"(read with torch.load(weights_only=True); {first[:200]})") from None
     except Exception as e:
         raise ValueError(f"cannot read training state {path}: {e}") from None
+
+
+def describe_mismatch(expected: dict, found: dict) -> str:
+    """'image_size 8 vs 32, in_channels 1 vs 3': the model-config fields that differ."""
+    keys = sorted(set(expected) | set(found), key=lambda k: (k != "kind", k))
+    diffs = [f"{k} {found.get(k, '-')} vs {expected.get(k, '-')}" for k in keys if expected.get(k) != found.get(k)]
+    return ", ".join(diffs)
+
+
+def load_matching(model: nn.Module, path: str | os.PathLike, model_config: dict,
+                  device: str | torch.device = "cpu") -> None:
+    """Load safetensors weights into ``model`` (built from ``model_config``, a config dict), or
+    raise one ValueError line saying what differs: the config fields the checkpoint records
+    (checkpoints ddkit writes carry their model config), else the first mismatching tensor."""
+    meta = weights_metadata(path).get(MODEL_METADATA)
+    if meta is not None:
+        try:
+            found = json.loads(meta)
+        except ValueError:
+            found = None
+        if isinstance(found, dict) and found != model_config:
+            raise ValueError(f"the checkpoint {path} is for another network ({describe_mismatch(model_config, found)}, "
+                             "checkpoint vs run)")
+    state = load_weights(path, device)
+    own = model.state_dict()
+    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or extra:
+        raise ValueError(f"the checkpoint {path} is for another network: "
+                         + (f"it lacks {missing[0]}" if missing else f"it has an unknown tensor {extra[0]}")
+                         + f" ({len(missing)} missing, {len(extra)} unexpected tensors)")
+    for k, v in own.items():
+        if state[k].shape != v.shape:
+            raise ValueError(f"the checkpoint {path} is for another network: {k} has shape "
+                             f"{list(state[k].shape)}, the run's model expects {list(v.shape)}")
+        if not torch.isfinite(state[k]).all() and state[k].is_floating_point():
+            raise ValueError(f"the checkpoint {path} holds non-finite values in {k}")
+    model.load_state_dict(state)

@@ -56,3 +56,11 @@ def resolve_precision(precision: str, device: torch.device | str, model: nn.Modu
         return "fp32", (f"the CPU has native bf16, but the model's {params / 1e6:.1f}M parameters are below "
                         f"{AUTO_BF16_MIN_PARAMS / 1e6:.0f}M, the smallest size where bf16 was measured to help")
     return "bf16", f"the CPU has native bf16 and the model has {params / 1e6:.1f}M parameters"
+
+
+def fused_adamw_supported(device: torch.device) -> bool:
+    """The fused AdamW kernel: CUDA always, the CPU from torch 2.4 (older versions fall back)."""
+    if device.type == "cuda":
+        return True
+    major, minor = (int(p) for p in torch.__version__.split(".")[:2])
+    return device.type == "cpu" and (major, minor) >= (2, 4)

@@ -47,16 +47,18 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .nn import UNet, UNetConfig
-from .nn.layers import NORM_EPS, num_groups
-from .parameterization import eps_from_v, eps_from_x0
-from .schedule import Schedule
+from ..checks import is_int
+from ..nn import UNet, UNetConfig
+from ..nn.layers import NORM_EPS, num_groups
+from ..parameterization import TARGETS, eps_from_prediction, get_target
+from ..schedule import Schedule, rescale_zero_terminal_snr
+from ..training.load import load
 
 __all__ = ["DiffusersModel", "load_diffusers", "export_diffusers", "diffusers_to_ddkit_state",
            "ddkit_to_diffusers_state", "schedule_from_scheduler_config", "scheduler_config_for"]
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
-PREDICTIONS = {"epsilon": "eps", "sample": "x0", "v_prediction": "v"}  # diffusers' name -> ddkit's
+PREDICTIONS = {t.diffusers_name: name for name, t in TARGETS.items()}  # diffusers' prediction_type -> ddkit's
 NULL_LABEL_KEY = "_ddkit_null_label"  # private keys ("_…") are ignored by diffusers' from_config
 
 # --- weights: diffusers' UNet2DModel names <-> ddkit.nn.UNet names --------------------------------
@@ -127,18 +129,6 @@ def _diffusers_cosine_betas(num_timesteps: int) -> Tensor:
     return torch.tensor([min(1 - f((i + 1) / T) / f(i / T), 0.999) for i in range(T)], dtype=torch.float64)
 
 
-def _rescale_zero_terminal_snr(betas: Tensor) -> Tensor:
-    """Lin et al. 2023, Algorithm 1 (diffusers' ``rescale_betas_zero_snr``), then ᾱ_T = min(2⁻²⁴, ᾱ_{T-1}/2)
-    instead of 0 (diffusers' Euler schedulers use 2⁻²⁴) so that x̂₀ = (x_t - √(1-ᾱ)ε)/√ᾱ stays finite."""
-    s = torch.cumprod(1 - betas, 0).sqrt()
-    s0, sT = s[0].clone(), s[-1].clone()
-    s = (s - sT) * s0 / (s0 - sT)
-    alpha_bars = s**2
-    alpha_bars[-1] = min(2.0**-24, alpha_bars[-2].item() / 2)
-    alphas = torch.cat([alpha_bars[:1], alpha_bars[1:] / alpha_bars[:-1]])
-    return 1 - alphas
-
-
 def schedule_from_scheduler_config(cfg: dict) -> tuple[Schedule, str]:
     """``(schedule, prediction)`` from a diffusers scheduler config; prediction is "eps", "x0" or "v"."""
     prediction_type = cfg.get("prediction_type", "epsilon")
@@ -160,8 +150,7 @@ def schedule_from_scheduler_config(cfg: dict) -> tuple[Schedule, str]:
         if kind == "linear":
             schedule = Schedule.linear(T, lo, hi)
         elif kind == "scaled_linear":
-            betas = torch.linspace(lo**0.5, hi**0.5, T, dtype=torch.float64) ** 2
-            schedule = Schedule(betas, "scaled_linear", {"num_timesteps": T, "beta_start": lo, "beta_end": hi})
+            schedule = Schedule.scaled_linear(T, lo, hi)
         elif kind == "squaredcos_cap_v2":
             schedule = Schedule.cosine(T)
         else:
@@ -171,7 +160,7 @@ def schedule_from_scheduler_config(cfg: dict) -> tuple[Schedule, str]:
         if prediction == "eps":
             raise ValueError("rescale_betas_zero_snr with prediction_type 'epsilon' is not supported: "
                              "ε cannot give x̂₀ at zero terminal SNR")
-        schedule = Schedule(_rescale_zero_terminal_snr(schedule.betas))
+        schedule = Schedule(rescale_zero_terminal_snr(schedule.betas))
     return schedule, prediction
 
 
@@ -181,7 +170,7 @@ def scheduler_config_for(schedule: Schedule, prediction: str = "eps") -> dict:
     T = schedule.num_timesteps
     cfg = {"_class_name": "DDPMScheduler", "num_train_timesteps": T, "beta_start": 1e-4, "beta_end": 0.02,
            "trained_betas": None, "variance_type": "fixed_small", "clip_sample": True, "clip_sample_range": 1.0,
-           "prediction_type": {v: k for k, v in PREDICTIONS.items()}[prediction], "timestep_spacing": "leading",
+           "prediction_type": get_target(prediction).diffusers_name, "timestep_spacing": "leading",
            "steps_offset": 0}  # fmt: skip
     if schedule.name == "linear":
         cfg.update(beta_schedule="linear", beta_start=schedule.params["beta_start"], beta_end=schedule.params["beta_end"])
@@ -226,7 +215,7 @@ def _image_size(cfg: dict) -> int:
     size = cfg.get("sample_size")
     if isinstance(size, (list, tuple)) and len(size) == 2 and size[0] == size[1]:
         size = size[0]
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+    if not is_int(size) or size < 1:
         raise ValueError(f"the UNet2DModel config needs a square sample_size, got {cfg.get('sample_size')!r}")
     return size
 
@@ -319,10 +308,7 @@ class DiffusersModel(nn.Module):
             out = self.network(x_t, t, y)
         else:
             out = self.network(x_t, t, class_labels=y).sample
-        if self.config.prediction == "eps":
-            return out
-        alpha_bar = self.schedule.gather(self.schedule.alpha_bars, t, x_t)
-        return (eps_from_x0 if self.config.prediction == "x0" else eps_from_v)(x_t, out, alpha_bar)
+        return eps_from_prediction(out, self.config.prediction, x_t, t, self.schedule)
 
 
 def _read_json(path: Path) -> dict:
@@ -409,7 +395,6 @@ def export_diffusers(run: str | os.PathLike, out: str | os.PathLike, *, checkpoi
     """Write run ``run`` (EMA weights of its newest checkpoint by default) as a DDPMPipeline folder."""
     from safetensors.torch import save_file
 
-    from .runs import load
 
     model, schedule, config = load(run, checkpoint=checkpoint, ema=ema)
     if not isinstance(config.model, UNetConfig):

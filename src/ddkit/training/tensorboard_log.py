@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-LOG_DIR = "tensorboard"
+from .rundir import RunDir
 
 
 class TensorBoardLogger:
@@ -28,7 +28,7 @@ class TensorBoardLogger:
         except ImportError:
             raise ValueError("--log-to tensorboard needs the tensorboard package: "
                              "pip install ddkit[tensorboard]") from None
-        self._writer_cls, self.log_dir, self._writer = SummaryWriter, Path(run_dir) / LOG_DIR, None
+        self._writer_cls, self.log_dir, self._writer = SummaryWriter, RunDir(run_dir).tensorboard, None
 
     @property
     def writer(self):

@@ -1,4 +1,5 @@
-"""Data sets: the built-in 8×8 digits, 2-D toy sets and folders of images.
+"""Data sets: the built-in 8×8 digits (with their fixed train/test split), 2-D toy sets and folders
+of images.
 
 Every data set is loaded whole into memory as one ``Dataset``; the trainer indexes the tensors.
 
@@ -19,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ddkit.toy import make_toy, toy_num_classes
+from ..checks import integer, is_int
+from .toy import make_toy, toy_num_classes
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 DEFAULT_FOLDER_IMAGE_SIZE = 32
@@ -96,8 +98,7 @@ def load_data(
                    ``load_image_folder``. channels default 3, image_size default 32.
     Raises ValueError for bad arguments and DataError for bad data on disk.
     """
-    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
-                                   or not 1 <= image_size <= MAX_IMAGE_SIZE):
+    if image_size is not None and (not is_int(image_size) or not 1 <= image_size <= MAX_IMAGE_SIZE):
         raise ValueError(f"image_size must be >= 1, got {image_size!r}" if isinstance(image_size, int) and image_size < 1
                          else f"image_size must be an integer in [1, {MAX_IMAGE_SIZE}], got {image_size!r}")
     if channels is not None and channels not in (1, 3):
@@ -110,8 +111,7 @@ def load_data(
     if source.startswith("toy:"):
         if image_size is not None or channels is not None:
             raise ValueError(f"image_size and channels must be None for toy data {source!r}")
-        if isinstance(toy_size, bool) or not isinstance(toy_size, int) or not 1 <= toy_size <= 10_000_000:
-            raise ValueError(f"toy_size must be an integer in [1, 10000000], got {toy_size!r}")
+        integer("toy_size", toy_size, low=1, high=10_000_000)
         generator = torch.Generator().manual_seed(seed)
         name = source[len("toy:"):]
         x, y = make_toy(name, toy_size, generator=generator)
@@ -160,34 +160,6 @@ def digits_split(data: Dataset, part: str) -> Dataset:
     idx = torch.from_numpy({"train": train, "test": test}[part])
     return Dataset(data.x[idx].contiguous(), data.y[idx], data.num_classes, data.class_names, "image",
                    f"digits:{part}")
-
-
-HOLDOUT_PARTS = ("train", "heldout")
-
-
-def holdout_split(num: int, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(train, heldout) row indices, sorted and disjoint, of a data set of ``num`` examples:
-    ``max(1, round(fraction · num))`` rows chosen by ``numpy.random.default_rng(seed).permutation``
-    are held out (none when fraction is 0). The split depends only on (num, fraction, seed)."""
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"holdout fraction must be in [0, 1), got {fraction}")
-    n_held = 0 if fraction == 0 else max(1, round(fraction * num))
-    if n_held >= num:
-        raise ValueError(f"holdout {fraction} of {num} images leaves none to train on")
-    perm = np.random.default_rng(seed).permutation(num)
-    return np.sort(perm[n_held:]), np.sort(perm[:n_held])
-
-
-def split_holdout(data: Dataset, fraction: float, seed: int, part: str) -> Dataset:
-    """The ``part`` ("train" or "heldout") of ``data`` under ``holdout_split(len(data), fraction, seed)``."""
-    if part not in HOLDOUT_PARTS:
-        raise ValueError(f"part must be one of {', '.join(HOLDOUT_PARTS)}, got {part!r}")
-    if part == "heldout" and fraction == 0:
-        raise ValueError(f"{data.source} has no held-out part (trained with holdout 0)")
-    idx = torch.from_numpy(holdout_split(len(data), fraction, seed)[part == "heldout"])
-    y = None if data.y is None else data.y[idx]
-    return Dataset(data.x[idx].contiguous(), y, data.num_classes, data.class_names, data.kind,
-                   f"{data.source} ({part}, holdout {fraction:g}, seed {seed})")
 
 
 def _is_image(path: Path) -> bool:

@@ -1,4 +1,5 @@
-"""2-D toy distributions and an exact Gaussian-mixture ε.
+"""The exact oracle: an isotropic Gaussian mixture, whose noised law, score, ε and classifier are
+known in closed form at every noise level.
 
 Notation (DDPM / DDIM):
 
@@ -10,7 +11,8 @@ Notation (DDPM / DDIM):
 
 A mixture ``Σ_k w_k N(μ_k, s_k² I)`` stays a mixture under the forward process:
 ``q_t = Σ_k w_k N(√ᾱ μ_k, (ᾱ s_k² + 1 − ᾱ) I)``, so ε* is known in closed form and
-serves as a perfect "model" for testing samplers.
+serves as a perfect "model" for testing samplers, guidance and editing; the exact distances of
+:mod:`ddkit.eval.energy` score samples against it.
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ from typing import Callable
 
 import torch
 
-TOY_NAMES = ("gmm", "moons", "swissroll", "circles")
-_TOY_NUM_CLASSES = {"gmm": 8, "moons": 2, "swissroll": None, "circles": 2}
+from .timesteps import alpha_bar_at
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -95,17 +96,22 @@ class GaussianMixture:
         x = self.means[component] + self.stds[component, None] * noise
         return x, component
 
-    def _log_joint(self, x: torch.Tensor) -> torch.Tensor:
-        """log w_k + log N(x; μ_k, s_k² I).  x: [N, D] float64 -> [N, K]."""
-        var = self.stds**2  # [K]
-        sq = ((x[:, None, :] - self.means[None]) ** 2).sum(-1)  # [N, K]
-        log_norm = -0.5 * self.dim * torch.log(2 * math.pi * var)  # [K]
-        return self.weights.log() + log_norm - sq / (2 * var)
+    def _log_joint(self, x: torch.Tensor, alpha_bar: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """log w_k + log N(x; √ᾱ μ_k, (ᾱ s_k² + 1 − ᾱ) I) for each sample and component: the one
+        place the density is written. x: [N, D] float64; alpha_bar: [N] (None: ᾱ = 1, the data).
+        Returns (log joint [N, K], x − √ᾱ μ_k [N, K, D], variances [N, K])."""
+        ab = torch.ones(x.shape[0], dtype=torch.float64, device=x.device) if alpha_bar is None else alpha_bar
+        means, stds = self.means.to(x.device), self.stds.to(x.device)
+        var = ab[:, None] * stds**2 + (1 - ab[:, None])  # [N, K]
+        diff = x[:, None, :] - ab.sqrt()[:, None, None] * means[None]  # [N, K, D]
+        log_joint = (self.weights.to(x.device).log() - 0.5 * self.dim * torch.log(2 * math.pi * var)
+                     - (diff**2).sum(-1) / (2 * var))
+        return log_joint, diff, var
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log q(x).  x: [N, D] (any float dtype) -> [N] float64."""
         x = self._check_points(x)
-        return torch.logsumexp(self._log_joint(x), dim=1)
+        return torch.logsumexp(self._log_joint(x)[0], dim=1)
 
     def marginal(self, alpha_bar: float) -> GaussianMixture:
         """The law of x_t = √ᾱ x_0 + √(1 − ᾱ) ε.
@@ -133,14 +139,7 @@ class GaussianMixture:
                              f"got shape {list(ab.shape)}")
         if not ((ab >= 0) & (ab <= 1)).all():
             raise ValueError("alpha_bar must be in [0, 1]")
-        means = self.means.to(x.device)
-        var = ab[:, None] * self.stds.to(x.device) ** 2 + (1 - ab[:, None])  # [N, K]
-        diff = x[:, None, :] - ab.sqrt()[:, None, None] * means[None]  # [N, K, D]
-        log_joint = (
-            self.weights.to(x.device).log()
-            - 0.5 * self.dim * torch.log(2 * math.pi * var)
-            - (diff**2).sum(-1) / (2 * var)
-        )  # [N, K]
+        log_joint, diff, var = self._log_joint(x, ab)
         resp = torch.softmax(log_joint, dim=1)  # [N, K]
         return -(resp[:, :, None] * diff / var[:, :, None]).sum(1)
 
@@ -148,7 +147,8 @@ class GaussianMixture:
         """The exact optimal ε* as a ``model_fn(x_t, t) -> ε``.
 
         alpha_bars: [T] float64, indexed by 0-based timesteps. The returned function takes
-        x_t: [N, ...] (trailing dims flatten to D) and t: [N] int64, and returns
+        x_t: [N, ...] (trailing dims flatten to D) and t: [N] (int64, or float timesteps of a σ-grid,
+        whose ᾱ is interpolated in log σ as :func:`ddkit.timesteps.alpha_bar_at` does), and returns
         ε*(x_t, t) = −√(1 − ᾱ_t) ∇log q_t(x_t) with x_t's shape, dtype and device.
         """
         alpha_bars = torch.as_tensor(alpha_bars, dtype=torch.float64)
@@ -159,16 +159,7 @@ class GaussianMixture:
 
         def model_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             n = x_t.shape[0]
-            t = torch.as_tensor(t, device=x_t.device)
-            if t.ndim == 0:
-                t = t.expand(n)
-            if t.shape != (n,) or t.is_floating_point():
-                raise ValueError(f"t must be an integer tensor of shape [N] = [{n}], "
-                                 f"got {t.dtype} {list(t.shape)}")
-            if n and (t.min() < 0 or t.max() >= alpha_bars.numel()):
-                raise ValueError(f"t must be in [0, {alpha_bars.numel() - 1}], "
-                                 f"got [{t.min().item()}, {t.max().item()}]")
-            ab = alpha_bars.to(x_t.device)[t.long()]  # [N]
+            ab = self._alpha_bars_for(alpha_bars, t, x_t)  # [N]
             flat = x_t.reshape(n, -1)
             eps = -(1 - ab).sqrt()[:, None] * self.score(flat, ab)
             return eps.reshape(x_t.shape).to(x_t.dtype)
@@ -191,13 +182,8 @@ class GaussianMixture:
         alpha_bars = torch.as_tensor(alpha_bars, dtype=torch.float64)
 
         def classifier(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            n = x_t.shape[0]
-            ab = alpha_bars.to(x_t.device)[torch.as_tensor(t, device=x_t.device).long()]  # [N]
-            flat = x_t.reshape(n, -1).to(torch.float64)
-            var = ab[:, None] * self.stds.to(x_t.device) ** 2 + (1 - ab[:, None])  # [N, K]
-            diff = flat[:, None, :] - ab.sqrt()[:, None, None] * self.means.to(x_t.device)[None]  # [N, K, D]
-            return (self.weights.to(x_t.device).log() - 0.5 * self.dim * torch.log(2 * math.pi * var)
-                    - (diff ** 2).sum(-1) / (2 * var))
+            ab = self._alpha_bars_for(alpha_bars, t, x_t)  # [N]
+            return self._log_joint(x_t.reshape(x_t.shape[0], -1).to(torch.float64), ab)[0]
 
         return classifier
 
@@ -225,6 +211,19 @@ class GaussianMixture:
         s = (self.stds[:, None] ** 2 + self.stds[None] ** 2).sqrt()
         return float((_mean_norm(nu, s, self.dim) * self.weights[:, None] * self.weights[None]).sum())
 
+    @staticmethod
+    def _alpha_bars_for(alpha_bars: torch.Tensor, t, x_t: torch.Tensor) -> torch.Tensor:
+        """ᾱ [N] float64 for timesteps t (an int, or [N] integer or fractional) of a schedule's ᾱ."""
+        n = x_t.shape[0]
+        t = torch.as_tensor(t, device=x_t.device)
+        if t.ndim == 0:
+            t = t.expand(n)
+        if t.shape != (n,) or t.dtype == torch.bool or t.is_complex():
+            raise ValueError(f"t must be a tensor of shape [N] = [{n}] of timesteps, got {t.dtype} {list(t.shape)}")
+        if n and (t.min() < 0 or t.max() > alpha_bars.numel() - 1):
+            raise ValueError(f"t must be in [0, {alpha_bars.numel() - 1}], got [{t.min().item()}, {t.max().item()}]")
+        return alpha_bar_at(alpha_bars, t)
+
     def _check_points(self, x: torch.Tensor) -> torch.Tensor:
         """Validate x: [N, D] and cast to float64."""
         x = torch.as_tensor(x)
@@ -242,69 +241,4 @@ def _mean_norm(nu: torch.Tensor, s: torch.Tensor, dim: int) -> torch.Tensor:
     return s * math.sqrt(math.pi / 2) * ((1 + q) * torch.special.i0e(half) + q * torch.special.i1e(half))
 
 
-def _uniform(n: int, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.rand(n, dtype=torch.float64, generator=generator)
 
-
-def _moons(n: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two interleaved half circles (as sklearn's make_moons, noise 0.1, random angles)."""
-    labels = (_uniform(n, generator) < 0.5).long()
-    theta = math.pi * _uniform(n, generator)
-    outer = torch.stack([theta.cos(), theta.sin()], dim=1)
-    inner = torch.stack([1 - theta.cos(), 0.5 - theta.sin()], dim=1)
-    x = torch.where(labels[:, None] == 0, outer, inner)
-    x = x + 0.1 * torch.randn(n, 2, dtype=torch.float64, generator=generator)
-    # centre (0.5, 0.25); per-coordinate std becomes about (0.87, 0.51)
-    return x - torch.tensor([0.5, 0.25], dtype=torch.float64), labels
-
-
-def _swissroll(n: int, generator: torch.Generator | None) -> torch.Tensor:
-    """A 2-D swiss roll: (t cos t, t sin t) with t ∈ [1.5π, 4.5π], scaled by 1/8."""
-    t = 1.5 * math.pi * (1 + 2 * _uniform(n, generator))
-    x = torch.stack([t * t.cos(), t * t.sin()], dim=1)
-    x = x + 0.5 * torch.randn(n, 2, dtype=torch.float64, generator=generator)
-    return x / 8.0
-
-
-def _circles(n: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two concentric circles of radius 1 (label 0) and 0.5 (label 1), noise 0.05."""
-    labels = (_uniform(n, generator) < 0.5).long()
-    theta = 2 * math.pi * _uniform(n, generator)
-    radius = torch.where(labels == 0, 1.0, 0.5).to(torch.float64)
-    x = radius[:, None] * torch.stack([theta.cos(), theta.sin()], dim=1)
-    return x + 0.05 * torch.randn(n, 2, dtype=torch.float64, generator=generator), labels
-
-
-def _check_toy_name(name: str) -> None:
-    if name not in TOY_NAMES:
-        raise ValueError(f"unknown toy data set {name!r}; allowed: {', '.join(TOY_NAMES)}")
-
-
-def toy_num_classes(name: str) -> int | None:
-    """The number of label classes of a toy set (None when make_toy returns no labels)."""
-    _check_toy_name(name)
-    return _TOY_NUM_CLASSES[name]
-
-
-def make_toy(
-    name: str, n: int, generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Sample a named 2-D toy data set at roughly unit scale (per-coordinate std 0.5–1).
-
-    name: one of TOY_NAMES. "gmm" is ``GaussianMixture.default_2d()`` (labels = component),
-    "moons" (labels = moon), "swissroll" (labels None), "circles" (labels = circle).
-    Returns (x: [n, 2] float32, labels: [n] int64 or None).
-    """
-    _check_toy_name(name)
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    labels: torch.Tensor | None
-    if name == "gmm":
-        x, labels = GaussianMixture.default_2d().sample(n, generator=generator)
-    elif name == "moons":
-        x, labels = _moons(n, generator)
-    elif name == "swissroll":
-        x, labels = _swissroll(n, generator), None
-    else:
-        x, labels = _circles(n, generator)
-    return x.to(torch.float32), labels

@@ -1,0 +1,29 @@
+"""Data: the built-in digits, image folders and 2-D toy sets (:mod:`.datasets`, :mod:`.toy`), their
+splits (:mod:`.splits`) and image pixels in and out (:mod:`.images`)."""
+
+from .datasets import (
+    DEFAULT_FOLDER_IMAGE_SIZE,
+    DIGITS_SIZE,
+    DIGITS_SPLIT_SEED,
+    DIGITS_SPLITS,
+    DIGITS_TEST_PER_CLASS,
+    IMAGE_EXTENSIONS,
+    MAX_IMAGE_SIZE,
+    DataError,
+    Dataset,
+    digits_split,
+    digits_split_indices,
+    load_data,
+    load_digits,
+    load_image,
+    load_image_folder,
+)
+from .splits import HOLDOUT_PARTS, holdout_split, load_run_data, split_holdout, take
+from .toy import TOY_NAMES, make_toy, toy_num_classes
+
+__all__ = [
+    "DEFAULT_FOLDER_IMAGE_SIZE", "DIGITS_SIZE", "DIGITS_SPLIT_SEED", "DIGITS_SPLITS", "DIGITS_TEST_PER_CLASS",
+    "IMAGE_EXTENSIONS", "MAX_IMAGE_SIZE", "DataError", "Dataset", "digits_split", "digits_split_indices", "load_data",
+    "load_digits", "load_image", "load_image_folder", "HOLDOUT_PARTS", "holdout_split", "load_run_data",
+    "split_holdout", "take", "TOY_NAMES", "make_toy", "toy_num_classes",
+]

@@ -1,0 +1,340 @@
+"""``ddkit.train(...)``: training from Python with the options, defaults and decisions of ``ddkit train``.
+
+Every option of ``ddkit train`` is a keyword here with the same name (``--batch-size`` is
+``batch_size``) and the same default: :data:`TRAIN_OPTIONS` is the one table both read, and the CLI
+builds its parser from it. The decisions the command line used to make are made here:
+
+- the network for the data set (:func:`ddkit.nn.default_model_config`);
+- the batch cut to a data set smaller than the default batch (:func:`~.distributed.fit_batch`);
+- what ``resume`` may change (:data:`RESUME_MAY_CHANGE`; other options that contradict the run's
+  config.json are a :class:`ResumeConflict`);
+- the process group under torchrun (:func:`~.distributed.init_distributed`), and resuming by
+  itself after torchrun restarted the group.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ..checks import ParameterError
+from ..data import Dataset, load_data, load_run_data
+from ..losses import WEIGHTINGS
+from ..nn import default_model_config
+from ..parameterization import PREDICTIONS
+from ..schedule import SCHEDULES
+from .config import DEVICES, LOGGERS, PRECISIONS, DataConfig, DiffusionConfig, RunConfig, TrainConfig
+from .distributed import (DistContext, check_divisible_batch, fit_batch, init_distributed,
+                          shutdown_distributed)
+from ..nn import ClassifierConfig
+from .objectives import ClassifierObjective, split_heldout
+from .rundir import RunDir
+from .trainer import Trainer
+
+_T = TrainConfig()
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of ``ddkit train`` / :func:`train`: the keyword ``name`` (``--name-with-dashes`` on
+    the command line), where it goes in the config (``section``: model, diffusion, data, train, or
+    run for what is not saved), its type, default and help."""
+
+    name: str
+    section: str
+    type: Any = None
+    default: Any = None
+    help: str = ""
+    choices: tuple | None = None
+    metavar: str | None = None
+    flag: bool = False  # a switch (store_true)
+    repeat: bool = False  # may be given several times (a list)
+
+    @property
+    def cli(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+TRAIN_OPTIONS: tuple[Option, ...] = (
+    # the run and its data
+    Option("out", "run", str, "runs/digits", "run folder (default runs/digits)"),
+    Option("data", "data", str, None, "digits (default), digits:train, toy:gmm|moons|swissroll|circles, or a folder "
+           "of images"),
+    Option("image_size", "data", int, None, "image folders: resize and centre-crop to this size (default 32; "
+           "digits: 8)"),
+    Option("channels", "data", int, None, "image folders: 1 (grey) or 3 (RGB, default)", choices=(1, 3)),
+    Option("holdout", "data", float, None, "image folders: hold this fraction of the images out (a fixed split "
+           "drawn with holdout_seed, recorded in config.json); never trained on, the default reference of "
+           "ddkit eval (default 0; the digits have digits:train/digits:test instead)", metavar="FRACTION"),
+    Option("holdout_seed", "data", int, None, "seed of the holdout split (default 0)"),
+    # the budget and the optimiser
+    Option("steps", "train", int, None, f"optimizer steps (default {_T.steps} when minutes is not given)"),
+    Option("minutes", "train", float, None, "wall-clock budget; with steps, whichever ends first"),
+    Option("batch_size", "train", int, None, f"global batch size, split over processes (default {_T.batch_size}, "
+           "or the data set's size if smaller)"),
+    Option("lr", "train", float, None, f"peak AdamW learning rate (default {_T.lr})"),
+    Option("warmup", "train", int, None, f"linear warm-up steps (default {_T.warmup})"),
+    Option("weight_decay", "train", float, None, f"AdamW weight decay (default {_T.weight_decay:g})"),
+    Option("ema_decay", "train", float, None, f"EMA decay (default {_T.ema_decay})"),
+    Option("grad_clip", "train", float, None, f"gradient norm clip, 0 for none (default {_T.grad_clip})"),
+    # the network and the diffusion
+    Option("model_channels", "model", int, None, "UNet base channels (default 32) or MLP width (default 256)"),
+    Option("dropout", "model", float, None, "UNet dropout (default 0: measured best for short runs on the digits)"),
+    Option("schedule", "diffusion", str, None, "noise schedule: cosine (default, measured better on the digits) or "
+           "linear (DDPM's)", choices=SCHEDULES),
+    Option("num_timesteps", "diffusion", int, None, "diffusion (training) timesteps T (default 1000)"),
+    Option("prediction", "diffusion", str, None, "what the network predicts and the loss targets: eps (default), "
+           "x0 or v = √ᾱ·ε - √(1-ᾱ)·x0", choices=PREDICTIONS),
+    Option("loss_weighting", "train", str, None, "per-timestep loss weight: uniform (L_simple, default) or min-snr "
+           "(min(SNR, γ)/SNR, Hang et al. 2023)", choices=WEIGHTINGS),
+    Option("snr_gamma", "train", float, None, f"γ of min-snr weighting (default {_T.snr_gamma:g})"),
+    Option("class_cond", "train", bool, None, "condition on labels (with label dropout, for guidance)", flag=True),
+    Option("label_dropout", "train", float, None, f"probability of the null label (default {_T.label_dropout})"),
+    # bookkeeping
+    Option("ckpt_every", "train", int, None, f"checkpoint every N steps (default {_T.ckpt_every})"),
+    Option("sample_every", "train", int, None, f"sample grid every N steps (default {_T.sample_every})"),
+    Option("log_every", "train", int, None, f"log.jsonl line every N steps (default {_T.log_every})"),
+    Option("keep_checkpoints", "train", int, None, f"keep the newest K checkpoints (default {_T.keep_checkpoints})",
+           metavar="K"),
+    Option("keep_steps", "train", int, None, "never prune the checkpoint of step N (repeatable; e.g. an early one to "
+           "guide with: ddkit sample RUN --guide-with RUN/checkpoints/step-N)", metavar="N", repeat=True),
+    Option("skip_nonfinite", "train", int, None, "skip up to K batches whose loss is NaN/inf (logged) instead of "
+           "stopping at the first (default 0)", metavar="K"),
+    Option("seed", "train", int, None, f"random seed (default {_T.seed})"),
+    Option("device", "train", str, None, "cpu (default) or cuda", choices=DEVICES),
+    Option("precision", "train", str, None, "auto (default: bf16 where the hardware has it and it measurably "
+           "helps, else fp32; the log says which), fp32, bf16, or fp16 (cuda, with grad scaling)", choices=PRECISIONS),
+    Option("log_to", "train", str, None, "also log loss, lr, images/s, sample grids and metrics to TensorBoard "
+           "event files in RUN/tensorboard (needs pip install ddkit[tensorboard]); default none", choices=LOGGERS),
+    # how this process runs
+    Option("resume", "run", bool, False, "continue from the newest complete checkpoint in out, or start there from "
+           "scratch when it has none; may extend steps/minutes, refuses options that contradict its config.json "
+           "(automatic under torchrun after a restart)", flag=True),
+    Option("dist_timeout", "run", float, 1800.0, "under torchrun: how long a process waits for the others to join "
+           "the group and in each collective before it fails, so that torchrun can restart the group "
+           "(default 1800)", metavar="SECONDS"),
+)
+OPTIONS_BY_NAME = {o.name: o for o in TRAIN_OPTIONS}
+
+# what resume may change: the budget and bookkeeping, nothing that changes the mathematics
+# (precision and device change the arithmetic but not the run's definition, so they may change too)
+RESUME_MAY_CHANGE = ("steps", "minutes", "device", "precision", "ckpt_every", "sample_every", "log_every",
+                     "keep_checkpoints", "skip_nonfinite", "keep_steps", "log_to")
+
+
+class ResumeConflict(ParameterError):
+    """Options given with ``resume`` that contradict the run's config.json: ``conflicts`` holds
+    (option name, given value, the run's value)."""
+
+    def __init__(self, config_path: Path, conflicts: list[tuple[str, Any, Any]]):
+        self.config_path, self.conflicts = config_path, conflicts
+        listed = "; ".join(f"`{k}` {v} (the run has {old})" for k, v, old in conflicts)
+        super().__init__(f"`resume`: options contradict {config_path}: {listed}; drop them "
+                         "(only `steps`, `minutes` and bookkeeping options may change)")
+
+
+def _check_names(options: dict) -> None:
+    unknown = sorted(set(options) - set(OPTIONS_BY_NAME))
+    if unknown:
+        raise TypeError(f"unknown training option(s) {', '.join(unknown)}; allowed: {', '.join(OPTIONS_BY_NAME)}")
+
+
+def _section(options: dict, section: str) -> dict:
+    return {k: v for k, v in options.items()
+            if v is not None and OPTIONS_BY_NAME[k].section == section}
+
+
+def new_run_config(options: dict) -> tuple[RunConfig, Dataset]:
+    """A new run's config from :func:`train`'s options (None = the default), and the data set it
+    was sized from: the default network for the data, the batch cut to a smaller data set."""
+    _check_names(options)
+    train = _section(options, "train")
+    if options.get("minutes") is not None and options.get("steps") is None:
+        train["steps"] = None
+    train_cfg = TrainConfig(**train)
+    diff_cfg = DiffusionConfig(**_section(options, "diffusion"))
+    data = _section(options, "data")
+    data["source"] = data.pop("data", "digits")
+    data_cfg = DataConfig(**data)
+    dataset = load_run_data(data_cfg, train_cfg.seed)
+    num_classes = dataset.num_classes if train_cfg.class_cond else None
+    model_cfg = default_model_config(dataset.kind, tuple(dataset.x.shape[1:]), channels=options.get("model_channels"),
+                                     dropout=options.get("dropout"), num_classes=num_classes)
+    return RunConfig(model=model_cfg, diffusion=diff_cfg, data=data_cfg, train=train_cfg), dataset
+
+
+def resume_run_config(saved: RunConfig, options: dict, config_path: Path) -> RunConfig:
+    """The saved config with the new budget and bookkeeping; a :class:`ResumeConflict` naming every
+    given option that contradicts it (architecture, data, schedule, optimiser, seed …)."""
+    _check_names(options)
+    given = {k: v for k, v in options.items() if v is not None and OPTIONS_BY_NAME[k].section != "run"}
+    m = saved.model
+    current = {**{f.name: getattr(saved.train, f.name) for f in fields(TrainConfig)},
+               **{f.name: getattr(saved.diffusion, f.name) for f in fields(DiffusionConfig)},
+               **{f.name: getattr(saved.data, f.name) for f in fields(DataConfig)},
+               "data": saved.data.source,
+               "model_channels": getattr(m, "base_channels", getattr(m, "hidden", None)),
+               "dropout": getattr(m, "dropout", None)}
+    conflicts = [(k, v, current.get(k)) for k, v in given.items()
+                 if k not in RESUME_MAY_CHANGE and (tuple(v) if isinstance(v, list) else v) != current.get(k)]
+    if conflicts:
+        raise ResumeConflict(config_path, conflicts)
+    budget = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items() if k in RESUME_MAY_CHANGE}
+    if "minutes" in budget and "steps" not in budget:
+        budget["steps"] = None  # a minutes budget alone replaces the step budget, as for a new run
+    return replace(saved, train=replace(saved.train, **budget))
+
+
+def run_config(options: dict, *, resume: bool = False) -> tuple[RunConfig, Dataset | None]:
+    """The config :func:`train` would train with (and, for a new run, its data set; None on resume)."""
+    out = RunDir(options.get("out") or OPTIONS_BY_NAME["out"].default)
+    if resume and out.config.exists():
+        return resume_run_config(RunConfig.load(out.config), options, out.config), None
+    return new_run_config(options)
+
+
+@contextmanager
+def process_group(device: str | None, timeout_s: float, dist: DistContext | None = None):
+    """``(dist, device)`` for the body: the process group under torchrun, started here and ended on
+    the way out unless ``dist`` is given (then nothing is started)."""
+    if not (isinstance(timeout_s, (int, float)) and math.isfinite(timeout_s) and timeout_s > 0):
+        raise ParameterError(f"`dist_timeout` must be a positive number of seconds, got {timeout_s}")
+    if dist is not None:
+        yield dist, device or "cpu"
+        return
+    dist, device = init_distributed(device or "cpu", timeout_s)
+    try:
+        yield dist, device
+    finally:
+        shutdown_distributed(dist)
+
+
+def _run_trainer(config: RunConfig, out: Path, dist: DistContext, **kwargs) -> Path:
+    """Train; under torchrun a failed peer becomes one line (torchrun restarts the group, which resumes)."""
+    if dist.world_size > 1:
+        check_divisible_batch(config.train.batch_size, dist)
+    try:
+        return Trainer(config, out, dist=dist, **kwargs).run()
+    except RuntimeError as e:
+        if dist.world_size == 1:
+            raise
+        raise OSError(f"rank {dist.rank}: another process of the group failed: {str(e)[:300]}") from e
+
+
+def train(config: RunConfig | None = None, out: str | Path | None = None, *, resume: bool = False,
+          dist: DistContext | None = None, progress: bool | None = None, data: Dataset | str | None = None,
+          objective=None, **options) -> Path:
+    """Train a diffusion model into the run folder ``out`` and return its path.
+
+    With keyword options, exactly as ``ddkit train`` (same names, same defaults, same config.json)::
+
+        ddkit.train(out="runs/digits", data="digits:train", steps=1200)
+
+    ``data`` is the data source (``"digits"``, ``"toy:moons"``, a folder …); every option of
+    :data:`TRAIN_OPTIONS` is a keyword. Or with a ready :class:`RunConfig` as ``config`` (then
+    ``data`` may be the already loaded :class:`~ddkit.data.Dataset` it names, and ``objective``
+    another objective, as ``ddkit train-classifier`` uses).
+
+    ``resume``: continue the newest complete checkpoint in ``out`` (or start there from scratch when
+    it has none); only the budget and bookkeeping may change (:data:`RESUME_MAY_CHANGE`). Under
+    torchrun (``WORLD_SIZE`` > 1) the process group is started here (``dist_timeout`` seconds) unless
+    ``dist`` is given, and a restarted group resumes by itself. ``progress``: the progress bar
+    (default: shown on a terminal).
+    """
+    if config is not None:
+        if options:
+            raise TypeError(f"give a RunConfig or options, not both (got {', '.join(sorted(options))})")
+        if out is None:
+            raise TypeError("train(config, out): the run folder is missing")
+        return Trainer(config, out, resume=resume, dist=dist or DistContext(), progress=progress,
+                       data=data if isinstance(data, Dataset) else None, objective=objective).run()
+    options = {**options, "out": out if out is not None else options.get("out"), "data": data}
+    options = {k: v for k, v in options.items() if v is not None}
+    _check_names(options)
+    timeout = options.pop("dist_timeout", OPTIONS_BY_NAME["dist_timeout"].default)
+    with process_group(options.get("device"), timeout, dist) as (dist, _):
+        resume = resume or options.pop("resume", False) or dist.restart_count > 0
+        config, dataset = run_config(options, resume=resume)
+        if dataset is not None and options.get("batch_size") is None:
+            config = fit_batch(config, len(dataset.x), dist)
+        out = Path(options.get("out") or OPTIONS_BY_NAME["out"].default)
+        return _run_trainer(config, out, dist, resume=resume, progress=progress, data=dataset)
+
+
+# ---- the noisy classifier (ddkit train-classifier) ------------------------------------------------
+# defaults measured on the digits: the classifier is the UNet's encoder half with one residual block
+# per level, trained for 600 steps of batch 256 at lr 1e-3
+CLASSIFIER_DEFAULTS = dict(steps=600, lr=1e-3, warmup=50, ckpt_every=200, sample_every=200)
+CLASSIFIER_HELDOUT_FRACTION = 0.1
+
+
+def classifier_run_config(*, data: str | None = None, like: str | Path | None = None, image_size: int | None = None,
+                          channels: int | None = None, schedule: str | None = None, num_timesteps: int | None = None,
+                          model_channels: int = 32, num_res_blocks: int = 1, dropout: float = 0.0,
+                          **train_options) -> RunConfig:
+    """A new classifier run's config: the UNet's encoder half sized for the data (as the diffusion
+    network would be) with a pooled linear head; the schedule from ``like`` (a diffusion run) or
+    ``schedule``/``num_timesteps``; training options over :data:`CLASSIFIER_DEFAULTS`."""
+    probe = load_data(data or "digits:train", image_size=image_size, channels=channels)
+    if probe.kind != "image" or probe.y is None:
+        raise ValueError(f"train-classifier needs labelled images; {probe.source} has "
+                         + ("no labels (use class sub-folders)" if probe.kind == "image" else "2-D points"))
+    if like is not None:
+        if schedule is not None or num_timesteps is not None:
+            raise ParameterError("`like` takes the schedule from the run; drop `schedule`/`num_timesteps`")
+        diffusion = RunConfig.load(RunDir(like).config).diffusion
+    else:
+        diffusion = DiffusionConfig(**{k: v for k, v in (("schedule", schedule), ("num_timesteps", num_timesteps))
+                                       if v is not None})
+    trunk = default_model_config("image", tuple(probe.x.shape[1:]), channels=model_channels, dropout=dropout)
+    model = ClassifierConfig(image_size=trunk.image_size, in_channels=trunk.in_channels,
+                             num_classes=probe.num_classes, base_channels=trunk.base_channels,
+                             channel_mult=trunk.channel_mult, num_res_blocks=num_res_blocks,
+                             attn_resolutions=trunk.attn_resolutions, dropout=dropout)
+    given = {k: v for k, v in train_options.items() if v is not None}
+    if given.get("minutes") is not None and given.get("steps") is None:
+        given["steps"] = None
+    return RunConfig(model=model, diffusion=diffusion,
+                     data=DataConfig(source=data or "digits:train", image_size=image_size, channels=channels),
+                     train=TrainConfig(**{**CLASSIFIER_DEFAULTS, **given}))
+
+
+def classifier_data(config: RunConfig) -> tuple[Dataset, Dataset]:
+    """(training data, held-out data) of a classifier run: digits:test for digits:train, else a
+    fixed 10 % slice of the data (:func:`~ddkit.training.objectives.split_heldout`)."""
+    data = load_run_data(config.data, config.train.seed)
+    if data.kind != "image" or data.y is None:
+        raise ValueError(f"train-classifier needs labelled images; {config.data.source} has "
+                         + ("no labels (use class sub-folders)" if data.kind == "image" else "2-D points"))
+    if config.data.source == "digits:train":
+        return data, load_data("digits:test", image_size=config.data.image_size, channels=config.data.channels)
+    return split_heldout(data, CLASSIFIER_HELDOUT_FRACTION, seed=config.train.seed)
+
+
+def train_classifier(out: str | Path = "runs/classifier", *, resume: bool = False, dist: DistContext | None = None,
+                     progress: bool | None = None, dist_timeout: float = 1800.0, **options) -> Path:
+    """Train a noise-conditional classifier for classifier guidance into ``out`` (``ddkit
+    train-classifier``): options of :func:`classifier_run_config`, and on ``resume`` only the budget
+    and bookkeeping (steps, minutes, device, precision, ckpt_every, sample_every)."""
+
+    with process_group(options.get("device"), dist_timeout, dist) as (dist, _):
+        resume = resume or dist.restart_count > 0
+        saved = RunDir(out).config
+        if resume and saved.exists():
+            config = RunConfig.load(saved)
+            if type(config.model).__name__ != "ClassifierConfig":
+                raise ParameterError(f"`resume`: {out} is not a classifier run")
+            budget = {k: options[k] for k in ("steps", "minutes", "device", "precision", "ckpt_every", "sample_every")
+                      if options.get(k) is not None}
+            config = replace(config, train=replace(config.train, **budget))
+            fresh = False
+        else:
+            config, fresh = classifier_run_config(**options), True
+        data, heldout = classifier_data(config)
+        if fresh and options.get("batch_size") is None:
+            config = fit_batch(config, len(data.x), dist)
+        return _run_trainer(config, Path(out), dist, resume=resume, progress=progress, data=data,
+                            objective=ClassifierObjective(config, heldout))

@@ -1,0 +1,99 @@
+"""Loading trained runs: ``ddkit.load(RUN) -> (model, schedule, config)``, and the networks that
+guide another run (a weak model for autoguidance, a noisy classifier), checked against it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..nn import build_model
+from ..parameterization import eps_network
+from ..schedule import Schedule
+from .checkpoint import latest_checkpoint, load_matching
+from .config import RunConfig
+from .rundir import RunDir
+
+
+def resolve_weights(run: Path, checkpoint: str | Path | None, ema: bool) -> Path:
+    """The safetensors file to load: from ``checkpoint`` (a checkpoint folder or a .safetensors
+    file) or the run's newest checkpoint; EMA weights unless ``ema`` is false."""
+    name = "ema.safetensors" if ema else "model.safetensors"
+    if checkpoint is not None:
+        checkpoint = Path(checkpoint)
+        if checkpoint.is_dir():
+            return checkpoint / name
+        if checkpoint.is_file():
+            return checkpoint
+        raise ValueError(f"no checkpoint at {checkpoint}")
+    ckpt = latest_checkpoint(run)
+    if ckpt is None:
+        raise ValueError(f"{run} has no checkpoint yet")
+    return ckpt / name
+
+
+def load(run: str | Path, *, checkpoint: str | Path | None = None, ema: bool = True,
+         device: str | torch.device = "cpu") -> tuple[nn.Module, Schedule, RunConfig]:
+    """The network of a run (in eval mode, EMA weights by default), its schedule and config.
+
+    ``model(x_t, t, y=None) -> ε``; use ``lambda x, t: model(x, t)`` (or bind labels) as the
+    samplers' ``model_fn``.
+    """
+    run = Path(run)
+    if not run.is_dir():
+        raise ValueError(f"run folder {run} does not exist")
+    config = RunConfig.load(RunDir(run).config)
+    model = build_model(config.model)
+    # one line saying what differs when the weights are for another network (never a pickle)
+    load_matching(model, resolve_weights(run, checkpoint, ema), config.to_dict()["model"])
+    return model.to(device).eval(), config.diffusion.build(), config
+
+
+def is_classifier(config: RunConfig) -> bool:
+    """A run of ``ddkit train-classifier`` (a noisy classifier, not a diffusion model)."""
+    return type(config.model).__name__ == "ClassifierConfig"
+
+
+def check_same_data(what: str, other: RunConfig, other_schedule: Schedule, config: RunConfig,
+                    schedule: Schedule) -> None:
+    """A guiding network (``what`` names it in the error) must see the run's images and schedule."""
+    m, o = config.model, other.model
+    for name, label in (("image_size", "image size"), ("in_channels", "channel count")):
+        if getattr(o, name, None) != getattr(m, name, None):
+            raise ValueError(f"{what} has {label} {getattr(o, name, None)} but the run has {getattr(m, name, None)}")
+    if other_schedule.num_timesteps != schedule.num_timesteps or not torch.allclose(
+            other_schedule.alpha_bars, schedule.alpha_bars, rtol=0, atol=1e-12):
+        raise ValueError(f"{what} was trained with another schedule ({other_schedule!r}) than the run ({schedule!r})")
+
+
+def load_weak_model(path: str | Path, config: RunConfig, schedule: Schedule, *, ema: bool = True,
+                    device: str | torch.device = "cpu", what: str | None = None) -> nn.Module:
+    """The weak model of autoguidance as an ε-network: a run folder, or a checkpoint folder
+    RUN/checkpoints/step-N of one, with the same data shape and schedule as ``config``'s run."""
+    path = Path(path)
+    what = what or f"the weak model {path}"
+    if RunDir(path).is_run():
+        run, ckpt = path, None
+    elif path.is_dir() and path.parent.name == RunDir.CHECKPOINTS and RunDir(path.parent.parent).is_run():
+        run, ckpt = path.parent.parent, path
+    else:
+        raise ValueError(f"{what}: not a run folder nor a checkpoint folder RUN/checkpoints/step-N")
+    weak, weak_schedule, weak_config = load(run, checkpoint=ckpt, ema=ema, device=device)
+    if is_classifier(weak_config):
+        raise ValueError(f"{what} is a classifier run; use it as the classifier")
+    check_same_data(what, weak_config, weak_schedule, config, schedule)
+    return eps_network(weak, weak_config.diffusion.prediction, weak_schedule)
+
+
+def load_classifier(path: str | Path, config: RunConfig, schedule: Schedule, *, device: str | torch.device = "cpu",
+                    what: str | None = None) -> tuple[nn.Module, RunConfig]:
+    """A noisy classifier run (``ddkit train-classifier``) for classifier guidance of ``config``'s run,
+    checked to see the same images and schedule. Returns (classifier, its config)."""
+    what = what or f"the classifier {path}"
+    cls_config = RunConfig.load(RunDir(path).config)
+    if not is_classifier(cls_config):
+        raise ValueError(f"{what} is not a classifier run (made by ddkit train-classifier)")
+    classifier, cls_schedule, cls_config = load(path, device=device)
+    check_same_data(what, cls_config, cls_schedule, config, schedule)
+    return classifier, cls_config
