@@ -13,8 +13,8 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -177,8 +177,10 @@ def train_reference(
     if (seconds is None) == (steps is None):
         raise ValueError("give exactly one budget: seconds or steps")
     if (seconds is not None and seconds <= 0) or (steps is not None and steps < 1) or calibration_steps < 3:
-        raise ValueError(f"need seconds > 0 or steps >= 1, and calibration_steps >= 3, got {seconds}, {steps} "
-                         f"and {calibration_steps}")
+        raise ValueError(
+            f"need seconds > 0 or steps >= 1, and calibration_steps >= 3, got {seconds}, {steps} "
+            f"and {calibration_steps}"
+        )
     torch.manual_seed(seed)  # the network's initialisation; data order and noise use `gen`
     gen = torch.Generator().manual_seed(seed)
     model = make_digits_unet(recipe).to(device).train()
@@ -208,8 +210,10 @@ def train_reference(
         ema.step(model.parameters())
         step += 1
         if log is not None and step % 500 == 0:
-            log(f"  {recipe.name}: step {step}, loss {loss.item():.4f}, lr {lr_sched.get_last_lr()[0]:.2e}, "
-                f"{time.perf_counter() - t0:.0f} s")
+            log(
+                f"  {recipe.name}: step {step}, loss {loss.item():.4f}, lr {lr_sched.get_last_lr()[0]:.2e}, "
+                f"{time.perf_counter() - t0:.0f} s"
+            )
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
     train_seconds = time.perf_counter() - t0

@@ -46,17 +46,16 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _diffusers_ref import RECIPES, sample_reference, train_reference  # noqa: E402
-
 import ddkit  # noqa: E402
-from ddkit.training.checkpoint import latest_checkpoint  # noqa: E402
-from ddkit.training.config import RunConfig  # noqa: E402
+from _diffusers_ref import RECIPES, sample_reference, train_reference  # noqa: E402
 from ddkit.data import load_data  # noqa: E402
+from ddkit.data.images import to_uint8  # noqa: E402
 from ddkit.eval import evaluate_samples  # noqa: E402
 from ddkit.eval.references import load_reference  # noqa: E402
 from ddkit.generate import generate, start_noise  # noqa: E402
-from ddkit.data.images import to_uint8  # noqa: E402
 from ddkit.parameterization import eps_network  # noqa: E402
+from ddkit.training.checkpoint import latest_checkpoint  # noqa: E402
+from ddkit.training.config import RunConfig  # noqa: E402
 
 ALL_RECIPES = ("ddkit", "ref-a", "ref-b")
 METRICS = ("fid", "kid", "memorization")
@@ -64,18 +63,29 @@ CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (o
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--minutes", type=float, nargs="+", default=None, help="wall-clock budgets (default: 4 12)")
-    p.add_argument("--steps", type=int, nargs="+", default=None, help="optimiser-step budgets (instead of or with --minutes)")
+    p.add_argument(
+        "--steps", type=int, nargs="+", default=None, help="optimiser-step budgets (instead of or with --minutes)"
+    )
     p.add_argument("--run", type=Path, nargs="+", default=[], help="existing ddkit runs to score (not retrained)")
     p.add_argument("--num-samples", type=int, default=1000, help="images per start-noise set (default 1000)")
-    p.add_argument("--repeats", type=int, default=5, help="start-noise sets; scores are mean ± sd over them (default 5)")
+    p.add_argument(
+        "--repeats", type=int, default=5, help="start-noise sets; scores are mean ± sd over them (default 5)"
+    )
     p.add_argument("--sample-steps", type=int, default=50, help="DDIM steps when sampling (default 50)")
     p.add_argument("--seed", type=int, default=0, help="training and sampling seed (default 0)")
-    p.add_argument("--only", nargs="+", choices=ALL_RECIPES, default=list(ALL_RECIPES), help="recipes to run (default: all)")
-    p.add_argument("--out", type=Path, default=Path("runs/digits_quality"),
-                   help="folder for runs and samples (default %(default)s); its ddkit-{budget} runs are replaced")
+    p.add_argument(
+        "--only", nargs="+", choices=ALL_RECIPES, default=list(ALL_RECIPES), help="recipes to run (default: all)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/digits_quality"),
+        help="folder for runs and samples (default %(default)s); its ddkit-{budget} runs are replaced",
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--threads", type=int, default=CORES, help=f"torch CPU threads (default: all {CORES} cores)")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
@@ -85,7 +95,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     if any(m <= 0 for m in args.minutes or []) or any(s < 1 for s in args.steps or []):
         p.error("--minutes must be > 0 and --steps >= 1")
     if args.num_samples < 129:
-        p.error(f"--num-samples must be >= 129 (FID in the 128-dimensional digits feature space), got {args.num_samples}")
+        p.error(
+            f"--num-samples must be >= 129 (FID in the 128-dimensional digits feature space), got {args.num_samples}"
+        )
     if args.repeats < 1 or args.sample_steps < 1:
         p.error("--repeats and --sample-steps must be >= 1")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -112,8 +124,23 @@ def train_ddkit(budget, args) -> Path:
     if run_dir.exists():
         shutil.rmtree(run_dir)
     kind, value = budget
-    cmd = [sys.executable, "-m", "ddkit", "train", "--data", "digits:train", "--out", str(run_dir),
-           f"--{kind}", f"{value:g}", "--seed", str(args.seed), "--device", args.device, "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ddkit",
+        "train",
+        "--data",
+        "digits:train",
+        "--out",
+        str(run_dir),
+        f"--{kind}",
+        f"{value:g}",
+        "--seed",
+        str(args.seed),
+        "--device",
+        args.device,
+        "--no-progress",
+    ]
     print("  $ " + " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
     return run_dir
@@ -128,8 +155,21 @@ def ddkit_samples(run_dir: Path, args) -> tuple[list[np.ndarray], int | None]:
     m = re.search(r"step-(\d+)$", ckpt.name) if ckpt is not None else None
     model, schedule, config = ddkit.load(run_dir, device=args.device)
     net = eps_network(model, config.diffusion.prediction, schedule)  # x0 / v runs sample through ε
-    sets = [to_uint8(generate(net, schedule, args.num_samples, seed=s, steps=args.sample_steps, eta=0.0,
-                              clip_x0=(-1.0, 1.0), device=args.device).clamp(-1, 1)) for s in set_seeds(args)]
+    sets = [
+        to_uint8(
+            generate(
+                net,
+                schedule,
+                args.num_samples,
+                seed=s,
+                steps=args.sample_steps,
+                eta=0.0,
+                clip_x0=(-1.0, 1.0),
+                device=args.device,
+            ).clamp(-1, 1)
+        )
+        for s in set_seeds(args)
+    ]
     return sets, int(m.group(1)) if m else None
 
 
@@ -182,29 +222,46 @@ def target_checks(rows: list[dict], real: dict, budget_list) -> list[dict]:
     def check(name, ok, detail):
         checks.append({"check": name, "pass": ok, "detail": detail})
 
-    check(f"ddkit@{lo} <= best ref@{hi}", None if mine_lo is None or best is None else mine_lo["fid"] <= best,
-          None if mine_lo is None or best is None else f"{mine_lo['fid']:.2f} vs {best:.2f}")
+    check(
+        f"ddkit@{lo} <= best ref@{hi}",
+        None if mine_lo is None or best is None else mine_lo["fid"] <= best,
+        None if mine_lo is None or best is None else f"{mine_lo['fid']:.2f} vs {best:.2f}",
+    )
     if mine_hi is not None:
         tol = max(mine_hi["fid_sd"], real["fid_sd"])
-        check(f"ddkit@{hi} within one sd of the real row", mine_hi["fid"] - real["fid"] <= tol,
-              f"{mine_hi['fid']:.2f} vs {real['fid']:.2f} + {tol:.2f}")
-        check(f"ddkit@{hi} no closer to training digits than held-out digits", mine_hi["closer_than_real"] <= 0.5,
-              f"closer {mine_hi['closer_than_real']:.3f} <= 0.5; NN {mine_hi['nn_median']:.2f} vs {real['nn_median']:.2f}")
+        check(
+            f"ddkit@{hi} within one sd of the real row",
+            mine_hi["fid"] - real["fid"] <= tol,
+            f"{mine_hi['fid']:.2f} vs {real['fid']:.2f} + {tol:.2f}",
+        )
+        check(
+            f"ddkit@{hi} no closer to training digits than held-out digits",
+            mine_hi["closer_than_real"] <= 0.5,
+            f"closer {mine_hi['closer_than_real']:.3f} <= 0.5; NN {mine_hi['nn_median']:.2f} vs {real['nn_median']:.2f}",
+        )
     return checks
 
 
 def report(rows: list[dict], real: dict, checks: list[dict], args) -> None:
-    print(f"\n{args.num_samples:,} samples per set against digits:test (500), mean ± sd over {args.repeats} "
-          f"start-noise sets; DDIM {args.sample_steps} steps, η = 0")
-    print(f"{'recipe':<8} {'budget':<18} {'train steps':>11} {'train s':>8} {'FID':>13} {'KID':>15} "
-          f"{'NN':>6} {'closer':>7}")
+    print(
+        f"\n{args.num_samples:,} samples per set against digits:test (500), mean ± sd over {args.repeats} "
+        f"start-noise sets; DDIM {args.sample_steps} steps, η = 0"
+    )
+    print(
+        f"{'recipe':<8} {'budget':<18} {'train steps':>11} {'train s':>8} {'FID':>13} {'KID':>15} "
+        f"{'NN':>6} {'closer':>7}"
+    )
     for r in rows + [real]:
         steps = "" if r.get("steps") is None else f"{r['steps']:,}"
         secs = "" if r.get("train_seconds") is None else f"{r['train_seconds']:.0f}"
-        print(f"{r['recipe']:<8} {r['budget']:<18} {steps:>11} {secs:>8} {r['fid']:>7.2f} ± {r['fid_sd']:<4.2f}"
-              f" {r['kid']:>7.3f} ± {r['kid_sd']:<5.3f} {r['nn_median']:>6.2f} {r['closer_than_real']:>7.3f}")
-    print("NN: median pixel distance to the nearest digits:train image; closer: share of samples nearer to one "
-          "than the median held-out digit (0.5 for fresh digits)")
+        print(
+            f"{r['recipe']:<8} {r['budget']:<18} {steps:>11} {secs:>8} {r['fid']:>7.2f} ± {r['fid_sd']:<4.2f}"
+            f" {r['kid']:>7.3f} ± {r['kid_sd']:<5.3f} {r['nn_median']:>6.2f} {r['closer_than_real']:>7.3f}"
+        )
+    print(
+        "NN: median pixel distance to the nearest digits:train image; closer: share of samples nearer to one "
+        "than the median held-out digit (0.5 for fresh digits)"
+    )
     for c in checks:
         verdict = "n/a (missing runs)" if c["pass"] is None else ("PASS" if c["pass"] else "FAIL")
         print(f"{c['check']}: {verdict}" + (f"  ({c['detail']})" if c["detail"] else ""))
@@ -234,13 +291,23 @@ def main(argv=None) -> int:
         np.savez_compressed(args.out / f"{name}-{tag.replace(' ', '_')}-samples.npz", images=np.stack(sets))
         row = {"recipe": name, "budget": tag, **info, **score(sets, test, set_seeds(args))}
         rows.append(row)
-        print(f"  {name} @ {tag}: FID {row['fid']:.2f} ± {row['fid_sd']:.2f}, KID {row['kid']:.4f}, "
-              f"NN {row['nn_median']:.2f}, closer {row['closer_than_real']:.3f}", flush=True)
+        print(
+            f"  {name} @ {tag}: FID {row['fid']:.2f} ± {row['fid_sd']:.2f}, KID {row['kid']:.4f}, "
+            f"NN {row['nn_median']:.2f}, closer {row['closer_than_real']:.3f}",
+            flush=True,
+        )
     checks = target_checks(rows, real, budgets(args))
     report(rows, real, checks, args)
     if args.json is not None:
-        meta = {"device": args.device, "threads": torch.get_num_threads(), "num_samples": args.num_samples,
-                "repeats": args.repeats, "sample_steps": args.sample_steps, "seed": args.seed, "torch": torch.__version__}
+        meta = {
+            "device": args.device,
+            "threads": torch.get_num_threads(),
+            "num_samples": args.num_samples,
+            "repeats": args.repeats,
+            "sample_steps": args.sample_steps,
+            "seed": args.seed,
+            "torch": torch.__version__,
+        }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({**meta, "real": real, "runs": rows, "checks": checks}, indent=2) + "\n")
         print(f"wrote {args.json}")

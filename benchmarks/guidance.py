@@ -23,10 +23,10 @@ import torch
 
 import ddkit
 from ddkit.data import load_data
+from ddkit.data.images import save_grid, to_uint8
 from ddkit.eval import evaluate_samples
 from ddkit.eval.features import DigitsFeatures
 from ddkit.generate import generate
-from ddkit.data.images import save_grid, to_uint8
 
 CFG_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0)
 CLS_SCALES = (0.0, 1.0, 2.0, 3.0, 10.0)  # 2: the README's recommended scale
@@ -47,8 +47,17 @@ def score(make_fn, model, schedule, labels, args, features) -> dict:
     """Mean accuracy, FID and KID over ``args.repeats`` start-noise sets."""
     rows = []
     for r in range(args.repeats):
-        x = generate(model, schedule, args.num, labels=labels, model_fn_for=make_fn, seed=r, steps=args.steps,
-                     batch_size=args.batch_size, clip_x0=(-1.0, 1.0))
+        x = generate(
+            model,
+            schedule,
+            args.num,
+            labels=labels,
+            model_fn_for=make_fn,
+            seed=r,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            clip_x0=(-1.0, 1.0),
+        )
         images = to_uint8(x)
         m = evaluate_samples(images, "digits:test", metrics=("fid", "kid"), features=features, seed=r)
         acc = float((features.predict(images) == labels.numpy()).mean()) if labels is not None else float("nan")
@@ -80,17 +89,24 @@ def main() -> None:
     features = DigitsFeatures()
     t0 = time.perf_counter()
     cond = ensure_run(args.cond_run, out / "cond", ["train", "--data", "digits:train", "--class-cond"])
-    uncond = ensure_run(args.uncond_run, out / "uncond", ["train", "--data", "digits:train", "--ckpt-every", "100",
-                                                          "--keep-step", "300"])
-    print(f"settings: {args.num} samples, DDIM-{args.steps}, mean over {args.repeats} start-noise sets; "
-          f"classifier: ddkit.eval.features.DigitsFeatures (held-out accuracy {features.heldout_accuracy:.3f})")
+    uncond = ensure_run(
+        args.uncond_run,
+        out / "uncond",
+        ["train", "--data", "digits:train", "--ckpt-every", "100", "--keep-step", "300"],
+    )
+    print(
+        f"settings: {args.num} samples, DDIM-{args.steps}, mean over {args.repeats} start-noise sets; "
+        f"classifier: ddkit.eval.features.DigitsFeatures (held-out accuracy {features.heldout_accuracy:.3f})"
+    )
     real = load_data("digits:train")
     real_img = to_uint8(real.x[: args.num])
     m = evaluate_samples(real_img, "digits:test", metrics=("fid", "kid"), features=features)
     acc = float((features.predict(real_img) == real.y[: args.num].numpy()).mean())
     header = "| setting                                | class acc | FID (± sd)     | KID    |\n|---|---|---|---|"
     print(header)
-    print(line(f"real: digits:train[:{args.num}] vs test", {"acc": acc, "fid": m["fid"], "fid_sd": 0.0, "kid": m["kid"]}))
+    print(
+        line(f"real: digits:train[:{args.num}] vs test", {"acc": acc, "fid": m["fid"], "fid_sd": 0.0, "kid": m["kid"]})
+    )
     results = {}
 
     model, schedule, cfg = ddkit.load(cond)
@@ -103,8 +119,16 @@ def main() -> None:
             results[name] = s = score(make, model, schedule, labels, args, features)
             print(line(name, s), flush=True)
             if w == 3.0 and interval is None:
-                x = generate(model, schedule, 100, labels=torch.arange(100) % 10, steps=args.steps, seed=0,
-                             model_fn_for=make, clip_x0=(-1.0, 1.0))
+                x = generate(
+                    model,
+                    schedule,
+                    100,
+                    labels=torch.arange(100) % 10,
+                    steps=args.steps,
+                    seed=0,
+                    model_fn_for=make,
+                    clip_x0=(-1.0, 1.0),
+                )
                 save_grid(to_uint8(x), out / "cfg3_per_class.png", nrow=10)
 
     umodel, uschedule, ucfg = ddkit.load(uncond)
@@ -118,7 +142,9 @@ def main() -> None:
         results[name] = s = score(make, umodel, uschedule, None, args, features)
         print(line(name, s), flush=True)
 
-    cls_run = ensure_run(args.classifier_run, out / "cls", ["train-classifier", "--like", str(uncond), "--steps", "600"])
+    cls_run = ensure_run(
+        args.classifier_run, out / "cls", ["train-classifier", "--like", str(uncond), "--steps", "600"]
+    )
     wait_until_trained(cls_run)
     clf, _, _ = ddkit.load(cls_run)
     for sc in CLS_SCALES:
@@ -127,8 +153,10 @@ def main() -> None:
         results[name] = s = score(make, umodel, uschedule, labels, args, features)
         print(line(name, s), flush=True)
     plot(results, out / "fid_vs_accuracy.png")
-    print(f"wrote {out / 'fid_vs_accuracy.png'} and {out / 'cfg3_per_class.png'}; "
-          f"{time.perf_counter() - t0:.0f} s (contended)")
+    print(
+        f"wrote {out / 'fid_vs_accuracy.png'} and {out / 'cfg3_per_class.png'}; "
+        f"{time.perf_counter() - t0:.0f} s (contended)"
+    )
 
 
 def wait_until_trained(run: Path, limit_s: float = 900) -> None:

@@ -16,12 +16,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
-
 import ddkit
+from ddkit.data.images import to_uint8
 from ddkit.eval import evaluate_samples
 from ddkit.generate import generate
-from ddkit.data.images import to_uint8
 
 
 def train_run(out: Path, precision: str, steps: int, seed: int) -> None:
@@ -49,7 +47,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/precision"), help="folder for the two runs")
     p.add_argument("--steps", type=int, default=600, help="training steps of each run (default %(default)s)")
     p.add_argument("--sets", type=int, default=3, help="start-noise sets (default %(default)s)")
-    p.add_argument("--num", type=int, default=500, help="samples per set (default %(default)s, the size of digits:test)")
+    p.add_argument(
+        "--num", type=int, default=500, help="samples per set (default %(default)s, the size of digits:test)"
+    )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     rows = {}
@@ -62,9 +62,11 @@ def main(argv=None) -> int:
     for precision, results in rows.items():
         fid = [r["fid"] for r in results]
         kid = [1e3 * r["kid"] for r in results]
-        sd = (lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)
-        print(f"{precision:<10} {statistics.mean(fid):>10.2f} ± {sd(fid):<5.2f} {statistics.mean(kid):>13.2f} ± "
-              f"{sd(kid):<6.2f}   {', '.join(f'{v:.2f}' for v in fid)}")
+        sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0
+        print(
+            f"{precision:<10} {statistics.mean(fid):>10.2f} ± {sd(fid):<5.2f} {statistics.mean(kid):>13.2f} ± "
+            f"{sd(kid):<6.2f}   {', '.join(f'{v:.2f}' for v in fid)}"
+        )
     return 0
 
 

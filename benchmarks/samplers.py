@@ -41,22 +41,27 @@ DIFFUSERS_SPACINGS = ("leading", "trailing", "linspace", "karras", "exponential"
 _SIGMA_FLAGS = {"karras": "use_karras_sigmas", "exponential": "use_exponential_sigmas", "lu": "use_lu_lambdas"}
 
 
-def diffusers_scheduler(kind: str, spacing: str, schedule: ddkit.Schedule, order: int = 2,
-                        variant: str = "bh2", clip: bool = False):
+def diffusers_scheduler(
+    kind: str, spacing: str, schedule: ddkit.Schedule, order: int = 2, variant: str = "bh2", clip: bool = False
+):
     """A diffusers scheduler over ddkit's betas (so both use the same schedule)."""
     common = dict(num_train_timesteps=schedule.num_timesteps, trained_betas=schedule.betas.float().numpy())
     if kind == "ddim":
-        return DDIMScheduler(**common, set_alpha_to_one=True, clip_sample=clip, timestep_spacing=spacing, steps_offset=0)
+        return DDIMScheduler(
+            **common, set_alpha_to_one=True, clip_sample=clip, timestep_spacing=spacing, steps_offset=0
+        )
     flags = {_SIGMA_FLAGS[spacing]: True} if spacing in _SIGMA_FLAGS else {}
     spacing = "linspace" if spacing in _SIGMA_FLAGS else spacing
     if kind == "dpm":
-        return DPMSolverMultistepScheduler(**common, solver_order=order, algorithm_type="dpmsolver++",
-                                           timestep_spacing=spacing, **flags)
+        return DPMSolverMultistepScheduler(
+            **common, solver_order=order, algorithm_type="dpmsolver++", timestep_spacing=spacing, **flags
+        )
     # bh1 with the default final_sigmas_type="zero" returns NaN (its last step multiplies B(h) = -inf by a
     # zero correction): run it with "sigma_min", its working setting
     final = "sigma_min" if variant == "bh1" else "zero"
-    return UniPCMultistepScheduler(**common, solver_order=order, solver_type=variant, timestep_spacing=spacing,
-                                   final_sigmas_type=final, **flags)
+    return UniPCMultistepScheduler(
+        **common, solver_order=order, solver_type=variant, timestep_spacing=spacing, final_sigmas_type=final, **flags
+    )
 
 
 @torch.no_grad()
@@ -71,33 +76,86 @@ def diffusers_sample(sched, model_fn, x_T: torch.Tensor, nfe: int) -> torch.Tens
 def ddkit_configs(nfe: int, schedule, clip=None, spacings=SPACINGS, unipc_variants=("bh1", "bh2")):
     """(family, name, nfe, sample(model_fn, x_T) -> x0) for ddkit's samplers at ``nfe`` evaluations."""
     kw = {"clip_x0": clip}
-    out = [("ddkit", "DDPM-like (DDIM η=1, uniform)", nfe, lambda f, x: ddkit.ddim_sample(
-        f, x, schedule, steps=nfe, eta=1.0, generator=torch.Generator().manual_seed(1), **kw))]
+    out = [
+        (
+            "ddkit",
+            "DDPM-like (DDIM η=1, uniform)",
+            nfe,
+            lambda f, x: ddkit.ddim_sample(
+                f, x, schedule, steps=nfe, eta=1.0, generator=torch.Generator().manual_seed(1), **kw
+            ),
+        )
+    ]
     for sp in spacings:
-        out.append(("ddkit", f"DDIM η=0, {sp}", nfe, lambda f, x, sp=sp: ddkit.ddim_sample(
-            f, x, schedule, steps=nfe, spacing=sp, **kw)))
+        out.append(
+            (
+                "ddkit",
+                f"DDIM η=0, {sp}",
+                nfe,
+                lambda f, x, sp=sp: ddkit.ddim_sample(f, x, schedule, steps=nfe, spacing=sp, **kw),
+            )
+        )
         for order in (2, 3):
-            out.append(("ddkit", f"DPM-Solver++ {order}, {sp}", nfe, lambda f, x, sp=sp, o=order:
-                        ddkit.dpm_solver_sample(f, x, schedule, steps=nfe, order=o, spacing=sp, **kw)))
+            out.append(
+                (
+                    "ddkit",
+                    f"DPM-Solver++ {order}, {sp}",
+                    nfe,
+                    lambda f, x, sp=sp, o=order: ddkit.dpm_solver_sample(
+                        f, x, schedule, steps=nfe, order=o, spacing=sp, **kw
+                    ),
+                )
+            )
             for v in unipc_variants:
-                out.append(("ddkit", f"UniPC {order} {v}, {sp}", nfe, lambda f, x, sp=sp, o=order, v=v:
-                            ddkit.unipc_sample(f, x, schedule, steps=nfe, order=o, spacing=sp, variant=v, **kw)))
+                out.append(
+                    (
+                        "ddkit",
+                        f"UniPC {order} {v}, {sp}",
+                        nfe,
+                        lambda f, x, sp=sp, o=order, v=v: ddkit.unipc_sample(
+                            f, x, schedule, steps=nfe, order=o, spacing=sp, variant=v, **kw
+                        ),
+                    )
+                )
     return out
 
 
 def diffusers_configs(nfe: int, schedule, spacings=DIFFUSERS_SPACINGS, variants=("bh1", "bh2"), clip=False):
-    out = [("diffusers", f"DDIMScheduler, {sp}", nfe, lambda f, x, sp=sp: diffusers_sample(
-        diffusers_scheduler("ddim", sp, schedule, clip=clip), f, x, nfe))
-        for sp in spacings if sp in ("leading", "trailing", "linspace")]
+    out = [
+        (
+            "diffusers",
+            f"DDIMScheduler, {sp}",
+            nfe,
+            lambda f, x, sp=sp: diffusers_sample(diffusers_scheduler("ddim", sp, schedule, clip=clip), f, x, nfe),
+        )
+        for sp in spacings
+        if sp in ("leading", "trailing", "linspace")
+    ]
     for sp in spacings:
         for order in (2, 3):
-            out.append(("diffusers", f"DPMSolverMultistep {order}, {sp}", nfe,
-                        lambda f, x, sp=sp, o=order: diffusers_sample(diffusers_scheduler("dpm", sp, schedule, o), f, x, nfe)))
+            out.append(
+                (
+                    "diffusers",
+                    f"DPMSolverMultistep {order}, {sp}",
+                    nfe,
+                    lambda f, x, sp=sp, o=order: diffusers_sample(
+                        diffusers_scheduler("dpm", sp, schedule, o), f, x, nfe
+                    ),
+                )
+            )
             if sp == "lu":
                 continue  # UniPCMultistepScheduler has no use_lu_lambdas
             for v in variants:
-                out.append(("diffusers", f"UniPCMultistep {order} {v}, {sp}", nfe, lambda f, x, sp=sp, o=order, v=v:
-                            diffusers_sample(diffusers_scheduler("unipc", sp, schedule, o, v), f, x, nfe)))
+                out.append(
+                    (
+                        "diffusers",
+                        f"UniPCMultistep {order} {v}, {sp}",
+                        nfe,
+                        lambda f, x, sp=sp, o=order, v=v: diffusers_sample(
+                            diffusers_scheduler("unipc", sp, schedule, o, v), f, x, nfe
+                        ),
+                    )
+                )
     return out
 
 
@@ -111,16 +169,27 @@ def run_oracle(nfe_list, num: int, seeds: int, schedule_name: str = "linear") ->
     gmm = GaussianMixture.default_2d()
     fn = gmm.eps_fn(schedule.alpha_bars)
     x_Ts = [torch.randn(num, 2, generator=torch.Generator().manual_seed(s)) for s in range(seeds)]
-    null = [energy_distance_to_mixture(gmm.sample(num, torch.Generator().manual_seed(100 + s))[0], gmm)
-            for s in range(seeds)]
+    null = [
+        energy_distance_to_mixture(gmm.sample(num, torch.Generator().manual_seed(100 + s))[0], gmm)
+        for s in range(seeds)
+    ]
     rows = []
     for nfe in nfe_list:
         for fam, name, n, sample in ddkit_configs(nfe, schedule) + diffusers_configs(nfe, schedule):
             try:
                 scores = [energy_distance_to_mixture(sample(fn, x_T).double(), gmm) for x_T in x_Ts]
             except Exception as e:  # a scheduler that fails on this grid is reported, not fatal
-                rows.append({"family": fam, "name": name, "nfe": n, "energy": float("nan"), "energy_sd": float("nan"),
-                             "energies": [float("nan")] * seeds, "error": f"{type(e).__name__}: {e}"})
+                rows.append(
+                    {
+                        "family": fam,
+                        "name": name,
+                        "nfe": n,
+                        "energy": float("nan"),
+                        "energy_sd": float("nan"),
+                        "energies": [float("nan")] * seeds,
+                        "error": f"{type(e).__name__}: {e}",
+                    }
+                )
                 print(f"  {fam}: {name} at NFE {n} fails: {type(e).__name__}: {e}", flush=True)
                 continue
             m, sd = mean_sd(scores)
@@ -132,13 +201,22 @@ def run_oracle(nfe_list, num: int, seeds: int, schedule_name: str = "linear") ->
 def oracle_verdict(result: dict, nfe: int) -> dict:
     """ddkit's best against diffusers' best at ``nfe`` (by mean), with the paired difference over sets."""
     rows = [r for r in result["rows"] if r["nfe"] == nfe]
-    best = {fam: min((r for r in rows if r["family"] == fam and np.isfinite(r["energy"])), key=lambda r: r["energy"])
-            for fam in ("ddkit", "diffusers")}
+    best = {
+        fam: min((r for r in rows if r["family"] == fam and np.isfinite(r["energy"])), key=lambda r: r["energy"])
+        for fam in ("ddkit", "diffusers")
+    }
     diff = np.asarray(best["ddkit"]["energies"]) - np.asarray(best["diffusers"]["energies"])
     d, d_sd = mean_sd(diff)
-    return {"nfe": nfe, "ddkit": best["ddkit"]["name"], "ddkit_energy": best["ddkit"]["energy"],
-            "diffusers": best["diffusers"]["name"], "diffusers_energy": best["diffusers"]["energy"],
-            "difference": d, "difference_sd": d_sd, "ddkit_better_in_every_set": bool((diff < 0).all())}
+    return {
+        "nfe": nfe,
+        "ddkit": best["ddkit"]["name"],
+        "ddkit_energy": best["ddkit"]["energy"],
+        "diffusers": best["diffusers"]["name"],
+        "diffusers_energy": best["diffusers"]["energy"],
+        "difference": d,
+        "difference_sd": d_sd,
+        "ddkit_better_in_every_set": bool((diff < 0).all()),
+    }
 
 
 def digits_configs(nfe_list, schedule, target_nfe: int):
@@ -148,19 +226,25 @@ def digits_configs(nfe_list, schedule, target_nfe: int):
     clip = (-1.0, 1.0)
     out = []
     for nfe in nfe_list:
-        out += [c for c in ddkit_configs(nfe, schedule, clip, spacings=("uniform", "trailing", "logsnr"),
-                                         unipc_variants=("bh2",))
-                if nfe == target_nfe or c[1].endswith("uniform")]
+        out += [
+            c
+            for c in ddkit_configs(
+                nfe, schedule, clip, spacings=("uniform", "trailing", "logsnr"), unipc_variants=("bh2",)
+            )
+            if nfe == target_nfe or c[1].endswith("uniform")
+        ]
         out += diffusers_configs(nfe, schedule, spacings=("leading",), variants=("bh2",), clip=True)
     if 50 not in nfe_list:
-        out.append(("ddkit", "DDIM η=0, uniform", 50, lambda f, x: ddkit.ddim_sample(f, x, schedule, steps=50, clip_x0=clip)))
+        out.append(
+            ("ddkit", "DDIM η=0, uniform", 50, lambda f, x: ddkit.ddim_sample(f, x, schedule, steps=50, clip_x0=clip))
+        )
     return out
 
 
 def run_digits(nfe_list, run: str, num: int, repeats: int, target_nfe: int) -> dict:
+    from ddkit.data.images import to_uint8
     from ddkit.eval import evaluate_samples
     from ddkit.generate import start_noise
-    from ddkit.data.images import to_uint8
     from ddkit.parameterization import eps_network
 
     model, schedule, config = ddkit.load(run)
@@ -172,17 +256,40 @@ def run_digits(nfe_list, run: str, num: int, repeats: int, target_nfe: int) -> d
     rows = []
     for fam, name, n, sample in digits_configs(nfe_list, schedule, target_nfe):
         try:
-            scores = [evaluate_samples(to_uint8(sample(net, x_T).clamp(-1, 1)), "digits:test", seed=r)
-                      for r, x_T in enumerate(x_Ts)]
+            scores = [
+                evaluate_samples(to_uint8(sample(net, x_T).clamp(-1, 1)), "digits:test", seed=r)
+                for r, x_T in enumerate(x_Ts)
+            ]
         except Exception as e:  # a scheduler that fails on this grid is reported, not fatal
             print(f"  digits {fam}: {name} at NFE {n} fails: {type(e).__name__}: {e}", flush=True)
-            rows.append({"family": fam, "name": name, "nfe": n, "fid": float("nan"), "fid_sd": float("nan"),
-                         "kid": float("nan"), "kid_sd": float("nan"), "fids": [], "error": str(e)})
+            rows.append(
+                {
+                    "family": fam,
+                    "name": name,
+                    "nfe": n,
+                    "fid": float("nan"),
+                    "fid_sd": float("nan"),
+                    "kid": float("nan"),
+                    "kid_sd": float("nan"),
+                    "fids": [],
+                    "error": str(e),
+                }
+            )
             continue
         fid, fid_sd = mean_sd([s["fid"] for s in scores])
         kid, kid_sd = mean_sd([s["kid"] for s in scores])
-        rows.append({"family": fam, "name": name, "nfe": n, "fid": fid, "fid_sd": fid_sd, "kid": kid, "kid_sd": kid_sd,
-                     "fids": [s["fid"] for s in scores]})
+        rows.append(
+            {
+                "family": fam,
+                "name": name,
+                "nfe": n,
+                "fid": fid,
+                "fid_sd": fid_sd,
+                "kid": kid,
+                "kid_sd": kid_sd,
+                "fids": [s["fid"] for s in scores],
+            }
+        )
         print(f"  digits {fam}: {name:38s} NFE {n:3d}  FID {fid:7.2f} ± {fid_sd:.2f}  KID {kid:.4f}", flush=True)
     return {"run": run, "num": num, "repeats": repeats, "rows": rows}
 
@@ -190,22 +297,38 @@ def run_digits(nfe_list, run: str, num: int, repeats: int, target_nfe: int) -> d
 def digits_verdict(result: dict, nfe: int) -> dict:
     rows = result["rows"]
     ref = next(r for r in rows if r["family"] == "ddkit" and r["name"] == "DDIM η=0, uniform" and r["nfe"] == 50)
-    best = min((r for r in rows if r["family"] == "ddkit" and r["nfe"] == nfe and np.isfinite(r["fid"])),
-               key=lambda r: r["fid"])
+    best = min(
+        (r for r in rows if r["family"] == "ddkit" and r["nfe"] == nfe and np.isfinite(r["fid"])),
+        key=lambda r: r["fid"],
+    )
     ratio = np.asarray(best["fids"]) / np.asarray(ref["fids"])
-    return {"nfe": nfe, "best": best["name"], "fid": best["fid"], "fid_sd": best["fid_sd"], "ddim50": ref["fid"],
-            "ddim50_sd": ref["fid_sd"], "ratio": best["fid"] / ref["fid"], "paired_ratio": mean_sd(ratio)}
+    return {
+        "nfe": nfe,
+        "best": best["name"],
+        "fid": best["fid"],
+        "fid_sd": best["fid_sd"],
+        "ddim50": ref["fid"],
+        "ddim50_sd": ref["fid_sd"],
+        "ratio": best["fid"] / ref["fid"],
+        "paired_ratio": mean_sd(ratio),
+    }
 
 
 def table(rows, key, nfe_list) -> str:
     names = list(dict.fromkeys((r["family"], r["name"]) for r in rows))
     val = {(r["family"], r["name"], r["nfe"]): (r[key], r[f"{key}_sd"]) for r in rows}
     fmt = "{:.2f} ± {:.2f}" if key == "fid" else "{:.5f} ± {:.5f}"
-    lines = ["| sampler | " + " | ".join(f"NFE {n}" for n in nfe_list) + " |",
-             "| --- | " + " | ".join("---" for _ in nfe_list) + " |"]
+    lines = [
+        "| sampler | " + " | ".join(f"NFE {n}" for n in nfe_list) + " |",
+        "| --- | " + " | ".join("---" for _ in nfe_list) + " |",
+    ]
     for fam, name in names:
-        cells = [("fails" if not np.isfinite(val[(fam, name, n)][0]) else fmt.format(*val[(fam, name, n)]))
-                 if (fam, name, n) in val else "" for n in nfe_list]
+        cells = [
+            ("fails" if not np.isfinite(val[(fam, name, n)][0]) else fmt.format(*val[(fam, name, n)]))
+            if (fam, name, n) in val
+            else ""
+            for n in nfe_list
+        ]
         lines.append(f"| {fam}: {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -213,6 +336,7 @@ def table(rows, key, nfe_list) -> str:
 def plot(result, path: str) -> None:
     import matplotlib
     import matplotlib.ticker
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -232,12 +356,22 @@ def plot(result, path: str) -> None:
                 best[kind][r["nfe"]] = min(best[kind].get(r["nfe"], float("inf")), r[key])
         for kind, vals in best.items():
             xs = [n for n in nfes if n in vals]
-            ax.plot(xs, [max(vals[n], 1e-6) for n in xs], marker="o", label=kind,
-                    linestyle="-" if kind.startswith("ddkit") else "--")
+            ax.plot(
+                xs,
+                [max(vals[n], 1e-6) for n in xs],
+                marker="o",
+                label=kind,
+                linestyle="-" if kind.startswith("ddkit") else "--",
+            )
         if part == "oracle":
             m, sd = result["oracle"]["null"]
             ax.axhspan(1e-6, max(m + 2 * sd, 2e-6), color="grey", alpha=0.2, label="noise (true samples, +2 sd)")
-        ax.set_xscale("log"), ax.set_yscale("log"), ax.set_xlabel("NFE"), ax.set_title(title + ", best spacing", fontsize=9)
+        (
+            ax.set_xscale("log"),
+            ax.set_yscale("log"),
+            ax.set_xlabel("NFE"),
+            ax.set_title(title + ", best spacing", fontsize=9),
+        )
         ax.set_xticks(nfes, [str(n) for n in nfes])
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes[0].legend(fontsize=7)
@@ -251,8 +385,12 @@ def main(argv=None) -> int:
     p.add_argument("--target-nfe", type=int, default=10, help="NFE of the verdicts (default 10)")
     p.add_argument("--oracle-num", type=int, default=10_000, help="oracle samples per start-noise set")
     p.add_argument("--oracle-seeds", type=int, default=3, help="oracle start-noise sets")
-    p.add_argument("--oracle-schedule", choices=("linear", "cosine"), default="linear",
-                   help="the oracle's noise schedule, T = 1000 (default linear: DDPM's)")
+    p.add_argument(
+        "--oracle-schedule",
+        choices=("linear", "cosine"),
+        default="linear",
+        help="the oracle's noise schedule, T = 1000 (default linear: DDPM's)",
+    )
     p.add_argument("--run", default=None, help="a digits:train ddkit run for the digits part")
     p.add_argument("--num", type=int, default=1000, help="digits samples per set")
     p.add_argument("--repeats", type=int, default=5, help="digits start-noise sets")
@@ -271,22 +409,28 @@ def main(argv=None) -> int:
     result = {}
     if not args.skip_oracle:
         result["oracle"] = o = run_oracle(args.nfe, args.oracle_num, args.oracle_seeds, args.oracle_schedule)
-        print(f"oracle ({args.oracle_schedule} schedule): energy distance to the exact law, {args.oracle_num} samples, mean ± sd over "
-              f"{args.oracle_seeds} start-noise sets; true samples score {o['null'][0]:.5f} ± {o['null'][1]:.5f}")
+        print(
+            f"oracle ({args.oracle_schedule} schedule): energy distance to the exact law, {args.oracle_num} samples, mean ± sd over "
+            f"{args.oracle_seeds} start-noise sets; true samples score {o['null'][0]:.5f} ± {o['null'][1]:.5f}"
+        )
         print(table(o["rows"], "energy", args.nfe))
         if args.target_nfe in args.nfe:
             o["verdict"] = v = oracle_verdict(o, args.target_nfe)
-            print(f"NFE {v['nfe']}: ddkit best {v['ddkit']} {v['ddkit_energy']:.5f}; diffusers best {v['diffusers']} "
-                  f"{v['diffusers_energy']:.5f}; paired difference {v['difference']:+.5f} ± {v['difference_sd']:.5f} "
-                  f"(ddkit better in every set: {v['ddkit_better_in_every_set']})")
+            print(
+                f"NFE {v['nfe']}: ddkit best {v['ddkit']} {v['ddkit_energy']:.5f}; diffusers best {v['diffusers']} "
+                f"{v['diffusers_energy']:.5f}; paired difference {v['difference']:+.5f} ± {v['difference_sd']:.5f} "
+                f"(ddkit better in every set: {v['ddkit_better_in_every_set']})"
+            )
     if not args.skip_digits:
         result["digits"] = d = run_digits(args.digits_nfe, args.run, args.num, args.repeats, args.target_nfe)
         print(f"digits: FID vs digits:test, {args.num} samples, mean ± sd over {args.repeats} start-noise sets")
         print(table(d["rows"], "fid", sorted(set(args.digits_nfe) | {50})))
         d["verdict"] = v = digits_verdict(d, args.target_nfe)
-        print(f"NFE {v['nfe']}: ddkit best {v['best']} FID {v['fid']:.2f} ± {v['fid_sd']:.2f} against DDIM-50 "
-              f"{v['ddim50']:.2f} ± {v['ddim50_sd']:.2f}: ratio {v['ratio']:.3f} (paired per set "
-              f"{v['paired_ratio'][0]:.3f} ± {v['paired_ratio'][1]:.3f}; target <= 1.10)")
+        print(
+            f"NFE {v['nfe']}: ddkit best {v['best']} FID {v['fid']:.2f} ± {v['fid_sd']:.2f} against DDIM-50 "
+            f"{v['ddim50']:.2f} ± {v['ddim50_sd']:.2f}: ratio {v['ratio']:.3f} (paired per set "
+            f"{v['paired_ratio'][0]:.3f} ± {v['paired_ratio'][1]:.3f}; target <= 1.10)"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     if args.plot:

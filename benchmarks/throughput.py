@@ -38,7 +38,6 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _diffusers_ref import cifar10_unet2d  # noqa: E402
-
 from ddkit import Schedule, diffusion_loss  # noqa: E402
 from ddkit.nn import UNet  # noqa: E402
 
@@ -54,18 +53,32 @@ def parse_args(argv=None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--compare", choices=("diffusers", "precision"), default="diffusers",
-                   help="diffusers (default): ddkit vs diffusers at --precision; precision: ddkit fp32 vs --precision")
-    p.add_argument("--model", choices=("cifar10", "digits"), default="cifar10",
-                   help="cifar10 (default): DDPM's 35.7M UNet; digits: ddkit's default digits UNet (--compare precision)")
+    p.add_argument(
+        "--compare",
+        choices=("diffusers", "precision"),
+        default="diffusers",
+        help="diffusers (default): ddkit vs diffusers at --precision; precision: ddkit fp32 vs --precision",
+    )
+    p.add_argument(
+        "--model",
+        choices=("cifar10", "digits"),
+        default="cifar10",
+        help="cifar10 (default): DDPM's 35.7M UNet; digits: ddkit's default digits UNet (--compare precision)",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="images per step (default: 8 on cpu, 128 on cuda)")
     p.add_argument("--iters", type=int, default=None, help="timed steps per model (default: 20 on cpu, 30 on cuda)")
-    p.add_argument("--warmup", type=int, default=None,
-                   help="untimed steps per model first (default: 2 on cpu, 10 on cuda)")
-    p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
-                   help="fp32 (default); bf16 or fp16 run under torch.autocast (fp16 on cuda only, with a GradScaler)")
-    p.add_argument("--dropout", type=float, default=0.1,
-                   help="dropout of both networks (DDPM's CIFAR-10 value, default 0.1)")
+    p.add_argument(
+        "--warmup", type=int, default=None, help="untimed steps per model first (default: 2 on cpu, 10 on cuda)"
+    )
+    p.add_argument(
+        "--precision",
+        choices=tuple(PRECISIONS),
+        default="fp32",
+        help="fp32 (default); bf16 or fp16 run under torch.autocast (fp16 on cuda only, with a GradScaler)",
+    )
+    p.add_argument(
+        "--dropout", type=float, default=0.1, help="dropout of both networks (DDPM's CIFAR-10 value, default 0.1)"
+    )
     p.add_argument("--threads", type=int, default=CORES, help=f"torch CPU threads (default: all {CORES} cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
@@ -128,8 +141,15 @@ _CUSTOM_FLOPS = {
 class Contender:
     """One network with its optimizer, training on L_simple under the chosen precision."""
 
-    def __init__(self, name: str, model: torch.nn.Module, call, args: argparse.Namespace, schedule: Schedule,
-                 precision: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        model: torch.nn.Module,
+        call,
+        args: argparse.Namespace,
+        schedule: Schedule,
+        precision: str | None = None,
+    ):
         self.name, self.model, self.call, self.args, self.schedule = name, model, call, args, schedule
         self.precision = precision or args.precision
         self.model.to(args.device).train()
@@ -184,17 +204,35 @@ def make_batch(args: argparse.Namespace, gen: torch.Generator):
 def make_contenders(args: argparse.Namespace, schedule: Schedule) -> list[Contender]:
     """[ddkit, diffusers] at --precision, or [ddkit fp32, ddkit --precision] (the same initial weights)."""
     if args.model == "digits":  # ddkit train's default network for the 8×8 digits
-        net = UNet(image_size=8, in_channels=1, base_channels=32, channel_mult=(1, 2, 2), num_res_blocks=2,
-                   attn_resolutions=(4,), dropout=0.0)
+        net = UNet(
+            image_size=8,
+            in_channels=1,
+            base_channels=32,
+            channel_mult=(1, 2, 2),
+            num_res_blocks=2,
+            attn_resolutions=(4,),
+            dropout=0.0,
+        )
     else:
-        net = UNet(image_size=32, in_channels=3, base_channels=128, channel_mult=(1, 2, 2, 2),
-                   num_res_blocks=2, attn_resolutions=(16,), dropout=args.dropout)
+        net = UNet(
+            image_size=32,
+            in_channels=3,
+            base_channels=128,
+            channel_mult=(1, 2, 2, 2),
+            num_res_blocks=2,
+            attn_resolutions=(16,),
+            dropout=args.dropout,
+        )
     call = lambda m, x, t: m(x, t)  # noqa: E731
     if args.compare == "precision":
-        return [Contender("fp32", net, call, args, schedule, "fp32"),
-                Contender(args.precision, copy.deepcopy(net), call, args, schedule)]
-    return [Contender("ddkit", net, call, args, schedule),
-            Contender("diffusers", cifar10_unet2d(dropout=args.dropout), lambda m, x, t: m(x, t).sample, args, schedule)]
+        return [
+            Contender("fp32", net, call, args, schedule, "fp32"),
+            Contender(args.precision, copy.deepcopy(net), call, args, schedule),
+        ]
+    return [
+        Contender("ddkit", net, call, args, schedule),
+        Contender("diffusers", cifar10_unet2d(dropout=args.dropout), lambda m, x, t: m(x, t).sample, args, schedule),
+    ]
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -203,8 +241,10 @@ def run(args: argparse.Namespace) -> dict:
     schedule = Schedule.linear(1000)
     contenders = make_contenders(args, schedule)
     gen = torch.Generator().manual_seed(args.seed)
-    print(f"model {args.model}, compare {args.compare}, device {args.device}, precision {args.precision}, batch {args.batch_size}, "
-          f"warm-up {args.warmup}, timed iters {args.iters}, threads {torch.get_num_threads()}")
+    print(
+        f"model {args.model}, compare {args.compare}, device {args.device}, precision {args.precision}, batch {args.batch_size}, "
+        f"warm-up {args.warmup}, timed iters {args.iters}, threads {torch.get_num_threads()}"
+    )
     flops = {c.name: c.flops_per_image(*make_batch(args, gen)) for c in contenders}
     peak = matmul_flops_per_s(args.device)
     for i in range(args.warmup + args.iters):
@@ -215,18 +255,29 @@ def run(args: argparse.Namespace) -> dict:
             for c in contenders:
                 c.times.append(step_s[c.name])
         tag = " (warm-up)" if i < args.warmup else ""
-        print(f"  iter {i + 1}/{args.warmup + args.iters}{tag}: "
-              + ", ".join(f"{c.name} {step_s[c.name]:.3f} s" for c in order), flush=True)
+        print(
+            f"  iter {i + 1}/{args.warmup + args.iters}{tag}: "
+            + ", ".join(f"{c.name} {step_s[c.name]:.3f} s" for c in order),
+            flush=True,
+        )
     peak = max(peak, matmul_flops_per_s(args.device))  # best of before and after: noise only slows
     low = PRECISIONS[args.precision]
     peak_low = matmul_flops_per_s(args.device, low) if low is not None else None
     results = {
         "device": args.device,
-        "device_name": (torch.cuda.get_device_name() if args.device == "cuda"
-                        else platform.processor() or platform.machine()),
-        "precision": args.precision, "batch_size": args.batch_size, "iters": args.iters, "warmup": args.warmup,
-        "dropout": args.dropout, "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "matmul_fp32_flops_per_s": peak, "matmul_low_precision_flops_per_s": peak_low, "models": {},
+        "device_name": (
+            torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
+        ),
+        "precision": args.precision,
+        "batch_size": args.batch_size,
+        "iters": args.iters,
+        "warmup": args.warmup,
+        "dropout": args.dropout,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "matmul_fp32_flops_per_s": peak,
+        "matmul_low_precision_flops_per_s": peak_low,
+        "models": {},
     }
     for c in contenders:
         ips = args.batch_size / statistics.median(c.times)
@@ -244,15 +295,19 @@ def run(args: argparse.Namespace) -> dict:
         a, b = b, a
     results["ratio_name"] = f"{a} / {b}"
     results["ratio"] = m[a]["images_per_s"] / m[b]["images_per_s"]
-    results["ratio_paired_median"] = statistics.median(tb / ta for ta, tb in zip(m[a]["step_times_s"], m[b]["step_times_s"]))
+    results["ratio_paired_median"] = statistics.median(
+        tb / ta for ta, tb in zip(m[a]["step_times_s"], m[b]["step_times_s"])
+    )
     if args.compare == "diffusers":
         results["ratio_ddkit_over_diffusers"] = results["ratio"]
     return results
 
 
 def report(results: dict) -> None:
-    print(f"\nfloat32 matmul rate: {results['matmul_fp32_flops_per_s'] / 1e9:,.1f} GFLOP/s "
-          f"({results['device']}, {results['device_name']}, {results['threads']} threads)")
+    print(
+        f"\nfloat32 matmul rate: {results['matmul_fp32_flops_per_s'] / 1e9:,.1f} GFLOP/s "
+        f"({results['device']}, {results['device_name']}, {results['threads']} threads)"
+    )
     low = results["matmul_low_precision_flops_per_s"]
     if low is not None:
         print(f"{results['precision']} matmul rate: {low / 1e9:,.1f} GFLOP/s")
@@ -260,10 +315,14 @@ def report(results: dict) -> None:
     print(f"{'model':<10} {'params':>12} {'GFLOP/img':>10} {'images/s':>10} {'(mean)':>8} {'of fp32 rate':>13}{extra}")
     for name, r in results["models"].items():
         extra = f" {100 * r['fraction_of_low_precision_matmul_peak']:>14.1f}%" if low is not None else ""
-        print(f"{name:<10} {r['params']:>12,} {r['gflop_per_image']:>10.2f} {r['images_per_s']:>10.2f} "
-              f"{r['images_per_s_mean']:>8.2f} {100 * r['fraction_of_matmul_peak']:>12.1f}%{extra}")
-    print(f"ratio {results['ratio_name']}, images/s: {results['ratio']:.3f} "
-          f"(median of per-iteration paired ratios: {results['ratio_paired_median']:.3f})")
+        print(
+            f"{name:<10} {r['params']:>12,} {r['gflop_per_image']:>10.2f} {r['images_per_s']:>10.2f} "
+            f"{r['images_per_s_mean']:>8.2f} {100 * r['fraction_of_matmul_peak']:>12.1f}%{extra}"
+        )
+    print(
+        f"ratio {results['ratio_name']}, images/s: {results['ratio']:.3f} "
+        f"(median of per-iteration paired ratios: {results['ratio_paired_median']:.3f})"
+    )
 
 
 def main(argv=None) -> int:

@@ -36,10 +36,16 @@ def main(argv=None) -> int:
     train_acc = feature_net_accuracy(net, train.x, train.y)
     test_acc = feature_net_accuracy(net, test.x, test.y)
     metadata = {
-        "heldout_accuracy": f"{test_acc:.6f}", "train_accuracy": f"{train_acc:.6f}",
-        "trained_on": "digits:train", "heldout": "digits:test", "num_train": str(len(train)),
-        "num_heldout": str(len(test)), "seed": str(args.seed), "epochs": str(args.epochs),
-        "feature_dim": str(net.feature_dim), "script": "scripts/train_digits_features.py",
+        "heldout_accuracy": f"{test_acc:.6f}",
+        "train_accuracy": f"{train_acc:.6f}",
+        "trained_on": "digits:train",
+        "heldout": "digits:test",
+        "num_train": str(len(train)),
+        "num_heldout": str(len(test)),
+        "seed": str(args.seed),
+        "epochs": str(args.epochs),
+        "feature_dim": str(net.feature_dim),
+        "script": "scripts/train_digits_features.py",
     }
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     save_file(state, str(args.out), metadata=metadata)

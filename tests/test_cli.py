@@ -12,8 +12,19 @@ from PIL import Image
 
 from ddkit.cli import main
 
-TINY = ["--model-channels", "16", "--batch-size", "32", "--ckpt-every", "2", "--sample-every", "100",
-        "--log-every", "1", "--no-progress"]
+TINY = [
+    "--model-channels",
+    "16",
+    "--batch-size",
+    "32",
+    "--ckpt-every",
+    "2",
+    "--sample-every",
+    "100",
+    "--log-every",
+    "1",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +60,25 @@ def test_resume_continues_to_a_larger_budget(digits_run, tmp_path):
 
 def test_sample_npz_and_grid(digits_run, tmp_path, capsys):
     out, grid = tmp_path / "s.npz", tmp_path / "g.png"
-    assert main(["sample", str(digits_run), "--num", "10", "--steps", "4", "--batch-size", "4",
-                 "--out", str(out), "--grid", str(grid)]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(digits_run),
+                "--num",
+                "10",
+                "--steps",
+                "4",
+                "--batch-size",
+                "4",
+                "--out",
+                str(out),
+                "--grid",
+                str(grid),
+            ]
+        )
+        == 0
+    )
     data = np.load(out)
     assert set(data.files) == {"images"}
     images = data["images"]
@@ -67,8 +95,24 @@ def test_sample_npz_and_grid(digits_run, tmp_path, capsys):
 def test_sample_ddpm_no_ema_and_checkpoint(digits_run, tmp_path):
     out = tmp_path / "s.npz"
     ckpt = digits_run / "checkpoints" / "step-000002"
-    assert main(["sample", str(digits_run), "--sampler", "ddpm", "--num", "2", "--no-ema",
-                 "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(digits_run),
+                "--sampler",
+                "ddpm",
+                "--num",
+                "2",
+                "--no-ema",
+                "--checkpoint",
+                str(ckpt),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert np.load(out)["images"].shape == (2, 8, 8, 1)
 
 
@@ -84,12 +128,34 @@ def test_class_conditional_run_writes_labels(tmp_path):
 
 def test_toy_run_writes_points(tmp_path):
     run = tmp_path / "toy"
-    assert main(["train", "--data", "toy:swissroll", "--out", str(run), "--steps", "2", "--batch-size", "64",
-                 "--loss-weighting", "min-snr", "--snr-gamma", "3", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                "toy:swissroll",
+                "--out",
+                str(run),
+                "--steps",
+                "2",
+                "--batch-size",
+                "64",
+                "--loss-weighting",
+                "min-snr",
+                "--snr-gamma",
+                "3",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     saved = json.loads((run / "config.json").read_text())["train"]
     assert (saved["loss_weighting"], saved["snr_gamma"]) == ("min-snr", 3.0)
     out = tmp_path / "p.npz"
-    assert main(["sample", str(run), "--num", "50", "--steps", "3", "--out", str(out), "--grid", str(tmp_path / "p.png")]) == 0
+    assert (
+        main(["sample", str(run), "--num", "50", "--steps", "3", "--out", str(out), "--grid", str(tmp_path / "p.png")])
+        == 0
+    )
     assert np.load(out)["points"].shape == (50, 2)
 
 
@@ -101,8 +167,30 @@ def test_image_folder_with_classes(tmp_path):
         for i in range(20):
             Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(root / label / f"{i}.png")
     run = tmp_path / "run"
-    assert main(["train", "--data", str(root), "--image-size", "16", "--channels", "3", "--out", str(run),
-                 "--steps", "1", "--class-cond", "--model-channels", "16", "--batch-size", "8", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(root),
+                "--image-size",
+                "16",
+                "--channels",
+                "3",
+                "--out",
+                str(run),
+                "--steps",
+                "1",
+                "--class-cond",
+                "--model-channels",
+                "16",
+                "--batch-size",
+                "8",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "s.npz"
     assert main(["sample", str(run), "--num", "3", "--steps", "2", "--out", str(out)]) == 0
     assert np.load(out)["images"].shape == (3, 16, 16, 3)
@@ -115,31 +203,72 @@ def test_default_batch_fits_a_small_image_folder(tmp_path, capsys):
     for i in range(12):
         Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(root / f"{i}.png")
     run = tmp_path / "run"
-    assert main(["train", "--data", str(root), "--image-size", "8", "--channels", "1", "--out", str(run),
-                 "--steps", "2", "--model-channels", "8", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(root),
+                "--image-size",
+                "8",
+                "--channels",
+                "1",
+                "--out",
+                str(run),
+                "--steps",
+                "2",
+                "--model-channels",
+                "8",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "training with batches of 12" in capsys.readouterr().err
     assert json.loads((run / "config.json").read_text())["train"]["batch_size"] == 12
     # a batch the user asks for is not changed: too large is a one-line error
-    assert main(["train", "--data", str(root), "--image-size", "8", "--channels", "1", "--out", str(tmp_path / "r2"),
-                 "--steps", "1", "--batch-size", "64", "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(root),
+                "--image-size",
+                "8",
+                "--channels",
+                "1",
+                "--out",
+                str(tmp_path / "r2"),
+                "--steps",
+                "1",
+                "--batch-size",
+                "64",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "use --batch-size <= 12" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("setup, args, needle", [
-    (None, ["train", "--data", "/nonexistent/folder", "--steps", "1"], "/nonexistent/folder"),
-    ("empty", ["train", "--data", "{d}", "--steps", "1"], "no images"),
-    ("corrupt", ["train", "--data", "{d}", "--steps", "1"], "broken.png"),
-    (None, ["train", "--data", "toy:spiral", "--steps", "1"], "allowed: gmm, moons, swissroll, circles"),
-    (None, ["train", "--steps", "0"], "steps must be a positive integer"),
-    (None, ["train", "--lr", "abc"], "invalid float value"),
-    (None, ["train", "--device", "tpu"], "invalid choice"),
-    (None, ["sample", "/nonexistent/run"], "does not exist"),
-    ("run", ["sample", "{d}", "--eta", "2"], "--eta must be in [0, 1]"),
-    ("run", ["sample", "{d}", "--steps", "5000"], "--steps must be in [1, 1000]"),
-    ("run", ["sample", "{d}", "--out", "x.txt"], ".npz"),
-    ("run", ["sample", "{d}", "--checkpoint", "/nope"], "no checkpoint at /nope"),
-    (None, ["frobnicate"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "setup, args, needle",
+    [
+        (None, ["train", "--data", "/nonexistent/folder", "--steps", "1"], "/nonexistent/folder"),
+        ("empty", ["train", "--data", "{d}", "--steps", "1"], "no images"),
+        ("corrupt", ["train", "--data", "{d}", "--steps", "1"], "broken.png"),
+        (None, ["train", "--data", "toy:spiral", "--steps", "1"], "allowed: gmm, moons, swissroll, circles"),
+        (None, ["train", "--steps", "0"], "steps must be a positive integer"),
+        (None, ["train", "--lr", "abc"], "invalid float value"),
+        (None, ["train", "--device", "tpu"], "invalid choice"),
+        (None, ["sample", "/nonexistent/run"], "does not exist"),
+        ("run", ["sample", "{d}", "--eta", "2"], "--eta must be in [0, 1]"),
+        ("run", ["sample", "{d}", "--steps", "5000"], "--steps must be in [1, 1000]"),
+        ("run", ["sample", "{d}", "--out", "x.txt"], ".npz"),
+        ("run", ["sample", "{d}", "--checkpoint", "/nope"], "no checkpoint at /nope"),
+        (None, ["frobnicate"], "invalid choice"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, digits_run, setup, args, needle):
     d = tmp_path / "d"
     if setup == "empty":
@@ -156,8 +285,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, digits_run, setup, a
 
 
 def test_subprocess_exit_code_and_help(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "ddkit", "train", "--data", str(tmp_path / "missing")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "ddkit", "train", "--data", str(tmp_path / "missing")], capture_output=True, text=True
+    )
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     r = subprocess.run([sys.executable, "-m", "ddkit", "sample", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--no-ema" in r.stdout and "--checkpoint" in r.stdout
@@ -167,9 +297,27 @@ def test_subprocess_exit_code_and_help(tmp_path):
 def test_torchrun_two_processes_on_cpu(tmp_path):
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-                        "-m", "ddkit", "train", "--out", str(run), "--steps", "4", *TINY],
-                       capture_output=True, text=True, env=env, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29533",
+            "-m",
+            "ddkit",
+            "train",
+            "--out",
+            str(run),
+            "--steps",
+            "4",
+            *TINY,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert (run / "checkpoints" / "step-000004" / "model.safetensors").is_file()
     import torch
@@ -178,8 +326,27 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     assert len(state["ranks"]) == 2  # each rank's own data position and generators
     assert state["ranks"][0]["gen"].tolist() != state["ranks"][1]["gen"].tolist()
     # resume with two processes continues from the same checkpoint
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29534",
-                        "-m", "ddkit", "train", "--out", str(run), "--resume", "--steps", "6", "--no-progress"],
-                       capture_output=True, text=True, env=env, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29534",
+            "-m",
+            "ddkit",
+            "train",
+            "--out",
+            str(run),
+            "--resume",
+            "--steps",
+            "6",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert (run / "checkpoints" / "step-000006").is_dir()

@@ -22,8 +22,25 @@ from safetensors.torch import load_file
 from ddkit.training.checkpoint import latest_checkpoint, list_checkpoints
 
 CKPT_EVERY = 2
-ARGS = ["--data", "toy:moons", "--model-channels", "8", "--batch-size", "32", "--ckpt-every", str(CKPT_EVERY),
-        "--log-every", "1", "--sample-every", "100000", "--num-timesteps", "50", "--seed", "5", "--no-progress"]
+ARGS = [
+    "--data",
+    "toy:moons",
+    "--model-channels",
+    "8",
+    "--batch-size",
+    "32",
+    "--ckpt-every",
+    str(CKPT_EVERY),
+    "--log-every",
+    "1",
+    "--sample-every",
+    "100000",
+    "--num-timesteps",
+    "50",
+    "--seed",
+    "5",
+    "--no-progress",
+]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
@@ -76,8 +93,9 @@ def test_sigkill_at_random_points_then_resume_is_bit_identical(tmp_path):
     run, rng, kills = tmp_path / "run", random.Random(20250101), []
     for _ in range(10):
         start = _ckpt_step(run)
-        proc = subprocess.Popen(_train(run, steps, "--resume"), env=ENV, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            _train(run, steps, "--resume"), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         _wait_for(lambda: _ckpt_step(run) > start, proc)  # this process has trained and saved once
         time.sleep(rng.uniform(0.0, 0.25))
         if proc.poll() is not None:
@@ -116,9 +134,25 @@ def _torchrun(run: Path, steps: int, *extra: str) -> list[str]:
     # Every restarted group shares the agent's TCPStore; ddkit keys each attempt apart
     # (training.distributed.init_distributed), so the restarted gloo group never reads a killed
     # worker's address. --dist-timeout turns a hang, should one still happen, into a failure after 60 s
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--max-restarts=3",
-            "-m", "ddkit", "train", "--out", str(run), "--steps", str(steps), "--dist-timeout", "60",
-            *ARGS, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "--max-restarts=3",
+        "-m",
+        "ddkit",
+        "train",
+        "--out",
+        str(run),
+        "--steps",
+        str(steps),
+        "--dist-timeout",
+        "60",
+        *ARGS,
+        *extra,
+    ]
 
 
 def test_torchrun_worker_killed_group_restarts_and_resumes(tmp_path):
@@ -130,8 +164,9 @@ def test_torchrun_worker_killed_group_restarts_and_resumes(tmp_path):
     assert r.returncode == 0, (tmp_path / "ref.err").read_text()[-2000:]
     run = tmp_path / "run"
     log = open(tmp_path / "torchrun.err", "w")  # a file, not a pipe: nothing can hold it open after exit
-    proc = subprocess.Popen(_torchrun(run, steps), env=ENV, stdout=subprocess.DEVNULL, stderr=log,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        _torchrun(run, steps), env=ENV, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
+    )
     try:
         _wait_for(lambda: _ckpt_step(run) >= 6, proc)
         workers = _children(proc.pid)
@@ -140,7 +175,9 @@ def test_torchrun_worker_killed_group_restarts_and_resumes(tmp_path):
         lost_from = _logged_step(run)
         proc.wait(timeout=420)
     except subprocess.TimeoutExpired:
-        pytest.fail("torchrun did not finish within 420 s of the kill: " + (tmp_path / "torchrun.err").read_text()[-2000:])
+        pytest.fail(
+            "torchrun did not finish within 420 s of the kill: " + (tmp_path / "torchrun.err").read_text()[-2000:]
+        )
     finally:
         if proc.poll() is None:  # never leave the agent or its workers running
             os.killpg(proc.pid, signal.SIGKILL)

@@ -49,7 +49,7 @@ def test_digits_three_channels_repeat_grey(digits):
     rgb = load_data("digits", channels=3)
     assert rgb.x.shape == (1797, 3, 8, 8)
     for c in range(3):
-        assert torch.equal(rgb.x[:, c:c + 1], digits.x)
+        assert torch.equal(rgb.x[:, c : c + 1], digits.x)
     assert torch.equal(rgb.y, digits.y)
 
 
@@ -62,10 +62,13 @@ def test_digits_resized(digits):
     assert (back - digits.x).abs().mean() < 0.1
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(channels=2), "channels must be 1 or 3, got 2"),
-    (dict(image_size=0), "image_size must be >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(channels=2), "channels must be 1 or 3, got 2"),
+        (dict(image_size=0), "image_size must be >= 1, got 0"),
+    ],
+)
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         load_data("digits", **kwargs)
@@ -131,8 +134,7 @@ def test_folder_with_class_subfolders(class_folder):
     assert data.y.tolist() == [0, 1, 1, 2, 2, 2]
     assert data.x.shape == (6, 3, 8, 8) and data.x.dtype == torch.float32
     assert data.x.min() >= -1 and data.x.max() <= 1
-    expected = [(0, 255, 0), (255, 0, 51), (128, 128, 128), (200, 200, 200),
-                (10, 20, 30), (10, 20, 30)]
+    expected = [(0, 255, 0), (255, 0, 51), (128, 128, 128), (200, 200, 200), (10, 20, 30), (10, 20, 30)]
     for i, rgb in enumerate(expected):
         target = torch.tensor([_level(v) for v in rgb]).view(3, 1, 1).expand(3, 8, 8)
         atol = 3 / 127.5 if i == 2 else 1e-6  # JPEG is lossy

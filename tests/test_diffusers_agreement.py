@@ -23,8 +23,16 @@ def _x_T(n=256, seed=0):
 
 
 def _diffusers_ddim(fn, x, steps, eta=0.0, spacing="leading", generator=None):
-    sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
-                          set_alpha_to_one=True, clip_sample=False, timestep_spacing=spacing, steps_offset=0)
+    sched = DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        beta_start=1e-4,
+        beta_end=0.02,
+        set_alpha_to_one=True,
+        clip_sample=False,
+        timestep_spacing=spacing,
+        steps_offset=0,
+    )
     sched.set_timesteps(steps)
     for t in sched.timesteps:
         eps = fn(x, torch.full((x.shape[0],), int(t)))
@@ -51,8 +59,14 @@ def test_ddim_eta_positive_matches_diffusers_with_the_same_generator():
 def test_ddpm_matches_diffusers_with_the_same_generator(variance, name):
     s = ddkit.Schedule.linear(timesteps=200, beta_start=1e-3, beta_end=0.05)
     fn = GMM.eps_fn(s.alpha_bars)
-    sched = DDPMScheduler(num_train_timesteps=200, beta_schedule="linear", beta_start=1e-3, beta_end=0.05,
-                          variance_type=name, clip_sample=False)
+    sched = DDPMScheduler(
+        num_train_timesteps=200,
+        beta_schedule="linear",
+        beta_start=1e-3,
+        beta_end=0.05,
+        variance_type=name,
+        clip_sample=False,
+    )
     sched.set_timesteps(200)
     x_T = _x_T()
     g = torch.Generator().manual_seed(7)
@@ -76,8 +90,14 @@ def test_difference_float64_schedule_is_closer_to_exact_than_diffusers():
 
     s = ddkit.Schedule.linear(timesteps=200, beta_start=1e-3, beta_end=0.05)
     fn = GMM.eps_fn(s.alpha_bars)
-    sched = DDPMScheduler(num_train_timesteps=200, beta_schedule="linear", beta_start=1e-3, beta_end=0.05,
-                          variance_type="fixed_small", clip_sample=False)
+    sched = DDPMScheduler(
+        num_train_timesteps=200,
+        beta_schedule="linear",
+        beta_start=1e-3,
+        beta_end=0.05,
+        variance_type="fixed_small",
+        clip_sample=False,
+    )
     sched.set_timesteps(200)
     ref = ours = _x_T()
     exact = ours.double()
@@ -96,8 +116,16 @@ def test_difference_float64_schedule_is_closer_to_exact_than_diffusers():
 def test_plain_inversion_matches_diffusers_inverse_scheduler():
     from diffusers import DDIMInverseScheduler
 
-    sched = DDIMInverseScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
-                                 set_alpha_to_one=True, clip_sample=False, timestep_spacing="leading", steps_offset=0)
+    sched = DDIMInverseScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        beta_start=1e-4,
+        beta_end=0.02,
+        set_alpha_to_one=True,
+        clip_sample=False,
+        timestep_spacing="leading",
+        steps_offset=0,
+    )
     sched.set_timesteps(50)
     fn = _fn()
     x0, _ = GMM.sample(128, torch.Generator().manual_seed(2))

@@ -17,10 +17,10 @@ from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler, 
 
 import ddkit  # noqa: E402
 from ddkit.cli import main  # noqa: E402
-from ddkit.training.config import DataConfig, RunConfig, TrainConfig  # noqa: E402
 from ddkit.interop.diffusers import ddkit_to_diffusers_state, diffusers_to_ddkit_state  # noqa: E402
 from ddkit.nn import UNet, UNetConfig  # noqa: E402
 from ddkit.training import train  # noqa: E402
+from ddkit.training.config import DataConfig, RunConfig, TrainConfig  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -83,8 +83,10 @@ def test_ddpm_layout_loads_into_ddkit_unet_and_ddim_matches_diffusers(tmp_path, 
     torch.testing.assert_close(ours, ref, atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("beta_schedule, prediction", [("squaredcos_cap_v2", "v_prediction"),
-                                                       ("scaled_linear", "sample"), ("linear", "epsilon")])
+@pytest.mark.parametrize(
+    "beta_schedule, prediction",
+    [("squaredcos_cap_v2", "v_prediction"), ("scaled_linear", "sample"), ("linear", "epsilon")],
+)
 def test_other_unet2d_runs_in_diffusers_module_and_matches_for_each_target(tmp_path, beta_schedule, prediction):
     unet = default_unet2d()
     sched = DDPMScheduler(beta_schedule=beta_schedule, prediction_type=prediction, beta_start=1e-3, beta_end=0.012)
@@ -132,7 +134,7 @@ def run_dir(tmp_path_factory):
 
 def test_export_loads_in_diffusers_with_the_same_eps(run_dir, tmp_path, capsys):
     out = tmp_path / "exported"
-    assert main([ "export", str(run_dir), "--diffusers", str(out)]) == 0
+    assert main(["export", str(run_dir), "--diffusers", str(out)]) == 0
     assert json.loads((out / "scheduler" / "scheduler_config.json").read_text())["beta_schedule"] == "squaredcos_cap_v2"
     model, schedule, _ = ddkit.load(run_dir)
     unet = UNet2DModel.from_pretrained(out / "unet", local_files_only=True).eval()
@@ -144,8 +146,9 @@ def test_export_loads_in_diffusers_with_the_same_eps(run_dir, tmp_path, capsys):
     torch.testing.assert_close(DDPMScheduler.from_pretrained(out / "scheduler").alphas_cumprod,
                                schedule.alpha_bars.float(), atol=1e-7, rtol=1e-6)  # fmt: skip
     pipe = DDIMPipeline.from_pretrained(out, local_files_only=True)
-    images = pipe(batch_size=2, num_inference_steps=3, generator=torch.Generator().manual_seed(0),
-                  output_type="np").images
+    images = pipe(
+        batch_size=2, num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="np"
+    ).images
     assert images.shape == (2, 8, 8, 1) and np.isfinite(images).all()
     assert isinstance(DDPMPipeline.from_pretrained(out, local_files_only=True).unet, UNet2DModel)
     back, _ = ddkit.load_diffusers(out)  # and back into ddkit: the same network

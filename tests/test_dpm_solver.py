@@ -5,12 +5,12 @@ import math
 
 import pytest
 import torch
-from conftest import energy_distance
 from diffusers import DPMSolverMultistepScheduler
 
 import ddkit
-from ddkit.samplers import dpm_solver_timesteps, get_sampler, run_sampler
+from conftest import energy_distance
 from ddkit.oracle import GaussianMixture
+from ddkit.samplers import dpm_solver_timesteps, get_sampler, run_sampler
 
 S = ddkit.Schedule.linear()
 GMM = GaussianMixture.default_2d()
@@ -21,9 +21,17 @@ def _x_T(n=512, seed=0, dim=2):
 
 
 def _diffusers_dpm(fn, x, steps, order, spacing="linspace", timesteps=None, **kw):
-    sched = DPMSolverMultistepScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4,
-                                        beta_end=0.02, solver_order=order, algorithm_type="dpmsolver++",
-                                        timestep_spacing=spacing, use_karras_sigmas=False, **kw)
+    sched = DPMSolverMultistepScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        beta_start=1e-4,
+        beta_end=0.02,
+        solver_order=order,
+        algorithm_type="dpmsolver++",
+        timestep_spacing=spacing,
+        use_karras_sigmas=False,
+        **kw,
+    )
     if timesteps is None:
         sched.set_timesteps(steps)
     else:
@@ -72,8 +80,8 @@ def test_logsnr_timesteps_uniform_in_lambda():
     lam = ddkit.log_snr(S)[seq]
     assert seq[0] == 999 and seq[-1] == 0 and bool((seq[:-1] > seq[1:]).all())
     steps = lam[1:] - lam[:-1]
-    assert steps.std() / steps.mean() < 0.05     # rounding to integer t only
-    for n in (1, 2, 999, 1000):                  # distinct and decreasing for every S ≤ T
+    assert steps.std() / steps.mean() < 0.05  # rounding to integer t only
+    for n in (1, 2, 999, 1000):  # distinct and decreasing for every S ≤ T
         seq = ddkit.make_timesteps(1000, n, "logsnr", schedule=S)
         assert len(seq) == n and bool((seq[:-1] > seq[1:]).all())
     with pytest.raises(ValueError, match="needs the schedule"):
@@ -97,11 +105,15 @@ def test_single_gaussian_converges_to_the_exact_flow_map():
     gauss = GaussianMixture(mu, torch.tensor([s]), torch.ones(1))
     x_T = _x_T(4000, seed=3).double()
     ab = S.alpha_bar(999)
-    exact = mu + s * (x_T - ab ** 0.5 * mu) / (ab * s * s + 1 - ab) ** 0.5
+    exact = mu + s * (x_T - ab**0.5 * mu) / (ab * s * s + 1 - ab) ** 0.5
     for order in (2, 3):
-        errs = [(ddkit.dpm_solver_sample(gauss.eps_fn(S.alpha_bars), x_T, S, steps=n, order=order,
-                                                spacing="logsnr") - exact).abs()
-                for n in (10, 40)]
+        errs = [
+            (
+                ddkit.dpm_solver_sample(gauss.eps_fn(S.alpha_bars), x_T, S, steps=n, order=order, spacing="logsnr")
+                - exact
+            ).abs()
+            for n in (10, 40)
+        ]
         assert errs[1].max().item() < min(5e-3, errs[0].max().item() / 3)
         x = ddkit.dpm_solver_sample(gauss.eps_fn(S.alpha_bars), x_T, S, steps=40, order=order, spacing="logsnr")
         torch.testing.assert_close(x.mean(0), exact.mean(0), atol=1e-3, rtol=0)

@@ -13,9 +13,11 @@ from ddkit.oracle import GaussianMixture
 
 def _quad_mean_norm_2d(m: tuple[float, float], s: float) -> float:
     """E|Z|, Z ~ N(m, s² I₂), by 2-D quadrature in polar coordinates around the origin."""
+
     def f(r, th):
         d2 = (r * math.cos(th) - m[0]) ** 2 + (r * math.sin(th) - m[1]) ** 2
         return r * r * math.exp(-d2 / (2 * s * s)) / (2 * math.pi * s * s)
+
     return integrate.dblquad(f, 0, 2 * math.pi, 0, math.hypot(*m) + 12 * s, epsabs=1e-13, epsrel=1e-12)[0]
 
 
@@ -24,8 +26,10 @@ def test_mean_distance_2d_matches_quadrature():
     x = torch.tensor([[0.0, 0.0], [1.25, 0.3], [0.02, -0.03], [-2.0, 1.0]])
     got = gmm.mean_distance(x)
     for i, xi in enumerate(x.tolist()):
-        want = sum(w * _quad_mean_norm_2d((xi[0] - mu[0], xi[1] - mu[1]), s)
-                   for w, mu, s in zip([0.25, 0.75], gmm.means.tolist(), gmm.stds.tolist()))
+        want = sum(
+            w * _quad_mean_norm_2d((xi[0] - mu[0], xi[1] - mu[1]), s)
+            for w, mu, s in zip([0.25, 0.75], gmm.means.tolist(), gmm.stds.tolist())
+        )
         assert got[i].item() == pytest.approx(want, rel=1e-10)
 
 
@@ -33,10 +37,17 @@ def test_mean_distance_1d_matches_quadrature():
     gmm = GaussianMixture(torch.tensor([[0.0], [2.0]]), torch.tensor([0.5, 1.0]), torch.tensor([1.0, 3.0]))
     x = torch.tensor([[0.0], [1.0], [-3.0]])
     for i, xi in enumerate(x[:, 0].tolist()):
-        want = sum(w * integrate.quad(lambda z: abs(xi - z) * math.exp(-(z - mu) ** 2 / (2 * s * s))
-                                      / math.sqrt(2 * math.pi * s * s), mu - 14 * s, mu + 14 * s,
-                                      points=[xi], epsabs=1e-13)[0]
-                   for w, mu, s in ((0.25, 0.0, 0.5), (0.75, 2.0, 1.0)))
+        want = sum(
+            w
+            * integrate.quad(
+                lambda z: abs(xi - z) * math.exp(-((z - mu) ** 2) / (2 * s * s)) / math.sqrt(2 * math.pi * s * s),
+                mu - 14 * s,
+                mu + 14 * s,
+                points=[xi],
+                epsabs=1e-13,
+            )[0]
+            for w, mu, s in ((0.25, 0.0, 0.5), (0.75, 2.0, 1.0))
+        )
         assert gmm.mean_distance(x)[i].item() == pytest.approx(want, rel=1e-9)
 
 
@@ -55,8 +66,8 @@ def test_energy_to_mixture_is_unbiased_and_sensitive():
     gmm = GaussianMixture.default_2d()
     null = [energy_distance_to_mixture(gmm.sample(4000, torch.Generator().manual_seed(s))[0], gmm) for s in range(8)]
     mean, sd = sum(null) / 8, torch.tensor(null).std().item()
-    assert abs(mean) < 3 * sd / math.sqrt(8) + 1e-5 and sd < 6e-4       # centred on 0 (measured sd 3.0e-4)
-    wider = gmm.sample(4000, torch.Generator().manual_seed(99))[0] * 1.05   # every mode 5 % further out
+    assert abs(mean) < 3 * sd / math.sqrt(8) + 1e-5 and sd < 6e-4  # centred on 0 (measured sd 3.0e-4)
+    wider = gmm.sample(4000, torch.Generator().manual_seed(99))[0] * 1.05  # every mode 5 % further out
     assert energy_distance_to_mixture(wider, gmm) > 8 * sd
     # the same number as the two-sample statistic against a very large true sample, within its noise
     big = gmm.sample(40_000, torch.Generator().manual_seed(7))[0]
@@ -69,7 +80,7 @@ def test_unbiased_two_sample_energy():
     pairs = [(gmm.sample(1000, g)[0], gmm.sample(1000, g)[0]) for _ in range(10)]
     v = [energy_distance(a, b) for a, b in pairs]
     u = [energy_distance(a, b, unbiased=True) for a, b in pairs]
-    floor = (gmm.self_distance() * 2) / 1000                  # the V-statistic's bias for N = M = 1000
+    floor = (gmm.self_distance() * 2) / 1000  # the V-statistic's bias for N = M = 1000
     assert sum(v) / 10 == pytest.approx(floor, rel=0.25)
     assert abs(sum(u) / 10) < floor / 4
     # the V-statistic is the plain all-pairs mean

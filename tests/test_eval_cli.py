@@ -8,14 +8,24 @@ import pytest
 from PIL import Image
 
 from ddkit.cli import main
-from ddkit.training.config import RunConfig
-from ddkit.data import load_data
-from ddkit.eval import evaluate_samples
+from ddkit.data import load_data, load_run_data
 from ddkit.data.images import to_uint8
-from ddkit.data import load_run_data
+from ddkit.eval import evaluate_samples
+from ddkit.training.config import RunConfig
 
-TINY = ["--model-channels", "16", "--batch-size", "32", "--ckpt-every", "2", "--sample-every", "100",
-        "--log-every", "1", "--no-progress"]
+TINY = [
+    "--model-channels",
+    "16",
+    "--batch-size",
+    "32",
+    "--ckpt-every",
+    "2",
+    "--sample-every",
+    "100",
+    "--log-every",
+    "1",
+    "--no-progress",
+]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -53,8 +63,20 @@ def _npz(path, images):
 
 
 def test_eval_draws_and_scores_against_digits_test(train_run, cache, capsys):
-    out = _eval_json(capsys, train_run, "--num", 130, "--steps", 2, "--fid", "--kid", "--precision-recall",
-                     "--memorization", "--cache-dir", cache)
+    out = _eval_json(
+        capsys,
+        train_run,
+        "--num",
+        130,
+        "--steps",
+        2,
+        "--fid",
+        "--kid",
+        "--precision-recall",
+        "--memorization",
+        "--cache-dir",
+        cache,
+    )
     for key in ("fid", "kid", "kid_std", "precision", "recall", "nn_median", "nn_median_real", "closer_than_real"):
         assert np.isfinite(out[key]), key
     assert out["reference"] == "digits:test" and out["num"] == 130 and out["features"] == "digits"
@@ -84,8 +106,12 @@ def test_reference_the_run_trained_on_is_flagged(train_run, capsys, tmp_path):
     out = _eval_json(capsys, train_run, "--samples", path, "--memorization", "--reference", "digits:train")
     assert out["reference_is_training_data"] is True and out["nn_median_real"] == 0.0
     capsys.readouterr()
-    assert main(["eval", str(train_run), "--samples", str(path), "--memorization", "--reference", "digits",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            ["eval", str(train_run), "--samples", str(path), "--memorization", "--reference", "digits", "--no-progress"]
+        )
+        == 0
+    )
     assert "NOTE: the reference contains images this run trained on" in capsys.readouterr().out
     # a run on all the digits has no held-out part: the reference must be explicit
     full = tmp_path / "full"
@@ -100,7 +126,9 @@ def test_reference_the_run_trained_on_is_flagged(train_run, capsys, tmp_path):
 
 def test_eval_errors(train_run, capsys, tmp_path):
     digits = to_uint8(load_data("digits:test").x)
-    assert "must be uint8" in _error(capsys, train_run, "--samples", _npz(tmp_path / "f.npz", digits.astype(np.float32)))
+    assert "must be uint8" in _error(
+        capsys, train_run, "--samples", _npz(tmp_path / "f.npz", digits.astype(np.float32))
+    )
     assert "shape [N, H, W, C]" in _error(capsys, train_run, "--samples", _npz(tmp_path / "s.npz", digits[..., 0]))
     big = np.zeros((200, 16, 16, 1), np.uint8)
     assert "samples are [16, 16, 1]" in _error(capsys, train_run, "--samples", _npz(tmp_path / "b.npz", big))
@@ -113,14 +141,16 @@ def test_eval_errors(train_run, capsys, tmp_path):
 
 def test_nll_on_a_toy_run_is_refused(tmp_path, capsys):
     run = tmp_path / "toy"
-    assert main(["train", "--data", "toy:moons", "--out", str(run), "--steps", "1", "--batch-size", "64",
-                 "--no-progress"]) == 0
+    assert (
+        main(["train", "--data", "toy:moons", "--out", str(run), "--steps", "1", "--batch-size", "64", "--no-progress"])
+        == 0
+    )
     assert "--nll need an image run" in _error(capsys, run, "--nll")
 
 
 def test_nll_through_eval(train_run, capsys, tmp_path):
     out = _eval_json(capsys, train_run, "--nll", "--nll-num", 2, "--out", tmp_path / "ev")
-    assert 0 < out["nll_bpd"] and out["nll_levels"] == 17 and out["nll_num"] == 2
+    assert out["nll_bpd"] > 0 and out["nll_levels"] == 17 and out["nll_num"] == 2
     assert (tmp_path / "ev" / "nll_terms.png").is_file() and "fid" not in out
 
 
@@ -134,8 +164,29 @@ def _digit_folder(path, count):
 def test_train_holdout_split_is_recorded_and_never_trained_on(tmp_path, capsys):
     folder = _digit_folder(tmp_path / "imgs", 40)
     run = tmp_path / "run"
-    assert main(["train", "--data", str(folder), "--image-size", "8", "--channels", "1", "--holdout", "0.25",
-                 "--out", str(run), "--steps", "1", "--model-channels", "16", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(folder),
+                "--image-size",
+                "8",
+                "--channels",
+                "1",
+                "--holdout",
+                "0.25",
+                "--out",
+                str(run),
+                "--steps",
+                "1",
+                "--model-channels",
+                "16",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "the data set has 30 examples" in capsys.readouterr().err  # the trainer saw 30 of the 40
     cfg = RunConfig.load(run / "config.json")
     assert cfg.data.holdout == 0.25 and cfg.data.holdout_seed == 0

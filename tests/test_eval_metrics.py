@@ -10,18 +10,20 @@ import scipy.linalg
 import torch
 
 from ddkit.data import load_data
+from ddkit.data.images import to_uint8
 from ddkit.eval import evaluate_samples, fid, kid, memorization, precision_recall
 from ddkit.eval.features import DigitsFeatures, FeatureExtractor, get_features
-from ddkit.data.images import to_uint8
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def digits():
-    return {"train": to_uint8(load_data("digits:train").x), "test": to_uint8(load_data("digits:test").x),
-            "test_labels": load_data("digits:test").y.numpy()}
+    return {
+        "train": to_uint8(load_data("digits:train").x),
+        "test": to_uint8(load_data("digits:test").x),
+        "test_labels": load_data("digits:test").y.numpy(),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -175,8 +177,10 @@ def test_features_reject_bad_input(shipped):
         get_features("vgg")
 
 
-@pytest.mark.skipif(bool(importlib.util.find_spec("torch_fidelity") or importlib.util.find_spec("pytorch_fid")),
-                    reason="an Inception library is installed")
+@pytest.mark.skipif(
+    bool(importlib.util.find_spec("torch_fidelity") or importlib.util.find_spec("pytorch_fid")),
+    reason="an Inception library is installed",
+)
 def test_inception_without_library_says_what_to_install():
     with pytest.raises(ValueError, match="pip install torch-fidelity"):
         get_features("inception")
@@ -188,8 +192,18 @@ def test_inception_without_library_says_what_to_install():
 def test_evaluate_samples_real_digits(digits):
     out = evaluate_samples(digits["train"][:600], metrics=("fid", "kid", "precision_recall", "memorization"))
     assert out["reference"] == "digits:test" and out["num"] == 600
-    assert set(out) == {"reference", "num", "fid", "kid", "kid_std", "precision", "recall", "nn_median",
-                        "nn_median_real", "closer_than_real"}
+    assert set(out) == {
+        "reference",
+        "num",
+        "fid",
+        "kid",
+        "kid_std",
+        "precision",
+        "recall",
+        "nn_median",
+        "nn_median_real",
+        "closer_than_real",
+    }
     assert 0 < out["fid"] < 20 and abs(out["kid"]) < 2 * out["kid_std"]
     assert out["precision"] > 0.8 and out["recall"] > 0.8
     assert out["nn_median"] == 0.0 and out["closer_than_real"] == 1.0  # these are training images

@@ -64,14 +64,16 @@ def test_posterior_matches_bayes_on_a_grid(t, x0, xt):
     """q(x_{t-1}|x_t,x_0) ∝ q(x_t|x_{t-1}) q(x_{t-1}|x_0), normalised numerically (seed eq. 10)."""
     beta, ab_prev = S.betas[t].item(), S.alpha_bars[t - 1].item()
     grid = np.linspace(-8, 8, 400_001)
-    log_p = (stats.norm.logpdf(xt, np.sqrt(1 - beta) * grid, np.sqrt(beta))
-             + stats.norm.logpdf(grid, np.sqrt(ab_prev) * x0, np.sqrt(1 - ab_prev)))
+    log_p = stats.norm.logpdf(xt, np.sqrt(1 - beta) * grid, np.sqrt(beta)) + stats.norm.logpdf(
+        grid, np.sqrt(ab_prev) * x0, np.sqrt(1 - ab_prev)
+    )
     w = np.exp(log_p - log_p.max())
     w /= w.sum()
     grid_mean = (w * grid).sum()
     grid_var = (w * (grid - grid_mean) ** 2).sum()
-    mean, var = ddkit.q_posterior(S, torch.tensor([[x0]], dtype=torch.float64),
-                                  torch.tensor([[xt]], dtype=torch.float64), torch.tensor([t]))
+    mean, var = ddkit.q_posterior(
+        S, torch.tensor([[x0]], dtype=torch.float64), torch.tensor([[xt]], dtype=torch.float64), torch.tensor([t])
+    )
     assert mean.item() == pytest.approx(grid_mean, abs=1e-6)
     assert var.item() == pytest.approx(grid_var, rel=1e-4)
 
@@ -94,12 +96,15 @@ def test_posterior_mean_equals_eq13_with_true_eps():
     torch.testing.assert_close(mean, (xt - b / (1 - ab).sqrt() * eps) / (1 - b).sqrt())
 
 
-@pytest.mark.parametrize("t, match", [
-    (torch.tensor([1000]), r"t must lie in \[0, 999\]"),
-    (torch.tensor([-1]), r"t must lie in \[0, 999\]"),
-    (torch.tensor([1.0]), "integer"),
-    (torch.tensor([1, 2]), r"shape \[1\]"),
-])
+@pytest.mark.parametrize(
+    "t, match",
+    [
+        (torch.tensor([1000]), r"t must lie in \[0, 999\]"),
+        (torch.tensor([-1]), r"t must lie in \[0, 999\]"),
+        (torch.tensor([1.0]), "integer"),
+        (torch.tensor([1, 2]), r"shape \[1\]"),
+    ],
+)
 def test_bad_timesteps(t, match):
     with pytest.raises(ValueError, match=match):
         ddkit.q_sample(S, torch.zeros(1, 2), t, torch.zeros(1, 2))

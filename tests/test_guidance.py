@@ -1,15 +1,13 @@
 """Guidance wrappers on the Gaussian-mixture oracle, where every quantity has a closed form:
 the exact ε of the mixture, of each component, and the exact noise-conditional classifier."""
 
-import math
-
 import pytest
 import torch
 
 import ddkit
 from ddkit import autoguidance, classifier_free_guidance, classifier_guidance
-from ddkit.samplers import SAMPLERS, run_sampler
 from ddkit.oracle import GaussianMixture
+from ddkit.samplers import SAMPLERS, run_sampler
 
 K_RARE = 0  # the component with the smallest weight (1/36): rare without guidance
 
@@ -55,8 +53,9 @@ def test_classifier_guidance_at_scale_1_is_the_exact_conditional_eps(gmm, schedu
     g = torch.Generator().manual_seed(0)
     x = 1.5 * torch.randn(256, 2, generator=g, dtype=torch.float64)
     t = torch.randint(0, 1000, (256,), generator=g)
-    guided = classifier_guidance(gmm.eps_fn(schedule.alpha_bars), gmm.classifier_fn(schedule.alpha_bars),
-                                 3, 1.0, schedule)
+    guided = classifier_guidance(
+        gmm.eps_fn(schedule.alpha_bars), gmm.classifier_fn(schedule.alpha_bars), 3, 1.0, schedule
+    )
     with torch.no_grad():  # as inside a sampler
         got = guided(x, t)
     want = gmm.component(3).eps_fn(schedule.alpha_bars)(x, t)
@@ -65,8 +64,9 @@ def test_classifier_guidance_at_scale_1_is_the_exact_conditional_eps(gmm, schedu
 
 
 def test_classifier_guided_ddim_lands_in_the_requested_mode(gmm, schedule):
-    guided = classifier_guidance(gmm.eps_fn(schedule.alpha_bars), gmm.classifier_fn(schedule.alpha_bars),
-                                 K_RARE, 1.0, schedule)
+    guided = classifier_guidance(
+        gmm.eps_fn(schedule.alpha_bars), gmm.classifier_fn(schedule.alpha_bars), K_RARE, 1.0, schedule
+    )
     x_T = torch.randn(1000, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     x = ddkit.ddim_sample(guided, x_T, schedule, steps=50)
     assert (nearest_mode(gmm, x) == K_RARE).double().mean() >= 0.99
@@ -235,8 +235,9 @@ def test_guided_ddim_inversion_reconstructs_a_digit():
 
     torch.manual_seed(0)
     train, test = load_data("digits:train"), load_data("digits:test")
-    net = UNet(8, 1, base_channels=16, channel_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), dropout=0.0,
-               num_classes=10)
+    net = UNet(
+        8, 1, base_channels=16, channel_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), dropout=0.0, num_classes=10
+    )
     schedule = ddkit.Schedule.cosine(1000)
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(0)

@@ -23,14 +23,48 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny tensors 
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("guidance_cli")
     r = {name: root / name for name in ("cond", "uncond", "cls", "cls_linear", "cls16")}
-    assert main(["train", "--out", str(r["cond"]), "--steps", "3", "--class-cond", "--keep-checkpoints", "1",
-                 "--keep-step", "1", "--ckpt-every", "1", "--sample-every", "100", *TINY]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(r["cond"]),
+                "--steps",
+                "3",
+                "--class-cond",
+                "--keep-checkpoints",
+                "1",
+                "--keep-step",
+                "1",
+                "--ckpt-every",
+                "1",
+                "--sample-every",
+                "100",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     assert main(["train", "--out", str(r["uncond"]), "--steps", "2", "--sample-every", "100", *TINY]) == 0
     assert main(["train-classifier", "--out", str(r["cls"]), "--steps", "2", "--eval-every", "2", *TINY]) == 0
-    assert main(["train-classifier", "--out", str(r["cls_linear"]), "--steps", "1", "--schedule", "linear",
-                 *TINY]) == 0
-    assert main(["train-classifier", "--out", str(r["cls16"]), "--steps", "1", "--image-size", "16",
-                 "--data", "digits", *TINY]) == 0
+    assert main(["train-classifier", "--out", str(r["cls_linear"]), "--steps", "1", "--schedule", "linear", *TINY]) == 0
+    assert (
+        main(
+            [
+                "train-classifier",
+                "--out",
+                str(r["cls16"]),
+                "--steps",
+                "1",
+                "--image-size",
+                "16",
+                "--data",
+                "digits",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     return r
 
 
@@ -86,20 +120,40 @@ def test_cfg_options(runs, tmp_path):
     assert np.array_equal(plain["images"], _sample(runs["cond"], tmp_path, "--guidance-scale", "1")["images"])
     guided = _sample(runs["cond"], tmp_path, "--guidance-scale", "300")
     assert not np.array_equal(plain["images"], guided["images"])
-    narrowed = _sample(runs["cond"], tmp_path, "--guidance-scale", "300", "--guidance-interval", "0", "400",
-                       "--guidance-rescale", "0.7")
+    narrowed = _sample(
+        runs["cond"],
+        tmp_path,
+        "--guidance-scale",
+        "300",
+        "--guidance-interval",
+        "0",
+        "400",
+        "--guidance-rescale",
+        "0.7",
+    )
     assert not np.array_equal(narrowed["images"], guided["images"])
 
 
 def test_classifier_guidance_on_unconditional_and_conditional_runs(runs, tmp_path):
     plain = _sample(runs["uncond"], tmp_path)
     assert "labels" not in plain
-    guided = _sample(runs["uncond"], tmp_path, "--classifier", str(runs["cls"]), "--classifier-scale", "50",
-                     "--labels", "all")
+    guided = _sample(
+        runs["uncond"], tmp_path, "--classifier", str(runs["cls"]), "--classifier-scale", "50", "--labels", "all"
+    )
     assert (guided["labels"] == np.arange(10) % 10).all()
     assert not np.array_equal(plain["images"], guided["images"])
-    both = _sample(runs["cond"], tmp_path, "--classifier", str(runs["cls"]), "--classifier-scale", "50",
-                   "--guidance-scale", "2", "--label", "7")
+    both = _sample(
+        runs["cond"],
+        tmp_path,
+        "--classifier",
+        str(runs["cls"]),
+        "--classifier-scale",
+        "50",
+        "--guidance-scale",
+        "2",
+        "--label",
+        "7",
+    )
     assert (both["labels"] == 7).all()
 
 
@@ -112,23 +166,26 @@ def test_autoguidance_by_an_early_checkpoint(runs, tmp_path):
     _sample(runs["uncond"], tmp_path, "--guide-with", str(runs["uncond"]), "--guidance-scale", "1.5")
 
 
-@pytest.mark.parametrize("run, args, needle", [
-    ("cond", ["--label", "10"], "--label must be in [0, 9], got 10"),
-    ("uncond", ["--label", "1"], "need a class-conditional run or a --classifier"),
-    ("uncond", ["--guidance-scale", "2"], "--guidance-scale 2 needs labels"),
-    ("cond", ["--guidance-scale", "-1"], "--guidance-scale must be a finite number >= 0"),
-    ("cond", ["--guidance-interval", "800", "100"], "0 <= T_LO <= T_HI <= 999"),
-    ("cond", ["--guidance-interval", "0", "1000"], "0 <= T_LO <= T_HI <= 999"),
-    ("cond", ["--guidance-rescale", "2"], "--guidance-rescale must be in [0, 1]"),
-    ("uncond", ["--guidance-interval", "0", "10"], "apply to classifier-free guidance"),
-    ("uncond", ["--classifier-scale", "2"], "--classifier-scale needs --classifier"),
-    ("uncond", ["--classifier", "{cls}", "--classifier-scale", "-2"], "--classifier-scale must be a finite"),
-    ("uncond", ["--classifier", "{cls_linear}"], "another schedule"),
-    ("uncond", ["--classifier", "{cls16}"], "image size 16 but the run has 8"),
-    ("uncond", ["--classifier", "{uncond}"], "is not a classifier run"),
-    ("uncond", ["--guide-with", "{cond}/checkpoints", "--guidance-scale", "2"], "not a run folder"),
-    ("uncond", ["--guide-with", "{cls}", "--guidance-scale", "2"], "is a classifier run"),
-])
+@pytest.mark.parametrize(
+    "run, args, needle",
+    [
+        ("cond", ["--label", "10"], "--label must be in [0, 9], got 10"),
+        ("uncond", ["--label", "1"], "need a class-conditional run or a --classifier"),
+        ("uncond", ["--guidance-scale", "2"], "--guidance-scale 2 needs labels"),
+        ("cond", ["--guidance-scale", "-1"], "--guidance-scale must be a finite number >= 0"),
+        ("cond", ["--guidance-interval", "800", "100"], "0 <= T_LO <= T_HI <= 999"),
+        ("cond", ["--guidance-interval", "0", "1000"], "0 <= T_LO <= T_HI <= 999"),
+        ("cond", ["--guidance-rescale", "2"], "--guidance-rescale must be in [0, 1]"),
+        ("uncond", ["--guidance-interval", "0", "10"], "apply to classifier-free guidance"),
+        ("uncond", ["--classifier-scale", "2"], "--classifier-scale needs --classifier"),
+        ("uncond", ["--classifier", "{cls}", "--classifier-scale", "-2"], "--classifier-scale must be a finite"),
+        ("uncond", ["--classifier", "{cls_linear}"], "another schedule"),
+        ("uncond", ["--classifier", "{cls16}"], "image size 16 but the run has 8"),
+        ("uncond", ["--classifier", "{uncond}"], "is not a classifier run"),
+        ("uncond", ["--guide-with", "{cond}/checkpoints", "--guidance-scale", "2"], "not a run folder"),
+        ("uncond", ["--guide-with", "{cls}", "--guidance-scale", "2"], "is a classifier run"),
+    ],
+)
 def test_bad_guidance_options_are_one_line_and_exit_2(runs, tmp_path, capsys, run, args, needle):
     args = [a.format(**{k: str(v) for k, v in runs.items()}) for a in args]
     assert main(["sample", str(runs[run]), *SAMPLE, "--out", str(tmp_path / "x.npz"), *args]) == 2
@@ -139,6 +196,20 @@ def test_weak_model_of_another_size_is_refused(runs, tmp_path, capsys):
     other = tmp_path / "other16"
     assert main(["train", "--out", str(other), "--steps", "1", "--image-size", "16", *TINY]) == 0
     capsys.readouterr()
-    assert main(["sample", str(runs["uncond"]), *SAMPLE, "--out", str(tmp_path / "x.npz"),
-                 "--guide-with", str(other), "--guidance-scale", "2"]) == 2
+    assert (
+        main(
+            [
+                "sample",
+                str(runs["uncond"]),
+                *SAMPLE,
+                "--out",
+                str(tmp_path / "x.npz"),
+                "--guide-with",
+                str(other),
+                "--guidance-scale",
+                "2",
+            ]
+        )
+        == 2
+    )
     assert "image size 16 but the run has 8" in _error_line(capsys)

@@ -9,7 +9,11 @@ import torch
 from PIL import Image
 
 from ddkit.data.images import (
-    make_grid, save_grid, save_loss_curve, save_points_plot, to_uint8,
+    make_grid,
+    save_grid,
+    save_loss_curve,
+    save_points_plot,
+    to_uint8,
 )
 
 
@@ -49,7 +53,7 @@ def test_grid_shape_padding_and_placement():
     # tile i sits at row i // 3, column i % 3
     for i in range(5):
         top, left = 2 + (i // 3) * 6, 2 + (i % 3) * 8
-        assert (grid[top:top + 4, left:left + 6] == 10 + 20 * i).all()
+        assert (grid[top : top + 4, left : left + 6] == 10 + 20 * i).all()
     assert (grid[:2] == 255).all() and (grid[:, :2] == 255).all()  # border
     assert (grid[8:12, 18:24] == 255).all()  # the empty sixth cell
 
@@ -69,11 +73,14 @@ def test_grid_nearest_neighbour_scaling():
     assert np.array_equal(grid[:, :, 0], expected)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(nrow=0), "nrow must be >= 1"),
-    (dict(scale=0), "scale must be a positive integer"),
-    (dict(padding=-1), "padding must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(nrow=0), "nrow must be >= 1"),
+        (dict(scale=0), "scale must be a positive integer"),
+        (dict(padding=-1), "padding must be >= 0"),
+    ],
+)
 def test_grid_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_grid(_tiles(2, 4, 4, 1), **kwargs)
@@ -116,8 +123,7 @@ def _open_rgb(path: Path) -> np.ndarray:
 
 def test_points_plot_size_and_content(tmp_path):
     points = torch.tensor([[0.5, 0.5], [-0.5, -0.5], [float("nan"), 0.0], [9.0, 9.0]])
-    path = save_points_plot(points, tmp_path / "points.png", size=200, lim=1.0,
-                            labels=torch.tensor([0, 1, 0, 1]))
+    path = save_points_plot(points, tmp_path / "points.png", size=200, lim=1.0, labels=torch.tensor([0, 1, 0, 1]))
     image = _open_rgb(path)
     assert image.shape == (200, 200, 3)
     # (0.5, 0.5) → column 150, row 199 − 150 = 49, in palette colour 0

@@ -113,18 +113,24 @@ def test_discretised_decoder_matches_numerical_integration(levels):
         lo = min(m, xi + half) - 40 * sd if xi < -1 + half else xi - half
         hi = max(m, xi - half) + 40 * sd if xi > 1 - half else xi + half
         points = [m] if lo < m < hi else None  # tell quad where the peak is
-        mass, _ = integrate.quad(lambda u: stats.norm.pdf(u, m, sd), lo, hi, points=points, epsabs=0, epsrel=1e-11,
-                                 limit=500)
+        mass, _ = integrate.quad(
+            lambda u: stats.norm.pdf(u, m, sd), lo, hi, points=points, epsabs=0, epsrel=1e-11, limit=500
+        )
         assert lp == pytest.approx(math.log(mass), rel=1e-7, abs=1e-9)
     # the masses of all levels sum to one
-    total = discretized_gaussian_log_likelihood(torch.tensor(grid), torch.tensor(0.3), torch.tensor(0.2),
-                                                levels=levels).exp().sum()
+    total = (
+        discretized_gaussian_log_likelihood(torch.tensor(grid), torch.tensor(0.3), torch.tensor(0.2), levels=levels)
+        .exp()
+        .sum()
+    )
     assert float(total) == pytest.approx(1.0, abs=1e-12)
 
 
 def test_decoder_is_accurate_far_in_the_tails():
     """log(Φ(b) - Φ(a)) without cancellation: a bin 50 sd right of the mean, and the top bin 200 sd."""
-    got = discretized_gaussian_log_likelihood(torch.tensor([0.5, 1.0]), torch.tensor(0.0), torch.tensor([0.01, 0.005], dtype=torch.float64), levels=17)
+    got = discretized_gaussian_log_likelihood(
+        torch.tensor([0.5, 1.0]), torch.tensor(0.0), torch.tensor([0.01, 0.005], dtype=torch.float64), levels=17
+    )
     a, b = stats.norm.logsf(43.75), stats.norm.logsf(56.25)  # edges (0.5 ∓ 1/16) / 0.01; masses ~ e^-960
     want_bin = a + math.log1p(-math.exp(b - a))
     assert float(got[0]) == pytest.approx(want_bin, rel=1e-9)
@@ -139,8 +145,11 @@ def test_normal_kl_against_monte_carlo_free_identities():
 
 
 def _mixture_on_grid(levels, n, seed):
-    gmm = GaussianMixture(torch.tensor([[-0.5, -0.4], [0.4, 0.5], [0.5, -0.5]]), torch.tensor([0.08, 0.1, 0.06]),
-                          torch.tensor([1.0, 2.0, 1.0]))
+    gmm = GaussianMixture(
+        torch.tensor([[-0.5, -0.4], [0.4, 0.5], [0.5, -0.5]]),
+        torch.tensor([0.08, 0.1, 0.06]),
+        torch.tensor([1.0, 2.0, 1.0]),
+    )
     x = gmm.sample(n, torch.Generator().manual_seed(seed))[0].clamp(-1, 1)
     return gmm, (torch.round((x + 1) / 2 * (levels - 1)) / (levels - 1) * 2 - 1).float()  # on the grid of levels
 
@@ -167,8 +176,9 @@ def test_batching_over_timesteps_gives_the_same_terms():
     S = ddkit.Schedule.cosine(30)
     gmm, x0 = _mixture_on_grid(256, 10, seed=1)
     a = nll_bpd(gmm.eps_fn(S.alpha_bars), S, x0, levels=256, generator=torch.Generator().manual_seed(5))
-    b = nll_bpd(gmm.eps_fn(S.alpha_bars), S, x0, levels=256, generator=torch.Generator().manual_seed(5),
-                batch_size=70)  # 7 timesteps per network call, the last call with 2
+    b = nll_bpd(
+        gmm.eps_fn(S.alpha_bars), S, x0, levels=256, generator=torch.Generator().manual_seed(5), batch_size=70
+    )  # 7 timesteps per network call, the last call with 2
     torch.testing.assert_close(a.terms, b.terms, rtol=0, atol=0)
     c = nll_bpd(gmm.eps_fn(S.alpha_bars), S, x0, levels=256, batch_size=4)  # images in chunks
     assert c.terms.shape == (10, 30) and torch.isfinite(c.total).all()
@@ -182,12 +192,15 @@ def test_bound_variance_conventions():
     torch.testing.assert_close(large[1:], S.betas[1:])
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"levels": 1}, "levels must be an integer >= 2"),
-    ({"levels": 17, "variance": "medium"}, "variance must be one of small, large"),
-    ({"levels": 17, "batch_size": 0}, "batch_size must be a positive integer"),
-    ({"levels": 17, "clip_x0": "always"}, "clip_x0 must be 'auto', None or"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"levels": 1}, "levels must be an integer >= 2"),
+        ({"levels": 17, "variance": "medium"}, "variance must be one of small, large"),
+        ({"levels": 17, "batch_size": 0}, "batch_size must be a positive integer"),
+        ({"levels": 17, "clip_x0": "always"}, "clip_x0 must be 'auto', None or"),
+    ],
+)
 def test_bad_arguments_are_one_line_errors(kwargs, match):
     S = ddkit.Schedule.cosine(5)
     with pytest.raises(ValueError, match=match):
@@ -201,7 +214,8 @@ def test_clipping_x0_changes_nothing_where_the_mean_stays_inside_and_tames_the_l
     clipped = nll_bpd(linear_eps(S, s), S, x0, levels=256, generator=torch.Generator().manual_seed(0), clip_x0=(-1, 1))
     torch.testing.assert_close(clipped.terms, plain.terms)  # E[x0 | x_t] of N(0, 0.04) data stays in [-1, 1]
     wrong = lambda x, t: linear_eps(S, s)(x, t) + 0.05  # noqa: E731  (a slightly wrong ε: x̂₀ blows up at t = T)
-    last_plain = nll_bpd(wrong, S, x0, levels=256, generator=torch.Generator().manual_seed(0),
-                         clip_x0=None).terms[:, -1].mean()
+    last_plain = (
+        nll_bpd(wrong, S, x0, levels=256, generator=torch.Generator().manual_seed(0), clip_x0=None).terms[:, -1].mean()
+    )
     last_clip = nll_bpd(wrong, S, x0, levels=256, generator=torch.Generator().manual_seed(0), clip_x0=(-1, 1))
     assert float(last_clip.terms[:, -1].mean()) < float(last_plain)

@@ -16,7 +16,9 @@ def test_loss_is_exact_mse_with_given_t_and_noise():
     g = torch.Generator().manual_seed(0)
     x0, noise = torch.randn(8, 2, generator=g), torch.randn(8, 2, generator=g)
     t = torch.arange(8) * 100
-    perfect = lambda x_t, tt: (x_t - S.gather(S.alpha_bars.sqrt(), tt, x_t) * x0) / S.gather((1 - S.alpha_bars).sqrt(), tt, x_t)  # noqa: E731
+    perfect = lambda x_t, tt: (
+        (x_t - S.gather(S.alpha_bars.sqrt(), tt, x_t) * x0) / S.gather((1 - S.alpha_bars).sqrt(), tt, x_t)
+    )  # noqa: E731
     assert ddkit.diffusion_loss(perfect, S, x0, t=t, noise=noise).item() == pytest.approx(0.0, abs=1e-9)
     per = ddkit.diffusion_loss(lambda x, tt: torch.ones_like(x), S, x0, t=t, noise=noise, reduction="none")
     assert per.shape == (8,)

@@ -18,15 +18,22 @@ def _digits_fid(images, reference=None, net=None, batch_size: int = 512) -> floa
         raise ValueError(f"images needs at least 2 images, got {x.shape[0]}")
     ref = digits_net.load_digits_data()[0] if reference is None else digits_net.digits_images_to_float(reference)
     net.eval()
-    return fid.frechet_distance(digits_net.net_features(net, x, batch_size), digits_net.net_features(net, ref, batch_size))
+    return fid.frechet_distance(
+        digits_net.net_features(net, x, batch_size), digits_net.net_features(net, ref, batch_size)
+    )
 
 
 metrics = types.SimpleNamespace(
-    frechet_distance=fid.frechet_distance, frechet_distance_from_stats=fid.frechet_distance_from_stats,
-    gaussian_stats=fid.gaussian_stats, load_digits_data=digits_net.load_digits_data,
-    digits_images_to_float=digits_net.digits_images_to_float, DigitsFeatureNet=digits_net.DigitsFeatureNet,
+    frechet_distance=fid.frechet_distance,
+    frechet_distance_from_stats=fid.frechet_distance_from_stats,
+    gaussian_stats=fid.gaussian_stats,
+    load_digits_data=digits_net.load_digits_data,
+    digits_images_to_float=digits_net.digits_images_to_float,
+    DigitsFeatureNet=digits_net.DigitsFeatureNet,
     train_digits_feature_net=digits_net.train_digits_feature_net,
-    feature_net_accuracy=digits_net.feature_net_accuracy, digits_fid=_digits_fid)
+    feature_net_accuracy=digits_net.feature_net_accuracy,
+    digits_fid=_digits_fid,
+)
 
 scipy_linalg = pytest.importorskip("scipy.linalg")
 
@@ -185,8 +192,8 @@ def test_digits_fid_ranks_real_above_degraded(digits_split):
         for name, imgs in [("noise", noise), ("blurred", blurred), ("shuffled", shuffled), ("collapsed", collapsed)]
     }
     assert 0.0 <= fid_real < 20.0
-    for name, fid in fids.items():
-        assert fid > 5 * fid_real, (name, fid, fid_real)
+    for name, score in fids.items():
+        assert score > 5 * fid_real, (name, score, fid_real)
 
 
 def test_digits_fid_accepts_uint8_hwc(digits_split):

@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 
+from ddkit.interop.diffusers import diffusers_to_ddkit_state
 from ddkit.nn import (
     MLPConfig,
     MLPDenoiser,
@@ -20,7 +21,6 @@ from ddkit.nn import (
     config_to_dict,
     timestep_embedding,
 )
-from ddkit.interop.diffusers import diffusers_to_ddkit_state
 from ddkit.nn.layers import num_groups
 
 CIFAR10_PARAMS = 35_746_307  # DDPM's "35.7M"; diffusers' google/ddpm-cifar10-32 has the same
@@ -251,8 +251,16 @@ def test_timestep_embedding_rejects_bad_args():
     "cfg",
     [
         UNetConfig(32, 3),
-        UNetConfig(16, 1, base_channels=16, channel_mult=(1, 2), num_res_blocks=1,
-                   attn_resolutions=(), dropout=0.0, num_classes=10),  # fmt: skip
+        UNetConfig(
+            16,
+            1,
+            base_channels=16,
+            channel_mult=(1, 2),
+            num_res_blocks=1,
+            attn_resolutions=(),
+            dropout=0.0,
+            num_classes=10,
+        ),  # fmt: skip
         MLPConfig(),
         MLPConfig(dim=3, hidden=32, depth=2, num_classes=4),
     ],

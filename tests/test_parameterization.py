@@ -9,7 +9,7 @@ from ddkit.parameterization import clip_eps
 S = ddkit.Schedule.linear()
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(t=st.integers(0, 999), seed=st.integers(0, 2**31 - 1))
 def test_round_trips(t, seed):
     g = torch.Generator().manual_seed(seed)
@@ -17,8 +17,8 @@ def test_round_trips(t, seed):
     eps = torch.randn(3, 4, generator=g, dtype=torch.float64)
     tt = torch.full((3,), t)
     xt = ddkit.q_sample(S, x0, tt, eps)
-    ab_t = S.gather(S.alpha_bars, tt, xt)        # tensor [N, 1]
-    ab_f = S.alpha_bar(t)                         # python float
+    ab_t = S.gather(S.alpha_bars, tt, xt)  # tensor [N, 1]
+    ab_f = S.alpha_bar(t)  # python float
     for ab in (ab_t, ab_f):
         torch.testing.assert_close(ddkit.x0_from_eps(xt, eps, ab), x0, atol=1e-6 / max(ab_f, 1e-3) ** 0.5, rtol=1e-6)
         torch.testing.assert_close(ddkit.eps_from_x0(xt, x0, ab), eps, atol=1e-8, rtol=1e-6)
@@ -33,9 +33,11 @@ def test_v_is_rotation_of_x0_and_eps():
     g = torch.Generator().manual_seed(0)
     x0, eps = torch.randn(1000, generator=g, dtype=torch.float64), torch.randn(1000, generator=g, dtype=torch.float64)
     ab = 0.3
-    xt = ab ** 0.5 * x0 + (1 - ab) ** 0.5 * eps
+    xt = ab**0.5 * x0 + (1 - ab) ** 0.5 * eps
     v = ddkit.v_from_x0_eps(x0, eps, ab)
-    assert (v.square().sum() + xt.square().sum()).item() == pytest.approx((x0.square().sum() + eps.square().sum()).item())
+    assert (v.square().sum() + xt.square().sum()).item() == pytest.approx(
+        (x0.square().sum() + eps.square().sum()).item()
+    )
 
 
 def test_clip_rederives_eps_consistently():

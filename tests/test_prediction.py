@@ -4,12 +4,12 @@ and sampled through the CLI (every sampler sees ε)."""
 import numpy as np
 import pytest
 import torch
-from conftest import energy_distance
 
 import ddkit
+from conftest import energy_distance
 from ddkit.cli import main
-from ddkit.training.config import DiffusionConfig, RunConfig
 from ddkit.parameterization import EpsNetwork, eps_network, prediction_target
+from ddkit.training.config import DiffusionConfig, RunConfig
 
 S = ddkit.Schedule.cosine(100)
 
@@ -34,7 +34,7 @@ def test_eps_network_round_trip_and_zero_loss(prediction):
     t = torch.randint(0, 100, (64,), generator=g)
     net = _Oracle(x0, eps, prediction)
     f = eps_network(net, prediction, S)
-    assert isinstance(f, EpsNetwork) and eps_network(f, "v", S) is f   # never wrapped twice
+    assert isinstance(f, EpsNetwork) and eps_network(f, "v", S) is f  # never wrapped twice
     assert f.config is net.config and f.num_classes is None
     x_t = ddkit.q_sample(S, x0, t, eps)
     torch.testing.assert_close(f(x_t, t), eps, rtol=1e-6, atol=1e-6)
@@ -44,8 +44,12 @@ def test_eps_network_round_trip_and_zero_loss(prediction):
     other = "x0" if prediction != "x0" else "eps"
     assert ddkit.diffusion_loss(lambda x, tt: net(x, tt), S, x0, t=t, noise=eps, prediction=other).item() > 0.1
     for weighting in ("uniform", "min-snr"):
-        assert ddkit.diffusion_loss(lambda x, tt: net(x, tt), S, x0, t=t, noise=eps, prediction=prediction,
-                                    weighting=weighting).item() < 1e-20
+        assert (
+            ddkit.diffusion_loss(
+                lambda x, tt: net(x, tt), S, x0, t=t, noise=eps, prediction=prediction, weighting=weighting
+            ).item()
+            < 1e-20
+        )
 
 
 def test_v_target_and_bad_names():
@@ -68,9 +72,37 @@ def test_x0_and_v_runs_train_and_sample_through_the_cli(tmp_path, prediction):
     """A small MLP on toy:gmm, 150 steps: samples from every sampler (through eps_network) land on
     the data far better than the start noise does."""
     run = tmp_path / "run"
-    assert main(["train", "--data", "toy:gmm", "--out", str(run), "--steps", "150", "--batch-size", "256",
-                 "--model-channels", "64", "--num-timesteps", "100", "--prediction", prediction, "--lr", "3e-3",
-                 "--warmup", "20", "--ckpt-every", "150", "--sample-every", "150", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                "toy:gmm",
+                "--out",
+                str(run),
+                "--steps",
+                "150",
+                "--batch-size",
+                "256",
+                "--model-channels",
+                "64",
+                "--num-timesteps",
+                "100",
+                "--prediction",
+                prediction,
+                "--lr",
+                "3e-3",
+                "--warmup",
+                "20",
+                "--ckpt-every",
+                "150",
+                "--sample-every",
+                "150",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert RunConfig.load(run / "config.json").diffusion.prediction == prediction
     assert (run / "samples" / "step-000150.png").exists()
     data = torch.from_numpy(np.asarray(ddkit.data.load_data("toy:gmm").x[:500], dtype=np.float32))

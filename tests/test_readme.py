@@ -13,8 +13,11 @@ def _bash_blocks(text):
 def test_ci_runs_exactly_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     test_cmd = next(b.strip() for b in _bash_blocks(readme) if "pytest" in b)
-    ci_lines = [l.strip() for l in (ROOT / ".ci" / "run").read_text().splitlines()
-                if l.strip() and not l.strip().startswith("#")]
+    ci_lines = [
+        l.strip()
+        for l in (ROOT / ".ci" / "run").read_text().splitlines()
+        if l.strip() and not l.strip().startswith("#")
+    ]
     assert test_cmd in ci_lines
 
 

@@ -19,26 +19,43 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import ddkit
-from ddkit.training.checkpoint import clean_incomplete, latest_checkpoint, load_train_state, save_checkpoint
 from ddkit.cli import main
-from ddkit.training.config import DataConfig, DiffusionConfig, RunConfig, TrainConfig
 from ddkit.data import Dataset, load_data
 from ddkit.nn import MLPConfig
-from ddkit.training.rundir import RunLock, RunLockedError
 from ddkit.samplers import run_sampler
-from ddkit.training.stops import NonFiniteLossError
 from ddkit.schedule import Schedule
 from ddkit.training import DistContext, ShardedBatches, train
+from ddkit.training.checkpoint import clean_incomplete, latest_checkpoint, load_train_state
+from ddkit.training.config import DataConfig, DiffusionConfig, RunConfig, TrainConfig
+from ddkit.training.rundir import RunLock, RunLockedError
+from ddkit.training.stops import NonFiniteLossError
 
-TOY = ["--data", "toy:moons", "--model-channels", "8", "--batch-size", "32", "--num-timesteps", "50",
-       "--sample-every", "1000", "--log-every", "1", "--no-progress"]
+TOY = [
+    "--data",
+    "toy:moons",
+    "--model-channels",
+    "8",
+    "--batch-size",
+    "32",
+    "--num-timesteps",
+    "50",
+    "--sample-every",
+    "1000",
+    "--log-every",
+    "1",
+    "--no-progress",
+]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def toy_config(**train_kw):
     kw = dict(steps=4, batch_size=16, ckpt_every=2, log_every=1, sample_every=1000, seed=1)
-    return RunConfig(model=MLPConfig(dim=2, hidden=8), diffusion=DiffusionConfig(num_timesteps=50),
-                     data=DataConfig(source="toy:moons", toy_size=64), train=TrainConfig(**{**kw, **train_kw}))
+    return RunConfig(
+        model=MLPConfig(dim=2, hidden=8),
+        diffusion=DiffusionConfig(num_timesteps=50),
+        data=DataConfig(source="toy:moons", toy_size=64),
+        train=TrainConfig(**{**kw, **train_kw}),
+    )
 
 
 def _one_error_line(capsys) -> str:
@@ -77,15 +94,18 @@ def test_malicious_state_pt_is_refused_and_its_code_never_runs(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("change, match", [
-    (lambda d: d.update(extra=1), "unknown config section"),
-    (lambda d: d["train"].update(lr="fast"), r"TrainConfig.lr must be float"),
-    (lambda d: d["train"].update(steps=2.5), r"TrainConfig.steps must be int \| None"),
-    (lambda d: d["diffusion"].update(num_timesteps=True), "num_timesteps must be int"),
-    (lambda d: d["data"].update(sauce="x"), "unknown DataConfig field"),
-    (lambda d: d.update(version=3), "unsupported config version"),
-    (lambda d: d.update(train=[1]), "section 'train' must be a JSON object"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda d: d.update(extra=1), "unknown config section"),
+        (lambda d: d["train"].update(lr="fast"), r"TrainConfig.lr must be float"),
+        (lambda d: d["train"].update(steps=2.5), r"TrainConfig.steps must be int \| None"),
+        (lambda d: d["diffusion"].update(num_timesteps=True), "num_timesteps must be int"),
+        (lambda d: d["data"].update(sauce="x"), "unknown DataConfig field"),
+        (lambda d: d.update(version=3), "unsupported config version"),
+        (lambda d: d.update(train=[1]), "section 'train' must be a JSON object"),
+    ],
+)
 def test_config_json_is_validated_before_anything_is_built(change, match):
     d = toy_config().to_dict()
     change(d)
@@ -95,8 +115,12 @@ def test_config_json_is_validated_before_anything_is_built(change, match):
 
 def test_checkpoint_of_another_network_says_what_differs(tmp_path):
     a = train(toy_config(), tmp_path / "a", progress=False)
-    wide = RunConfig(model=MLPConfig(dim=2, hidden=16), diffusion=toy_config().diffusion,
-                     data=toy_config().data, train=toy_config().train)
+    wide = RunConfig(
+        model=MLPConfig(dim=2, hidden=16),
+        diffusion=toy_config().diffusion,
+        data=toy_config().data,
+        train=toy_config().train,
+    )
     b = train(wide, tmp_path / "b", progress=False)
     with pytest.raises(ValueError, match=r"another network \(hidden 16 vs 8"):
         ddkit.load(a, checkpoint=latest_checkpoint(b))
@@ -140,8 +164,28 @@ def test_fresh_train_over_an_existing_run_is_refused(tmp_path, capsys):
 def test_resume_refuses_contradicting_options_and_names_each(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--resume", "--out", str(run), "--steps", "2", *TOY]) == 0  # no RUN yet: from scratch
-    assert main(["train", "--resume", "--out", str(run), "--steps", "3", "--lr", "0.1", "--data", "toy:gmm",
-                 "--schedule", "linear", "--model-channels", "16", "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--resume",
+                "--out",
+                str(run),
+                "--steps",
+                "3",
+                "--lr",
+                "0.1",
+                "--data",
+                "toy:gmm",
+                "--schedule",
+                "linear",
+                "--model-channels",
+                "16",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     err = _one_error_line(capsys)
     for option in ("--lr 0.1", "--data toy:gmm", "--schedule linear", "--model-channels 16"):
         assert option in err, err
@@ -182,8 +226,12 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_
         state = load_train_state(last / "state.pt")
         assert state["step"] == step - 1
     # --skip-nonfinite: each epoch has one bad batch of four; 12 steps skip 3 or 4 of them
-    run = train(toy_config(steps=12, batch_size=16, ckpt_every=4, skip_nonfinite=10), tmp_path / "skip",
-                progress=False, data=_points_with_nan())
+    run = train(
+        toy_config(steps=12, batch_size=16, ckpt_every=4, skip_nonfinite=10),
+        tmp_path / "skip",
+        progress=False,
+        data=_points_with_nan(),
+    )
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     skipped = [r for r in log if "skipped_nonfinite" in r]
     assert 1 <= len(skipped) <= 4 and all(np.isfinite(r["loss"]) for r in log if "loss" in r)
@@ -196,8 +244,9 @@ def _start(cmd, **kw):
 
 def test_ctrl_c_stops_cleanly_with_a_checkpoint(tmp_path):
     run = tmp_path / "run"
-    proc = _start([sys.executable, "-m", "ddkit", "train", "--out", str(run), "--steps", "100000",
-                   "--ckpt-every", "100000", *TOY])
+    proc = _start(
+        [sys.executable, "-m", "ddkit", "train", "--out", str(run), "--steps", "100000", "--ckpt-every", "100000", *TOY]
+    )
     deadline = time.monotonic() + 300
     while not (run / "log.jsonl").exists() or len((run / "log.jsonl").read_text().splitlines()) < 3:
         assert proc.poll() is None and time.monotonic() < deadline
@@ -220,11 +269,21 @@ def test_full_disk_at_the_write_is_one_line_and_keeps_the_previous_checkpoint(tm
     def small_files():  # every file this process writes is cut at size//2 bytes: "disk full"
         resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, size // 2))
 
-    r = subprocess.run(base + ["--steps", "4", "--ckpt-every", "2", "--resume"], env=ENV, capture_output=True,
-                       text=True, preexec_fn=small_files)
+    r = subprocess.run(
+        base + ["--steps", "4", "--ckpt-every", "2", "--resume"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        preexec_fn=small_files,
+    )
     assert r.returncode == 2, r.stderr
     lines = [line for line in r.stderr.strip().splitlines() if line.startswith("ddkit: error")]
-    assert len(lines) == 1 and "Traceback" not in r.stderr and "cannot write checkpoint" in lines[0] and "intact" in lines[0], r.stderr
+    assert (
+        len(lines) == 1
+        and "Traceback" not in r.stderr
+        and "cannot write checkpoint" in lines[0]
+        and "intact" in lines[0]
+    ), r.stderr
     assert latest_checkpoint(run).name == "step-000002"
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000002"]
 
@@ -267,7 +326,7 @@ def _save(path: Path, mode: str, size=(12, 10), bits16=False):
     if bits16:
         Image.fromarray((np.arange(size[0] * size[1]).reshape(size[1], size[0]) * 300).astype(np.uint16)).save(path)
     else:
-        Image.new(mode, size, 128 if mode in ("L", "P") else (200, 100, 50, 255)[:len(mode)]).save(path)
+        Image.new(mode, size, 128 if mode in ("L", "P") else (200, 100, 50, 255)[: len(mode)]).save(path)
 
 
 def test_mixed_modes_and_sizes_load_and_16_bit_is_scaled(tmp_path):
@@ -280,19 +339,47 @@ def test_mixed_modes_and_sizes_load_and_16_bit_is_scaled(tmp_path):
     assert -1 < float(deep.mean()) < 0.5 and float(deep.std()) > 0.1  # scaled from 16 bits, not clipped white
     one = tmp_path / "one"
     _save(one / "a.png", "L")
-    assert main(["train", "--data", str(one), "--image-size", "8", "--channels", "1", "--out",
-                 str(tmp_path / "r1"), "--steps", "1", "--model-channels", "8", "--num-timesteps", "20",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(one),
+                "--image-size",
+                "8",
+                "--channels",
+                "1",
+                "--out",
+                str(tmp_path / "r1"),
+                "--steps",
+                "1",
+                "--model-channels",
+                "8",
+                "--num-timesteps",
+                "20",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda d: None, "does not exist"),
-    (lambda d: d.mkdir(), "no images found"),
-    (lambda d: (d.mkdir(), (d / "a.png").write_bytes(b"not a png")), "cannot read image"),
-    (lambda d: (_save(d / "a.png", "RGB", size=(64, 64)),
-                (d / "b.png").write_bytes((d / "a.png").read_bytes()[:60])), "cannot read image"),
-    (lambda d: (d.parent.mkdir(exist_ok=True), d.write_text("x")), "not a directory"),
-])
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda d: None, "does not exist"),
+        (lambda d: d.mkdir(), "no images found"),
+        (lambda d: (d.mkdir(), (d / "a.png").write_bytes(b"not a png")), "cannot read image"),
+        (
+            lambda d: (
+                _save(d / "a.png", "RGB", size=(64, 64)),
+                (d / "b.png").write_bytes((d / "a.png").read_bytes()[:60]),
+            ),
+            "cannot read image",
+        ),
+        (lambda d: (d.parent.mkdir(exist_ok=True), d.write_text("x")), "not a directory"),
+    ],
+)
 def test_bad_data_folders_are_one_line_exit_2(tmp_path, capsys, make, match):
     data = tmp_path / "data"
     make(data)
@@ -300,26 +387,29 @@ def test_bad_data_folders_are_one_line_exit_2(tmp_path, capsys, make, match):
     assert match in _one_error_line(capsys)
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["train", "--steps", "abc"], "invalid int value"),
-    (["train", "--steps", "-3"], "steps must be a positive integer"),
-    (["train", "--lr", "nan"], "lr must be a positive number"),
-    (["train", "--minutes", "inf"], "minutes must be a positive number"),
-    (["train", "--batch-size", "100000000000"], "exceeds the examples"),
-    (["train", "--seed", "-1"], "seed must be an integer"),
-    (["train", "--num-timesteps", "1000000000"], "num_timesteps must be an integer in"),
-    (["train", "--model-channels", "1000000"], "--model-channels must be in"),
-    (["train", "--image-size", "100000", "--data", "."], "image_size must be an integer in"),
-    (["train", "--skip-nonfinite", "-1"], "skip_nonfinite must be an integer >= 0"),
-    (["train", "--dist-timeout", "0"], "--dist-timeout must be a positive number of seconds"),
-    (["train", "--dist-timeout", "nan"], "--dist-timeout must be a positive number of seconds"),
-    (["sample", "RUN", "--steps", "5000"], "--steps must be in [1, 50]"),
-    (["sample", "RUN", "--eta", "1.5"], "--eta must be in [0, 1]"),
-    (["sample", "RUN", "--eta", "nan"], "--eta must be in [0, 1]"),
-    (["sample", "RUN", "--num", "0"], "--num and --batch-size must be positive"),
-    (["sample", "RUN", "--out", "MISSING/s.npz"], "does not exist"),
-    (["sample", "NOTARUN"], "not a ddkit run folder"),
-])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["train", "--steps", "abc"], "invalid int value"),
+        (["train", "--steps", "-3"], "steps must be a positive integer"),
+        (["train", "--lr", "nan"], "lr must be a positive number"),
+        (["train", "--minutes", "inf"], "minutes must be a positive number"),
+        (["train", "--batch-size", "100000000000"], "exceeds the examples"),
+        (["train", "--seed", "-1"], "seed must be an integer"),
+        (["train", "--num-timesteps", "1000000000"], "num_timesteps must be an integer in"),
+        (["train", "--model-channels", "1000000"], "--model-channels must be in"),
+        (["train", "--image-size", "100000", "--data", "."], "image_size must be an integer in"),
+        (["train", "--skip-nonfinite", "-1"], "skip_nonfinite must be an integer >= 0"),
+        (["train", "--dist-timeout", "0"], "--dist-timeout must be a positive number of seconds"),
+        (["train", "--dist-timeout", "nan"], "--dist-timeout must be a positive number of seconds"),
+        (["sample", "RUN", "--steps", "5000"], "--steps must be in [1, 50]"),
+        (["sample", "RUN", "--eta", "1.5"], "--eta must be in [0, 1]"),
+        (["sample", "RUN", "--eta", "nan"], "--eta must be in [0, 1]"),
+        (["sample", "RUN", "--num", "0"], "--num and --batch-size must be positive"),
+        (["sample", "RUN", "--out", "MISSING/s.npz"], "does not exist"),
+        (["sample", "NOTARUN"], "not a ddkit run folder"),
+    ],
+)
 def test_bad_numbers_and_paths_are_one_line_exit_2(tmp_path, capsys, toy_run, argv, match):
     (tmp_path / "NOTARUN").mkdir()
     subs = {"RUN": str(toy_run), "NOTARUN": str(tmp_path / "NOTARUN"), "MISSING": str(tmp_path / "missing")}
@@ -344,12 +434,15 @@ def toy_run(tmp_path_factory):
 
 
 # ---- property tests ---------------------------------------------------------------------------
-_NUMBERS = st.one_of(st.integers(-10**12, 10**12).map(str), st.floats(allow_nan=True).map(str),
-                     st.sampled_from(["", "abc", "1e309", "-0", "0x10", " 3"]))
+_NUMBERS = st.one_of(
+    st.integers(-(10**12), 10**12).map(str),
+    st.floats(allow_nan=True).map(str),
+    st.sampled_from(["", "abc", "1e309", "-0", "0x10", " 3"]),
+)
 _SAMPLE_OPTS = ["--steps", "--eta", "--num", "--batch-size", "--seed", "--sampler", "--spacing", "--out"]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(opts=st.lists(st.tuples(st.sampled_from(_SAMPLE_OPTS), _NUMBERS), max_size=4))
 def test_cli_with_generated_arguments_exits_0_or_2_never_a_traceback(toy_run, tmp_path, capsys, opts):
     argv = ["sample", str(toy_run), "--out", str(tmp_path / "s.npz")] + [x for pair in opts for x in pair]
@@ -361,19 +454,26 @@ def test_cli_with_generated_arguments_exits_0_or_2_never_a_traceback(toy_run, tm
         assert len([line for line in err.splitlines() if line.startswith("ddkit: error: ")]) == 1
 
 
-@settings(max_examples=60, deadline=None)
-@given(name=st.sampled_from(["ddim", "ddpm"]),
-       steps=st.one_of(st.none(), st.integers(-5, 30)),
-       eta=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
-       spacing=st.one_of(st.none(), st.sampled_from(["uniform", "quadratic", "trailing", "linspace", "bogus"])),
-       variance=st.one_of(st.none(), st.sampled_from(["small", "large", "bogus"])))
+@settings(max_examples=60)
+@given(
+    name=st.sampled_from(["ddim", "ddpm"]),
+    steps=st.one_of(st.none(), st.integers(-5, 30)),
+    eta=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
+    spacing=st.one_of(st.none(), st.sampled_from(["uniform", "quadratic", "trailing", "linspace", "bogus"])),
+    variance=st.one_of(st.none(), st.sampled_from(["small", "large", "bogus"])),
+)
 def test_samplers_with_generated_arguments_succeed_or_raise_value_error(name, steps, eta, spacing, variance):
     schedule = Schedule.linear(20)
-    options = {k: v for k, v in dict(steps=steps, eta=eta, spacing=spacing, variance=variance).items()
-               if v is not None}
+    options = {k: v for k, v in dict(steps=steps, eta=eta, spacing=spacing, variance=variance).items() if v is not None}
     try:
-        x = run_sampler(name, lambda x, t: 0.1 * x, torch.randn(3, 2), schedule,
-                              generator=torch.Generator().manual_seed(0), **options)
+        x = run_sampler(
+            name,
+            lambda x, t: 0.1 * x,
+            torch.randn(3, 2),
+            schedule,
+            generator=torch.Generator().manual_seed(0),
+            **options,
+        )
     except ValueError:
         return
     assert x.shape == (3, 2) and torch.isfinite(x).all()

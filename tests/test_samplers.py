@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import ddkit
-from ddkit.samplers.ddpm import ddpm_variance
-from ddkit.oracle import GaussianMixture
 from conftest import energy_distance
+from ddkit.oracle import GaussianMixture
+from ddkit.samplers.ddpm import ddpm_variance
 
 S = ddkit.Schedule.linear()
 
@@ -46,7 +46,9 @@ def test_ddpm_reproduces_gaussian_mixture(gmm, reference):
 
 def test_ddpm_large_variance_also_reproduces_mixture(gmm, reference):
     x_T = torch.randn(3000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    x = ddkit.ddpm_sample(gmm.eps_fn(S.alpha_bars), x_T, S, variance="large", generator=torch.Generator().manual_seed(1))
+    x = ddkit.ddpm_sample(
+        gmm.eps_fn(S.alpha_bars), x_T, S, variance="large", generator=torch.Generator().manual_seed(1)
+    )
     _check_reproduces_mixture(gmm, x, reference, 8.0)
 
 
@@ -63,9 +65,15 @@ def test_eta0_beats_eta1_at_10_steps(gmm):
     broad = GaussianMixture(gmm.means, torch.full((8,), 0.5), gmm.weights)
     data, _ = broad.sample(3000, torch.Generator().manual_seed(100))
     x_T = torch.randn(3000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    dist = {eta: energy_distance(ddkit.ddim_sample(broad.eps_fn(S.alpha_bars), x_T, S, steps=10, eta=eta,
-                                                   generator=torch.Generator().manual_seed(1)), data)
-            for eta in (0.0, 1.0)}
+    dist = {
+        eta: energy_distance(
+            ddkit.ddim_sample(
+                broad.eps_fn(S.alpha_bars), x_T, S, steps=10, eta=eta, generator=torch.Generator().manual_seed(1)
+            ),
+            data,
+        )
+        for eta in (0.0, 1.0)
+    }
     assert dist[0.0] < 0.75 * dist[1.0], dist
 
 
@@ -139,8 +147,11 @@ def test_samplers_keep_dtype_and_shape(gmm, dtype):
     fn = lambda x, t: torch.zeros_like(x)  # noqa: E731
     x_T = torch.randn(3, 1, 4, 4, dtype=dtype)
     s = ddkit.Schedule.linear(timesteps=20)
-    for out in (ddkit.ddpm_sample(fn, x_T, s), ddkit.ddim_sample(fn, x_T, s, steps=5, eta=0.3),
-                ddkit.ddim_invert(fn, x_T, s, steps=5)):
+    for out in (
+        ddkit.ddpm_sample(fn, x_T, s),
+        ddkit.ddim_sample(fn, x_T, s, steps=5, eta=0.3),
+        ddkit.ddim_invert(fn, x_T, s, steps=5),
+    ):
         assert out.dtype == dtype and out.shape == x_T.shape
 
 
@@ -170,20 +181,23 @@ def test_clip_keeps_final_sample_in_range(gmm):
     assert out.abs().max().item() <= 1.0 + 1e-6
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda fn, x: ddkit.ddim_sample(fn, x, S, eta=-0.5), r"eta must be in \[0, 1\], got -0.5"),
-    (lambda fn, x: ddkit.ddim_sample(fn, x, S, eta=1.5), r"eta must be in \[0, 1\]"),
-    (lambda fn, x: ddkit.ddim_sample(fn, x, S, steps=0), r"steps must be an integer in \[1, 1000\]"),
-    (lambda fn, x: ddkit.ddim_sample(fn, x, S, steps=1001), r"steps must be an integer in \[1, 1000\]"),
-    (lambda fn, x: ddkit.ddim_sample(fn, x, S, spacing="bogus"), "allowed: uniform, quadratic, trailing, linspace"),
-    (lambda fn, x: ddkit.ddim_invert(fn, x, S, spacing="bogus"), "allowed: uniform, quadratic, trailing, linspace"),
-    (lambda fn, x: ddkit.ddpm_sample(fn, x, S, variance="learned"), "variance must be one of small, large"),
-    (lambda fn, x: ddkit.ddim_sample(lambda a, t: a[:, :1], x, S), r"model_fn returned shape \[2, 1\]"),
-    (lambda fn, x: ddkit.ddim_sample(fn, x.long(), S), "floating-point"),
-    (lambda fn, x: ddkit.ddim_sample(fn, x, S, clip_x0=(1, -1)), "low < high"),
-    (lambda fn, x: ddkit.ddim_sample(fn, x, S, timesteps=[3, 5]), "strictly decreasing"),
-    (lambda fn, x: ddkit.ddim_invert(fn, x, S, refine=-1), "refine must be a non-negative integer"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda fn, x: ddkit.ddim_sample(fn, x, S, eta=-0.5), r"eta must be in \[0, 1\], got -0.5"),
+        (lambda fn, x: ddkit.ddim_sample(fn, x, S, eta=1.5), r"eta must be in \[0, 1\]"),
+        (lambda fn, x: ddkit.ddim_sample(fn, x, S, steps=0), r"steps must be an integer in \[1, 1000\]"),
+        (lambda fn, x: ddkit.ddim_sample(fn, x, S, steps=1001), r"steps must be an integer in \[1, 1000\]"),
+        (lambda fn, x: ddkit.ddim_sample(fn, x, S, spacing="bogus"), "allowed: uniform, quadratic, trailing, linspace"),
+        (lambda fn, x: ddkit.ddim_invert(fn, x, S, spacing="bogus"), "allowed: uniform, quadratic, trailing, linspace"),
+        (lambda fn, x: ddkit.ddpm_sample(fn, x, S, variance="learned"), "variance must be one of small, large"),
+        (lambda fn, x: ddkit.ddim_sample(lambda a, t: a[:, :1], x, S), r"model_fn returned shape \[2, 1\]"),
+        (lambda fn, x: ddkit.ddim_sample(fn, x.long(), S), "floating-point"),
+        (lambda fn, x: ddkit.ddim_sample(fn, x, S, clip_x0=(1, -1)), "low < high"),
+        (lambda fn, x: ddkit.ddim_sample(fn, x, S, timesteps=[3, 5]), "strictly decreasing"),
+        (lambda fn, x: ddkit.ddim_invert(fn, x, S, refine=-1), "refine must be a non-negative integer"),
+    ],
+)
 def test_invalid_arguments(call, match):
     with pytest.raises(ValueError, match=match):
         call(lambda a, t: torch.zeros_like(a), torch.randn(2, 2))

@@ -45,18 +45,22 @@ def test_posterior_variance_and_prev():
     assert bool((s.posterior_variance[1:] < s.betas[1:]).all())
 
 
-@pytest.mark.parametrize("s", [ddkit.Schedule.linear(100, 1e-3, 0.05), ddkit.Schedule.cosine(64),
-                               ddkit.Schedule(torch.full((5,), 0.1))])
+@pytest.mark.parametrize(
+    "s", [ddkit.Schedule.linear(100, 1e-3, 0.05), ddkit.Schedule.cosine(64), ddkit.Schedule(torch.full((5,), 0.1))]
+)
 def test_config_round_trip(s):
     back = ddkit.Schedule.from_config(s.to_config())
     torch.testing.assert_close(back.betas, s.betas, rtol=0, atol=0)
     assert back.name == s.name
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"timesteps": 0}, "positive integer"),
-    ({"timesteps": 10, "beta_start": 0.1, "beta_end": 0.01}, "beta_start <= beta_end"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"timesteps": 0}, "positive integer"),
+        ({"timesteps": 10, "beta_start": 0.1, "beta_end": 0.01}, "beta_start <= beta_end"),
+    ],
+)
 def test_bad_schedules(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ddkit.Schedule.linear(**kwargs)
@@ -69,7 +73,7 @@ def test_bad_betas():
         ddkit.Schedule.from_config({"name": "sigmoid"})
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(data=st.data(), spacing=st.sampled_from(ddkit.SPACINGS))
 def test_every_spacing_is_strictly_decreasing_unique_in_range(data, spacing):
     T = data.draw(st.integers(1, 1200), label="T")
@@ -87,7 +91,9 @@ def test_all_steps_visit_every_timestep(T, spacing):
 
 
 @pytest.mark.parametrize("steps", [10, 50, 7, 333])
-@pytest.mark.parametrize("spacing, diffusers_name", [("uniform", "leading"), ("trailing", "trailing"), ("linspace", "linspace")])
+@pytest.mark.parametrize(
+    "spacing, diffusers_name", [("uniform", "leading"), ("trailing", "trailing"), ("linspace", "linspace")]
+)
 def test_spacings_match_diffusers(steps, spacing, diffusers_name):
     from diffusers import DDIMScheduler
 
@@ -117,12 +123,15 @@ def test_uniform_is_ddims_stride():
     assert make_timesteps(1000, 50, "uniform").tolist() == list(range(980, -1, -20))
 
 
-@pytest.mark.parametrize("steps, spacing, match", [
-    (0, "uniform", r"steps must be an integer in \[1, 1000\]"),
-    (1001, "uniform", r"steps must be an integer in \[1, 1000\]"),
-    (2.5, "uniform", "steps must be an integer"),
-    (10, "cosine", "allowed: uniform, quadratic, trailing, linspace"),
-])
+@pytest.mark.parametrize(
+    "steps, spacing, match",
+    [
+        (0, "uniform", r"steps must be an integer in \[1, 1000\]"),
+        (1001, "uniform", r"steps must be an integer in \[1, 1000\]"),
+        (2.5, "uniform", "steps must be an integer"),
+        (10, "cosine", "allowed: uniform, quadratic, trailing, linspace"),
+    ],
+)
 def test_bad_timestep_arguments(steps, spacing, match):
     with pytest.raises(ValueError, match=match):
         make_timesteps(1000, steps, spacing)

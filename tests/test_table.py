@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import ddkit
+from ddkit.data.images import to_uint8
 from ddkit.eval import evaluate_samples
 from ddkit.eval.energy import energy_distance_to_mixture
 from ddkit.eval.table import QualityTable, oracle_quality_table, quality_table, sample_quality_table
 from ddkit.generate import generate
-from ddkit.data.images import to_uint8
 from ddkit.nn import UNet
 
 
@@ -31,8 +31,15 @@ def test_oracle_table_layout_files_and_floor(tmp_path, gmm):
     x = ddkit.ddim_sample(gmm.eps_fn(S.alpha_bars), x_T.double(), S, steps=5, eta=0.0)
     assert table.values[0, 0, 1] == pytest.approx(energy_distance_to_mixture(x, gmm), rel=1e-12)
     # the floor: true samples scored the same way
-    assert table.floor == pytest.approx(np.mean([energy_distance_to_mixture(
-        gmm.sample(400, torch.Generator().manual_seed(20_000 + r))[0], gmm) for r in (0, 1)]), rel=1e-12)
+    assert table.floor == pytest.approx(
+        np.mean(
+            [
+                energy_distance_to_mixture(gmm.sample(400, torch.Generator().manual_seed(20_000 + r))[0], gmm)
+                for r in (0, 1)
+            ]
+        ),
+        rel=1e-12,
+    )
     paths = table.save(tmp_path)
     rows = list(csv.DictReader(io.StringIO(paths["csv"].read_text())))
     assert [(float(r["eta"]), int(r["steps"])) for r in rows] == [(0.0, 5), (0.0, 50), (1.0, 5), (1.0, 50)]
@@ -49,8 +56,14 @@ def test_every_cell_shares_the_start_noise_and_the_sd_is_over_seeds():
         calls.append((steps, eta, seed))
         return torch.full((3,), float(seed))
 
-    table = quality_table(sample_fn, lambda x, seed: float(x[0]) + 1.0, schedule=ddkit.Schedule.cosine(20),
-                          steps_list=(2, 20), etas=(0.0, 0.5), seeds=(3, 7))
+    table = quality_table(
+        sample_fn,
+        lambda x, seed: float(x[0]) + 1.0,
+        schedule=ddkit.Schedule.cosine(20),
+        steps_list=(2, 20),
+        etas=(0.0, 0.5),
+        seeds=(3, 7),
+    )
     assert calls == [(s, e, r) for e in (0.0, 0.5) for s in (2, 20) for r in (3, 7)]
     np.testing.assert_allclose(table.mean(), 6.0)
     np.testing.assert_allclose(table.sd(), np.std([4.0, 8.0], ddof=1))
@@ -58,8 +71,15 @@ def test_every_cell_shares_the_start_noise_and_the_sd_is_over_seeds():
 
 def test_digits_table_cells_match_generate_and_evaluate_samples():
     torch.manual_seed(0)
-    model = UNet(image_size=8, in_channels=1, base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
-                 attn_resolutions=(), dropout=0.0).eval()
+    model = UNet(
+        image_size=8,
+        in_channels=1,
+        base_channels=8,
+        channel_mult=(1, 2),
+        num_res_blocks=1,
+        attn_resolutions=(),
+        dropout=0.0,
+    ).eval()
     S = ddkit.Schedule.cosine(50)
     table = sample_quality_table(model, S, steps_list=(2, 4), etas=(0.0, 1.0), num=40, seeds=(0, 1), metric="kid")
     assert table.values.shape == (2, 2, 2) and table.metric == "KID" and table.floor is not None
@@ -70,12 +90,15 @@ def test_digits_table_cells_match_generate_and_evaluate_samples():
     assert table.mean().min() > table.floor
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"steps_list": (0,)}, r"steps must be integers in \[1, 30\]"),
-    ({"steps_list": (31,)}, r"steps must be integers in \[1, 30\]"),
-    ({"steps_list": (5,), "etas": (1.5,)}, r"eta must be in \[0, 1\], got 1.5"),
-    ({"steps_list": (5,), "seeds": ()}, "at least one value"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"steps_list": (0,)}, r"steps must be integers in \[1, 30\]"),
+        ({"steps_list": (31,)}, r"steps must be integers in \[1, 30\]"),
+        ({"steps_list": (5,), "etas": (1.5,)}, r"eta must be in \[0, 1\], got 1.5"),
+        ({"steps_list": (5,), "seeds": ()}, "at least one value"),
+    ],
+)
 def test_bad_grids_are_errors(kwargs, match, gmm):
     with pytest.raises(ValueError, match=match):
         oracle_quality_table(gmm, ddkit.Schedule.cosine(30), num=10, **kwargs)

@@ -33,7 +33,22 @@ def test_train_logs_scalars_and_sample_grids(tmp_path):
 def test_missing_tensorboard_is_a_one_line_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard now fails
     monkeypatch.delitem(sys.modules, "torch.utils.tensorboard", raising=False)
-    assert main(["train", "--out", str(tmp_path / "run"), "--steps", "1", "--model-channels", "8",
-                 "--log-to", "tensorboard", "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(tmp_path / "run"),
+                "--steps",
+                "1",
+                "--model-channels",
+                "8",
+                "--log-to",
+                "tensorboard",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install ddkit[tensorboard]" in err

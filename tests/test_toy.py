@@ -150,7 +150,7 @@ def test_score_accepts_one_alpha_bar_per_sample(mixture):
     abs_ = torch.tensor([0.1, 0.3, 0.5, 0.7, 0.9], dtype=torch.float64)
     batched = mixture.score(x, abs_)
     for i in range(5):
-        torch.testing.assert_close(batched[i], mixture.score(x[i:i + 1], abs_[i].item())[0])
+        torch.testing.assert_close(batched[i], mixture.score(x[i : i + 1], abs_[i].item())[0])
 
 
 def _alpha_bars(T: int = 1000) -> torch.Tensor:
@@ -204,8 +204,7 @@ def test_eps_fn_at_pure_noise_returns_x():
     m = GaussianMixture.default_2d()
     ab = torch.tensor([1e-8], dtype=torch.float64)
     x = torch.randn(32, 2, generator=_gen(11))
-    torch.testing.assert_close(m.eps_fn(ab)(x, torch.zeros(32, dtype=torch.long)), x,
-                               atol=1e-3, rtol=0)
+    torch.testing.assert_close(m.eps_fn(ab)(x, torch.zeros(32, dtype=torch.long)), x, atol=1e-3, rtol=0)
 
 
 def test_eps_fn_per_sample_timesteps_dtype_and_image_shapes():
@@ -219,7 +218,7 @@ def test_eps_fn_per_sample_timesteps_dtype_and_image_shapes():
     out = model_fn(x, t)
     assert out.shape == x.shape and out.dtype == torch.float32
     for i in range(5):
-        one = model_fn(x[i:i + 1].double().reshape(1, 12), t[i:i + 1])
+        one = model_fn(x[i : i + 1].double().reshape(1, 12), t[i : i + 1])
         torch.testing.assert_close(out[i].reshape(1, 12), one.float())
     with pytest.raises(ValueError, match=r"t must be in \[0, 49\], got \[0, 50\]"):
         model_fn(x, torch.tensor([0, 50, 1, 1, 1]))

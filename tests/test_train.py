@@ -7,13 +7,20 @@ import torch
 from safetensors.torch import load_file
 
 import ddkit
-from ddkit.training.config import DataConfig, RunConfig, TrainConfig
-from ddkit.training.ema import EMA
 from ddkit.nn import MLPConfig, UNetConfig
 from ddkit.training import DistContext, ShardedBatches, learning_rate, train
+from ddkit.training.config import DataConfig, RunConfig, TrainConfig
+from ddkit.training.ema import EMA
 
-TINY_UNET = UNetConfig(image_size=8, in_channels=1, base_channels=16, channel_mult=(1, 2), num_res_blocks=1,
-                       attn_resolutions=(4,), dropout=0.1)
+TINY_UNET = UNetConfig(
+    image_size=8,
+    in_channels=1,
+    base_channels=16,
+    channel_mult=(1, 2),
+    num_res_blocks=1,
+    attn_resolutions=(4,),
+    dropout=0.1,
+)
 
 
 def tiny_config(**train):
@@ -87,11 +94,16 @@ def test_load_returns_ema_model_schedule_and_config(tmp_path):
 
 
 def test_class_conditional_and_toy_runs(tmp_path):
-    cond = RunConfig(model=UNetConfig(**{**TINY_UNET.__dict__, "num_classes": 10}),
-                     train=TrainConfig(steps=2, batch_size=16, class_cond=True, log_every=1))
+    cond = RunConfig(
+        model=UNetConfig(**{**TINY_UNET.__dict__, "num_classes": 10}),
+        train=TrainConfig(steps=2, batch_size=16, class_cond=True, log_every=1),
+    )
     train(cond, tmp_path / "cond", progress=False)
-    toy = RunConfig(model=MLPConfig(dim=2, hidden=32), data=DataConfig(source="toy:moons", toy_size=512),
-                    train=TrainConfig(steps=2, batch_size=64, log_every=1))
+    toy = RunConfig(
+        model=MLPConfig(dim=2, hidden=32),
+        data=DataConfig(source="toy:moons", toy_size=512),
+        train=TrainConfig(steps=2, batch_size=64, log_every=1),
+    )
     run = train(toy, tmp_path / "toy", progress=False)
     assert (run / "samples" / "step-000002.png").is_file()
 
@@ -100,8 +112,9 @@ def test_class_cond_needs_labels_and_matching_model(tmp_path):
     bad = RunConfig(model=TINY_UNET, train=TrainConfig(steps=2, class_cond=True))
     with pytest.raises(ValueError, match="num_classes"):
         train(bad, tmp_path / "x", progress=False)
-    wrong = RunConfig(model=UNetConfig(**{**TINY_UNET.__dict__, "image_size": 16, "attn_resolutions": ()}),
-                      train=TrainConfig(steps=1))
+    wrong = RunConfig(
+        model=UNetConfig(**{**TINY_UNET.__dict__, "image_size": 16, "attn_resolutions": ()}), train=TrainConfig(steps=1)
+    )
     with pytest.raises(ValueError, match="does not fit the data"):
         train(wrong, tmp_path / "y", progress=False)
 
@@ -144,17 +157,20 @@ def test_ema_update_rule():
     assert not any(p.requires_grad for p in ema.model.parameters())
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"steps": None, "minutes": None}, "training budget"),
-    ({"steps": 0}, "steps must be a positive integer"),
-    ({"lr": -1.0}, "lr must be a positive number"),
-    ({"device": "tpu"}, "device must be one of cpu, cuda"),
-    ({"precision": "fp8"}, "precision must be one of fp32, bf16, fp16"),
-    ({"precision": "fp16"}, "fp16 needs --device cuda"),
-    ({"ema_decay": 1.5}, r"ema_decay must be in \[0, 1\]"),
-    ({"loss_weighting": "p2"}, "loss_weighting must be one of uniform, min-snr"),
-    ({"snr_gamma": 0.0}, "snr_gamma must be a positive number"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"steps": None, "minutes": None}, "training budget"),
+        ({"steps": 0}, "steps must be a positive integer"),
+        ({"lr": -1.0}, "lr must be a positive number"),
+        ({"device": "tpu"}, "device must be one of cpu, cuda"),
+        ({"precision": "fp8"}, "precision must be one of fp32, bf16, fp16"),
+        ({"precision": "fp16"}, "fp16 needs --device cuda"),
+        ({"ema_decay": 1.5}, r"ema_decay must be in \[0, 1\]"),
+        ({"loss_weighting": "p2"}, "loss_weighting must be one of uniform, min-snr"),
+        ({"snr_gamma": 0.0}, "snr_gamma must be a positive number"),
+    ],
+)
 def test_train_config_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kwargs)

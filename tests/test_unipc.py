@@ -4,21 +4,21 @@ of a Gaussian against DPM-Solver++, the registry, the CLI options and the argume
 
 import pytest
 import torch
-from conftest import energy_distance
 from diffusers import UniPCMultistepScheduler
 
 import ddkit
+from conftest import energy_distance
 from ddkit.cli import build_parser
 from ddkit.cli.common import UsageError
 from ddkit.cli.sampling import sampler_options
-from ddkit.samplers import dpm_solver_timesteps, get_sampler, run_sampler
 from ddkit.oracle import GaussianMixture
+from ddkit.samplers import dpm_solver_timesteps, get_sampler, run_sampler
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 S = ddkit.Schedule.linear()
 GMM = GaussianMixture.default_2d()
-MU, SD = torch.tensor([[0.7, -1.2]], dtype=torch.float64), 0.3      # the Gaussian data N(μ, s²I)
+MU, SD = torch.tensor([[0.7, -1.2]], dtype=torch.float64), 0.3  # the Gaussian data N(μ, s²I)
 GAUSS = GaussianMixture(MU, torch.tensor([SD]), torch.ones(1))
 
 
@@ -30,10 +30,16 @@ def _diffusers_unipc(fn, x, steps, order, variant, spacing, corrector=True):
     """diffusers' sample and timesteps. Returned is the last data prediction x̂₀ it computed, which
     is what its last step to σ = 0 returns: with "bh1" diffusers' own last step gives NaN (it
     multiplies B(h) = -∞ by a zero correction), with "bh2" the step's output (checked)."""
-    sched = UniPCMultistepScheduler(trained_betas=S.betas.float().numpy(), solver_order=order,
-                                    solver_type=variant, prediction_type="epsilon", predict_x0=True,
-                                    lower_order_final=True, timestep_spacing=spacing,
-                                    disable_corrector=[] if corrector else list(range(steps)))
+    sched = UniPCMultistepScheduler(
+        trained_betas=S.betas.float().numpy(),
+        solver_order=order,
+        solver_type=variant,
+        prediction_type="epsilon",
+        predict_x0=True,
+        lower_order_final=True,
+        timestep_spacing=spacing,
+        disable_corrector=[] if corrector else list(range(steps)),
+    )
     sched.set_timesteps(steps)
     for t in sched.timesteps:
         x = sched.step(fn(x, torch.full((x.shape[0],), int(t))), t, x).prev_sample
@@ -96,11 +102,11 @@ def _gaussian_flow(x_T, t_end=None):
     x̂₀ there: μ + α·s²·u/√(α²s² + σ²). The difference between the two is the last step's own
     error, the same for every solver on a grid (≈ σ²/(2α²s²)·s|u|: 1.5e-3 from t = 1)."""
     ab = S.alpha_bar(999)
-    u = (x_T - ab ** 0.5 * MU) / (ab * SD ** 2 + 1 - ab) ** 0.5
+    u = (x_T - ab**0.5 * MU) / (ab * SD**2 + 1 - ab) ** 0.5
     if t_end is None:
         return MU + SD * u
     a = S.alpha_bar(t_end)
-    return MU + a ** 0.5 * SD ** 2 * u / (a * SD ** 2 + 1 - a) ** 0.5
+    return MU + a**0.5 * SD**2 * u / (a * SD**2 + 1 - a) ** 0.5
 
 
 def _solver_error(sample, steps, spacing, **options):
@@ -169,7 +175,7 @@ def test_every_spacing_and_explicit_timesteps():
         out = ddkit.unipc_sample(fn, x_T, S, steps=8, order=3, spacing=spacing)
         assert torch.isfinite(out).all()
         torch.testing.assert_close(ddkit.unipc_sample(fn, x_T, S, order=3, timesteps=seq), out, rtol=0, atol=0)
-    small = ddkit.Schedule.linear(20, 1e-3, 0.2)                          # every timestep, T = 20
+    small = ddkit.Schedule.linear(20, 1e-3, 0.2)  # every timestep, T = 20
     assert torch.isfinite(ddkit.unipc_sample(GMM.eps_fn(small.alpha_bars), x_T, small, steps=20, order=3)).all()
     clipped = ddkit.unipc_sample(fn, 3 * x_T, S, steps=5, clip_x0=(-0.5, 0.5))
     assert clipped.abs().max().item() <= 0.5 + 1e-6
@@ -185,18 +191,20 @@ def test_registered_with_options_and_through_guidance():
     with pytest.raises(ValueError, match="does not take eta"):
         run_sampler("unipc", fn, x_T, S, eta=0.5)
 
-    def cond(x, t, y):                                   # a conditional ε: the mixture's, shifted by 0.1·y
+    def cond(x, t, y):  # a conditional ε: the mixture's, shifted by 0.1·y
         return fn(x, t) + 0.1 * y[:, None].to(x.dtype)
 
     # guidance is a model_fn wrapper: w = 3 with the null label 0 gives ε + 0.1·(0 + 3·(1 - 0))
     guided = ddkit.classifier_free_guidance(cond, torch.ones(8, dtype=torch.long), 3.0, null_label=0)
-    torch.testing.assert_close(run_sampler("unipc", guided, x_T, S, steps=6),
-                               ddkit.unipc_sample(lambda x, t: fn(x, t) + 0.3, x_T, S, steps=6))
+    torch.testing.assert_close(
+        run_sampler("unipc", guided, x_T, S, steps=6), ddkit.unipc_sample(lambda x, t: fn(x, t) + 0.3, x_T, S, steps=6)
+    )
 
 
 def test_cli_options():
-    args = build_parser().parse_args(["sample", "RUN", "--sampler", "unipc", "--order", "3", "--steps", "8",
-                                      "--spacing", "logsnr"])
+    args = build_parser().parse_args(
+        ["sample", "RUN", "--sampler", "unipc", "--order", "3", "--steps", "8", "--spacing", "logsnr"]
+    )
     assert sampler_options(args, S) == {"steps": 8, "order": 3, "spacing": "logsnr"}
     with pytest.raises(UsageError, match="--sampler unipc does not take --eta"):
         sampler_options(build_parser().parse_args(["sample", "RUN", "--sampler", "unipc", "--eta", "0.5"]), S)

@@ -15,8 +15,13 @@ import warnings
 
 # old module -> the modules its names live in now (searched in order)
 MOVED: dict[str, tuple[str, ...]] = {
-    "ddkit.train": ("ddkit.training.api", "ddkit.training.trainer", "ddkit.training.distributed",
-                    "ddkit.training.objectives", "ddkit.data.splits"),
+    "ddkit.train": (
+        "ddkit.training.api",
+        "ddkit.training.trainer",
+        "ddkit.training.distributed",
+        "ddkit.training.objectives",
+        "ddkit.data.splits",
+    ),
     "ddkit.config": ("ddkit.training.config", "ddkit.parameterization"),
     "ddkit.checkpoint": ("ddkit.training.checkpoint",),
     "ddkit.runlock": ("ddkit.training.rundir",),
@@ -43,6 +48,8 @@ class _Alias(types.ModuleType):
     def __getattr__(self, attr: str):
         if attr.startswith("__"):
             raise AttributeError(attr)
+        if self.__name__ in EAGER:  # registered up front: it warns on use rather than on import
+            _warn(self.__name__, stacklevel=3)
         for home in self._homes:
             module = importlib.import_module(home)
             if hasattr(module, attr):
@@ -70,11 +77,21 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return _Alias(spec.name, MOVED[spec.name])
 
     def exec_module(self, module):
-        warnings.warn(f"the module {module.__name__} is deprecated; use {MOVED[module.__name__][0]}",
-                      DeprecationWarning, stacklevel=2)
+        _warn(module.__name__, stacklevel=2)
+
+
+def _warn(name: str, stacklevel: int) -> None:
+    warnings.warn(f"the module {name} is deprecated; use {MOVED[name][0]}", DeprecationWarning, stacklevel=stacklevel)
+
+
+# old paths that are also names in the package (ddkit.train, the function): registered in sys.modules
+# up front, so that importing the path finds the alias there and never rebinds ddkit.train
+EAGER = ("ddkit.train",)
 
 
 def install() -> None:
     """Put the finder for the old paths on ``sys.meta_path`` (once)."""
     if not any(isinstance(f, _Finder) for f in sys.meta_path):
         sys.meta_path.append(_Finder())
+    for name in EAGER:
+        sys.modules.setdefault(name, _Alias(name, MOVED[name]))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -38,8 +38,16 @@ def optional_positive_int(name: str, value) -> int | None:
     return None if value is None else positive_int(name, value)
 
 
-def number(name: str, value, *, low: float | None = None, high: float | None = None,
-           low_open: bool = False, high_open: bool = False, what: str | None = None) -> float:
+def number(
+    name: str,
+    value,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    what: str | None = None,
+) -> float:
     """``value`` as a finite float in the interval given by ``low``/``high`` (closed unless
     ``low_open``/``high_open``)."""
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
@@ -74,8 +82,10 @@ def choice(name: str, value, allowed: Iterable) -> object:
 def timestep_batch(t, n: int, num_timesteps: int) -> torch.Tensor:
     """A batch of 0-based training timesteps: an integer tensor [n] with values in [0, T-1]."""
     if not isinstance(t, torch.Tensor) or t.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"t must be an integer (Long) tensor of 0-based timesteps, got {type(t).__name__}"
-                         + (f" of dtype {t.dtype}" if isinstance(t, torch.Tensor) else ""))
+        raise ValueError(
+            f"t must be an integer (Long) tensor of 0-based timesteps, got {type(t).__name__}"
+            + (f" of dtype {t.dtype}" if isinstance(t, torch.Tensor) else "")
+        )
     if t.shape != (n,):
         raise ValueError(f"t must have shape [{n}] (one timestep per sample), got {list(t.shape)}")
     if n and (int(t.min()) < 0 or int(t.max()) >= num_timesteps):
@@ -110,8 +120,9 @@ def decreasing(name: str, values: Sequence, low, high) -> list:
     """A non-empty, strictly decreasing sequence with every entry in [low, high]."""
     values = list(values)
     if not values or any(not low <= v <= high for v in values) or any(a <= b for a, b in zip(values, values[1:])):
-        raise ValueError(f"{name} must be a non-empty, strictly decreasing sequence in [{low}, {high}], got "
-                         f"{_short(values)}")
+        raise ValueError(
+            f"{name} must be a non-empty, strictly decreasing sequence in [{low}, {high}], got {_short(values)}"
+        )
     return values
 
 

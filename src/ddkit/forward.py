@@ -33,7 +33,9 @@ def q_mean_variance(schedule: Schedule, x0: torch.Tensor, t: torch.Tensor) -> tu
     return mean, schedule.gather(1.0 - schedule.alpha_bars, t, x0)
 
 
-def q_posterior(schedule: Schedule, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def q_posterior(
+    schedule: Schedule, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean μ̃_t [N, ...] and variance β̃_t [N, 1, ...] of q(x_{t-1} | x_t, x_0) (seed eqs. 11, 12).
 
     At t = 0 (the paper's t = 1) the posterior is a point mass at x_0: mean x_0, variance 0.

@@ -4,7 +4,7 @@ randomness is per sample (``ddkit.rng``): sample i depends only on (seed, i) and
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -30,22 +30,33 @@ def sample_shape(model: nn.Module) -> tuple[int, ...]:
 
 def plain_model_fn(model: nn.Module) -> ModelFnFor:
     """``y ↦ model_fn`` for a network ``model(x_t, t, y)``: the labels bound, no guidance."""
-    return lambda y: (lambda x, t: model(x, t, y))
+    return lambda y: lambda x, t: model(x, t, y)
 
 
-def sample_labels(num: int, num_classes: int | None, label: int | None = None) -> torch.Tensor | None:
-    """Labels [num] for sampling: every sample class ``label``, or 0, 1, …, K-1, 0, … (equal numbers
-    of every class, in order) when the network or its classifier has K = ``num_classes`` classes;
-    None for an unconditional network with no classifier."""
+class LabelCycle:
+    """Sampling labels by sample index: every sample class ``label``, or 0, 1, …, K-1, 0, … (equal
+    numbers of every class, in order). ``labels(start, stop)`` is the LongTensor of samples
+    start … stop-1, so that labels, like samples, are made batch by batch."""
+
+    def __init__(self, num_classes: int, label: int | None = None):
+        if label is not None and (not checks.is_int(label) or not 0 <= label < num_classes):
+            raise ParameterError(f"`label` must be in [0, {num_classes - 1}], got {label}")
+        self.num_classes, self.label = num_classes, label
+
+    def __call__(self, start: int, stop: int) -> torch.Tensor:
+        if self.label is not None:
+            return torch.full((stop - start,), int(self.label), dtype=torch.long)
+        return torch.arange(start, stop) % self.num_classes
+
+
+def sample_labels(num_classes: int | None, label: int | None = None) -> LabelCycle | None:
+    """The labels of :class:`LabelCycle` when the network (or its classifier) has ``num_classes``
+    classes; None for an unconditional network with no classifier (where ``label`` is an error)."""
     if num_classes is None:
         if label is not None:
             raise ParameterError("`label` needs a class-conditional network or a classifier; this one has no labels")
         return None
-    if label is not None:
-        if not checks.is_int(label) or not 0 <= label < num_classes:
-            raise ParameterError(f"`label` must be in [0, {num_classes - 1}], got {label}")
-        return torch.full((num,), int(label), dtype=torch.long)
-    return torch.arange(num) % num_classes
+    return LabelCycle(num_classes, label)
 
 
 def start_noise(seed: int, indices: range, shape: tuple[int, ...], device: str | torch.device = "cpu"):
@@ -64,7 +75,7 @@ def generate_batches(
     sampler: str = "ddim",
     batch_size: int = 256,
     seed: int = 0,
-    labels: torch.Tensor | None = None,
+    labels: torch.Tensor | Callable[[int, int], torch.Tensor] | None = None,
     model_fn_for: ModelFnFor | None = None,
     clip_x0=None,
     device: str | torch.device = "cpu",
@@ -73,23 +84,24 @@ def generate_batches(
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield ``(start, x)`` batch by batch: samples start … start+len(x)-1 [n, ...] (float32, on the
     CPU) from ``model(x, t, y)``, so that a caller can stream ``num`` samples anywhere without
-    holding them all. Arguments as :func:`generate`; they are checked before the first batch."""
+    holding them all. Arguments as :func:`generate`; they are checked before the first batch.
+    ``labels`` may also be a function ``(start, stop) -> LongTensor`` (a :class:`LabelCycle`)."""
     get_sampler(sampler)
     positive_int("num", num)
     positive_int("batch_size", batch_size)
-    if labels is not None and labels.shape != (num,):
-        raise ValueError(f"labels must have shape [{num}], got {list(labels.shape)}")
+    if isinstance(labels, torch.Tensor):
+        if labels.shape != (num,):
+            raise ValueError(f"labels must have shape [{num}], got {list(labels.shape)}")
+        labels = _slicer(labels)
     device = torch.device(device)
     model_fn_for = model_fn_for or plain_model_fn(model)
     shape = sample_shape(model)
-    with tqdm(total=num, desc=f"sampling ({sampler})", unit="sample", disable=not progress,
-              dynamic_ncols=True) as bar:
+    with tqdm(total=num, desc=f"sampling ({sampler})", unit="sample", disable=not progress, dynamic_ncols=True) as bar:
         for start in range(0, num, batch_size):
             n = min(batch_size, num - start)
-            y = None if labels is None else labels[start:start + n].to(device)
+            y = None if labels is None else labels(start, start + n).to(device)
             x_T, gens = start_noise(seed, range(start, start + n), shape, device)
-            x = run_sampler(sampler, model_fn_for(y), x_T, schedule, generator=gens, clip_x0=clip_x0,
-                            **sampler_options)
+            x = run_sampler(sampler, model_fn_for(y), x_T, schedule, generator=gens, clip_x0=clip_x0, **sampler_options)
             bar.update(n)
             yield start, x.float().cpu()
 
@@ -109,4 +121,17 @@ def generate(model: nn.Module, schedule: Schedule, num: int, **options) -> torch
     return torch.cat([x for _, x in generate_batches(model, schedule, num, **options)])
 
 
-__all__ = ["generate", "generate_batches", "sample_shape", "plain_model_fn", "start_noise", "SAMPLERS"]
+def _slicer(labels: torch.Tensor) -> Callable[[int, int], torch.Tensor]:
+    return lambda start, stop: labels[start:stop]
+
+
+__all__ = [
+    "generate",
+    "generate_batches",
+    "sample_shape",
+    "plain_model_fn",
+    "start_noise",
+    "LabelCycle",
+    "sample_labels",
+    "SAMPLERS",
+]

@@ -15,14 +15,13 @@ Notation (t a batch of 0-based training timesteps, ᾱ_t from the schedule, y th
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
-from .checks import labels as _check_labels
 from .checks import ParameterError, number
+from .checks import labels as _check_labels
 from .parameterization import ModelFn
 from .schedule import Schedule
 
@@ -123,7 +122,7 @@ def classifier_free_guidance(
         # one pass: every row with its label, then the guided rows again with the null label
         idx = guide.nonzero().squeeze(1)
         out = net(torch.cat([x_t, x_t[idx]]), torch.cat([t, t[idx]]), torch.cat([y, null[idx]]))
-        eps, eps_u = out[: len(t)], out[len(t):]
+        eps, eps_u = out[: len(t)], out[len(t) :]
         if idx.numel() == 0:
             return eps
         guided = eps_u + w * (eps[idx] - eps_u)
@@ -164,8 +163,9 @@ def classifier_guidance(
             if logits.ndim != 2 or logits.shape[0] != x_t.shape[0]:
                 raise ValueError(f"the classifier must return logits [N, K], got {list(logits.shape)}")
             if int(y.max()) >= logits.shape[1]:
-                raise ValueError(f"labels must be in [0, {logits.shape[1] - 1}] for this classifier, "
-                                 f"got {int(y.max())}")
+                raise ValueError(
+                    f"labels must be in [0, {logits.shape[1] - 1}] for this classifier, got {int(y.max())}"
+                )
             log_p = torch.log_softmax(logits.double(), dim=1).gather(1, y[:, None]).sum()
             grad = torch.autograd.grad(log_p, x_in)[0].double()
         factor = (1.0 - schedule.alpha_bars_at(t, grad)).sqrt()  # √(1−ᾱ_t) [N, 1, …] float64
@@ -199,7 +199,7 @@ def _check_param_scale(name: str, scale) -> float:
     try:
         return _check_scale(name, scale)
     except ValueError as e:
-        raise ParameterError(f"`{name}`" + str(e)[len(name):]) from None
+        raise ParameterError(f"`{name}`" + str(e)[len(name) :]) from None
 
 
 @dataclass(frozen=True)
@@ -217,9 +217,17 @@ class GuidanceSettings:
     rescale: float = 0.0
 
 
-def resolve_guidance(*, conditional: bool, num_timesteps: int, guidance_scale: float | None = None,
-                     classifier: bool = False, classifier_scale: float | None = None, weak: bool = False,
-                     interval=None, rescale: float | None = None) -> GuidanceSettings:
+def resolve_guidance(
+    *,
+    conditional: bool,
+    num_timesteps: int,
+    guidance_scale: float | None = None,
+    classifier: bool = False,
+    classifier_scale: float | None = None,
+    weak: bool = False,
+    interval=None,
+    rescale: float | None = None,
+) -> GuidanceSettings:
     """Decide which guidance ``guidance_scale`` means for a network and check the options.
 
     - with a weak model (``weak``): ``guidance_scale`` is the autoguidance weight;
@@ -242,38 +250,52 @@ def resolve_guidance(*, conditional: bool, num_timesteps: int, guidance_scale: f
     elif classifier and s is None:
         s, w = w, 1.0  # an unconditional network guided by a classifier: guidance_scale is its scale
     elif w != 1.0:
-        raise ParameterError(f"`guidance_scale` {w:g} needs labels: this network is unconditional; use a "
-                             "class-conditional network, `classifier` or `weak`")
+        raise ParameterError(
+            f"`guidance_scale` {w:g} needs labels: this network is unconditional; use a "
+            "class-conditional network, `classifier` or `weak`"
+        )
     bounds = None
     if interval is not None:
         try:
             lo, hi = (int(v) for v in interval)
         except (TypeError, ValueError):
-            raise ParameterError(f"`guidance_interval` must be a pair of training timesteps, got {interval!r}") from None
+            raise ParameterError(
+                f"`guidance_interval` must be a pair of training timesteps, got {interval!r}"
+            ) from None
         if not 0 <= lo <= hi <= num_timesteps - 1:
-            raise ParameterError(f"`guidance_interval` must satisfy 0 <= T_LO <= T_HI <= {num_timesteps - 1}, "
-                                 f"got {lo} {hi}")
+            raise ParameterError(
+                f"`guidance_interval` must satisfy 0 <= T_LO <= T_HI <= {num_timesteps - 1}, got {lo} {hi}"
+            )
         bounds = (lo, hi)
     phi = 0.0 if rescale is None else float(rescale)
     if not 0.0 <= phi <= 1.0:
         raise ParameterError(f"`guidance_rescale` must be in [0, 1], got {rescale}")
     if cfg is None and (interval is not None or phi):
-        raise ParameterError("`guidance_interval`/`guidance_rescale` apply to classifier-free guidance: they need "
-                             "a class-conditional network and no `weak` model")
+        raise ParameterError(
+            "`guidance_interval`/`guidance_rescale` apply to classifier-free guidance: they need "
+            "a class-conditional network and no `weak` model"
+        )
     return GuidanceSettings(cfg, auto, 0.0 if not classifier else (1.0 if s is None else s), bounds, phi)
 
 
-def guided_model_fn(net: Callable[..., torch.Tensor], labels: torch.Tensor | None, settings: GuidanceSettings, *,
-                    schedule: Schedule, weak: Callable[..., torch.Tensor] | None = None,
-                    classifier: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> ModelFn:
+def guided_model_fn(
+    net: Callable[..., torch.Tensor],
+    labels: torch.Tensor | None,
+    settings: GuidanceSettings,
+    *,
+    schedule: Schedule,
+    weak: Callable[..., torch.Tensor] | None = None,
+    classifier: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> ModelFn:
     """The ``model_fn(x_t, t) -> ε`` of ``net(x_t, t, y)`` with ``labels`` [N] (or None) bound and the
     guidance of ``settings`` composed, innermost first: the network (classifier-free guided when
     ``settings.cfg_scale`` is set), then autoguidance by ``weak`` (bound to the same labels when it
     is class-conditional), then classifier guidance by ``classifier``."""
     conditional = network_num_classes(net) is not None
     if settings.cfg_scale is not None:
-        fn = classifier_free_guidance(net, labels, settings.cfg_scale, interval=settings.interval,
-                                      rescale=settings.rescale)
+        fn = classifier_free_guidance(
+            net, labels, settings.cfg_scale, interval=settings.interval, rescale=settings.rescale
+        )
     else:
         fn = _bind(net, labels if conditional else None)
     if settings.auto_scale is not None:
@@ -292,5 +314,13 @@ def _bind(net: Callable[..., torch.Tensor], labels: torch.Tensor | None) -> Mode
     return (lambda x, t: net(x, t, labels)) if labels is not None else (lambda x, t: net(x, t))
 
 
-__all__ = ["classifier_free_guidance", "classifier_guidance", "autoguidance", "rescale_guided",
-           "network_num_classes", "GuidanceSettings", "resolve_guidance", "guided_model_fn"]
+__all__ = [
+    "classifier_free_guidance",
+    "classifier_guidance",
+    "autoguidance",
+    "rescale_guided",
+    "network_num_classes",
+    "GuidanceSettings",
+    "resolve_guidance",
+    "guided_model_fn",
+]

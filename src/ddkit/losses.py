@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from .forward import q_posterior, q_sample
 from .checks import choice, integer
+from .forward import q_posterior, q_sample
 from .parameterization import ModelFn, get_target, prediction_target, x0_from_eps
 from .schedule import Schedule
 
@@ -86,13 +86,14 @@ def _log_normal_mass(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     a bin right of the mean is mirrored to the left, where Φ is small and log Φ accurate."""
     right = (lo + hi) > 0
     a = torch.where(right, -hi, lo)
-    b = torch.where(right, -lo, hi)   # now Φ(b) - Φ(a) is the same mass with a < b, b "mostly" ≤ 0
+    b = torch.where(right, -lo, hi)  # now Φ(b) - Φ(a) is the same mass with a < b, b "mostly" ≤ 0
     log_b, log_a = torch.special.log_ndtr(b), torch.special.log_ndtr(a)
     return log_b + torch.log1p(-torch.exp(log_a - log_b).clamp(max=1.0))
 
 
-def discretized_gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, *,
-                                        levels: int) -> torch.Tensor:
+def discretized_gaussian_log_likelihood(
+    x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, *, levels: int
+) -> torch.Tensor:
     """log P(x) under N(mean, std²) discretised to ``levels`` grey levels on [-1, 1] (DDPM eq. 13),
     element by element, in nats (float64).
 
@@ -129,8 +130,17 @@ def bound_variance(schedule: Schedule, variance: str = "large") -> torch.Tensor:
     return var
 
 
-def vb_terms(model_fn: ModelFn, schedule: Schedule, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, *,
-             levels: int, variance: str = "large", clip_x0: tuple[float, float] | None = None) -> torch.Tensor:
+def vb_terms(
+    model_fn: ModelFn,
+    schedule: Schedule,
+    x0: torch.Tensor,
+    t: torch.Tensor,
+    noise: torch.Tensor,
+    *,
+    levels: int,
+    variance: str = "large",
+    clip_x0: tuple[float, float] | None = None,
+) -> torch.Tensor:
     """One term of the bound per example, in nats: [N] (float64).
 
     x_t = q_sample(x0, t, noise); μ_θ is the posterior mean with x̂₀ from ``model_fn(x_t, t)``

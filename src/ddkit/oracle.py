@@ -18,8 +18,8 @@ serves as a perfect "model" for testing samplers, guidance and editing; the exac
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -44,9 +44,7 @@ class GaussianMixture:
         stds = torch.as_tensor(self.stds, dtype=torch.float64)
         weights = torch.as_tensor(self.weights, dtype=torch.float64)
         if means.ndim != 2 or means.shape[0] < 1 or means.shape[1] < 1:
-            raise ValueError(
-                f"means must have shape [K, D] with K, D >= 1, got {list(means.shape)}"
-            )
+            raise ValueError(f"means must have shape [K, D] with K, D >= 1, got {list(means.shape)}")
         k = means.shape[0]
         if stds.shape != (k,):
             raise ValueError(f"stds must have shape [K] = [{k}], got {list(stds.shape)}")
@@ -85,9 +83,7 @@ class GaussianMixture:
         weights = torch.arange(1, 9, dtype=torch.float64)
         return cls(means, stds, weights)
 
-    def sample(
-        self, n: int, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw n samples: returns (x: [n, D] float64, component: [n] int64)."""
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
@@ -96,7 +92,9 @@ class GaussianMixture:
         x = self.means[component] + self.stds[component, None] * noise
         return x, component
 
-    def _log_joint(self, x: torch.Tensor, alpha_bar: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _log_joint(
+        self, x: torch.Tensor, alpha_bar: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """log w_k + log N(x; √ᾱ μ_k, (ᾱ s_k² + 1 − ᾱ) I) for each sample and component: the one
         place the density is written. x: [N, D] float64; alpha_bar: [N] (None: ᾱ = 1, the data).
         Returns (log joint [N, K], x − √ᾱ μ_k [N, K, D], variances [N, K])."""
@@ -104,8 +102,11 @@ class GaussianMixture:
         means, stds = self.means.to(x.device), self.stds.to(x.device)
         var = ab[:, None] * stds**2 + (1 - ab[:, None])  # [N, K]
         diff = x[:, None, :] - ab.sqrt()[:, None, None] * means[None]  # [N, K, D]
-        log_joint = (self.weights.to(x.device).log() - 0.5 * self.dim * torch.log(2 * math.pi * var)
-                     - (diff**2).sum(-1) / (2 * var))
+        log_joint = (
+            self.weights.to(x.device).log()
+            - 0.5 * self.dim * torch.log(2 * math.pi * var)
+            - (diff**2).sum(-1) / (2 * var)
+        )
         return log_joint, diff, var
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -135,8 +136,7 @@ class GaussianMixture:
         if ab.ndim == 0:
             ab = ab.expand(x.shape[0])
         if ab.shape != (x.shape[0],):
-            raise ValueError(f"alpha_bar must be a float or a [N] = [{x.shape[0]}] tensor, "
-                             f"got shape {list(ab.shape)}")
+            raise ValueError(f"alpha_bar must be a float or a [N] = [{x.shape[0]}] tensor, got shape {list(ab.shape)}")
         if not ((ab >= 0) & (ab <= 1)).all():
             raise ValueError("alpha_bar must be in [0, 1]")
         log_joint, diff, var = self._log_joint(x, ab)
@@ -171,7 +171,7 @@ class GaussianMixture:
         if not 0 <= int(k) < self.num_components:
             raise ValueError(f"k must be in [0, {self.num_components - 1}], got {k}")
         k = int(k)
-        return GaussianMixture(self.means[k:k + 1], self.stds[k:k + 1], torch.ones(1, dtype=torch.float64))
+        return GaussianMixture(self.means[k : k + 1], self.stds[k : k + 1], torch.ones(1, dtype=torch.float64))
 
     def classifier_fn(self, alpha_bars: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The exact noise-conditional classifier as ``classifier(x_t, t) -> logits [N, K]``:
@@ -234,11 +234,8 @@ class GaussianMixture:
 
 def _mean_norm(nu: torch.Tensor, s: torch.Tensor, dim: int) -> torch.Tensor:
     """E|Z| for Z ~ N(m, s² I_D) with |m| = ν, D = 1 (folded normal) or 2 (Rice); float64, broadcast."""
-    q = nu ** 2 / (2 * s ** 2)
+    q = nu**2 / (2 * s**2)
     if dim == 1:
         return s * math.sqrt(2 / math.pi) * torch.exp(-q) + nu * torch.erf(q.sqrt())
     half = q / 2  # i0e(z) = e^{-z}·I₀(z): the e^{−q/2} of the Rice mean
     return s * math.sqrt(math.pi / 2) * ((1 + q) * torch.special.i0e(half) + q * torch.special.i1e(half))
-
-
-

@@ -15,12 +15,12 @@ Scalars stay float64 until they multiply the tensor.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Union
 
 import torch
 
-AlphaBar = Union[float, torch.Tensor]
+AlphaBar = float | torch.Tensor
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -77,12 +77,22 @@ class Target:
 
 
 TARGETS: dict[str, Target] = {
-    "eps": Target("eps", "epsilon", lambda x0, eps, ab: eps, lambda x_t, out, ab: out,
-                  lambda snr, gamma: snr.clamp(max=gamma) / snr),
-    "x0": Target("x0", "sample", lambda x0, eps, ab: x0, eps_from_x0,
-                 lambda snr, gamma: snr.clamp(max=gamma)),
-    "v": Target("v", "v_prediction", lambda x0, eps, ab: v_from_x0_eps(x0, eps, ab), eps_from_v,
-                lambda snr, gamma: snr.clamp(max=gamma) / (snr + 1), zero_terminal_snr=True),
+    "eps": Target(
+        "eps",
+        "epsilon",
+        lambda x0, eps, ab: eps,
+        lambda x_t, out, ab: out,
+        lambda snr, gamma: snr.clamp(max=gamma) / snr,
+    ),
+    "x0": Target("x0", "sample", lambda x0, eps, ab: x0, eps_from_x0, lambda snr, gamma: snr.clamp(max=gamma)),
+    "v": Target(
+        "v",
+        "v_prediction",
+        lambda x0, eps, ab: v_from_x0_eps(x0, eps, ab),
+        eps_from_v,
+        lambda snr, gamma: snr.clamp(max=gamma) / (snr + 1),
+        zero_terminal_snr=True,
+    ),
 }
 PREDICTIONS = tuple(TARGETS)
 
@@ -101,9 +111,11 @@ def check_terminal_snr(schedule, prediction: str = "eps") -> None:
     x̂₀ = (x_t − √(1−ᾱ)ε)/√ᾱ divides by zero). A ValueError says so otherwise."""
     if schedule.alpha_bars[-1] == 0 and not get_target(prediction).zero_terminal_snr:
         allowed = [name for name, target in TARGETS.items() if target.zero_terminal_snr]
-        raise ValueError(f"this schedule reaches ᾱ_T = 0 (zero terminal SNR, e.g. a beta of 1); that needs "
-                         f"prediction {' or '.join(map(repr, allowed))} (Lin et al. 2023), not {prediction!r}: with it "
-                         "x̂₀ = (x_t − √(1−ᾱ)ε)/√ᾱ divides by zero. Use prediction v or a beta_end below 1")
+        raise ValueError(
+            f"this schedule reaches ᾱ_T = 0 (zero terminal SNR, e.g. a beta of 1); that needs "
+            f"prediction {' or '.join(map(repr, allowed))} (Lin et al. 2023), not {prediction!r}: with it "
+            "x̂₀ = (x_t − √(1−ᾱ)ε)/√ᾱ divides by zero. Use prediction v or a beta_end below 1"
+        )
 
 
 def clip_eps(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar: float, clip_x0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,7 +149,9 @@ def _check_prediction(prediction: str, schedule) -> None:
         raise ValueError(f"prediction={prediction!r} needs the schedule to convert to eps")
 
 
-def eps_from_prediction(out: torch.Tensor, prediction: str, x_t: torch.Tensor, t: torch.Tensor, schedule) -> torch.Tensor:
+def eps_from_prediction(
+    out: torch.Tensor, prediction: str, x_t: torch.Tensor, t: torch.Tensor, schedule
+) -> torch.Tensor:
     """ε from a network output ``out`` [N, ...] that predicts ``prediction`` (eps | x0 | v) at
     x_t [N, ...] and timesteps t [N] (integer, or fractional on a σ-grid)."""
     if prediction == "eps":

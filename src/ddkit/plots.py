@@ -46,17 +46,21 @@ def plot_bound_terms(bound, path: str | Path, *, title: str | None = None) -> Pa
     mean = bound.terms.mean(0).numpy()
     fig = new_figure()
     ax = fig.subplots()
-    ax.plot(range(1, len(mean) + 1), mean, lw=1.2,
-            label=f"L_{{t-1}} (t = 1: decoder L_0 = {float(bound.decoder.mean()):.3f})")
-    ax.axhline(float(bound.prior.mean()), color="grey", ls=":", lw=1,
-               label=f"L_T (prior) = {float(bound.prior.mean()):.2g}")
+    ax.plot(
+        range(1, len(mean) + 1),
+        mean,
+        lw=1.2,
+        label=f"L_{{t-1}} (t = 1: decoder L_0 = {float(bound.decoder.mean()):.3f})",
+    )
+    ax.axhline(
+        float(bound.prior.mean()), color="grey", ls=":", lw=1, label=f"L_T (prior) = {float(bound.prior.mean()):.2g}"
+    )
     ax.set_yscale("log")
     ax.set_xlabel("t (paper's 1-based timestep)")
     ax.set_ylabel("bits/dim")
     ax.set_title(title or f"variational bound: {float(bound.total.mean()):.3f} bits/dim (mean of {len(bound.total)})")
     ax.legend(fontsize=8)
     return save_figure(fig, path)
-
 
 
 def plot_quality_table(table, path: str | Path) -> Path:

@@ -8,7 +8,7 @@ noise is the same for every sampler), and rows of a comparison table share their
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -40,8 +40,9 @@ class SampleGenerators:
     def __len__(self) -> int:
         return len(self.generators)
 
-    def randn(self, shape: Sequence[int], *, dtype: torch.dtype = torch.float32,
-              device: str | torch.device | None = None) -> torch.Tensor:
+    def randn(
+        self, shape: Sequence[int], *, dtype: torch.dtype = torch.float32, device: str | torch.device | None = None
+    ) -> torch.Tensor:
         """Standard normal noise [N, *shape[1:]] with row i drawn from sample i's generator."""
         shape = tuple(shape)
         if shape[0] != len(self.generators):
@@ -53,8 +54,13 @@ class SampleGenerators:
 Generator = torch.Generator | SampleGenerators | None
 
 
-def randn(shape: Sequence[int], generator: Generator, *, dtype: torch.dtype = torch.float32,
-          device: str | torch.device = "cpu") -> torch.Tensor:
+def randn(
+    shape: Sequence[int],
+    generator: Generator,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
     """Standard normal noise of ``shape`` from a ``torch.Generator``, per-sample generators or
     torch's global one (``None``)."""
     if isinstance(generator, SampleGenerators):

@@ -56,8 +56,10 @@ class Schedule:
         object.__setattr__(self, "alpha_bars_prev", alpha_bars_prev)
         if bool((alpha_bars[:-1] <= 0).any()):  # a beta of 1 before the last step: all later ᾱ are 0
             first = int((alpha_bars <= 0).nonzero()[0])
-            raise ValueError(f"ᾱ reaches 0 at t = {first + 1} of T = {betas.numel()} (a beta of 1, or underflow): "
-                             "x̂₀ = (x_t − √(1−ᾱ)ε)/√ᾱ would divide by zero; only the last step may have ᾱ_T = 0")
+            raise ValueError(
+                f"ᾱ reaches 0 at t = {first + 1} of T = {betas.numel()} (a beta of 1, or underflow): "
+                "x̂₀ = (x_t − √(1−ᾱ)ε)/√ᾱ would divide by zero; only the last step may have ᾱ_T = 0"
+            )
         # signal-to-noise ratio ᾱ_t / (1 - ᾱ_t) (Kingma et al. 2021), for loss weightings
         object.__setattr__(self, "snr", alpha_bars / (1.0 - alpha_bars))
         # σ_t = √((1 - ᾱ_t)/ᾱ_t) = 1/√SNR_t (EDM's noise level; +∞ where ᾱ = 0)
@@ -67,8 +69,14 @@ class Schedule:
 
     # ---- constructors -------------------------------------------------------------------
     @classmethod
-    def linear(cls, num_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02, *,
-               timesteps: int | None = None) -> "Schedule":
+    def linear(
+        cls,
+        num_timesteps: int = 1000,
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+        *,
+        timesteps: int | None = None,
+    ) -> Schedule:
         """DDPM's linear schedule over T = ``num_timesteps``: β_t evenly spaced from ``beta_start``
         to ``beta_end``. (``timesteps=`` is the old name of ``num_timesteps``, still accepted.)"""
         T = _num_timesteps(num_timesteps, timesteps)
@@ -78,8 +86,9 @@ class Schedule:
         return cls(betas, "linear", {"num_timesteps": T, "beta_start": beta_start, "beta_end": beta_end})
 
     @classmethod
-    def cosine(cls, num_timesteps: int = 1000, s: float = 0.008, max_beta: float = 0.999, *,
-               timesteps: int | None = None) -> "Schedule":
+    def cosine(
+        cls, num_timesteps: int = 1000, s: float = 0.008, max_beta: float = 0.999, *, timesteps: int | None = None
+    ) -> Schedule:
         """Nichol & Dhariwal (2021) eq. (17): ᾱ(t) = f(t)/f(0), f(t) = cos²((t/T + s)/(1 + s) · π/2),
         β_t = min(1 - ᾱ(t)/ᾱ(t-1), max_beta), with T = ``num_timesteps``."""
         T = _num_timesteps(num_timesteps, timesteps)
@@ -91,7 +100,7 @@ class Schedule:
         return cls(torch.from_numpy(betas), "cosine", {"num_timesteps": T, "s": s, "max_beta": max_beta})
 
     @classmethod
-    def scaled_linear(cls, num_timesteps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012) -> "Schedule":
+    def scaled_linear(cls, num_timesteps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012) -> Schedule:
         """β_t = (linspace(√beta_start, √beta_end, T))² (diffusers' "scaled_linear", Stable Diffusion's)."""
         T = _num_timesteps(num_timesteps, None)
         if not 0 < beta_start <= beta_end <= 1:
@@ -100,7 +109,7 @@ class Schedule:
         return cls(betas, "scaled_linear", {"num_timesteps": T, "beta_start": beta_start, "beta_end": beta_end})
 
     @classmethod
-    def from_config(cls, config: dict) -> "Schedule":
+    def from_config(cls, config: dict) -> Schedule:
         """Inverse of :meth:`to_config`."""
         config = dict(config)
         name = config.pop("name", None)
@@ -161,8 +170,10 @@ class Schedule:
         (:func:`ddkit.timesteps.alpha_bar_at`) — shaped [N, 1, …] to broadcast against ``like``, in its
         dtype (float64 arithmetic before the cast)."""
         if not isinstance(t, torch.Tensor) or t.shape != (like.shape[0],):
-            raise ValueError(f"t must be a tensor of shape [{like.shape[0]}], got "
-                             f"{list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+            raise ValueError(
+                f"t must be a tensor of shape [{like.shape[0]}], got "
+                f"{list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}"
+            )
         if not t.is_floating_point():
             return self.gather(self.alpha_bars, t, like)
         ab = alpha_bar_at(self.alpha_bars, t).to(device=like.device, dtype=like.dtype)
@@ -196,8 +207,15 @@ def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
 
 
 # names that moved to ddkit.timesteps (importable from here for older code)
-_MOVED = ("SPACINGS", "SCHEDULE_SPACINGS", "ALL_SPACINGS", "make_timesteps", "make_timesteps_logsnr", "log_snr",
-          "check_alpha_bars")
+_MOVED = (
+    "SPACINGS",
+    "SCHEDULE_SPACINGS",
+    "ALL_SPACINGS",
+    "make_timesteps",
+    "make_timesteps_logsnr",
+    "log_snr",
+    "check_alpha_bars",
+)
 
 
 def __getattr__(name: str):

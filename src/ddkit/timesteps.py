@@ -24,8 +24,8 @@ spacing is one function here.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -144,18 +144,22 @@ def _sigma_bounds(schedule, steps: int, sigma_min, sigma_max) -> tuple[float, fl
     integer("steps", steps, low=1)
     lo, hi = sigma_range(schedule)
     if not math.isfinite(hi):
-        raise ValueError("the schedule has ᾱ = 0 at its last step (zero terminal SNR): σ_max is infinite; "
-                         "give sigma_max")
+        raise ValueError(
+            "the schedule has ᾱ = 0 at its last step (zero terminal SNR): σ_max is infinite; give sigma_max"
+        )
     sigma_min = lo if sigma_min is None else float(sigma_min)
     sigma_max = hi if sigma_max is None else float(sigma_max)
     if not lo * (1 - 1e-9) <= sigma_min < sigma_max <= hi * (1 + 1e-9):
-        raise ValueError(f"need σ_min < σ_max within the schedule's σ range [{lo:.6g}, {hi:.6g}], "
-                         f"got sigma_min={sigma_min:.6g}, sigma_max={sigma_max:.6g}")
+        raise ValueError(
+            f"need σ_min < σ_max within the schedule's σ range [{lo:.6g}, {hi:.6g}], "
+            f"got sigma_min={sigma_min:.6g}, sigma_max={sigma_max:.6g}"
+        )
     return sigma_min, sigma_max
 
 
-def karras(schedule, steps: int, *, rho: float = KARRAS_RHO, sigma_min: float | None = None,
-           sigma_max: float | None = None) -> torch.Tensor:
+def karras(
+    schedule, steps: int, *, rho: float = KARRAS_RHO, sigma_min: float | None = None, sigma_max: float | None = None
+) -> torch.Tensor:
     """EDM's eq. (5): σ_i = (σ_max^{1/ρ} + i/(S-1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ for i = 0 … S-1,
     from σ_max to σ_min (default: the schedule's σ_{T-1} and σ_0): float64 [S], decreasing. The
     sampler's last step goes from σ_min to 0."""
@@ -169,8 +173,9 @@ def karras(schedule, steps: int, *, rho: float = KARRAS_RHO, sigma_min: float | 
     return (a + ramp * (b - a)) ** rho
 
 
-def exponential(schedule, steps: int, *, sigma_min: float | None = None,
-                sigma_max: float | None = None) -> torch.Tensor:
+def exponential(
+    schedule, steps: int, *, sigma_min: float | None = None, sigma_max: float | None = None
+) -> torch.Tensor:
     """σ uniform in log σ from σ_max to σ_min (k-diffusion's ``get_sigmas_exponential``, diffusers'
     ``use_exponential_sigmas``): float64 [S], decreasing."""
     sigma_min, sigma_max = _sigma_bounds(schedule, steps, sigma_min, sigma_max)
@@ -187,8 +192,11 @@ def t_from_sigma(schedule, sigmas) -> np.ndarray:
     (diffusers' ``_sigma_to_t``), float64 [S]; σ of a discrete step gives that step exactly."""
     log_s = np.log(schedule.sigmas.numpy())
     finite = np.isfinite(log_s)
-    return np.interp(np.log(np.asarray(sigmas, dtype=np.float64)), log_s[finite],
-                     np.arange(schedule.num_timesteps, dtype=np.float64)[finite])
+    return np.interp(
+        np.log(np.asarray(sigmas, dtype=np.float64)),
+        log_s[finite],
+        np.arange(schedule.num_timesteps, dtype=np.float64)[finite],
+    )
 
 
 def alpha_bar_at(alpha_bars: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -270,8 +278,9 @@ def _check_sigmas(schedule, sigmas) -> list[float]:
     lo, hi = sigma_range(schedule)
     values = decreasing("sigmas", values, -math.inf, math.inf)
     if values[-1] < lo * (1 - 1e-9) or values[0] > hi * (1 + 1e-9):
-        raise ValueError(f"sigmas must lie in the schedule's σ range [{lo:.6g}, {hi:.6g}], got "
-                         f"[{values[-1]:.6g}, {values[0]:.6g}]")
+        raise ValueError(
+            f"sigmas must lie in the schedule's σ range [{lo:.6g}, {hi:.6g}], got [{values[-1]:.6g}, {values[0]:.6g}]"
+        )
     return values
 
 
@@ -301,8 +310,17 @@ def _grid_from_timesteps(schedule, timesteps) -> Grid:
     return _grid(schedule, decreasing("timesteps", seq, 0, schedule.num_timesteps - 1))
 
 
-def sampling_grid(schedule, steps: int | None = None, spacing: str = "uniform", *, timesteps=None, sigmas=None,
-                  start_t: int | None = None, solver: bool = False, rho: float = KARRAS_RHO) -> Grid:
+def sampling_grid(
+    schedule,
+    steps: int | None = None,
+    spacing: str = "uniform",
+    *,
+    timesteps=None,
+    sigmas=None,
+    start_t: int | None = None,
+    solver: bool = False,
+    rho: float = KARRAS_RHO,
+) -> Grid:
     """The points a sampler visits: ``timesteps`` or ``sigmas`` if given, else ``steps`` points of
     ``spacing`` (:data:`ALL_SPACINGS`) from ``start_t`` (default T-1; the first point is exactly
     there) down to t = 0 (σ-grids: σ(start_t) down to σ_0).
@@ -327,8 +345,9 @@ def sampling_grid(schedule, steps: int | None = None, spacing: str = "uniform", 
     elif spacing in _SIGMA_SPACINGS:
         top = _start(schedule, start_t)
         kw = {"rho": rho} if spacing == "karras" else {}
-        grid = _grid_from_sigmas(schedule, _SIGMA_SPACINGS[spacing](
-            schedule, steps, sigma_max=float(schedule.sigmas[top]), **kw).tolist())
+        grid = _grid_from_sigmas(
+            schedule, _SIGMA_SPACINGS[spacing](schedule, steps, sigma_max=float(schedule.sigmas[top]), **kw).tolist()
+        )
     else:
         top = _start(schedule, start_t)
         grid = _grid(schedule, _spacing_points(schedule, steps, spacing, top, solver, force_top=start_t is not None))
@@ -342,8 +361,10 @@ def check_alpha_bars(schedule, grid) -> None:
     points = grid.t if isinstance(grid, Grid) else list(grid)
     bad = [t for t, a in zip(points, alpha_bars) if a == 0]
     if bad:
-        raise ValueError(f"the schedule has ᾱ = 0 at timestep {bad[0]} (zero terminal SNR), where x̂₀ from ε "
-                         "divides by zero; sample with a sequence that starts below it (e.g. spacing 'uniform')")
+        raise ValueError(
+            f"the schedule has ᾱ = 0 at timestep {bad[0]} (zero terminal SNR), where x̂₀ from ε "
+            "divides by zero; sample with a sequence that starts below it (e.g. spacing 'uniform')"
+        )
 
 
 def resolve_timesteps(schedule, steps: int, spacing: str, timesteps: Sequence[int] | None) -> list:

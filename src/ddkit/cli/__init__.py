@@ -27,8 +27,11 @@ COMMANDS = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="ddkit", description="Denoising diffusion models: train, sample and evaluate (DDPM, DDIM).")
-    parser.add_argument("--debug", action="store_true", help="on an error, print the full traceback too "
-                        "(accepted anywhere on the command line)")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error, print the full traceback too (accepted anywhere on the command line)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for module in COMMANDS.values():
         importlib.import_module(module).add_parser(sub)

@@ -6,11 +6,16 @@ from .common import UsageError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("export", help="export a run to another format (diffusers)", description=(
-        "Write a run's network and schedule as a diffusers DDPMPipeline folder (unet/ with config.json and "
-        "diffusion_pytorch_model.safetensors, scheduler/scheduler_config.json, model_index.json) that "
-        "DDPMPipeline.from_pretrained(OUT) and DDIMPipeline.from_pretrained(OUT) load. diffusers itself is "
-        "not needed to write it."))
+    p = sub.add_parser(
+        "export",
+        help="export a run to another format (diffusers)",
+        description=(
+            "Write a run's network and schedule as a diffusers DDPMPipeline folder (unet/ with config.json and "
+            "diffusion_pytorch_model.safetensors, scheduler/scheduler_config.json, model_index.json) that "
+            "DDPMPipeline.from_pretrained(OUT) and DDIMPipeline.from_pretrained(OUT) load. diffusers itself is "
+            "not needed to write it."
+        ),
+    )
     p.add_argument("run", help="run folder written by ddkit train")
     p.add_argument("--diffusers", required=True, metavar="OUT", help="the folder to write (new or empty)")
     p.add_argument("--checkpoint", default=None, help="a checkpoint folder or .safetensors file (default: the newest)")

@@ -17,16 +17,28 @@ GRID_MAX = {"images": 1024, "points": 100_000}  # the grid or scatter shows at m
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("sample", help="draw samples from a trained run", description=(
-        "Sample from a run's EMA weights. Writes an NPZ (images: uint8 [N, H, W, C]; labels: int64 [N] "
-        "for class-conditional runs; points: float32 [N, D] for 2-D runs), batch by batch, and optionally a "
-        f"grid PNG (of the first {GRID_MAX['images']} images) or a scatter plot."))
+    p = sub.add_parser(
+        "sample",
+        help="draw samples from a trained run",
+        description=(
+            "Sample from a run's EMA weights. Writes an NPZ (images: uint8 [N, H, W, C]; labels: int64 [N] "
+            "for class-conditional runs; points: float32 [N, D] for 2-D runs), batch by batch, and optionally a "
+            f"grid PNG (of the first {GRID_MAX['images']} images) or a scatter plot."
+        ),
+    )
     p.add_argument("run", nargs="?", default=None, help="run folder written by ddkit train (or give --diffusers)")
-    p.add_argument("--diffusers", default=None, metavar="PATH",
-                   help="sample a local diffusers folder (UNet2DModel pipeline or model folder) instead of a run")
+    p.add_argument(
+        "--diffusers",
+        default=None,
+        metavar="PATH",
+        help="sample a local diffusers folder (UNet2DModel pipeline or model folder) instead of a run",
+    )
     p.add_argument("--out", default="samples.npz", help="NPZ file to write (default %(default)s)")
-    p.add_argument("--grid", default=None, help=f"also write a PNG grid of the first {GRID_MAX['images']} samples "
-                   "(or a scatter plot for 2-D data)")
+    p.add_argument(
+        "--grid",
+        default=None,
+        help=f"also write a PNG grid of the first {GRID_MAX['images']} samples (or a scatter plot for 2-D data)",
+    )
     add_sampling_arguments(p)
 
 
@@ -79,12 +91,14 @@ def run(args) -> int:
             rows = to_uint8(x) if p.is_image else x.numpy().astype(np.float32)
             npz.write(rows)
             if args.grid and start < GRID_MAX[key]:
-                shown.append(rows[:GRID_MAX[key] - start])
-        if p.labels is not None:
-            npz.add("labels", p.labels.numpy().astype(np.int64))
+                shown.append(rows[: GRID_MAX[key] - start])
+        if p.labels is not None:  # made again batch by batch: memory stays that of a batch
+            npz.begin("labels", (args.num,), np.int64)
+            for start in range(0, args.num, args.batch_size):
+                npz.write(p.labels(start, min(start + args.batch_size, args.num)).numpy())
     if args.grid:
         shown = np.concatenate(shown)
-        labels = None if p.labels is None else p.labels.numpy()[:len(shown)]
+        labels = None if p.labels is None else p.labels(0, len(shown)).numpy()
         if p.is_image:
             num_classes = getattr(config.model, "num_classes", None)
             save_grid(shown, args.grid, nrow=num_classes if labels is not None else None)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..generate import ModelFnFor, generate_batches, sample_shape
+from ..generate import LabelCycle, ModelFnFor, generate_batches, sample_shape
 from ..parameterization import eps_network
 from ..samplers import SAMPLERS, get_sampler
 from ..schedule import Schedule
@@ -23,18 +23,37 @@ from .guidance_options import add_guidance_arguments, guidance_labels, guided_mo
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     """The options that choose the weights, the sampler and the samples drawn."""
     g = p.add_argument_group("sampling")
-    g.add_argument("--sampler", choices=tuple(SAMPLERS), default="ddim",
-                   help="; ".join(f"{s.name}: {s.help}" for s in SAMPLERS.values()) + " (default %(default)s)")
-    g.add_argument("--steps", type=int, default=None, help="sampling steps S = model evaluations (default: the sampler's, 50 for ddim, 10 for dpm++ and unipc)")
+    g.add_argument(
+        "--sampler",
+        choices=tuple(SAMPLERS),
+        default="ddim",
+        help="; ".join(f"{s.name}: {s.help}" for s in SAMPLERS.values()) + " (default %(default)s)",
+    )
+    g.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="sampling steps S = model evaluations (default: the sampler's, 50 for ddim, 10 for dpm++ and unipc)",
+    )
     g.add_argument("--eta", type=float, default=None, help="DDIM η in [0, 1] (default 0: deterministic)")
-    g.add_argument("--spacing", choices=ALL_SPACINGS, default=None,
-                   help="timestep spacing, for every sampler that takes steps (default: the sampler's)")
-    g.add_argument("--order", type=int, choices=(1, 2, 3), default=None,
-                   help="dpm++ and unipc solver order: 2 (default) or 3 (dpm++ 1 is DDIM; unipc 1 is DDIM plus its corrector)")
+    g.add_argument(
+        "--spacing",
+        choices=ALL_SPACINGS,
+        default=None,
+        help="timestep spacing, for every sampler that takes steps (default: the sampler's)",
+    )
+    g.add_argument(
+        "--order",
+        type=int,
+        choices=(1, 2, 3),
+        default=None,
+        help="dpm++ and unipc solver order: 2 (default) or 3 (dpm++ 1 is DDIM; unipc 1 is DDIM plus its corrector)",
+    )
     g.add_argument("--num", type=int, default=64, help="number of samples (default %(default)s)")
     g.add_argument("--batch-size", type=int, default=256, help="samples per batch (default %(default)s)")
-    g.add_argument("--seed", type=int, default=0,
-                   help="random seed; sample i depends only on (seed, i) (default %(default)s)")
+    g.add_argument(
+        "--seed", type=int, default=0, help="random seed; sample i depends only on (seed, i) (default %(default)s)"
+    )
     g.add_argument("--checkpoint", default=None, help="a checkpoint folder or .safetensors file (default: the newest)")
     g.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA weights")
     g.add_argument("--device", choices=DEVICES, default="cpu", help="cpu (default) or cuda")
@@ -67,7 +86,8 @@ def check_counts(args) -> None:
 def sample_labels(args, config: RunConfig) -> torch.Tensor | None:
     """Labels [num]: ``--label K``, or 0, 1, …, K-1, 0, … (``--labels all``, the default) for a
     class-conditional run or with a ``--classifier``; None otherwise."""
-    return guidance_labels(args, config)
+    cycle = guidance_labels(args, config)
+    return None if cycle is None else cycle(0, args.num)
 
 
 def model_fn_for(args, model, schedule: Schedule, config: RunConfig) -> ModelFnFor:
@@ -84,7 +104,7 @@ class Plan:
     model: torch.nn.Module
     schedule: Schedule
     options: dict
-    labels: torch.Tensor | None
+    labels: LabelCycle | None  # (start, stop) -> LongTensor
     model_fn_for: ModelFnFor
     is_image: bool
     shape: tuple[int, ...]
@@ -97,17 +117,27 @@ def plan(args, model, schedule: Schedule, config: RunConfig) -> Plan:
 
     model = eps_network(model, config.diffusion.prediction, schedule)
     options = sampler_options(args, schedule)
-    labels = sample_labels(args, config)
+    labels = guidance_labels(args, config)
     fn_for = model_fn_for(args, model, schedule, config)
     return Plan(model, schedule, options, labels, fn_for, hasattr(config.model, "image_size"), sample_shape(model))
 
 
 def batches(args, p: Plan):
     """Yield (start, x [n, ...] float32) batch by batch, as the options say."""
-    yield from generate_batches(p.model, p.schedule, args.num, sampler=args.sampler, batch_size=args.batch_size,
-                                seed=args.seed, labels=p.labels, model_fn_for=p.model_fn_for,
-                                clip_x0=(-1.0, 1.0) if p.is_image else None, device=args.device,
-                                progress=args.progress, **p.options)
+    yield from generate_batches(
+        p.model,
+        p.schedule,
+        args.num,
+        sampler=args.sampler,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        labels=p.labels,
+        model_fn_for=p.model_fn_for,
+        clip_x0=(-1.0, 1.0) if p.is_image else None,
+        device=args.device,
+        progress=args.progress,
+        **p.options,
+    )
 
 
 @dataclass
@@ -124,4 +154,4 @@ def draw(args, model, schedule: Schedule, config: RunConfig) -> Drawn:
     sample`` streams them to disk instead)."""
     p = plan(args, model, schedule, config)
     x = torch.cat([x for _, x in batches(args, p)])
-    return Drawn(x, p.labels, p.is_image)
+    return Drawn(x, None if p.labels is None else p.labels(0, args.num), p.is_image)

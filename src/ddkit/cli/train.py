@@ -28,11 +28,16 @@ def add_option(p: argparse.ArgumentParser, option: Option) -> None:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a diffusion model", description=(
-        "Train a DDPM (ε-prediction, L_simple) on the built-in digits, a folder of images or 2-D toy data. "
-        "Writes RUN/config.json, checkpoints, log.jsonl, sample grids and loss.png. "
-        "Multi-process: torchrun --nproc_per_node=2 -m ddkit train ... Python: ddkit.train(...) takes the same "
-        "options as keywords."))
+    p = sub.add_parser(
+        "train",
+        help="train a diffusion model",
+        description=(
+            "Train a DDPM (ε-prediction, L_simple) on the built-in digits, a folder of images or 2-D toy data. "
+            "Writes RUN/config.json, checkpoints, log.jsonl, sample grids and loss.png. "
+            "Multi-process: torchrun --nproc_per_node=2 -m ddkit train ... Python: ddkit.train(...) takes the same "
+            "options as keywords."
+        ),
+    )
     for option in TRAIN_OPTIONS:
         add_option(p, option)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -67,8 +67,7 @@ class Dataset:
         if (self.y is None) != (self.num_classes is None):
             raise ValueError("y and num_classes must both be set or both be None")
         if self.num_classes is not None and len(self.class_names) != self.num_classes:
-            raise ValueError(f"class_names has {len(self.class_names)} names "
-                             f"for {self.num_classes} classes")
+            raise ValueError(f"class_names has {len(self.class_names)} names for {self.num_classes} classes")
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -99,8 +98,11 @@ def load_data(
     Raises ValueError for bad arguments and DataError for bad data on disk.
     """
     if image_size is not None and (not is_int(image_size) or not 1 <= image_size <= MAX_IMAGE_SIZE):
-        raise ValueError(f"image_size must be >= 1, got {image_size!r}" if isinstance(image_size, int) and image_size < 1
-                         else f"image_size must be an integer in [1, {MAX_IMAGE_SIZE}], got {image_size!r}")
+        raise ValueError(
+            f"image_size must be >= 1, got {image_size!r}"
+            if isinstance(image_size, int) and image_size < 1
+            else f"image_size must be an integer in [1, {MAX_IMAGE_SIZE}], got {image_size!r}"
+        )
     if channels is not None and channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     if not isinstance(source, str) or not source:
@@ -113,14 +115,12 @@ def load_data(
             raise ValueError(f"image_size and channels must be None for toy data {source!r}")
         integer("toy_size", toy_size, low=1, high=10_000_000)
         generator = torch.Generator().manual_seed(seed)
-        name = source[len("toy:"):]
+        name = source[len("toy:") :]
         x, y = make_toy(name, toy_size, generator=generator)
         num_classes = toy_num_classes(name)
         names = () if y is None else tuple(str(k) for k in range(num_classes))
         return Dataset(x, y, num_classes, names, "points", source)
-    return load_image_folder(
-        source, image_size=image_size or DEFAULT_FOLDER_IMAGE_SIZE, channels=channels or 3
-    )
+    return load_image_folder(source, image_size=image_size or DEFAULT_FOLDER_IMAGE_SIZE, channels=channels or 3)
 
 
 def load_digits(*, image_size: int = DIGITS_SIZE, channels: int = 1) -> Dataset:
@@ -130,8 +130,9 @@ def load_digits(*, image_size: int = DIGITS_SIZE, channels: int = 1) -> Dataset:
     bunch = sk_load_digits()
     x = torch.from_numpy(bunch.images).to(torch.float32)[:, None] / 16 * 2 - 1  # [N, 1, 8, 8]
     if image_size != DIGITS_SIZE:
-        x = F.interpolate(x, size=(image_size, image_size), mode="bicubic",
-                          align_corners=False, antialias=image_size < DIGITS_SIZE)
+        x = F.interpolate(
+            x, size=(image_size, image_size), mode="bicubic", align_corners=False, antialias=image_size < DIGITS_SIZE
+        )
         x = x.clamp(-1.0, 1.0)
     x = x.repeat(1, channels, 1, 1).contiguous()
     y = torch.from_numpy(bunch.target).to(torch.int64)
@@ -147,8 +148,9 @@ def digits_split_indices() -> tuple[np.ndarray, np.ndarray]:
 
     target = sk_load_digits().target
     rng = np.random.default_rng(DIGITS_SPLIT_SEED)
-    test = np.concatenate([rng.choice(np.flatnonzero(target == k), DIGITS_TEST_PER_CLASS, replace=False)
-                           for k in range(10)])
+    test = np.concatenate(
+        [rng.choice(np.flatnonzero(target == k), DIGITS_TEST_PER_CLASS, replace=False) for k in range(10)]
+    )
     test = np.sort(test)
     train = np.setdiff1d(np.arange(len(target)), test)
     return train, test
@@ -158,8 +160,7 @@ def digits_split(data: Dataset, part: str) -> Dataset:
     """The ``part`` ("train" or "test") rows of the full digits ``data``."""
     train, test = digits_split_indices()
     idx = torch.from_numpy({"train": train, "test": test}[part])
-    return Dataset(data.x[idx].contiguous(), data.y[idx], data.num_classes, data.class_names, "image",
-                   f"digits:{part}")
+    return Dataset(data.x[idx].contiguous(), data.y[idx], data.num_classes, data.class_names, "image", f"digits:{part}")
 
 
 def _is_image(path: Path) -> bool:
@@ -183,15 +184,16 @@ def _list_folder(folder: Path) -> tuple[list[Path], list[int] | None, tuple[str,
         raise DataError(f"data path is not a directory (nor 'digits' or 'toy:NAME'): {folder}")
     files = _find_images(folder)
     if not files:
-        raise DataError(f"no images found in {folder} "
-                        f"(accepted extensions: {', '.join(IMAGE_EXTENSIONS)})")
+        raise DataError(f"no images found in {folder} (accepted extensions: {', '.join(IMAGE_EXTENSIONS)})")
     parts = [f.relative_to(folder).parts for f in files]
     in_root = [f for f, p in zip(files, parts) if len(p) == 1]
     if len(in_root) == len(files):
         return files, None, ()
     if in_root:
-        raise DataError(f"{folder} has class sub-folders but also images directly in it, "
-                        f"e.g. {in_root[0]}; move them into a sub-folder")
+        raise DataError(
+            f"{folder} has class sub-folders but also images directly in it, "
+            f"e.g. {in_root[0]}; move them into a sub-folder"
+        )
     class_names = tuple(sorted({p[0] for p in parts}))
     index = {name: k for k, name in enumerate(class_names)}
     return files, [index[p[0]] for p in parts], class_names
@@ -206,7 +208,9 @@ def _to_mode(image: Image.Image, mode: str) -> Image.Image:
         top = 65535.0 if image.mode.startswith("I;16") else max(float(deep.max()), 1.0)
         image = Image.fromarray(np.clip(np.round(deep / top * 255.0), 0, 255).astype(np.uint8), "L")
     elif image.mode == "F":
-        image = Image.fromarray(np.clip(np.round(np.nan_to_num(np.asarray(image)) * 255.0), 0, 255).astype(np.uint8), "L")
+        image = Image.fromarray(
+            np.clip(np.round(np.nan_to_num(np.asarray(image)) * 255.0), 0, 255).astype(np.uint8), "L"
+        )
     return image.convert(mode)
 
 
@@ -222,8 +226,7 @@ def load_image(path: Path | str, *, image_size: int, channels: int) -> np.ndarra
         with Image.open(path) as opened:
             opened.load()
             image = _to_mode(ImageOps.exif_transpose(opened), "L" if channels == 1 else "RGB")
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError,
-            SyntaxError) as error:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as error:
         raise DataError(f"cannot read image {path}: {type(error).__name__}: {error}") from None
     width, height = image.size
     if min(width, height) != image_size:
@@ -237,9 +240,7 @@ def load_image(path: Path | str, *, image_size: int, channels: int) -> np.ndarra
     return array.reshape(image_size, image_size, channels)
 
 
-def load_image_folder(
-    path: Path | str, *, image_size: int = DEFAULT_FOLDER_IMAGE_SIZE, channels: int = 3
-) -> Dataset:
+def load_image_folder(path: Path | str, *, image_size: int = DEFAULT_FOLDER_IMAGE_SIZE, channels: int = 3) -> Dataset:
     """A folder of images as x: [N, channels, image_size, image_size] in [-1, 1].
 
     If the images lie in sub-folders, each top-level sub-folder is a class (sorted names →

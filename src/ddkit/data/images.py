@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -21,8 +21,16 @@ from PIL import Image, ImageDraw, ImageFont
 MIN_TILE_PX = 32
 # Tableau-like palette for labelled point plots; cycled for more labels.
 PALETTE = (
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
 )
 
 
@@ -46,8 +54,9 @@ def _check_uint8_images(images: np.ndarray) -> np.ndarray:
     """Accept [N, H, W, C] (or [N, H, W] grey) uint8; return [N, H, W, C]."""
     if isinstance(images, torch.Tensor):
         if images.is_floating_point():
-            raise ValueError("images must be uint8 [N, H, W, C]; convert float tensors "
-                             "with ddkit.images.to_uint8 first")
+            raise ValueError(
+                "images must be uint8 [N, H, W, C]; convert float tensors with ddkit.images.to_uint8 first"
+            )
         images = images.cpu().numpy()
     images = np.asarray(images)
     if images.dtype != np.uint8:
@@ -55,8 +64,7 @@ def _check_uint8_images(images: np.ndarray) -> np.ndarray:
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4 or images.shape[0] < 1 or images.shape[3] not in (1, 3):
-        raise ValueError(f"images must have shape [N, H, W, C] with N >= 1 and C 1 or 3, "
-                         f"got {list(images.shape)}")
+        raise ValueError(f"images must have shape [N, H, W, C] with N >= 1 and C 1 or 3, got {list(images.shape)}")
     return images
 
 
@@ -96,12 +104,11 @@ def make_grid(
         images = images.repeat(scale, axis=1).repeat(scale, axis=2)
     th, tw = h * scale, w * scale
     rows = math.ceil(n / nrow)
-    grid = np.full((rows * (th + padding) + padding, nrow * (tw + padding) + padding, c),
-                   pad_value, dtype=np.uint8)
+    grid = np.full((rows * (th + padding) + padding, nrow * (tw + padding) + padding, c), pad_value, dtype=np.uint8)
     for i in range(n):
         top = padding + (i // nrow) * (th + padding)
         left = padding + (i % nrow) * (tw + padding)
-        grid[top:top + th, left:left + tw] = images[i]
+        grid[top : top + th, left : left + tw] = images[i]
     return grid
 
 
@@ -227,8 +234,7 @@ def save_loss_curve(
     steps = np.asarray(steps, dtype=np.float64).reshape(-1)
     losses = np.asarray(losses, dtype=np.float64).reshape(-1)
     if steps.shape != losses.shape:
-        raise ValueError(f"steps and losses must have the same length, "
-                         f"got {len(steps)} and {len(losses)}")
+        raise ValueError(f"steps and losses must have the same length, got {len(steps)} and {len(losses)}")
     width, height = size
     if width < 64 or height < 64:
         raise ValueError(f"size must be at least (64, 64), got {size}")
@@ -260,7 +266,7 @@ def save_loss_curve(
         draw.line(xy(steps, ys), fill=(200, 200, 200), width=1)
         draw.line(xy(steps, smooth(ys, len(ys) / 50)), fill=(31, 119, 180), width=2)
     else:
-        (px, py), = xy(steps, ys)
+        ((px, py),) = xy(steps, ys)
         draw.ellipse((px - 2, py - 2, px + 2, py + 2), fill=(31, 119, 180))
     lo_text, hi_text = f"{losses.min():.4g}", f"{losses.max():.4g}"
     draw.text((4, bottom - 10), lo_text, fill=(0, 0, 0), font=font)

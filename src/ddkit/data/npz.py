@@ -104,7 +104,7 @@ class NpzStream:
             pass
         self.tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> "NpzStream":
+    def __enter__(self) -> NpzStream:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

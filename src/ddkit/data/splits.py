@@ -45,8 +45,6 @@ def split_holdout(data: Dataset, fraction: float, seed: int, part: str) -> Datas
     return take(data, idx, f"{data.source} ({part}, holdout {fraction:g}, seed {seed})")
 
 
-
-
 def load_run_data(d, seed: int, part: str = "train") -> Dataset:
     """The data set a run's data configuration ``d`` (a :class:`~ddkit.training.config.DataConfig`)
     names; ``seed`` draws the toy sets. With ``d.holdout`` > 0, ``part`` "train" (what the trainer

@@ -57,9 +57,7 @@ def toy_num_classes(name: str) -> int | None:
     return _TOY_NUM_CLASSES[name]
 
 
-def make_toy(
-    name: str, n: int, generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+def make_toy(name: str, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Sample a named 2-D toy data set at roughly unit scale (per-coordinate std 0.5–1).
 
     name: one of TOY_NAMES. "gmm" is ``GaussianMixture.default_2d()`` (labels = component),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .features import DigitsFeatures, FeatureExtractor, check_images, get_features
+
 # the metric functions are imported under private names so that ddkit.eval.fid, .kid, .precision_recall
 # and .memorization stay the modules
 from .fid import fid as _fid
@@ -25,8 +26,19 @@ from .precision_recall import DEFAULT_K
 from .precision_recall import precision_recall as _precision_recall
 from .references import load_reference
 
-__all__ = ["evaluate_samples", "METRICS", "normalize_metrics", "FeatureExtractor", "DigitsFeatures",
-           "get_features", "load_reference", "min_samples_fid", "MIN_SAMPLES_KID", "DEFAULT_K", "check_counts"]
+__all__ = [
+    "evaluate_samples",
+    "METRICS",
+    "normalize_metrics",
+    "FeatureExtractor",
+    "DigitsFeatures",
+    "get_features",
+    "load_reference",
+    "min_samples_fid",
+    "MIN_SAMPLES_KID",
+    "DEFAULT_K",
+    "check_counts",
+]
 
 # metric name → the keys it adds to evaluate_samples' result
 METRICS = {
@@ -35,6 +47,8 @@ METRICS = {
     "precision_recall": ("precision", "recall"),
     "memorization": ("nn_median", "nn_median_real", "closer_than_real"),
 }
+
+
 def normalize_metrics(metrics) -> tuple[str, ...]:
     """Metric names in METRICS order; ValueError for unknown ones."""
     names = set([metrics] if isinstance(metrics, str) else metrics)
@@ -50,13 +64,24 @@ def check_counts(metrics, n: int, m: int, dim: int) -> None:
     need = {"fid": min_samples_fid(dim), "kid": MIN_SAMPLES_KID, "precision_recall": DEFAULT_K + 1}
     for name in metrics:
         if name in need and min(n, m) < need[name]:
-            raise ValueError(f"{name} in the {dim}-dimensional feature space needs at least {need[name]} samples "
-                             f"and reference images, got {n} samples and {m} reference images")
+            raise ValueError(
+                f"{name} in the {dim}-dimensional feature space needs at least {need[name]} samples "
+                f"and reference images, got {n} samples and {m} reference images"
+            )
 
 
-def evaluate_samples(images, reference="digits:test", *, metrics=("fid", "kid"), features=None,
-                     train_images=None, seed: int = 0, cache_dir=None, kid_subsets: int = 100,
-                     kid_subset_size: int | None = None) -> dict:
+def evaluate_samples(
+    images,
+    reference="digits:test",
+    *,
+    metrics=("fid", "kid"),
+    features=None,
+    train_images=None,
+    seed: int = 0,
+    cache_dir=None,
+    kid_subsets: int = 100,
+    kid_subset_size: int | None = None,
+) -> dict:
     """Score samples against real reference images the model never saw.
 
     images: uint8 [N, H, W, C]. reference: a split name ("digits:test", …), a folder, an .npz or a
@@ -71,8 +96,9 @@ def evaluate_samples(images, reference="digits:test", *, metrics=("fid", "kid"),
     images = check_images(images)
     ref, ref_name = load_reference(reference)
     if ref.shape[1:] != images.shape[1:]:
-        raise ValueError(f"samples are {list(images.shape[1:])} (H, W, C) but the reference {ref_name} is "
-                         f"{list(ref.shape[1:])}")
+        raise ValueError(
+            f"samples are {list(images.shape[1:])} (H, W, C) but the reference {ref_name} is {list(ref.shape[1:])}"
+        )
     if features is None:
         features = "digits" if images.shape[1:3] == (8, 8) else "inception"
     if isinstance(features, str):
@@ -86,17 +112,19 @@ def evaluate_samples(images, reference="digits:test", *, metrics=("fid", "kid"),
         if "fid" in metrics:
             out["fid"] = _fid(feats, stats)
         if "kid" in metrics:
-            out["kid"], out["kid_std"] = _kid(feats, stats.feats, num_subsets=kid_subsets,
-                                             subset_size=kid_subset_size, seed=seed)
+            out["kid"], out["kid_std"] = _kid(
+                feats, stats.feats, num_subsets=kid_subsets, subset_size=kid_subset_size, seed=seed
+            )
         if "precision_recall" in metrics:
             out["precision"], out["recall"] = _precision_recall(stats.feats, feats, k=DEFAULT_K)
     if "memorization" in metrics:
         if train_images is None:
             if ref_name != "digits:test":
-                raise ValueError("the memorisation metric needs the training images (train_images) for a "
-                                 f"reference other than digits:test, got {ref_name}")
+                raise ValueError(
+                    "the memorisation metric needs the training images (train_images) for a "
+                    f"reference other than digits:test, got {ref_name}"
+                )
             train_images = "digits:train"
         train, _ = load_reference(train_images)
         out.update(_memorization(images, ref, train))
     return out
-

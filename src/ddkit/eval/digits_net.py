@@ -74,10 +74,13 @@ class DigitsFeatureNet(nn.Module):
         super().__init__()
         self.feature_dim = feature_dim
         self.conv = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1), nn.SiLU(),  # [N, w, 8, 8]
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(1, width, 3, padding=1),
+            nn.SiLU(),  # [N, w, 8, 8]
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.SiLU(),
             nn.AvgPool2d(2),  # [N, 2w, 4, 4]
-            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1),
+            nn.SiLU(),
             nn.AvgPool2d(2),  # [N, 2w, 2, 2]
         )
         self.fc = nn.Linear(2 * width * 4, feature_dim)

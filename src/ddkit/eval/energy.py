@@ -26,7 +26,7 @@ def _mean_cdist(a: torch.Tensor, b: torch.Tensor, *, skip_diagonal: bool = False
     ``skip_diagonal`` (a is b) over the N(N-1) pairs i ≠ j."""
     total = a.new_zeros(())
     for i in range(0, a.shape[0], _CHUNK):
-        total = total + torch.cdist(a[i:i + _CHUNK], b).sum()
+        total = total + torch.cdist(a[i : i + _CHUNK], b).sum()
     if skip_diagonal:
         return total / (a.shape[0] * (a.shape[0] - 1))
     return total / (a.shape[0] * b.shape[0])
@@ -45,13 +45,16 @@ def energy_distance(a: torch.Tensor, b: torch.Tensor, *, unbiased: bool = False)
     ``unbiased``: the U-statistic (self-pairs i = j left out of E|A - A'| and E|B - B'|)."""
     a, b = torch.as_tensor(a), torch.as_tensor(b)
     if a.ndim < 1 or b.ndim < 1 or a.shape[0] < 1 or b.shape[0] < 1 or a[0].numel() != b[0].numel():
-        raise ValueError(f"energy_distance needs two non-empty sets of equally sized points, got shapes "
-                         f"{list(a.shape)} and {list(b.shape)}")
+        raise ValueError(
+            f"energy_distance needs two non-empty sets of equally sized points, got shapes "
+            f"{list(a.shape)} and {list(b.shape)}"
+        )
     if unbiased and min(a.shape[0], b.shape[0]) < 2:
         raise ValueError("energy_distance(unbiased=True) needs at least 2 points in each set")
     a, b = a.double().reshape(a.shape[0], -1), b.double().reshape(b.shape[0], -1)
-    return (2 * _mean_cdist(a, b) - _mean_cdist(a, a, skip_diagonal=unbiased)
-            - _mean_cdist(b, b, skip_diagonal=unbiased)).item()
+    return (
+        2 * _mean_cdist(a, b) - _mean_cdist(a, a, skip_diagonal=unbiased) - _mean_cdist(b, b, skip_diagonal=unbiased)
+    ).item()
 
 
 def energy_distance_to_mixture(a: torch.Tensor, mixture: GaussianMixture) -> float:
@@ -65,4 +68,6 @@ def energy_distance_to_mixture(a: torch.Tensor, mixture: GaussianMixture) -> flo
     a = _as_points(a, "a")
     if a.shape[1] != mixture.dim:
         raise ValueError(f"a must have shape [N, {mixture.dim}] (the mixture's dimension), got {list(a.shape)}")
-    return (2 * mixture.mean_distance(a).mean() - _mean_cdist(a, a, skip_diagonal=True)).item() - mixture.self_distance()
+    return (
+        2 * mixture.mean_distance(a).mean() - _mean_cdist(a, a, skip_diagonal=True)
+    ).item() - mixture.self_distance()

@@ -27,8 +27,15 @@ import torch
 
 from .digits_net import DigitsFeatureNet, net_features
 
-__all__ = ["FeatureExtractor", "DigitsFeatures", "InceptionFeatures", "get_features", "FEATURE_SETS",
-           "check_images", "DIGITS_WEIGHTS"]
+__all__ = [
+    "FeatureExtractor",
+    "DigitsFeatures",
+    "InceptionFeatures",
+    "get_features",
+    "FEATURE_SETS",
+    "check_images",
+    "DIGITS_WEIGHTS",
+]
 
 DIGITS_WEIGHTS = Path(__file__).with_name("digits_features.safetensors")
 FEATURE_SETS = ("digits", "inception")
@@ -84,8 +91,10 @@ class DigitsFeatures:
     def _to_float(self, images) -> torch.Tensor:
         a = check_images(images)
         if a.shape[1:3] != (8, 8):
-            raise ValueError(f"the digits features need 8×8 images, got {a.shape[1]}×{a.shape[2]}; "
-                             "use --features inception (or your own extractor) for other sizes")
+            raise ValueError(
+                f"the digits features need 8×8 images, got {a.shape[1]}×{a.shape[2]}; "
+                "use --features inception (or your own extractor) for other sizes"
+            )
         x = torch.from_numpy(a.astype(np.float32).mean(axis=3, keepdims=True))  # [N, 8, 8, 1]
         return x.permute(0, 3, 1, 2) / 255.0 * 2.0 - 1.0
 
@@ -96,7 +105,7 @@ class DigitsFeatures:
     def predict(self, images) -> np.ndarray:
         """Class labels int64 [N] of uint8 images [N, 8, 8, C]."""
         x = self._to_float(images)
-        out = [self.net(x[i:i + self.batch_size]).argmax(1) for i in range(0, x.shape[0], self.batch_size)]
+        out = [self.net(x[i : i + self.batch_size]).argmax(1) for i in range(0, x.shape[0], self.batch_size)]
         return torch.cat(out).numpy().astype(np.int64)
 
 
@@ -112,8 +121,9 @@ class InceptionFeatures:
         if importlib.util.find_spec("torch_fidelity") and (ckpt / _FIDELITY_WEIGHTS).is_file():
             from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-            self.model = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
-                                                     feature_extractor_weights_path=str(ckpt / _FIDELITY_WEIGHTS))
+            self.model = FeatureExtractorInceptionV3(
+                "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(ckpt / _FIDELITY_WEIGHTS)
+            )
             self._kind = "fidelity"
         elif importlib.util.find_spec("pytorch_fid") and (ckpt / _PYTORCH_FID_WEIGHTS).is_file():
             from pytorch_fid.inception import InceptionV3
@@ -124,7 +134,8 @@ class InceptionFeatures:
             raise ValueError(
                 "--features inception needs torch-fidelity (pip install torch-fidelity) or pytorch-fid with its "
                 f"Inception weights already in {ckpt} ({_FIDELITY_WEIGHTS} or {_PYTORCH_FID_WEIGHTS}); "
-                "ddkit never downloads them")
+                "ddkit never downloads them"
+            )
         self.model.eval().to(device)
 
     @torch.no_grad()
@@ -133,7 +144,7 @@ class InceptionFeatures:
         x = torch.from_numpy(a).permute(0, 3, 1, 2).expand(-1, 3, -1, -1)  # uint8 [N, 3, H, W]
         out = []
         for i in range(0, x.shape[0], self.batch_size):
-            xb = x[i:i + self.batch_size].to(self.device)
+            xb = x[i : i + self.batch_size].to(self.device)
             if self._kind == "fidelity":
                 f = self.model(xb)[0]
             else:

@@ -152,6 +152,8 @@ def fid(sample_feats, reference: ReferenceStats) -> float:
     f = _check_features(sample_feats, "sample features")
     need = min_samples_fid(reference.mu.shape[0])
     if f.shape[0] < need:
-        raise ValueError(f"FID in a {reference.mu.shape[0]}-dimensional feature space needs at least {need} "
-                         f"samples, got {f.shape[0]}")
+        raise ValueError(
+            f"FID in a {reference.mu.shape[0]}-dimensional feature space needs at least {need} "
+            f"samples, got {f.shape[0]}"
+        )
     return frechet_distance_from_stats(*gaussian_stats(f), reference.mu, reference.sigma)

@@ -48,8 +48,9 @@ def default_subset_size(na: int, nb: int) -> int:
     return max(MIN_SAMPLES_KID, min(1000, min(na, nb) // 2))
 
 
-def kid(feats_a, feats_b, *, num_subsets: int = 100, subset_size: int | None = None,
-        seed: int = 0) -> tuple[float, float]:
+def kid(
+    feats_a, feats_b, *, num_subsets: int = 100, subset_size: int | None = None, seed: int = 0
+) -> tuple[float, float]:
     """(mean, sd) of MMD²_u over subsets. feats_a: [Na, D], feats_b: [Nb, D]; each subset takes
     min(subset_size, Na) rows of a and min(subset_size, Nb) rows of b without replacement, drawn by
     ``numpy.random.default_rng(seed)``; subset_size defaults to ``default_subset_size(Na, Nb)``.
@@ -67,12 +68,15 @@ def kid(feats_a, feats_b, *, num_subsets: int = 100, subset_size: int | None = N
         raise ValueError("KID features must be finite, got NaN or inf values")
     rng = np.random.default_rng(seed)
     ma, mb = min(subset_size, a.shape[0]), min(subset_size, b.shape[0])
-    subsets = [(rng.choice(a.shape[0], ma, replace=False), rng.choice(b.shape[0], mb, replace=False))
-               for _ in range(num_subsets)]
+    subsets = [
+        (rng.choice(a.shape[0], ma, replace=False), rng.choice(b.shape[0], mb, replace=False))
+        for _ in range(num_subsets)
+    ]
     if max(a.shape[0], b.shape[0]) <= _PRECOMPUTE_MAX:  # kernels once, then index: same numbers, faster
         kaa, kbb, kab = polynomial_kernel(a, a), polynomial_kernel(b, b), polynomial_kernel(a, b)
-        values = np.array([_mmd2_from_kernels(kaa[np.ix_(i, i)], kbb[np.ix_(j, j)], kab[np.ix_(i, j)])
-                           for i, j in subsets])
+        values = np.array(
+            [_mmd2_from_kernels(kaa[np.ix_(i, i)], kbb[np.ix_(j, j)], kab[np.ix_(i, j)]) for i, j in subsets]
+        )
     else:
         values = np.array([mmd2_unbiased(a[i], b[j]) for i, j in subsets])
     return float(values.mean()), float(values.std(ddof=1) if num_subsets > 1 else 0.0)

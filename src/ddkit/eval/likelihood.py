@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from ..checks import is_int
 from ..losses import prior_kl, vb_terms
-from ..plots import plot_bound_terms  # noqa: F401  (its older import path)
 from ..parameterization import ModelFn
+from ..plots import plot_bound_terms  # noqa: F401  (its older import path)
 from ..schedule import Schedule
 
 __all__ = ["BoundTerms", "nll_bpd", "plot_bound_terms"]
@@ -54,9 +53,13 @@ class BoundTerms:
 
     def summary(self) -> dict:
         """Means over the images: {"nll_bpd", "prior_bpd", "decoder_bpd", "kl_bpd", "num"} (floats)."""
-        return {"nll_bpd": float(self.total.mean()), "prior_bpd": float(self.prior.mean()),
-                "decoder_bpd": float(self.decoder.mean()), "kl_bpd": float(self.terms[:, 1:].sum(1).mean()),
-                "num": int(self.total.shape[0])}
+        return {
+            "nll_bpd": float(self.total.mean()),
+            "prior_bpd": float(self.prior.mean()),
+            "decoder_bpd": float(self.decoder.mean()),
+            "kl_bpd": float(self.terms[:, 1:].sum(1).mean()),
+            "num": int(self.total.shape[0]),
+        }
 
 
 def _check_x0(x0: torch.Tensor) -> torch.Tensor:
@@ -109,15 +112,23 @@ def nll_bpd(
     terms = torch.empty(n_all, T, dtype=torch.float64)
     bar = tqdm(total=n_all * T, desc="variational bound", unit="term", disable=not progress, dynamic_ncols=True)
     for start in range(0, n_all, n_img):
-        x = x0[start:start + n_img]
+        x = x0[start : start + n_img]
         n = x.shape[0]
         for t0 in range(0, T, per_call):
             ts = range(t0, min(t0 + per_call, T))
             noise = torch.cat([torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device) for _ in ts])
             t = torch.arange(ts.start, ts.stop, device=x.device).repeat_interleave(n)
-            out = vb_terms(model_fn, schedule, x.repeat(len(ts), *([1] * (x.ndim - 1))), t, noise,
-                           levels=levels, variance=variance, clip_x0=clip_x0)
-            terms[start:start + n, ts.start:ts.stop] = out.reshape(len(ts), n).T.cpu()
+            out = vb_terms(
+                model_fn,
+                schedule,
+                x.repeat(len(ts), *([1] * (x.ndim - 1))),
+                t,
+                noise,
+                levels=levels,
+                variance=variance,
+                clip_x0=clip_x0,
+            )
+            terms[start : start + n, ts.start : ts.stop] = out.reshape(len(ts), n).T.cpu()
             bar.update(n * len(ts))
     bar.close()
     to_bpd = 1.0 / (x0[0].numel() * math.log(2.0))

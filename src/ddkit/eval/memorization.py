@@ -32,9 +32,11 @@ def nearest_distances(images, train_images, chunk: int = 2048) -> np.ndarray:
     """d(x) for every image (uint8 [N, H, W, C]) to its nearest in train_images (uint8 [M, H, W, C]): [N]."""
     x, t = _pixels(images), _pixels(train_images)
     if x.shape[1] != t.shape[1]:
-        raise ValueError(f"images and training images differ in size: {list(np.shape(images)[1:])} "
-                         f"against {list(np.shape(train_images)[1:])}")
-    out = [torch.cdist(x[i:i + chunk], t).min(dim=1).values for i in range(0, x.shape[0], chunk)]
+        raise ValueError(
+            f"images and training images differ in size: {list(np.shape(images)[1:])} "
+            f"against {list(np.shape(train_images)[1:])}"
+        )
+    out = [torch.cdist(x[i : i + chunk], t).min(dim=1).values for i in range(0, x.shape[0], chunk)]
     return torch.cat(out).numpy()
 
 
@@ -47,5 +49,8 @@ def memorization(samples, heldout, train_images) -> dict:
     d_samples = nearest_distances(samples, train_images)
     d_real = nearest_distances(heldout, train_images)
     typical = float(np.median(d_real))
-    return {"nn_median": float(np.median(d_samples)), "nn_median_real": typical,
-            "closer_than_real": float((d_samples < typical).mean())}
+    return {
+        "nn_median": float(np.median(d_samples)),
+        "nn_median_real": typical,
+        "closer_than_real": float((d_samples < typical).mean()),
+    }

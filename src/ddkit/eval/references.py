@@ -17,8 +17,11 @@ from .features import check_images
 __all__ = ["load_reference", "load_npz_images", "Reference", "run_reference", "grey_levels"]
 
 # which digits references contain which others' images
-_DIGITS_CONTAINS = {"digits": set(DIGITS_SPLITS), "digits:train": {"digits", "digits:train"},
-                    "digits:test": {"digits", "digits:test"}}
+_DIGITS_CONTAINS = {
+    "digits": set(DIGITS_SPLITS),
+    "digits:train": {"digits", "digits:train"},
+    "digits:test": {"digits", "digits:test"},
+}
 
 
 def load_npz_images(path: str | Path, what: str = "samples") -> np.ndarray:
@@ -36,8 +39,7 @@ def load_npz_images(path: str | Path, what: str = "samples") -> np.ndarray:
     return check_images(images, f"{what} in {path}")
 
 
-def load_reference(reference, *, image_size: int | None = None, channels: int | None = None
-                   ) -> tuple[np.ndarray, str]:
+def load_reference(reference, *, image_size: int | None = None, channels: int | None = None) -> tuple[np.ndarray, str]:
     """(images uint8 [M, H, W, C], name). reference: "digits", "digits:train", "digits:test", a
     folder of images (loaded as ``load_data`` does, at image_size/channels), an .npz with an
     ``images`` array, or a uint8 array itself (name "array")."""
@@ -49,8 +51,9 @@ def load_reference(reference, *, image_size: int | None = None, channels: int | 
     if ref.startswith("toy:"):
         raise ValueError(f"reference {ref!r} is 2-D point data; the metrics compare images")
     if ref not in DIGITS_SPLITS and not Path(ref).expanduser().is_dir():
-        raise ValueError(f"reference must be one of {', '.join(DIGITS_SPLITS)}, a folder of images or an .npz "
-                         f"file, got {ref!r}")
+        raise ValueError(
+            f"reference must be one of {', '.join(DIGITS_SPLITS)}, a folder of images or an .npz file, got {ref!r}"
+        )
     data = load_data(ref, image_size=image_size, channels=channels)
     return to_uint8(data.x), ref
 
@@ -84,8 +87,10 @@ def run_reference(config, reference: str | None = None, *, run_name: str = "the 
         elif d.holdout > 0:
             name, data = f"{d.source} held-out part ({d.holdout:g})", load_run_data(d, config.train.seed, "heldout")
         else:
-            raise ParameterError(f"{run_name} trained on all of {d.source!r}, so it has no held-out part; pass "
-                                 "`reference` (scores against the training data reward copying it)")
+            raise ParameterError(
+                f"{run_name} trained on all of {d.source!r}, so it has no held-out part; pass "
+                "`reference` (scores against the training data reward copying it)"
+            )
         return Reference(name, to_uint8(data.x), data.x, grey_levels(name, d.image_size), False)
     ref = str(reference)
     if ref.endswith(".npz"):
@@ -93,8 +98,9 @@ def run_reference(config, reference: str | None = None, *, run_name: str = "the 
         x = torch.from_numpy(images).permute(0, 3, 1, 2).double() / 127.5 - 1.0
         return Reference(ref, images, x.float(), 256, False)
     if ref not in DIGITS_SPLITS and not Path(ref).is_dir():
-        raise ParameterError(f"`reference` must be digits:test, digits:train, digits, a folder or an .npz file, "
-                             f"got {ref!r}")
+        raise ParameterError(
+            f"`reference` must be digits:test, digits:train, digits, a folder or an .npz file, got {ref!r}"
+        )
     data = load_data(ref, image_size=d.image_size, channels=d.channels)
     if ref in DIGITS_SPLITS:
         trained_on = d.source in _DIGITS_CONTAINS[ref]

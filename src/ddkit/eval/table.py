@@ -17,9 +17,9 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -27,10 +27,10 @@ import torch
 from ..checks import is_int
 from ..data.images import to_uint8
 from ..generate import ModelFnFor, generate, start_noise
-from ..samplers import run_sampler
-from ..schedule import Schedule
 from ..oracle import GaussianMixture
 from ..plots import plot_quality_table
+from ..samplers import run_sampler
+from ..schedule import Schedule
 from .energy import energy_distance, energy_distance_to_mixture
 
 __all__ = ["STEPS", "ETAS", "QualityTable", "quality_table", "sample_quality_table", "oracle_quality_table"]
@@ -66,10 +66,18 @@ class QualityTable:
     def rows(self) -> list[dict]:
         """One dict per cell: eta, steps, mean, sd, seconds and the value of each seed."""
         mean, sd = self.mean(), self.sd()
-        return [{"eta": eta, "steps": steps, "mean": float(mean[e, s]), "sd": float(sd[e, s]),
-                 "seconds": float(self.seconds[e, s]),
-                 **{f"seed_{seed}": float(self.values[e, s, r]) for r, seed in enumerate(self.seeds)}}
-                for e, eta in enumerate(self.etas) for s, steps in enumerate(self.steps_list)]
+        return [
+            {
+                "eta": eta,
+                "steps": steps,
+                "mean": float(mean[e, s]),
+                "sd": float(sd[e, s]),
+                "seconds": float(self.seconds[e, s]),
+                **{f"seed_{seed}": float(self.values[e, s, r]) for r, seed in enumerate(self.seeds)},
+            }
+            for e, eta in enumerate(self.etas)
+            for s, steps in enumerate(self.steps_list)
+        ]
 
     def to_csv(self) -> str:
         buf = io.StringIO()
@@ -81,15 +89,19 @@ class QualityTable:
     def to_markdown(self) -> str:
         """DDIM's Table 1 layout: a row per η, a column per S, cells "mean ± sd"."""
         mean, sd = self.mean(), self.sd()
-        lines = [f"| {self.metric} (η \\ S) | " + " | ".join(str(s) for s in self.steps_list) + " |",
-                 "|---|" + "---:|" * len(self.steps_list)]
+        lines = [
+            f"| {self.metric} (η \\ S) | " + " | ".join(str(s) for s in self.steps_list) + " |",
+            "|---|" + "---:|" * len(self.steps_list),
+        ]
         for e, eta in enumerate(self.etas):
             cells = " | ".join(f"{mean[e, s]:.4g} ± {sd[e, s]:.2g}" for s in range(len(self.steps_list)))
             lines.append(f"| η = {eta:g} | {cells} |")
         lines.append("")
-        lines.append(f"mean ± sd over {len(self.seeds)} start-noise sets (seeds {', '.join(map(str, self.seeds))})"
-                     + ("" if self.floor is None else f"; real data: {self.floor:.4g} ± {self.floor_sd or 0:.2g}")
-                     + (f"; {self.note}" if self.note else ""))
+        lines.append(
+            f"mean ± sd over {len(self.seeds)} start-noise sets (seeds {', '.join(map(str, self.seeds))})"
+            + ("" if self.floor is None else f"; real data: {self.floor:.4g} ± {self.floor_sd or 0:.2g}")
+            + (f"; {self.note}" if self.note else "")
+        )
         return "\n".join(lines) + "\n"
 
     def format(self) -> str:
@@ -125,10 +137,19 @@ def _check_grid(steps_list: Sequence[int], etas: Sequence[float], seeds: Sequenc
             raise ValueError(f"eta must be in [0, 1], got {eta}")
 
 
-def quality_table(sample_fn: Callable[[int, float, int], object], score_fn: Callable[[object, int], float], *,
-                  schedule: Schedule, steps_list: Sequence[int] = STEPS, etas: Sequence[float] = ETAS,
-                  seeds: Sequence[int] = (0, 1, 2), metric: str = "score", floor: tuple[float, float] | None = None,
-                  note: str = "", progress: bool = False) -> QualityTable:
+def quality_table(
+    sample_fn: Callable[[int, float, int], object],
+    score_fn: Callable[[object, int], float],
+    *,
+    schedule: Schedule,
+    steps_list: Sequence[int] = STEPS,
+    etas: Sequence[float] = ETAS,
+    seeds: Sequence[int] = (0, 1, 2),
+    metric: str = "score",
+    floor: tuple[float, float] | None = None,
+    note: str = "",
+    progress: bool = False,
+) -> QualityTable:
     """The table for any sampler and score: ``sample_fn(steps, eta, seed) -> samples`` (sample i
     depending only on (seed, i)), ``score_fn(samples, seed) -> float`` (lower is better);
     ``floor`` = (mean, sd) of the real-data level."""
@@ -142,19 +163,44 @@ def quality_table(sample_fn: Callable[[int, float, int], object], score_fn: Call
                 values[e, s, r] = score_fn(sample_fn(int(steps), float(eta), int(seed)), int(seed))
             seconds[e, s] = time.perf_counter() - t0
             if progress:
-                print(f"  η = {eta:g}, S = {steps}: {metric} {values[e, s].mean():.4g} "
-                      f"({', '.join(f'{v:.4g}' for v in values[e, s])}) in {seconds[e, s]:.0f} s", flush=True)
-    return QualityTable(metric, tuple(float(e) for e in etas), tuple(int(s) for s in steps_list),
-                        tuple(int(r) for r in seeds), values, seconds,
-                        None if floor is None else float(floor[0]), None if floor is None else float(floor[1]), note)
+                print(
+                    f"  η = {eta:g}, S = {steps}: {metric} {values[e, s].mean():.4g} "
+                    f"({', '.join(f'{v:.4g}' for v in values[e, s])}) in {seconds[e, s]:.0f} s",
+                    flush=True,
+                )
+    return QualityTable(
+        metric,
+        tuple(float(e) for e in etas),
+        tuple(int(s) for s in steps_list),
+        tuple(int(r) for r in seeds),
+        values,
+        seconds,
+        None if floor is None else float(floor[0]),
+        None if floor is None else float(floor[1]),
+        note,
+    )
 
 
-def sample_quality_table(model: torch.nn.Module, schedule: Schedule, *, steps_list: Sequence[int] = STEPS,
-                         etas: Sequence[float] = ETAS, num: int = 1000, seeds: Sequence[int] = (0, 1, 2),
-                         reference="digits:test", metric: str = "fid", features=None, train_images="digits:train",
-                         model_fn_for: ModelFnFor | None = None, labels: torch.Tensor | None = None,
-                         spacing: str | None = None, clip_x0=(-1.0, 1.0), batch_size: int = 500,
-                         device: str | torch.device = "cpu", progress: bool = False) -> QualityTable:
+def sample_quality_table(
+    model: torch.nn.Module,
+    schedule: Schedule,
+    *,
+    steps_list: Sequence[int] = STEPS,
+    etas: Sequence[float] = ETAS,
+    num: int = 1000,
+    seeds: Sequence[int] = (0, 1, 2),
+    reference="digits:test",
+    metric: str = "fid",
+    features=None,
+    train_images="digits:train",
+    model_fn_for: ModelFnFor | None = None,
+    labels: torch.Tensor | None = None,
+    spacing: str | None = None,
+    clip_x0=(-1.0, 1.0),
+    batch_size: int = 500,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> QualityTable:
     """The quality-vs-steps table of a trained image network (what ``ddkit eval RUN --table`` prints).
 
     For each η in ``etas`` and S in ``steps_list`` (``--etas``, ``--steps-list``) draws ``num``
@@ -173,8 +219,21 @@ def sample_quality_table(model: torch.nn.Module, schedule: Schedule, *, steps_li
     ref, ref_name = load_reference(reference)
 
     def sample_fn(steps, eta, seed):
-        x = generate(model, schedule, num, sampler="ddim", batch_size=batch_size, seed=seed, labels=labels,
-                     model_fn_for=model_fn_for, clip_x0=clip_x0, device=device, steps=steps, eta=eta, spacing=spacing)
+        x = generate(
+            model,
+            schedule,
+            num,
+            sampler="ddim",
+            batch_size=batch_size,
+            seed=seed,
+            labels=labels,
+            model_fn_for=model_fn_for,
+            clip_x0=clip_x0,
+            device=device,
+            steps=steps,
+            eta=eta,
+            spacing=spacing,
+        )
         return to_uint8(x.clamp(-1, 1))
 
     def score_fn(images, seed):
@@ -185,14 +244,31 @@ def sample_quality_table(model: torch.nn.Module, schedule: Schedule, *, steps_li
         real, _ = load_reference(train_images)
         scores = [score_fn(real[np.random.default_rng(seed).permutation(len(real))[:num]], seed) for seed in seeds]
         floor = (float(np.mean(scores)), float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0)
-    return quality_table(sample_fn, score_fn, schedule=schedule, steps_list=steps_list, etas=etas, seeds=seeds,
-                         metric=metric.upper(), floor=floor, progress=progress,
-                         note=f"{num} samples against {ref_name}")
+    return quality_table(
+        sample_fn,
+        score_fn,
+        schedule=schedule,
+        steps_list=steps_list,
+        etas=etas,
+        seeds=seeds,
+        metric=metric.upper(),
+        floor=floor,
+        progress=progress,
+        note=f"{num} samples against {ref_name}",
+    )
 
 
-def oracle_quality_table(mixture: GaussianMixture, schedule: Schedule, *, steps_list: Sequence[int] = STEPS,
-                         etas: Sequence[float] = ETAS, num: int = 2000, seeds: Sequence[int] = (0, 1, 2),
-                         spacing: str | None = None, progress: bool = False) -> QualityTable:
+def oracle_quality_table(
+    mixture: GaussianMixture,
+    schedule: Schedule,
+    *,
+    steps_list: Sequence[int] = STEPS,
+    etas: Sequence[float] = ETAS,
+    num: int = 2000,
+    seeds: Sequence[int] = (0, 1, 2),
+    spacing: str | None = None,
+    progress: bool = False,
+) -> QualityTable:
     """The table with the exact ε of a Gaussian mixture (``mixture.eps_fn``), scored by the energy
     distance of ``num`` DDIM samples to the mixture's law.
 
@@ -218,21 +294,43 @@ def oracle_quality_table(mixture: GaussianMixture, schedule: Schedule, *, steps_
         # from one generator per cell: thousands of per-sample generators cost more than the exact ε
         if ("x_T", seed) not in cache:
             cache[("x_T", seed)] = start_noise(seed, range(num), (mixture.dim,))[0].double()
-        return run_sampler("ddim", model_fn, cache[("x_T", seed)], schedule,
-                           generator=torch.Generator().manual_seed(seed), steps=steps, eta=eta, spacing=spacing)
+        return run_sampler(
+            "ddim",
+            model_fn,
+            cache[("x_T", seed)],
+            schedule,
+            generator=torch.Generator().manual_seed(seed),
+            steps=steps,
+            eta=eta,
+            spacing=spacing,
+        )
 
     if exact:
+
         def score_fn(x, seed):
             return energy_distance_to_mixture(x, mixture)
+
         floors = [score_fn(truth(seed, 1), seed) for seed in seeds]
-        note = (f"{num} points against the mixture's exact law (exact ε); the real-data level is {num} true "
-                "samples scored the same way")
+        note = (
+            f"{num} points against the mixture's exact law (exact ε); the real-data level is {num} true "
+            "samples scored the same way"
+        )
     else:
+
         def score_fn(x, seed):
             return energy_distance(x, truth(seed, 0))
+
         floors = [energy_distance(truth(seed, 0), truth(seed, 1)) for seed in seeds]
         note = f"{num} points against fresh true samples (exact ε)"
-    return quality_table(sample_fn, score_fn, schedule=schedule,
-                         steps_list=steps_list, etas=etas, seeds=seeds, metric="energy distance",
-                         floor=(float(np.mean(floors)), float(np.std(floors, ddof=1)) if len(floors) > 1 else 0.0),
-                         progress=progress, note=note)
+    return quality_table(
+        sample_fn,
+        score_fn,
+        schedule=schedule,
+        steps_list=steps_list,
+        etas=etas,
+        seeds=seeds,
+        metric="energy distance",
+        floor=(float(np.mean(floors)), float(np.std(floors, ddof=1)) if len(floors) > 1 else 0.0),
+        progress=progress,
+        note=note,
+    )

@@ -54,8 +54,15 @@ from ..parameterization import TARGETS, eps_from_prediction, get_target
 from ..schedule import Schedule, rescale_zero_terminal_snr
 from ..training.load import load
 
-__all__ = ["DiffusersModel", "load_diffusers", "export_diffusers", "diffusers_to_ddkit_state",
-           "ddkit_to_diffusers_state", "schedule_from_scheduler_config", "scheduler_config_for"]
+__all__ = [
+    "DiffusersModel",
+    "load_diffusers",
+    "export_diffusers",
+    "diffusers_to_ddkit_state",
+    "ddkit_to_diffusers_state",
+    "schedule_from_scheduler_config",
+    "scheduler_config_for",
+]
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 PREDICTIONS = {t.diffusers_name: name for name, t in TARGETS.items()}  # diffusers' prediction_type -> ddkit's
@@ -133,11 +140,14 @@ def schedule_from_scheduler_config(cfg: dict) -> tuple[Schedule, str]:
     """``(schedule, prediction)`` from a diffusers scheduler config; prediction is "eps", "x0" or "v"."""
     prediction_type = cfg.get("prediction_type", "epsilon")
     if prediction_type not in PREDICTIONS:
-        raise ValueError(f"scheduler prediction_type {prediction_type!r} is not supported; "
-                         f"allowed: {', '.join(PREDICTIONS)}")
+        raise ValueError(
+            f"scheduler prediction_type {prediction_type!r} is not supported; allowed: {', '.join(PREDICTIONS)}"
+        )
     prediction = PREDICTIONS[prediction_type]
     if cfg.get("thresholding"):
-        raise ValueError("scheduler thresholding=True (dynamic thresholding) is not supported; ddkit clips x̂₀ to [-1, 1]")
+        raise ValueError(
+            "scheduler thresholding=True (dynamic thresholding) is not supported; ddkit clips x̂₀ to [-1, 1]"
+        )
     if str(cfg.get("variance_type")).startswith("learned"):
         raise ValueError(f"scheduler variance_type {cfg['variance_type']!r} (a learned variance) is not supported")
     if "beta_schedule" not in cfg and cfg.get("trained_betas") is None:
@@ -154,12 +164,16 @@ def schedule_from_scheduler_config(cfg: dict) -> tuple[Schedule, str]:
         elif kind == "squaredcos_cap_v2":
             schedule = Schedule.cosine(T)
         else:
-            raise ValueError(f"scheduler beta_schedule {kind!r} is not supported; "
-                             "allowed: linear, scaled_linear, squaredcos_cap_v2 (or trained_betas)")
+            raise ValueError(
+                f"scheduler beta_schedule {kind!r} is not supported; "
+                "allowed: linear, scaled_linear, squaredcos_cap_v2 (or trained_betas)"
+            )
     if cfg.get("rescale_betas_zero_snr"):
         if prediction == "eps":
-            raise ValueError("rescale_betas_zero_snr with prediction_type 'epsilon' is not supported: "
-                             "ε cannot give x̂₀ at zero terminal SNR")
+            raise ValueError(
+                "rescale_betas_zero_snr with prediction_type 'epsilon' is not supported: "
+                "ε cannot give x̂₀ at zero terminal SNR"
+            )
         schedule = Schedule(rescale_zero_terminal_snr(schedule.betas))
     return schedule, prediction
 
@@ -173,7 +187,9 @@ def scheduler_config_for(schedule: Schedule, prediction: str = "eps") -> dict:
            "prediction_type": get_target(prediction).diffusers_name, "timestep_spacing": "leading",
            "steps_offset": 0}  # fmt: skip
     if schedule.name == "linear":
-        cfg.update(beta_schedule="linear", beta_start=schedule.params["beta_start"], beta_end=schedule.params["beta_end"])
+        cfg.update(
+            beta_schedule="linear", beta_start=schedule.params["beta_start"], beta_end=schedule.params["beta_end"]
+        )
     elif torch.equal(schedule.betas, _diffusers_cosine_betas(T)):
         cfg.update(beta_schedule="squaredcos_cap_v2")
     else:
@@ -251,15 +267,19 @@ def ddkit_unet_config(cfg: dict, num_classes: int | None) -> UNetConfig | str:
 def diffusers_unet_config(cfg: UNetConfig) -> dict:
     """UNet2DModel's config.json for ddkit's UNet ``cfg``; ValueError when it has no equivalent."""
     if cfg.channel_mult[0] != 1:
-        raise ValueError(f"channel_mult must start with 1 for UNet2DModel (its first width is also the "
-                         f"time embedding's), got {cfg.channel_mult}")
+        raise ValueError(
+            f"channel_mult must start with 1 for UNet2DModel (its first width is also the "
+            f"time embedding's), got {cfg.channel_mult}"
+        )
     widths = [cfg.base_channels * m for m in cfg.channel_mult]
     groups = sorted({(num_groups(w), w) for w in widths})
     if len({g for g, _ in groups}) > 1:
         (g1, w1), (g2, w2) = groups[0], groups[-1]
-        raise ValueError(f"ddkit's GroupNorm has {g1} groups at {w1} channels but {g2} at {w2}; UNet2DModel has one "
-                         "norm_num_groups for every width, so this UNet has no diffusers equivalent "
-                         "(widths that are multiples of 32 from 64 up, e.g. --model-channels 64, have one)")
+        raise ValueError(
+            f"ddkit's GroupNorm has {g1} groups at {w1} channels but {g2} at {w2}; UNet2DModel has one "
+            "norm_num_groups for every width, so this UNet has no diffusers equivalent "
+            "(widths that are multiples of 32 from 64 up, e.g. --model-channels 64, have one)"
+        )
     down = ["AttnDownBlock2D" if r in cfg.attn_resolutions else "DownBlock2D" for r in cfg.resolutions]
     out = {"_class_name": "UNet2DModel", "_diffusers_version": _diffusers_version(), **_DDPM_FIXED,
            "sample_size": cfg.image_size, "in_channels": cfg.in_channels, "out_channels": cfg.in_channels,
@@ -290,8 +310,9 @@ class DiffusersModel(nn.Module):
     ``config.backend``); its output (``config.prediction``) is converted to ε with ``schedule``.
     """
 
-    def __init__(self, network: nn.Module, config: DiffusersModelConfig, schedule: Schedule,
-                 null_label: int | None = None):
+    def __init__(
+        self, network: nn.Module, config: DiffusersModelConfig, schedule: Schedule, null_label: int | None = None
+    ):
         super().__init__()
         self.network, self.config, self.schedule, self.null_label = network, config, schedule, null_label
         self.num_classes = config.num_classes
@@ -301,8 +322,10 @@ class DiffusersModel(nn.Module):
             raise ValueError("labels were given but the diffusers model is unconditional")
         if self.num_classes is not None and y is None:
             if self.null_label is None:
-                raise ValueError(f"this diffusers model is class-conditional ({self.num_classes} classes): "
-                                 "pass labels, model_fn(x_t, t, y)")
+                raise ValueError(
+                    f"this diffusers model is class-conditional ({self.num_classes} classes): "
+                    "pass labels, model_fn(x_t, t, y)"
+                )
             y = torch.full((x_t.shape[0],), self.null_label, dtype=torch.long, device=x_t.device)
         if self.config.backend == "ddkit":
             out = self.network(x_t, t, y)
@@ -328,14 +351,18 @@ def _locate(path: Path) -> tuple[Path, Path]:
         others = sorted(k for k, v in parts.items() if not k.startswith("_") and isinstance(v, list)
                         and k not in ("unet", "scheduler") and v[0] is not None)  # fmt: skip
         if others or parts.get("unet", [None, None])[1] != "UNet2DModel":
-            raise ValueError(f"{path} is a {parts.get('_class_name', '?')} with parts {['unet', 'scheduler'] + others}; "
-                             "ddkit loads pipelines of a UNet2DModel and a scheduler only")
+            raise ValueError(
+                f"{path} is a {parts.get('_class_name', '?')} with parts {['unet', 'scheduler'] + others}; "
+                "ddkit loads pipelines of a UNet2DModel and a scheduler only"
+            )
     if (path / "unet" / "config.json").is_file() and (path / "scheduler" / "scheduler_config.json").is_file():
         return path / "unet", path / "scheduler" / "scheduler_config.json"
     if (path / "config.json").is_file() and (path / "scheduler_config.json").is_file():
         return path, path / "scheduler_config.json"
-    raise ValueError(f"{path} is not a diffusers folder: expected unet/config.json and "
-                     "scheduler/scheduler_config.json, or config.json with scheduler_config.json beside it")
+    raise ValueError(
+        f"{path} is not a diffusers folder: expected unet/config.json and "
+        "scheduler/scheduler_config.json, or config.json with scheduler_config.json beside it"
+    )
 
 
 def _load_network(unet_dir: Path, cfg: dict, num_classes: int | None, device) -> tuple[nn.Module, str]:
@@ -343,8 +370,10 @@ def _load_network(unet_dir: Path, cfg: dict, num_classes: int | None, device) ->
     weights = unet_dir / WEIGHTS
     if not weights.is_file():
         found = sorted(p.name for p in unet_dir.glob("diffusion_pytorch_model*"))
-        raise ValueError(f"no {WEIGHTS} in {unet_dir} (found {found or 'nothing'}); ddkit reads safetensors "
-                         "only, never pickles: re-save with save_pretrained(..., safe_serialization=True)")
+        raise ValueError(
+            f"no {WEIGHTS} in {unet_dir} (found {found or 'nothing'}); ddkit reads safetensors "
+            "only, never pickles: re-save with save_pretrained(..., safe_serialization=True)"
+        )
     ours = ddkit_unet_config(cfg, num_classes)
     if isinstance(ours, UNetConfig):
         from safetensors.torch import load_file
@@ -358,8 +387,10 @@ def _load_network(unet_dir: Path, cfg: dict, num_classes: int | None, device) ->
     try:
         from diffusers import UNet2DModel
     except ImportError:
-        raise ValueError(f"this UNet2DModel is not DDPM's architecture ({ours}), so it runs in diffusers' own "
-                         "module: pip install ddkit[diffusers]") from None
+        raise ValueError(
+            f"this UNet2DModel is not DDPM's architecture ({ours}), so it runs in diffusers' own "
+            "module: pip install ddkit[diffusers]"
+        ) from None
     net = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, local_files_only=True)
     return net.to(device).eval(), "diffusers"
 
@@ -377,8 +408,10 @@ def load_diffusers(path: str | os.PathLike, *, device: str | torch.device = "cpu
         raise ValueError(f"{unet_dir} holds a {cfg.get('_class_name')!r}; ddkit loads UNet2DModel only")
     size = _image_size(cfg)
     if cfg.get("out_channels", 3) != cfg.get("in_channels", 3):
-        raise ValueError(f"out_channels={cfg.get('out_channels')} differs from in_channels={cfg.get('in_channels')} "
-                         "(a learned variance?); ddkit needs a network that outputs ε, x0 or v")
+        raise ValueError(
+            f"out_channels={cfg.get('out_channels')} differs from in_channels={cfg.get('in_channels')} "
+            "(a learned variance?); ddkit needs a network that outputs ε, x0 or v"
+        )
     if cfg.get("class_embed_type") is not None:
         raise ValueError(f"class_embed_type {cfg['class_embed_type']!r} is not supported (only num_class_embeds)")
     schedule, prediction = schedule_from_scheduler_config(_read_json(scheduler_file))
@@ -395,11 +428,12 @@ def export_diffusers(run: str | os.PathLike, out: str | os.PathLike, *, checkpoi
     """Write run ``run`` (EMA weights of its newest checkpoint by default) as a DDPMPipeline folder."""
     from safetensors.torch import save_file
 
-
     model, schedule, config = load(run, checkpoint=checkpoint, ema=ema)
     if not isinstance(config.model, UNetConfig):
-        raise ValueError(f"only UNet runs can be exported to diffusers; {run} has a {type(config.model).__name__} "
-                         "(2-D points), which diffusers has no model for")
+        raise ValueError(
+            f"only UNet runs can be exported to diffusers; {run} has a {type(config.model).__name__} "
+            "(2-D points), which diffusers has no model for"
+        )
     unet_cfg = diffusers_unet_config(config.model)
     sched_cfg = scheduler_config_for(schedule, getattr(config.diffusion, "prediction", "eps"))
     out = Path(out)
@@ -409,10 +443,17 @@ def export_diffusers(run: str | os.PathLike, out: str | os.PathLike, *, checkpoi
         (out / sub).mkdir(parents=True, exist_ok=True)
     state = ddkit_to_diffusers_state({k: v.detach().cpu() for k, v in model.state_dict().items()})
     save_file(state, out / "unet" / WEIGHTS, metadata={"format": "pt"})
-    index = {"_class_name": "DDPMPipeline", "_diffusers_version": unet_cfg["_diffusers_version"],
-             "scheduler": ["diffusers", "DDPMScheduler"], "unet": ["diffusers", "UNet2DModel"]}
+    index = {
+        "_class_name": "DDPMPipeline",
+        "_diffusers_version": unet_cfg["_diffusers_version"],
+        "scheduler": ["diffusers", "DDPMScheduler"],
+        "unet": ["diffusers", "UNet2DModel"],
+    }
     sched_cfg["_diffusers_version"] = unet_cfg["_diffusers_version"]
-    for name, obj in (("unet/config.json", unet_cfg), ("scheduler/scheduler_config.json", sched_cfg),
-                      ("model_index.json", index)):
+    for name, obj in (
+        ("unet/config.json", unet_cfg),
+        ("scheduler/scheduler_config.json", sched_cfg),
+        ("model_index.json", index),
+    ):
         (out / name).write_text(json.dumps(obj, indent=2) + "\n")
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any
 
 from torch import nn
 
@@ -34,7 +34,7 @@ __all__ = [
     "timestep_embedding",
 ]
 
-ModelConfig = Union[UNetConfig, MLPConfig, ClassifierConfig]
+ModelConfig = UNetConfig | MLPConfig | ClassifierConfig
 
 # kind -> (config class, model class); read-only table, never mutated.
 _KINDS: dict[str, tuple[type, type]] = {

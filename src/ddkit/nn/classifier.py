@@ -45,8 +45,16 @@ class ClassifierConfig:
 
     def trunk(self) -> UNetConfig:
         """The UNet whose encoder half this classifier is (unconditional: no label embedding)."""
-        return UNetConfig(self.image_size, self.in_channels, self.base_channels, self.channel_mult,
-                          self.num_res_blocks, self.attn_resolutions, self.dropout, None)
+        return UNetConfig(
+            self.image_size,
+            self.in_channels,
+            self.base_channels,
+            self.channel_mult,
+            self.num_res_blocks,
+            self.attn_resolutions,
+            self.dropout,
+            None,
+        )
 
 
 class NoisyClassifier(nn.Module):
@@ -92,4 +100,3 @@ class NoisyClassifier(nn.Module):
             h = block(h, emb)
         h = F.silu(self.out_norm(h)).mean(dim=(2, 3))  # [N, width]
         return self.head(h)
-

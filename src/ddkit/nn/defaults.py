@@ -13,8 +13,14 @@ DEFAULT_MLP_WIDTH = 256
 DEFAULT_DROPOUT = 0.0
 
 
-def default_model_config(kind: str, shape: tuple[int, ...], *, channels: int | None = None,
-                         dropout: float | None = None, num_classes: int | None = None) -> UNetConfig | MLPConfig:
+def default_model_config(
+    kind: str,
+    shape: tuple[int, ...],
+    *,
+    channels: int | None = None,
+    dropout: float | None = None,
+    num_classes: int | None = None,
+) -> UNetConfig | MLPConfig:
     """The network for data of ``kind`` "image" (``shape`` = (C, H, W)) or "points" (``shape`` = (D,)).
 
     Images of side s ≤ 16 get three levels (8×8 digits: 8, 4, 2 with channel_mult (1, 2, 2)) and
@@ -36,6 +42,13 @@ def default_model_config(kind: str, shape: tuple[int, ...], *, channels: int | N
     mult = (1,) + (2,) * (levels - 1)
     resolutions = [size // 2**i for i in range(levels)]
     attn = (16,) if 16 in resolutions and size > 16 else (resolutions[min(1, levels - 1)],)
-    return UNetConfig(image_size=size, in_channels=c, base_channels=channels or DEFAULT_CHANNELS, channel_mult=mult,
-                      num_res_blocks=2, attn_resolutions=attn, dropout=DEFAULT_DROPOUT if dropout is None else dropout,
-                      num_classes=num_classes)
+    return UNetConfig(
+        image_size=size,
+        in_channels=c,
+        base_channels=channels or DEFAULT_CHANNELS,
+        channel_mult=mult,
+        num_res_blocks=2,
+        attn_resolutions=attn,
+        dropout=DEFAULT_DROPOUT if dropout is None else dropout,
+        num_classes=num_classes,
+    )

@@ -84,7 +84,6 @@ def labels_or_null(y: Tensor | None, t: Tensor, num_classes: int | None) -> Tens
         lo, hi = (int(v) for v in torch.aminmax(y))
         if lo < 0 or hi > num_classes:
             raise ValueError(
-                f"y must be in [0, {num_classes}] (num_classes = the null label), "
-                f"got values in [{lo}, {hi}]"
+                f"y must be in [0, {num_classes}] (num_classes = the null label), got values in [{lo}, {hi}]"
             )
     return y

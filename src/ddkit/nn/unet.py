@@ -76,15 +76,8 @@ class UNetConfig:
             )
         bad = [r for r in attn if r not in self.resolutions]
         if bad:
-            raise ValueError(
-                f"attn_resolutions must be among the reachable resolutions {self.resolutions}, "
-                f"got {bad}"
-            )
-        if (
-            isinstance(self.dropout, bool)
-            or not isinstance(self.dropout, (int, float))
-            or not 0 <= self.dropout < 1
-        ):
+            raise ValueError(f"attn_resolutions must be among the reachable resolutions {self.resolutions}, got {bad}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
         if self.num_classes is not None:
             positive_int("num_classes", self.num_classes)
@@ -145,8 +138,9 @@ def build_down_path(cfg: UNetConfig, emb_ch: int) -> tuple[nn.ModuleList, list[i
 
 def build_middle(width: int, emb_ch: int, dropout: float) -> nn.ModuleList:
     """The middle block: ResBlock, self-attention, ResBlock."""
-    return nn.ModuleList([_ResAttn(width, width, emb_ch, dropout, True),
-                          _ResAttn(width, width, emb_ch, dropout, False)])
+    return nn.ModuleList(
+        [_ResAttn(width, width, emb_ch, dropout, True), _ResAttn(width, width, emb_ch, dropout, False)]
+    )
 
 
 def run_down_path(down: nn.ModuleList, h: Tensor, emb: Tensor) -> list[Tensor]:
@@ -199,9 +193,7 @@ class UNet(nn.Module):
         self.config = cfg
         ch, emb_ch = cfg.base_channels, 4 * cfg.base_channels
         self.time_embed = time_embedding_mlp(ch, emb_ch)
-        self.label_embed = (
-            nn.Embedding(cfg.num_classes + 1, emb_ch) if cfg.num_classes is not None else None
-        )
+        self.label_embed = nn.Embedding(cfg.num_classes + 1, emb_ch) if cfg.num_classes is not None else None
         self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
         init_ddpm_(self.conv_in)
         self.down, skips = build_down_path(cfg, emb_ch)

@@ -4,7 +4,7 @@ at a point of the grid and the progress bar."""
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -45,9 +45,8 @@ def check_sample_args(x: torch.Tensor, clip_x0, callback: Callback = None) -> No
         raise ValueError("the starting tensor must be a floating-point torch.Tensor [N, ...]")
     if x.ndim < 2 or x.shape[0] < 1:
         raise ValueError(f"the starting tensor must have shape [N, ...] with N >= 1, got {list(x.shape)}")
-    if clip_x0 is not None:
-        if len(clip_x0) != 2 or not float(clip_x0[0]) < float(clip_x0[1]):
-            raise ValueError(f"clip_x0 must be None or a (low, high) pair with low < high, got {clip_x0!r}")
+    if clip_x0 is not None and (len(clip_x0) != 2 or not float(clip_x0[0]) < float(clip_x0[1])):
+        raise ValueError(f"clip_x0 must be None or a (low, high) pair with low < high, got {clip_x0!r}")
     if callback is not None and not callable(callback):
         raise ValueError(f"callback must be callable, got {type(callback).__name__}")
 

@@ -16,7 +16,7 @@ optionally starting at ``start_t``).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -48,10 +48,12 @@ def ddim_step(
     x_t, eps: [N, ...]; ``alpha_bar`` = ᾱ_n, ``alpha_bar_prev`` = ᾱ_m (1 after the last step).
     ``noise`` is drawn from ``generator`` when needed and not given.
     """
-    if not 0.0 <= sigma ** 2 <= 1.0 - alpha_bar_prev + 1e-12:
-        raise ValueError(f"sigma^2 must be in [0, 1 - alpha_bar_prev] = [0, {1.0 - alpha_bar_prev:.6g}], got {sigma ** 2:.6g}")
+    if not 0.0 <= sigma**2 <= 1.0 - alpha_bar_prev + 1e-12:
+        raise ValueError(
+            f"sigma^2 must be in [0, 1 - alpha_bar_prev] = [0, {1.0 - alpha_bar_prev:.6g}], got {sigma**2:.6g}"
+        )
     x0, eps = clip_eps(x_t, eps, alpha_bar, clip_x0)
-    x_prev = math.sqrt(alpha_bar_prev) * x0 + math.sqrt(max(1.0 - alpha_bar_prev - sigma ** 2, 0.0)) * eps
+    x_prev = math.sqrt(alpha_bar_prev) * x0 + math.sqrt(max(1.0 - alpha_bar_prev - sigma**2, 0.0)) * eps
     if sigma > 0:
         if noise is None:
             noise = noise_like(x_t, generator)
@@ -98,8 +100,9 @@ def ddim_sample(
         eps = call_model(model_fn, x, t)
         if callback is not None:
             report(callback, i, t, ab, x, clip_eps(x, eps, ab, clip_x0)[0])
-        x = ddim_step(x, eps, ab, ab_prev, sigma=ddim_sigma(ab, ab_prev, float(eta)), clip_x0=clip_x0,
-                      generator=generator)
+        x = ddim_step(
+            x, eps, ab, ab_prev, sigma=ddim_sigma(ab, ab_prev, float(eta)), clip_x0=clip_x0, generator=generator
+        )
     return x
 
 

@@ -14,10 +14,9 @@ with η = 1 for ``variance="small"``).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
-
-from typing import Sequence
 
 from ..checks import integer
 from ..parameterization import ModelFn, clip_eps
@@ -53,12 +52,22 @@ def ddpm_step(
     ``noise`` is drawn from ``generator`` when not given; none is added at t = 0.
     """
     var = ddpm_variance(schedule, t, variance)
-    return _ancestral_step(x_t, eps, schedule.alpha_bar(t), float(schedule.betas[t]), var, t == 0,
-                           clip_x0=clip_x0, noise=noise, generator=generator)
+    return _ancestral_step(
+        x_t,
+        eps,
+        schedule.alpha_bar(t),
+        float(schedule.betas[t]),
+        var,
+        t == 0,
+        clip_x0=clip_x0,
+        noise=noise,
+        generator=generator,
+    )
 
 
-def _ancestral_step(x_t, eps, alpha_bar: float, beta: float, var: float, last: bool, *, clip_x0=None,
-                    noise=None, generator=None) -> torch.Tensor:
+def _ancestral_step(
+    x_t, eps, alpha_bar: float, beta: float, var: float, last: bool, *, clip_x0=None, noise=None, generator=None
+) -> torch.Tensor:
     """μ_θ = (x_t − β/√(1−ᾱ)·ε)/√(1−β), plus √var·z unless ``last``."""
     _, eps = clip_eps(x_t, eps, alpha_bar, clip_x0)
     mean = (x_t - (beta / math.sqrt(1.0 - alpha_bar)) * eps) / math.sqrt(1.0 - beta)
@@ -89,8 +98,11 @@ def ddpm_sample(
     check_sample_args(x_T, clip_x0, callback)
     ddpm_variance(schedule, 0, variance)  # validate before the first network call
     if timesteps is None and sigmas is None:
-        top = schedule.num_timesteps - 1 if start_t is None else integer("start_t", start_t, low=0,
-                                                                        high=schedule.num_timesteps - 1)
+        top = (
+            schedule.num_timesteps - 1
+            if start_t is None
+            else integer("start_t", start_t, low=0, high=schedule.num_timesteps - 1)
+        )
         grid = sampling_grid(schedule, timesteps=range(top, -1, -1))
     else:
         grid = sampling_grid(schedule, timesteps=timesteps, sigmas=sigmas, start_t=start_t)

@@ -30,7 +30,7 @@ For uniform, linspace and trailing spacings this is exactly diffusers' own times
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -43,8 +43,15 @@ from .common import Callback, alpha_sigma_lambda, call_model, check_order, check
 LOWER_ORDER_FINAL_BELOW = 15
 
 
-def dpm_solver_step(x: torch.Tensor, x0s: Sequence[torch.Tensor], lambdas: Sequence[float],
-                    sigma_s: float, alpha_t: float, sigma_t: float, lambda_t: float) -> torch.Tensor:
+def dpm_solver_step(
+    x: torch.Tensor,
+    x0s: Sequence[torch.Tensor],
+    lambdas: Sequence[float],
+    sigma_s: float,
+    alpha_t: float,
+    sigma_t: float,
+    lambda_t: float,
+) -> torch.Tensor:
     """One multistep DPM-Solver++ step x_s → x_t of order ``len(x0s)`` (1, 2 or 3).
 
     x: [N, ...] at s; ``x0s``: the data predictions x̂₀ at s, s', s'' (newest first), [N, ...] each;
@@ -56,18 +63,18 @@ def dpm_solver_step(x: torch.Tensor, x0s: Sequence[torch.Tensor], lambdas: Seque
         h = lambda_t - lambdas[0]
         return (sigma_t / sigma_s) * x - alpha_t * math.expm1(-h) * x0s[0]
     h = lambda_t - lambdas[0]
-    phi1 = math.expm1(-h)                       # e^{-h} - 1
+    phi1 = math.expm1(-h)  # e^{-h} - 1
     m0, m1 = x0s[0], x0s[1]
     r0 = (lambdas[0] - lambdas[1]) / h
     d1_0 = (m0 - m1) / r0
-    if order == 2:                              # Algorithm 2: D = (1 + 1/(2r))·x̂₀_s - 1/(2r)·x̂₀_s'
+    if order == 2:  # Algorithm 2: D = (1 + 1/(2r))·x̂₀_s - 1/(2r)·x̂₀_s'
         return (sigma_t / sigma_s) * x - alpha_t * phi1 * (m0 + 0.5 * d1_0)
     r1 = (lambdas[1] - lambdas[2]) / h
     d1_1 = (m1 - x0s[2]) / r1
     d1 = d1_0 + (r0 / (r0 + r1)) * (d1_0 - d1_1)
     d2 = (d1_0 - d1_1) / (r0 + r1)
     phi2 = phi1 / h + 1.0
-    phi3 = (phi1 + h) / h ** 2 - 0.5
+    phi3 = (phi1 + h) / h**2 - 0.5
     return (sigma_t / sigma_s) * x - alpha_t * phi1 * m0 + alpha_t * phi2 * d1 - alpha_t * phi3 * d2
 
 

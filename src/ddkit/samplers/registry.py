@@ -10,8 +10,8 @@ keyword options it takes besides those (a subset of :data:`OPTIONS`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -79,5 +79,4 @@ def run_sampler(
     if unused:
         takes = ", ".join(spec.options) or "no options"
         raise ValueError(f"sampler {name!r} does not take {', '.join(unused)} (it takes {takes})")
-    return spec.fn(model_fn, x_T, schedule, generator=generator, progress=progress, clip_x0=clip_x0, **common,
-                   **given)
+    return spec.fn(model_fn, x_T, schedule, generator=generator, progress=progress, clip_x0=clip_x0, **common, **given)

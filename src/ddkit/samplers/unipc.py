@@ -41,7 +41,7 @@ corrector at the last evaluated point is skipped too: the step to σ = 0 does no
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -68,17 +68,26 @@ def unipc_coefficients(rs: Sequence[float], h: float, variant: str) -> tuple[flo
     b = z if variant == "bh1" else math.expm1(z)
     if len(rs) <= 1:
         return b, [0.5] * len(rs)
-    g, z_phi, factorial = [], math.expm1(z) / z - 1.0, 1      # z·φ_2(z)
+    g, z_phi, factorial = [], math.expm1(z) / z - 1.0, 1  # z·φ_2(z)
     for m in range(1, len(rs) + 1):
-        g.append(z_phi * factorial / b)                       # g_m = m!·z·φ_{m+1}(z)/B
+        g.append(z_phi * factorial / b)  # g_m = m!·z·φ_{m+1}(z)/B
         factorial *= m + 1
-        z_phi = z_phi / z - 1.0 / factorial                   # z·φ_{m+2}(z)
+        z_phi = z_phi / z - 1.0 / factorial  # z·φ_{m+2}(z)
     R = torch.tensor([[r ** (m - 1) for r in rs] for m in range(1, len(rs) + 1)], dtype=torch.float64)
     return b, torch.linalg.solve(R, torch.tensor(g, dtype=torch.float64)).tolist()
 
 
-def _uni_update(x: torch.Tensor, x0_s: torch.Tensor, ds: Sequence[torch.Tensor], rs: Sequence[float],
-                sigma_s: float, alpha_t: float, sigma_t: float, h: float, variant: str) -> torch.Tensor:
+def _uni_update(
+    x: torch.Tensor,
+    x0_s: torch.Tensor,
+    ds: Sequence[torch.Tensor],
+    rs: Sequence[float],
+    sigma_s: float,
+    alpha_t: float,
+    sigma_t: float,
+    h: float,
+    variant: str,
+) -> torch.Tensor:
     """x_t = (σ_t/σ_s)·x_s - α_t·(e^{-h}-1)·x̂₀_s - α_t·B(h)·Σ_k ρ_k·D_k, ρ from ``rs``; [N, ...]."""
     b, rhos = unipc_coefficients(rs, h, variant)
     x_t = (sigma_t / sigma_s) * x - (alpha_t * math.expm1(-h)) * x0_s
@@ -93,9 +102,16 @@ def _differences(x0s: Sequence[torch.Tensor], lambdas: Sequence[float], h: float
     return rs, [(m - x0s[0]) / r for m, r in zip(x0s[1:], rs)]
 
 
-def unipc_predictor_step(x: torch.Tensor, x0s: Sequence[torch.Tensor], lambdas: Sequence[float],
-                         sigma_s: float, alpha_t: float, sigma_t: float, lambda_t: float,
-                         variant: str = "bh2") -> torch.Tensor:
+def unipc_predictor_step(
+    x: torch.Tensor,
+    x0s: Sequence[torch.Tensor],
+    lambdas: Sequence[float],
+    sigma_s: float,
+    alpha_t: float,
+    sigma_t: float,
+    lambda_t: float,
+    variant: str = "bh2",
+) -> torch.Tensor:
     """UniP-p, one multistep step x_s → x̃_t of order p = ``len(x0s)`` (1, 2 or 3).
 
     x: [N, ...] at s; ``x0s``: the data predictions at s, s₁, s₂ (newest first), [N, ...] each;
@@ -108,9 +124,17 @@ def unipc_predictor_step(x: torch.Tensor, x0s: Sequence[torch.Tensor], lambdas: 
     return _uni_update(x, x0s[0], ds, rs, sigma_s, alpha_t, sigma_t, h, variant)
 
 
-def unipc_corrector_step(x: torch.Tensor, x0s: Sequence[torch.Tensor], lambdas: Sequence[float],
-                         x0_t: torch.Tensor, sigma_s: float, alpha_t: float, sigma_t: float, lambda_t: float,
-                         variant: str = "bh2") -> torch.Tensor:
+def unipc_corrector_step(
+    x: torch.Tensor,
+    x0s: Sequence[torch.Tensor],
+    lambdas: Sequence[float],
+    x0_t: torch.Tensor,
+    sigma_s: float,
+    alpha_t: float,
+    sigma_t: float,
+    lambda_t: float,
+    variant: str = "bh2",
+) -> torch.Tensor:
     """UniC-p: the corrected x_t from the same start x_s [N, ...] as the predictor step that gave
     x̃_t, of order p = ``len(x0s)`` (the predictor's order), with the data prediction ``x0_t``
     [N, ...] the model gave at x̃_t. Arguments otherwise as :func:`unipc_predictor_step`;
@@ -171,16 +195,15 @@ def unipc_sample(
     x = x_T
     x0s: list[torch.Tensor] = []
     lambdas: list[float] = []
-    last = None            # (x_s, σ_s, p) of the predictor step that led to the current point
+    last = None  # (x_s, σ_s, p) of the predictor step that led to the current point
     for i in steps_iter(range(len(seq)), progress, "UniPC"):
         alpha_s, sigma_s, lambda_s = alpha_sigma_lambda(grid.alpha_bars[i])
-        x0 = (x - sigma_s * call_model(model_fn, x, seq[i])) / alpha_s          # DDIM eq. 9, at x̃
+        x0 = (x - sigma_s * call_model(model_fn, x, seq[i])) / alpha_s  # DDIM eq. 9, at x̃
         if clip_x0 is not None:
             x0 = x0.clamp(clip_x0[0], clip_x0[1])
         if corrector and last is not None and i < len(seq) - 1:
-            x_prev, sigma_prev, p = last                                        # UniC-p at t = seq[i]
-            x = unipc_corrector_step(x_prev, x0s[:p], lambdas[:p], x0, sigma_prev, alpha_s, sigma_s, lambda_s,
-                                     variant)
+            x_prev, sigma_prev, p = last  # UniC-p at t = seq[i]
+            x = unipc_corrector_step(x_prev, x0s[:p], lambdas[:p], x0, sigma_prev, alpha_s, sigma_s, lambda_s, variant)
         report(callback, i, seq[i], grid.alpha_bars[i], x, x0)
         x0s, lambdas = [x0] + x0s[:2], [lambda_s] + lambdas[:2]
         p = _predictor_order(i, len(seq), order, lower_order_final)

@@ -23,13 +23,11 @@ from typing import Any
 from ..checks import ParameterError
 from ..data import Dataset, load_data, load_run_data
 from ..losses import WEIGHTINGS
-from ..nn import default_model_config
+from ..nn import ClassifierConfig, default_model_config
 from ..parameterization import PREDICTIONS
 from ..schedule import SCHEDULES
 from .config import DEVICES, LOGGERS, PRECISIONS, DataConfig, DiffusionConfig, RunConfig, TrainConfig
-from .distributed import (DistContext, check_divisible_batch, fit_batch, init_distributed,
-                          shutdown_distributed)
-from ..nn import ClassifierConfig
+from .distributed import DistContext, check_divisible_batch, fit_batch, init_distributed, shutdown_distributed
 from .objectives import ClassifierObjective, split_heldout
 from .rundir import RunDir
 from .trainer import Trainer
@@ -61,20 +59,39 @@ class Option:
 TRAIN_OPTIONS: tuple[Option, ...] = (
     # the run and its data
     Option("out", "run", str, "runs/digits", "run folder (default runs/digits)"),
-    Option("data", "data", str, None, "digits (default), digits:train, toy:gmm|moons|swissroll|circles, or a folder "
-           "of images"),
-    Option("image_size", "data", int, None, "image folders: resize and centre-crop to this size (default 32; "
-           "digits: 8)"),
+    Option(
+        "data",
+        "data",
+        str,
+        None,
+        "digits (default), digits:train, toy:gmm|moons|swissroll|circles, or a folder of images",
+    ),
+    Option(
+        "image_size", "data", int, None, "image folders: resize and centre-crop to this size (default 32; digits: 8)"
+    ),
     Option("channels", "data", int, None, "image folders: 1 (grey) or 3 (RGB, default)", choices=(1, 3)),
-    Option("holdout", "data", float, None, "image folders: hold this fraction of the images out (a fixed split "
-           "drawn with holdout_seed, recorded in config.json); never trained on, the default reference of "
-           "ddkit eval (default 0; the digits have digits:train/digits:test instead)", metavar="FRACTION"),
+    Option("toy_size", "data", int, None, "toy data: the number of points drawn (default 20000)"),
+    Option(
+        "holdout",
+        "data",
+        float,
+        None,
+        "image folders: hold this fraction of the images out (a fixed split "
+        "drawn with holdout_seed, recorded in config.json); never trained on, the default reference of "
+        "ddkit eval (default 0; the digits have digits:train/digits:test instead)",
+        metavar="FRACTION",
+    ),
     Option("holdout_seed", "data", int, None, "seed of the holdout split (default 0)"),
     # the budget and the optimiser
     Option("steps", "train", int, None, f"optimizer steps (default {_T.steps} when minutes is not given)"),
     Option("minutes", "train", float, None, "wall-clock budget; with steps, whichever ends first"),
-    Option("batch_size", "train", int, None, f"global batch size, split over processes (default {_T.batch_size}, "
-           "or the data set's size if smaller)"),
+    Option(
+        "batch_size",
+        "train",
+        int,
+        None,
+        f"global batch size, split over processes (default {_T.batch_size}, or the data set's size if smaller)",
+    ),
     Option("lr", "train", float, None, f"peak AdamW learning rate (default {_T.lr})"),
     Option("warmup", "train", int, None, f"linear warm-up steps (default {_T.warmup})"),
     Option("weight_decay", "train", float, None, f"AdamW weight decay (default {_T.weight_decay:g})"),
@@ -83,13 +100,31 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     # the network and the diffusion
     Option("model_channels", "model", int, None, "UNet base channels (default 32) or MLP width (default 256)"),
     Option("dropout", "model", float, None, "UNet dropout (default 0: measured best for short runs on the digits)"),
-    Option("schedule", "diffusion", str, None, "noise schedule: cosine (default, measured better on the digits) or "
-           "linear (DDPM's)", choices=SCHEDULES),
+    Option(
+        "schedule",
+        "diffusion",
+        str,
+        None,
+        "noise schedule: cosine (default, measured better on the digits) or linear (DDPM's)",
+        choices=SCHEDULES,
+    ),
     Option("num_timesteps", "diffusion", int, None, "diffusion (training) timesteps T (default 1000)"),
-    Option("prediction", "diffusion", str, None, "what the network predicts and the loss targets: eps (default), "
-           "x0 or v = √ᾱ·ε - √(1-ᾱ)·x0", choices=PREDICTIONS),
-    Option("loss_weighting", "train", str, None, "per-timestep loss weight: uniform (L_simple, default) or min-snr "
-           "(min(SNR, γ)/SNR, Hang et al. 2023)", choices=WEIGHTINGS),
+    Option(
+        "prediction",
+        "diffusion",
+        str,
+        None,
+        "what the network predicts and the loss targets: eps (default), x0 or v = √ᾱ·ε - √(1-ᾱ)·x0",
+        choices=PREDICTIONS,
+    ),
+    Option(
+        "loss_weighting",
+        "train",
+        str,
+        None,
+        "per-timestep loss weight: uniform (L_simple, default) or min-snr (min(SNR, γ)/SNR, Hang et al. 2023)",
+        choices=WEIGHTINGS,
+    ),
     Option("snr_gamma", "train", float, None, f"γ of min-snr weighting (default {_T.snr_gamma:g})"),
     Option("class_cond", "train", bool, None, "condition on labels (with label dropout, for guidance)", flag=True),
     Option("label_dropout", "train", float, None, f"probability of the null label (default {_T.label_dropout})"),
@@ -97,32 +132,91 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     Option("ckpt_every", "train", int, None, f"checkpoint every N steps (default {_T.ckpt_every})"),
     Option("sample_every", "train", int, None, f"sample grid every N steps (default {_T.sample_every})"),
     Option("log_every", "train", int, None, f"log.jsonl line every N steps (default {_T.log_every})"),
-    Option("keep_checkpoints", "train", int, None, f"keep the newest K checkpoints (default {_T.keep_checkpoints})",
-           metavar="K"),
-    Option("keep_steps", "train", int, None, "never prune the checkpoint of step N (repeatable; e.g. an early one to "
-           "guide with: ddkit sample RUN --guide-with RUN/checkpoints/step-N)", metavar="N", repeat=True),
-    Option("skip_nonfinite", "train", int, None, "skip up to K batches whose loss is NaN/inf (logged) instead of "
-           "stopping at the first (default 0)", metavar="K"),
+    Option(
+        "keep_checkpoints",
+        "train",
+        int,
+        None,
+        f"keep the newest K checkpoints (default {_T.keep_checkpoints})",
+        metavar="K",
+    ),
+    Option(
+        "keep_steps",
+        "train",
+        int,
+        None,
+        "never prune the checkpoint of step N (repeatable; e.g. an early one to "
+        "guide with: ddkit sample RUN --guide-with RUN/checkpoints/step-N)",
+        metavar="N",
+        repeat=True,
+    ),
+    Option(
+        "skip_nonfinite",
+        "train",
+        int,
+        None,
+        "skip up to K batches whose loss is NaN/inf (logged) instead of stopping at the first (default 0)",
+        metavar="K",
+    ),
     Option("seed", "train", int, None, f"random seed (default {_T.seed})"),
     Option("device", "train", str, None, "cpu (default) or cuda", choices=DEVICES),
-    Option("precision", "train", str, None, "auto (default: bf16 where the hardware has it and it measurably "
-           "helps, else fp32; the log says which), fp32, bf16, or fp16 (cuda, with grad scaling)", choices=PRECISIONS),
-    Option("log_to", "train", str, None, "also log loss, lr, images/s, sample grids and metrics to TensorBoard "
-           "event files in RUN/tensorboard (needs pip install ddkit[tensorboard]); default none", choices=LOGGERS),
+    Option(
+        "precision",
+        "train",
+        str,
+        None,
+        "auto (default: bf16 where the hardware has it and it measurably "
+        "helps, else fp32; the log says which), fp32, bf16, or fp16 (cuda, with grad scaling)",
+        choices=PRECISIONS,
+    ),
+    Option(
+        "log_to",
+        "train",
+        str,
+        None,
+        "also log loss, lr, images/s, sample grids and metrics to TensorBoard "
+        "event files in RUN/tensorboard (needs pip install ddkit[tensorboard]); default none",
+        choices=LOGGERS,
+    ),
     # how this process runs
-    Option("resume", "run", bool, False, "continue from the newest complete checkpoint in out, or start there from "
-           "scratch when it has none; may extend steps/minutes, refuses options that contradict its config.json "
-           "(automatic under torchrun after a restart)", flag=True),
-    Option("dist_timeout", "run", float, 1800.0, "under torchrun: how long a process waits for the others to join "
-           "the group and in each collective before it fails, so that torchrun can restart the group "
-           "(default 1800)", metavar="SECONDS"),
+    Option(
+        "resume",
+        "run",
+        bool,
+        False,
+        "continue from the newest complete checkpoint in out, or start there from "
+        "scratch when it has none; may extend steps/minutes, refuses options that contradict its config.json "
+        "(automatic under torchrun after a restart)",
+        flag=True,
+    ),
+    Option(
+        "dist_timeout",
+        "run",
+        float,
+        1800.0,
+        "under torchrun: how long a process waits for the others to join "
+        "the group and in each collective before it fails, so that torchrun can restart the group "
+        "(default 1800)",
+        metavar="SECONDS",
+    ),
 )
 OPTIONS_BY_NAME = {o.name: o for o in TRAIN_OPTIONS}
 
 # what resume may change: the budget and bookkeeping, nothing that changes the mathematics
 # (precision and device change the arithmetic but not the run's definition, so they may change too)
-RESUME_MAY_CHANGE = ("steps", "minutes", "device", "precision", "ckpt_every", "sample_every", "log_every",
-                     "keep_checkpoints", "skip_nonfinite", "keep_steps", "log_to")
+RESUME_MAY_CHANGE = (
+    "steps",
+    "minutes",
+    "device",
+    "precision",
+    "ckpt_every",
+    "sample_every",
+    "log_every",
+    "keep_checkpoints",
+    "skip_nonfinite",
+    "keep_steps",
+    "log_to",
+)
 
 
 class ResumeConflict(ParameterError):
@@ -132,8 +226,10 @@ class ResumeConflict(ParameterError):
     def __init__(self, config_path: Path, conflicts: list[tuple[str, Any, Any]]):
         self.config_path, self.conflicts = config_path, conflicts
         listed = "; ".join(f"`{k}` {v} (the run has {old})" for k, v, old in conflicts)
-        super().__init__(f"`resume`: options contradict {config_path}: {listed}; drop them "
-                         "(only `steps`, `minutes` and bookkeeping options may change)")
+        super().__init__(
+            f"`resume`: options contradict {config_path}: {listed}; drop them "
+            "(only `steps`, `minutes` and bookkeeping options may change)"
+        )
 
 
 def _check_names(options: dict) -> None:
@@ -143,8 +239,7 @@ def _check_names(options: dict) -> None:
 
 
 def _section(options: dict, section: str) -> dict:
-    return {k: v for k, v in options.items()
-            if v is not None and OPTIONS_BY_NAME[k].section == section}
+    return {k: v for k, v in options.items() if v is not None and OPTIONS_BY_NAME[k].section == section}
 
 
 def new_run_config(options: dict) -> tuple[RunConfig, Dataset]:
@@ -161,8 +256,13 @@ def new_run_config(options: dict) -> tuple[RunConfig, Dataset]:
     data_cfg = DataConfig(**data)
     dataset = load_run_data(data_cfg, train_cfg.seed)
     num_classes = dataset.num_classes if train_cfg.class_cond else None
-    model_cfg = default_model_config(dataset.kind, tuple(dataset.x.shape[1:]), channels=options.get("model_channels"),
-                                     dropout=options.get("dropout"), num_classes=num_classes)
+    model_cfg = default_model_config(
+        dataset.kind,
+        tuple(dataset.x.shape[1:]),
+        channels=options.get("model_channels"),
+        dropout=options.get("dropout"),
+        num_classes=num_classes,
+    )
     return RunConfig(model=model_cfg, diffusion=diff_cfg, data=data_cfg, train=train_cfg), dataset
 
 
@@ -172,14 +272,19 @@ def resume_run_config(saved: RunConfig, options: dict, config_path: Path) -> Run
     _check_names(options)
     given = {k: v for k, v in options.items() if v is not None and OPTIONS_BY_NAME[k].section != "run"}
     m = saved.model
-    current = {**{f.name: getattr(saved.train, f.name) for f in fields(TrainConfig)},
-               **{f.name: getattr(saved.diffusion, f.name) for f in fields(DiffusionConfig)},
-               **{f.name: getattr(saved.data, f.name) for f in fields(DataConfig)},
-               "data": saved.data.source,
-               "model_channels": getattr(m, "base_channels", getattr(m, "hidden", None)),
-               "dropout": getattr(m, "dropout", None)}
-    conflicts = [(k, v, current.get(k)) for k, v in given.items()
-                 if k not in RESUME_MAY_CHANGE and (tuple(v) if isinstance(v, list) else v) != current.get(k)]
+    current = {
+        **{f.name: getattr(saved.train, f.name) for f in fields(TrainConfig)},
+        **{f.name: getattr(saved.diffusion, f.name) for f in fields(DiffusionConfig)},
+        **{f.name: getattr(saved.data, f.name) for f in fields(DataConfig)},
+        "data": saved.data.source,
+        "model_channels": getattr(m, "base_channels", getattr(m, "hidden", None)),
+        "dropout": getattr(m, "dropout", None),
+    }
+    conflicts = [
+        (k, v, current.get(k))
+        for k, v in given.items()
+        if k not in RESUME_MAY_CHANGE and (tuple(v) if isinstance(v, list) else v) != current.get(k)
+    ]
     if conflicts:
         raise ResumeConflict(config_path, conflicts)
     budget = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items() if k in RESUME_MAY_CHANGE}
@@ -224,9 +329,17 @@ def _run_trainer(config: RunConfig, out: Path, dist: DistContext, **kwargs) -> P
         raise OSError(f"rank {dist.rank}: another process of the group failed: {str(e)[:300]}") from e
 
 
-def train(config: RunConfig | None = None, out: str | Path | None = None, *, resume: bool = False,
-          dist: DistContext | None = None, progress: bool | None = None, data: Dataset | str | None = None,
-          objective=None, **options) -> Path:
+def train(
+    config: RunConfig | None = None,
+    out: str | Path | None = None,
+    *,
+    resume: bool = False,
+    dist: DistContext | None = None,
+    progress: bool | None = None,
+    data: Dataset | str | None = None,
+    objective=None,
+    **options,
+) -> Path:
     """Train a diffusion model into the run folder ``out`` and return its path.
 
     With keyword options, exactly as ``ddkit train`` (same names, same defaults, same config.json)::
@@ -249,8 +362,15 @@ def train(config: RunConfig | None = None, out: str | Path | None = None, *, res
             raise TypeError(f"give a RunConfig or options, not both (got {', '.join(sorted(options))})")
         if out is None:
             raise TypeError("train(config, out): the run folder is missing")
-        return Trainer(config, out, resume=resume, dist=dist or DistContext(), progress=progress,
-                       data=data if isinstance(data, Dataset) else None, objective=objective).run()
+        return Trainer(
+            config,
+            out,
+            resume=resume,
+            dist=dist or DistContext(),
+            progress=progress,
+            data=data if isinstance(data, Dataset) else None,
+            objective=objective,
+        ).run()
     options = {**options, "out": out if out is not None else options.get("out"), "data": data}
     options = {k: v for k, v in options.items() if v is not None}
     _check_names(options)
@@ -271,35 +391,56 @@ CLASSIFIER_DEFAULTS = dict(steps=600, lr=1e-3, warmup=50, ckpt_every=200, sample
 CLASSIFIER_HELDOUT_FRACTION = 0.1
 
 
-def classifier_run_config(*, data: str | None = None, like: str | Path | None = None, image_size: int | None = None,
-                          channels: int | None = None, schedule: str | None = None, num_timesteps: int | None = None,
-                          model_channels: int = 32, num_res_blocks: int = 1, dropout: float = 0.0,
-                          **train_options) -> RunConfig:
+def classifier_run_config(
+    *,
+    data: str | None = None,
+    like: str | Path | None = None,
+    image_size: int | None = None,
+    channels: int | None = None,
+    schedule: str | None = None,
+    num_timesteps: int | None = None,
+    model_channels: int = 32,
+    num_res_blocks: int = 1,
+    dropout: float = 0.0,
+    **train_options,
+) -> RunConfig:
     """A new classifier run's config: the UNet's encoder half sized for the data (as the diffusion
     network would be) with a pooled linear head; the schedule from ``like`` (a diffusion run) or
     ``schedule``/``num_timesteps``; training options over :data:`CLASSIFIER_DEFAULTS`."""
     probe = load_data(data or "digits:train", image_size=image_size, channels=channels)
     if probe.kind != "image" or probe.y is None:
-        raise ValueError(f"train-classifier needs labelled images; {probe.source} has "
-                         + ("no labels (use class sub-folders)" if probe.kind == "image" else "2-D points"))
+        raise ValueError(
+            f"train-classifier needs labelled images; {probe.source} has "
+            + ("no labels (use class sub-folders)" if probe.kind == "image" else "2-D points")
+        )
     if like is not None:
         if schedule is not None or num_timesteps is not None:
             raise ParameterError("`like` takes the schedule from the run; drop `schedule`/`num_timesteps`")
         diffusion = RunConfig.load(RunDir(like).config).diffusion
     else:
-        diffusion = DiffusionConfig(**{k: v for k, v in (("schedule", schedule), ("num_timesteps", num_timesteps))
-                                       if v is not None})
+        diffusion = DiffusionConfig(
+            **{k: v for k, v in (("schedule", schedule), ("num_timesteps", num_timesteps)) if v is not None}
+        )
     trunk = default_model_config("image", tuple(probe.x.shape[1:]), channels=model_channels, dropout=dropout)
-    model = ClassifierConfig(image_size=trunk.image_size, in_channels=trunk.in_channels,
-                             num_classes=probe.num_classes, base_channels=trunk.base_channels,
-                             channel_mult=trunk.channel_mult, num_res_blocks=num_res_blocks,
-                             attn_resolutions=trunk.attn_resolutions, dropout=dropout)
+    model = ClassifierConfig(
+        image_size=trunk.image_size,
+        in_channels=trunk.in_channels,
+        num_classes=probe.num_classes,
+        base_channels=trunk.base_channels,
+        channel_mult=trunk.channel_mult,
+        num_res_blocks=num_res_blocks,
+        attn_resolutions=trunk.attn_resolutions,
+        dropout=dropout,
+    )
     given = {k: v for k, v in train_options.items() if v is not None}
     if given.get("minutes") is not None and given.get("steps") is None:
         given["steps"] = None
-    return RunConfig(model=model, diffusion=diffusion,
-                     data=DataConfig(source=data or "digits:train", image_size=image_size, channels=channels),
-                     train=TrainConfig(**{**CLASSIFIER_DEFAULTS, **given}))
+    return RunConfig(
+        model=model,
+        diffusion=diffusion,
+        data=DataConfig(source=data or "digits:train", image_size=image_size, channels=channels),
+        train=TrainConfig(**{**CLASSIFIER_DEFAULTS, **given}),
+    )
 
 
 def classifier_data(config: RunConfig) -> tuple[Dataset, Dataset]:
@@ -307,15 +448,24 @@ def classifier_data(config: RunConfig) -> tuple[Dataset, Dataset]:
     fixed 10 % slice of the data (:func:`~ddkit.training.objectives.split_heldout`)."""
     data = load_run_data(config.data, config.train.seed)
     if data.kind != "image" or data.y is None:
-        raise ValueError(f"train-classifier needs labelled images; {config.data.source} has "
-                         + ("no labels (use class sub-folders)" if data.kind == "image" else "2-D points"))
+        raise ValueError(
+            f"train-classifier needs labelled images; {config.data.source} has "
+            + ("no labels (use class sub-folders)" if data.kind == "image" else "2-D points")
+        )
     if config.data.source == "digits:train":
         return data, load_data("digits:test", image_size=config.data.image_size, channels=config.data.channels)
     return split_heldout(data, CLASSIFIER_HELDOUT_FRACTION, seed=config.train.seed)
 
 
-def train_classifier(out: str | Path = "runs/classifier", *, resume: bool = False, dist: DistContext | None = None,
-                     progress: bool | None = None, dist_timeout: float = 1800.0, **options) -> Path:
+def train_classifier(
+    out: str | Path = "runs/classifier",
+    *,
+    resume: bool = False,
+    dist: DistContext | None = None,
+    progress: bool | None = None,
+    dist_timeout: float = 1800.0,
+    **options,
+) -> Path:
     """Train a noise-conditional classifier for classifier guidance into ``out`` (``ddkit
     train-classifier``): options of :func:`classifier_run_config`, and on ``resume`` only the budget
     and bookkeeping (steps, minutes, device, precision, ckpt_every, sample_every)."""
@@ -327,8 +477,11 @@ def train_classifier(out: str | Path = "runs/classifier", *, resume: bool = Fals
             config = RunConfig.load(saved)
             if type(config.model).__name__ != "ClassifierConfig":
                 raise ParameterError(f"`resume`: {out} is not a classifier run")
-            budget = {k: options[k] for k in ("steps", "minutes", "device", "precision", "ckpt_every", "sample_every")
-                      if options.get(k) is not None}
+            budget = {
+                k: options[k]
+                for k in ("steps", "minutes", "device", "precision", "ckpt_every", "sample_every")
+                if options.get(k) is not None
+            }
             config = replace(config, train=replace(config.train, **budget))
             fresh = False
         else:
@@ -336,5 +489,12 @@ def train_classifier(out: str | Path = "runs/classifier", *, resume: bool = Fals
         data, heldout = classifier_data(config)
         if fresh and options.get("batch_size") is None:
             config = fit_batch(config, len(data.x), dist)
-        return _run_trainer(config, Path(out), dist, resume=resume, progress=progress, data=data,
-                            objective=ClassifierObjective(config, heldout))
+        return _run_trainer(
+            config,
+            Path(out),
+            dist,
+            resume=resume,
+            progress=progress,
+            data=data,
+            objective=ClassifierObjective(config, heldout),
+        )

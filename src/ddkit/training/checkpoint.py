@@ -63,7 +63,8 @@ def is_complete(ckpt: str | os.PathLike) -> bool:
     try:
         files = manifest["files"]
         return set(WEIGHT_FILES) <= set(files) and all(
-            (ckpt / name).stat().st_size == int(size) for name, size in files.items())
+            (ckpt / name).stat().st_size == int(size) for name, size in files.items()
+        )
     except (OSError, KeyError, TypeError, ValueError, AttributeError):
         return False
 
@@ -114,8 +115,9 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _write_checkpoint_files(tmp: Path, model_state: dict, ema_state: dict, train_state: dict,
-                            metadata: dict[str, str] | None) -> None:
+def _write_checkpoint_files(
+    tmp: Path, model_state: dict, ema_state: dict, train_state: dict, metadata: dict[str, str] | None
+) -> None:
     save_file(_contiguous(model_state), tmp / "model.safetensors", metadata=metadata)
     save_file(_contiguous(ema_state), tmp / "ema.safetensors", metadata=metadata)
     torch.save(train_state, tmp / "state.pt")
@@ -127,9 +129,17 @@ def _write_checkpoint_files(tmp: Path, model_state: dict, ema_state: dict, train
     _fsync(tmp)
 
 
-def save_checkpoint(run_dir: str | os.PathLike, step: int, model_state: dict, ema_state: dict,
-                    train_state: dict, keep: int = 2, *, metadata: dict[str, str] | None = None,
-                    keep_steps: tuple[int, ...] = ()) -> Path:
+def save_checkpoint(
+    run_dir: str | os.PathLike,
+    step: int,
+    model_state: dict,
+    ema_state: dict,
+    train_state: dict,
+    keep: int = 2,
+    *,
+    metadata: dict[str, str] | None = None,
+    keep_steps: tuple[int, ...] = (),
+) -> Path:
     """Write one checkpoint atomically (see the module docstring) and prune all but the newest
     ``keep`` (checkpoints of the steps in ``keep_steps`` are never pruned, e.g. an early one kept
     for autoguidance). ``metadata``: strings stored in both safetensors headers (the trainer stores the
@@ -195,8 +205,10 @@ def load_train_state(path: str | os.PathLike) -> dict:
         raise ValueError(f"no training state {path}") from None
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[-1] if str(e).strip() else ""
-        raise ValueError(f"refused to load {path}: it holds objects other than tensors and plain values "
-                         f"(read with torch.load(weights_only=True); {first[:200]})") from None
+        raise ValueError(
+            f"refused to load {path}: it holds objects other than tensors and plain values "
+            f"(read with torch.load(weights_only=True); {first[:200]})"
+        ) from None
     except Exception as e:
         raise ValueError(f"cannot read training state {path}: {e}") from None
 
@@ -208,8 +220,9 @@ def describe_mismatch(expected: dict, found: dict) -> str:
     return ", ".join(diffs)
 
 
-def load_matching(model: nn.Module, path: str | os.PathLike, model_config: dict,
-                  device: str | torch.device = "cpu") -> None:
+def load_matching(
+    model: nn.Module, path: str | os.PathLike, model_config: dict, device: str | torch.device = "cpu"
+) -> None:
     """Load safetensors weights into ``model`` (built from ``model_config``, a config dict), or
     raise one ValueError line saying what differs: the config fields the checkpoint records
     (checkpoints ddkit writes carry their model config), else the first mismatching tensor."""
@@ -220,19 +233,25 @@ def load_matching(model: nn.Module, path: str | os.PathLike, model_config: dict,
         except ValueError:
             found = None
         if isinstance(found, dict) and found != model_config:
-            raise ValueError(f"the checkpoint {path} is for another network ({describe_mismatch(model_config, found)}, "
-                             "checkpoint vs run)")
+            raise ValueError(
+                f"the checkpoint {path} is for another network ({describe_mismatch(model_config, found)}, "
+                "checkpoint vs run)"
+            )
     state = load_weights(path, device)
     own = model.state_dict()
     missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or extra:
-        raise ValueError(f"the checkpoint {path} is for another network: "
-                         + (f"it lacks {missing[0]}" if missing else f"it has an unknown tensor {extra[0]}")
-                         + f" ({len(missing)} missing, {len(extra)} unexpected tensors)")
+        raise ValueError(
+            f"the checkpoint {path} is for another network: "
+            + (f"it lacks {missing[0]}" if missing else f"it has an unknown tensor {extra[0]}")
+            + f" ({len(missing)} missing, {len(extra)} unexpected tensors)"
+        )
     for k, v in own.items():
         if state[k].shape != v.shape:
-            raise ValueError(f"the checkpoint {path} is for another network: {k} has shape "
-                             f"{list(state[k].shape)}, the run's model expects {list(v.shape)}")
+            raise ValueError(
+                f"the checkpoint {path} is for another network: {k} has shape "
+                f"{list(state[k].shape)}, the run's model expects {list(v.shape)}"
+            )
         if not torch.isfinite(state[k]).all() and state[k].is_floating_point():
             raise ValueError(f"the checkpoint {path} holds non-finite values in {k}")
     model.load_state_dict(state)

@@ -69,9 +69,13 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         checks.fraction("holdout", self.holdout, high_open=True, what="a fraction in [0, 1)")
-        if self.holdout > 0 and (self.source.startswith("toy:") or self.source in ("digits", "digits:train", "digits:test")):
-            raise ValueError(f"holdout is for image folders; {self.source!r} has its own split "
-                             "(train on digits:train, evaluate on digits:test)")
+        if self.holdout > 0 and (
+            self.source.startswith("toy:") or self.source in ("digits", "digits:train", "digits:test")
+        ):
+            raise ValueError(
+                f"holdout is for image folders; {self.source!r} has its own split "
+                "(train on digits:train, evaluate on digits:test)"
+            )
 
 
 @dataclass(frozen=True)
@@ -157,14 +161,16 @@ class RunConfig:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         """Validate and build: unknown sections or keys, wrong value types and unsupported versions
         raise one ValueError line naming the key, before anything is built from it."""
         if not isinstance(d, dict):
             raise ValueError(f"config must be a JSON object, got {type(d).__name__}")
         unknown = sorted(set(d) - {"version", "model", "diffusion", "data", "train"})
         if unknown:
-            raise ValueError(f"unknown config section(s) {', '.join(unknown)}; allowed: version, model, diffusion, data, train")
+            raise ValueError(
+                f"unknown config section(s) {', '.join(unknown)}; allowed: version, model, diffusion, data, train"
+            )
         version = d.get("version")
         if version == 1:
             d = _upgrade_v1(d)
@@ -192,7 +198,7 @@ class RunConfig:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "RunConfig":
+    def load(cls, path: str | os.PathLike) -> RunConfig:
         try:
             d = json.loads(Path(path).read_text())
         except FileNotFoundError:
@@ -203,7 +209,7 @@ class RunConfig:
             raise ValueError(f"{path} is not valid JSON: {e}") from None
         return cls.from_dict(d)
 
-    def replace(self, **sections) -> "RunConfig":
+    def replace(self, **sections) -> RunConfig:
         return replace(self, **sections)
 
 

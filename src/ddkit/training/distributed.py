@@ -26,6 +26,7 @@ import torch.distributed as torch_dist
 
 from ..checks import ParameterError, integer
 
+
 @dataclass(frozen=True)
 class DistContext:
     """Which process this is. ``world_size == 1`` means no torch.distributed."""
@@ -33,7 +34,6 @@ class DistContext:
     rank: int = 0
     world_size: int = 1
     restart_count: int = 0  # torchrun's TORCHELASTIC_RESTART_COUNT: > 0 after a worker failed
-
 
     @property
     def is_main(self) -> bool:
@@ -51,8 +51,10 @@ class ShardedBatches:
         integer("batch size per process", batch, low=1)
         shard = n // dist.world_size
         if batch > shard:
-            raise ValueError(f"batch size per process ({batch}) exceeds the examples per process ({shard}); "
-                             f"use --batch-size <= {shard * dist.world_size}")
+            raise ValueError(
+                f"batch size per process ({batch}) exceeds the examples per process ({shard}); "
+                f"use --batch-size <= {shard * dist.world_size}"
+            )
         self.n, self.batch, self.seed, self.dist = n, batch, seed, dist
         self.steps_per_epoch = n // (batch * dist.world_size)
         self.epoch, self.pos = 0, 0
@@ -60,14 +62,14 @@ class ShardedBatches:
 
     def _epoch_order(self) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        perm = torch.randperm(self.n, generator=g)[:self.steps_per_epoch * self.batch * self.dist.world_size]
-        return perm[self.dist.rank::self.dist.world_size]
+        perm = torch.randperm(self.n, generator=g)[: self.steps_per_epoch * self.batch * self.dist.world_size]
+        return perm[self.dist.rank :: self.dist.world_size]
 
     def next(self) -> torch.Tensor:
         if self.pos + self.batch > len(self._order):
             self.epoch, self.pos = self.epoch + 1, 0
             self._order = self._epoch_order()
-        idx = self._order[self.pos:self.pos + self.batch]
+        idx = self._order[self.pos : self.pos + self.batch]
         self.pos += self.batch
         return idx
 
@@ -117,8 +119,9 @@ def init_distributed(device: str = "cpu", timeout_s: float = 1800.0) -> tuple[Di
     timeout = datetime.timedelta(seconds=timeout_s)
     rank = int(os.environ["RANK"])
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == str(True):
-        store = torch_dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
-                                    is_master=False, timeout=timeout)
+        store = torch_dist.TCPStore(
+            os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world, is_master=False, timeout=timeout
+        )
         store = torch_dist.PrefixStore(f"ddkit/attempt-{restarts}", store)
         torch_dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world, timeout=timeout)
     else:
@@ -139,8 +142,11 @@ def fit_batch(config, n: int, dist: DistContext, *, announce: bool = True):
     if config.train.batch_size <= cap:
         return config
     if dist.is_main and announce:
-        print(f"ddkit: the data set has {n} examples, fewer than the default batch of "
-              f"{config.train.batch_size}; training with batches of {cap}", file=sys.stderr)
+        print(
+            f"ddkit: the data set has {n} examples, fewer than the default batch of "
+            f"{config.train.batch_size}; training with batches of {cap}",
+            file=sys.stderr,
+        )
     return replace(config, train=replace(config.train, batch_size=cap))
 
 

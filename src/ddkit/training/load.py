@@ -33,8 +33,9 @@ def resolve_weights(run: Path, checkpoint: str | Path | None, ema: bool) -> Path
     return ckpt / name
 
 
-def load(run: str | Path, *, checkpoint: str | Path | None = None, ema: bool = True,
-         device: str | torch.device = "cpu") -> tuple[nn.Module, Schedule, RunConfig]:
+def load(
+    run: str | Path, *, checkpoint: str | Path | None = None, ema: bool = True, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, Schedule, RunConfig]:
     """The network of a run (in eval mode, EMA weights by default), its schedule and config.
 
     ``model(x_t, t, y=None) -> ε``; use ``lambda x, t: model(x, t)`` (or bind labels) as the
@@ -55,20 +56,29 @@ def is_classifier(config: RunConfig) -> bool:
     return type(config.model).__name__ == "ClassifierConfig"
 
 
-def check_same_data(what: str, other: RunConfig, other_schedule: Schedule, config: RunConfig,
-                    schedule: Schedule) -> None:
+def check_same_data(
+    what: str, other: RunConfig, other_schedule: Schedule, config: RunConfig, schedule: Schedule
+) -> None:
     """A guiding network (``what`` names it in the error) must see the run's images and schedule."""
     m, o = config.model, other.model
     for name, label in (("image_size", "image size"), ("in_channels", "channel count")):
         if getattr(o, name, None) != getattr(m, name, None):
             raise ValueError(f"{what} has {label} {getattr(o, name, None)} but the run has {getattr(m, name, None)}")
     if other_schedule.num_timesteps != schedule.num_timesteps or not torch.allclose(
-            other_schedule.alpha_bars, schedule.alpha_bars, rtol=0, atol=1e-12):
+        other_schedule.alpha_bars, schedule.alpha_bars, rtol=0, atol=1e-12
+    ):
         raise ValueError(f"{what} was trained with another schedule ({other_schedule!r}) than the run ({schedule!r})")
 
 
-def load_weak_model(path: str | Path, config: RunConfig, schedule: Schedule, *, ema: bool = True,
-                    device: str | torch.device = "cpu", what: str | None = None) -> nn.Module:
+def load_weak_model(
+    path: str | Path,
+    config: RunConfig,
+    schedule: Schedule,
+    *,
+    ema: bool = True,
+    device: str | torch.device = "cpu",
+    what: str | None = None,
+) -> nn.Module:
     """The weak model of autoguidance as an ε-network: a run folder, or a checkpoint folder
     RUN/checkpoints/step-N of one, with the same data shape and schedule as ``config``'s run."""
     path = Path(path)
@@ -86,8 +96,14 @@ def load_weak_model(path: str | Path, config: RunConfig, schedule: Schedule, *, 
     return eps_network(weak, weak_config.diffusion.prediction, weak_schedule)
 
 
-def load_classifier(path: str | Path, config: RunConfig, schedule: Schedule, *, device: str | torch.device = "cpu",
-                    what: str | None = None) -> tuple[nn.Module, RunConfig]:
+def load_classifier(
+    path: str | Path,
+    config: RunConfig,
+    schedule: Schedule,
+    *,
+    device: str | torch.device = "cpu",
+    what: str | None = None,
+) -> tuple[nn.Module, RunConfig]:
     """A noisy classifier run (``ddkit train-classifier``) for classifier guidance of ``config``'s run,
     checked to see the same images and schedule. Returns (classifier, its config)."""
     what = what or f"the classifier {path}"

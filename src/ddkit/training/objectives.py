@@ -37,8 +37,15 @@ def t_bands(num_timesteps: int, num_bands: int = NUM_BANDS) -> list[tuple[int, i
 
 
 @torch.no_grad()
-def heldout_accuracy(classifier: nn.Module, schedule: Schedule, data: Dataset, *, seed: int = 0,
-                     num_bands: int = NUM_BANDS, batch_size: int = 512) -> dict[str, float]:
+def heldout_accuracy(
+    classifier: nn.Module,
+    schedule: Schedule,
+    data: Dataset,
+    *,
+    seed: int = 0,
+    num_bands: int = NUM_BANDS,
+    batch_size: int = 512,
+) -> dict[str, float]:
     """Accuracy of ``classifier(x_t, t)`` on ``data`` (x [N, C, H, W], labels y [N]) noised at t
     drawn uniformly in each band of :func:`t_bands`: ``{"0-249": acc, "250-499": acc, …}``.
     The draws come from a generator seeded with ``seed``, so every call sees the same x_t."""
@@ -48,11 +55,11 @@ def heldout_accuracy(classifier: nn.Module, schedule: Schedule, data: Dataset, *
     for lo, hi in t_bands(schedule.num_timesteps, num_bands):
         correct = 0
         for start in range(0, len(data.x), batch_size):
-            x0 = data.x[start:start + batch_size]
+            x0 = data.x[start : start + batch_size]
             t = torch.randint(lo, hi, (len(x0),), generator=g)
             x_t = q_sample(schedule, x0, t, torch.randn(x0.shape, generator=g))
             pred = classifier(x_t.to(device), t.to(device)).argmax(1).cpu()
-            correct += int((pred == data.y[start:start + batch_size]).sum())
+            correct += int((pred == data.y[start : start + batch_size]).sum())
         out[f"{lo}-{hi - 1}"] = correct / len(data.x)
     return out
 
@@ -73,7 +80,9 @@ class DiffusionObjective:
         self.config, self.num_classes = config, num_classes
         self.schedule = config.diffusion.build()
 
-    def loss(self, net: nn.Module, x0: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+    def loss(
+        self, net: nn.Module, x0: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator
+    ) -> torch.Tensor:
         """x0: [B, ...]; y: LongTensor [B] or None; every random draw from ``generator``."""
         tc = self.config.train
         if tc.class_cond:
@@ -81,14 +90,28 @@ class DiffusionObjective:
             y = torch.where(drop, torch.full_like(y, self.num_classes), y)
         else:
             y = None
-        return diffusion_loss(lambda x, t: net(x, t, y), self.schedule, x0, generator=generator,
-                              weighting=tc.loss_weighting, snr_gamma=tc.snr_gamma,
-                              prediction=self.config.diffusion.prediction)
+        return diffusion_loss(
+            lambda x, t: net(x, t, y),
+            self.schedule,
+            x0,
+            generator=generator,
+            weighting=tc.loss_weighting,
+            snr_gamma=tc.snr_gamma,
+            prediction=self.config.diffusion.prediction,
+        )
 
     def preview(self, out: Path, step: int, ema_model: nn.Module, data: Dataset, history) -> None:
         """RUN/samples/step-N.png and RUN/loss.png (rank 0 only)."""
-        write_progress_images(out, step, ema_model, self.schedule, data, self.config.train, history,
-                              prediction=self.config.diffusion.prediction)
+        write_progress_images(
+            out,
+            step,
+            ema_model,
+            self.schedule,
+            data,
+            self.config.train,
+            history,
+            prediction=self.config.diffusion.prediction,
+        )
 
 
 class ClassifierObjective:
@@ -100,7 +123,9 @@ class ClassifierObjective:
         self.config, self.heldout = config, heldout
         self.schedule = config.diffusion.build()
 
-    def loss(self, net: nn.Module, x0: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+    def loss(
+        self, net: nn.Module, x0: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator
+    ) -> torch.Tensor:
         """x0: [B, C, H, W]; y: LongTensor [B] (required)."""
         if y is None:
             raise ValueError("a classifier needs labelled data")
@@ -118,8 +143,9 @@ class ClassifierObjective:
         ema_model.eval()
         acc = heldout_accuracy(ema_model, self.schedule, self.heldout, seed=self.config.train.seed)
         ema_model.train(was_training)
-        RunDir(out).append_log({"step": step, "heldout": self.heldout.source, "heldout_size": len(self.heldout.x),
-                                "heldout_accuracy": acc})
+        RunDir(out).append_log(
+            {"step": step, "heldout": self.heldout.source, "heldout_size": len(self.heldout.x), "heldout_accuracy": acc}
+        )
 
 
 def last_accuracy(run: str | Path) -> dict | None:

@@ -53,8 +53,10 @@ def resolve_precision(precision: str, device: torch.device | str, model: nn.Modu
         return "fp32", "the CPU has no native bf16 (AVX512-BF16 or AMX)"
     params = sum(p.numel() for p in model.parameters())
     if params < AUTO_BF16_MIN_PARAMS:
-        return "fp32", (f"the CPU has native bf16, but the model's {params / 1e6:.1f}M parameters are below "
-                        f"{AUTO_BF16_MIN_PARAMS / 1e6:.0f}M, the smallest size where bf16 was measured to help")
+        return "fp32", (
+            f"the CPU has native bf16, but the model's {params / 1e6:.1f}M parameters are below "
+            f"{AUTO_BF16_MIN_PARAMS / 1e6:.0f}M, the smallest size where bf16 was measured to help"
+        )
     return "bf16", f"the CPU has native bf16 and the model has {params / 1e6:.1f}M parameters"
 
 

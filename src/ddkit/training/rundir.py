@@ -141,8 +141,10 @@ class RunDir:
             raise OSError(f"cannot write to the run folder {self.root}: {e.strerror or e}") from None
         need, free = 2 * checkpoint_bytes, shutil.disk_usage(self.root).free
         if free < need:
-            raise OSError(f"not enough free disk space in {self.root}: {free / 2**20:.1f} MiB free, a checkpoint "
-                          f"needs about {need / 2**21:.1f} MiB (twice that while one is replaced)")
+            raise OSError(
+                f"not enough free disk space in {self.root}: {free / 2**20:.1f} MiB free, a checkpoint "
+                f"needs about {need / 2**21:.1f} MiB (twice that while one is replaced)"
+            )
 
 
 class RunLockedError(OSError):
@@ -159,7 +161,7 @@ class RunLock:
         self.path = RunDir(run_dir).lock_file
         self._fd: int | None = None
 
-    def acquire(self, wait: float = 0.0) -> "RunLock":
+    def acquire(self, wait: float = 0.0) -> RunLock:
         if fcntl is None or self._fd is not None:
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,9 +175,11 @@ class RunLock:
                 if time.monotonic() >= deadline:
                     holder = _read_pid(fd)
                     os.close(fd)
-                    raise RunLockedError(f"{self.path.parent} is being trained by another process"
-                                         + (f" (pid {holder})" if holder else "")
-                                         + "; wait for it to finish or stop it first") from None
+                    raise RunLockedError(
+                        f"{self.path.parent} is being trained by another process"
+                        + (f" (pid {holder})" if holder else "")
+                        + "; wait for it to finish or stop it first"
+                    ) from None
                 time.sleep(0.2)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -191,7 +195,7 @@ class RunLock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

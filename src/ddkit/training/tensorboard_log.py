@@ -26,8 +26,9 @@ class TensorBoardLogger:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise ValueError("--log-to tensorboard needs the tensorboard package: "
-                             "pip install ddkit[tensorboard]") from None
+            raise ValueError(
+                "--log-to tensorboard needs the tensorboard package: pip install ddkit[tensorboard]"
+            ) from None
         self._writer_cls, self.log_dir, self._writer = SummaryWriter, RunDir(run_dir).tensorboard, None
 
     @property

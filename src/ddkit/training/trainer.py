@@ -27,10 +27,18 @@ from tqdm.auto import tqdm
 from ..checks import ParameterError
 from ..data import Dataset, load_run_data
 from ..nn import build_model
-from .checkpoint import (MODEL_METADATA, checkpoint_bytes, clean_incomplete, latest_checkpoint, load_matching,
-                         load_train_state, load_weights, save_checkpoint)
+from .checkpoint import (
+    MODEL_METADATA,
+    checkpoint_bytes,
+    clean_incomplete,
+    latest_checkpoint,
+    load_matching,
+    load_train_state,
+    load_weights,
+    save_checkpoint,
+)
 from .config import RunConfig
-from .distributed import DistContext, ShardedBatches, agree, gather_rank_states, barrier
+from .distributed import DistContext, ShardedBatches, agree, barrier, gather_rank_states
 from .ema import EMA
 from .objectives import DiffusionObjective
 from .precision import fused_adamw_supported, resolve_precision
@@ -51,9 +59,18 @@ def learning_rate(cfg, step: int, progress: float) -> float:
 class Trainer:
     """Holds one run's model, EMA, optimizer, data and generators; ``run()`` trains it."""
 
-    def __init__(self, config: RunConfig, out: str | Path, *, resume: bool = False,
-                 dist: DistContext = DistContext(), progress: bool | None = None, data: Dataset | None = None,
-                 objective=None):
+    def __init__(
+        self,
+        config: RunConfig,
+        out: str | Path,
+        *,
+        resume: bool = False,
+        dist: DistContext | None = None,
+        progress: bool | None = None,
+        data: Dataset | None = None,
+        objective=None,
+    ):
+        dist = dist or DistContext()
         self.run_dir, self.out, self.dist, self.progress = RunDir(out), Path(out), dist, progress
         tc = config.train
         self.device = torch.device(tc.device)
@@ -71,10 +88,16 @@ class Trainer:
         self.net = self.model
         if dist.world_size > 1:
             self.net = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         # the fused kernel (CPU and CUDA): one pass over all parameters
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, betas=tuple(tc.adam_betas),
-                                           weight_decay=tc.weight_decay, fused=fused_adamw_supported(self.device))
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=tc.lr,
+            betas=tuple(tc.adam_betas),
+            weight_decay=tc.weight_decay,
+            fused=fused_adamw_supported(self.device),
+        )
         self.scaler = torch.amp.GradScaler("cuda", enabled=tc.precision == "fp16")
         self.skipped = 0  # non-finite batches skipped so far (skip_nonfinite)
         self.batches = ShardedBatches(len(self.data.x), tc.batch_size // dist.world_size, tc.seed, dist)
@@ -98,8 +121,10 @@ class Trainer:
             self.lock.acquire(wait=30.0 if self.dist.restart_count else 0.0)
             clean_incomplete(self.out)
             if not resume and latest_checkpoint(self.out) is not None:
-                raise ParameterError(f"{self.out} already holds a run with checkpoints; continue it with `resume` "
-                                     "or train into another `out`")
+                raise ParameterError(
+                    f"{self.out} already holds a run with checkpoints; continue it with `resume` "
+                    "or train into another `out`"
+                )
             self.run_dir.check_writable(checkpoint_bytes(self.model))
         ckpt = latest_checkpoint(self.out) if resume else None
         if ckpt is not None:
@@ -147,9 +172,16 @@ class Trainer:
         if self.dist.world_size > 1:
             state["ranks"] = gather_rank_states(state, self.dist)
         if self.dist.is_main:
-            save_checkpoint(self.out, self.step, self.model.state_dict(), self.ema.state_dict(), state,
-                            keep=self.config.train.keep_checkpoints, keep_steps=self.config.train.keep_steps,
-                            metadata={MODEL_METADATA: json.dumps(self.config.to_dict()["model"])})
+            save_checkpoint(
+                self.out,
+                self.step,
+                self.model.state_dict(),
+                self.ema.state_dict(),
+                state,
+                keep=self.config.train.keep_checkpoints,
+                keep_steps=self.config.train.keep_steps,
+                metadata={MODEL_METADATA: json.dumps(self.config.to_dict()["model"])},
+            )
         barrier(self.dist)
 
     # ---- training ---------------------------------------------------------------------------
@@ -213,8 +245,14 @@ class Trainer:
 
     def _loop(self) -> tuple[int, int]:
         tc = self.config.train
-        bar = tqdm(total=tc.steps, initial=self.step, disable=not self.dist.is_main or self.progress is False,
-                   desc="train", dynamic_ncols=True, unit="step")
+        bar = tqdm(
+            total=tc.steps,
+            initial=self.step,
+            disable=not self.dist.is_main or self.progress is False,
+            desc="train",
+            dynamic_ncols=True,
+            unit="step",
+        )
         last_saved = last_drawn = self.step
         t_last = time.perf_counter()
         with bar, StopRequest() as stop:
@@ -279,6 +317,8 @@ def check_compatible(config: RunConfig, data: Dataset) -> None:
         raise ValueError(f"the model does not fit the data: data are {data.x.shape[1]}-D points")
     if config.train.class_cond:
         if data.y is None:
-            raise ParameterError(f"`class_cond` needs labelled data; {data.source} has no labels (use sub-folders as classes)")
+            raise ParameterError(
+                f"`class_cond` needs labelled data; {data.source} has no labels (use sub-folders as classes)"
+            )
         if getattr(m, "num_classes", None) != data.num_classes:
             raise ValueError(f"model num_classes={m.num_classes} but the data have {data.num_classes} classes")
