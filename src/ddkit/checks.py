@@ -79,30 +79,53 @@ def choice(name: str, value, allowed: Iterable) -> object:
     return value
 
 
-def timestep_batch(t, n: int, num_timesteps: int) -> torch.Tensor:
-    """A batch of 0-based training timesteps: an integer tensor [n] with values in [0, T-1]."""
-    if not isinstance(t, torch.Tensor) or t.dtype not in (torch.int64, torch.int32):
+def timestep_batch(
+    t,
+    n: int,
+    num_timesteps: int | None = None,
+    *,
+    fractional: bool = False,
+    phrase: str = "lie in",
+    per_sample: bool = True,
+) -> torch.Tensor:
+    """A batch of 0-based training timesteps: an integer tensor [n] (or, with ``fractional``, a
+    float one too: the timesteps of a σ-grid), in [0, T-1] when T = ``num_timesteps`` is given.
+
+    The range is read only from a CPU tensor: on an accelerator that read would stall the device
+    at every call (samplers call this in their loops), and an index out of range fails there anyway.
+    ``phrase`` words the range error ("t must lie in …"), ``per_sample`` the shape error (the
+    networks say "[N] = [n]", as they do for x)."""
+    allowed = (torch.int64, torch.int32) + (
+        (torch.float64, torch.float32, torch.float16, torch.bfloat16) if fractional else ()
+    )
+    if not isinstance(t, torch.Tensor) or t.dtype not in allowed:
+        kind = "an integer or float" if fractional else "an integer (Long)"
         raise ValueError(
-            f"t must be an integer (Long) tensor of 0-based timesteps, got {type(t).__name__}"
+            f"t must be {kind} tensor of 0-based timesteps, got {type(t).__name__}"
             + (f" of dtype {t.dtype}" if isinstance(t, torch.Tensor) else "")
         )
-    if t.shape != (n,):
-        raise ValueError(f"t must have shape [{n}] (one timestep per sample), got {list(t.shape)}")
-    if n and (int(t.min()) < 0 or int(t.max()) >= num_timesteps):
-        raise ValueError(f"t must lie in [0, {num_timesteps - 1}], got values in [{int(t.min())}, {int(t.max())}]")
-    return t.long()
+    if t.dim() != 1 or t.shape[0] != n:
+        if per_sample:
+            raise ValueError(f"t must have shape [{n}] (one timestep per sample), got {list(t.shape)}")
+        raise ValueError(f"t must have shape [N] = [{n}], got {tuple(t.shape)}")
+    if num_timesteps is not None and n and t.device.type == "cpu":
+        lo, hi = t.min().item(), t.max().item()
+        if lo < 0 or hi > num_timesteps - 1:
+            raise ValueError(f"t must {phrase} [0, {num_timesteps - 1}], got [{lo}, {hi}]")
+    return t if t.is_floating_point() else t.long()
 
 
 def labels(value, num_classes: int | None, name: str = "labels") -> torch.Tensor:
     """Class labels: an int (every sample that class) or an integer tensor [N], in [0, K-1] when
-    the class count K is known. Returns a LongTensor (0-d for an int)."""
+    the class count K is known (read only from a CPU tensor, as for timesteps). Returns a
+    LongTensor (0-d for an int)."""
     if isinstance(value, bool):
         raise ValueError(f"{name} must be an int or an integer tensor [N], got {value!r}")
     value = torch.as_tensor(value)
     if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool or value.ndim > 1:
         raise ValueError(f"{name} must be an int or an integer tensor [N], got {value.dtype} {list(value.shape)}")
     value = value.long()
-    if value.numel():
+    if value.numel() and value.device.type == "cpu":
         lo, hi = int(value.min()), int(value.max())
         if lo < 0 or (num_classes is not None and hi >= num_classes):
             top = "" if num_classes is None else f", {num_classes - 1}"

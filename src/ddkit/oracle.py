@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .checks import timestep_batch
 from .timesteps import alpha_bar_at
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -218,10 +219,7 @@ class GaussianMixture:
         t = torch.as_tensor(t, device=x_t.device)
         if t.ndim == 0:
             t = t.expand(n)
-        if t.shape != (n,) or t.dtype == torch.bool or t.is_complex():
-            raise ValueError(f"t must be a tensor of shape [N] = [{n}] of timesteps, got {t.dtype} {list(t.shape)}")
-        if n and (t.min() < 0 or t.max() > alpha_bars.numel() - 1):
-            raise ValueError(f"t must be in [0, {alpha_bars.numel() - 1}], got [{t.min().item()}, {t.max().item()}]")
+        t = timestep_batch(t, n, alpha_bars.numel(), fractional=True, phrase="be in")
         return alpha_bar_at(alpha_bars, t)
 
     def _check_points(self, x: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,8 @@ import math
 import torch
 from torch import Tensor
 
-from ..checks import integer
+from ..checks import integer, timestep_batch
+from ..checks import labels as check_labels
 
 __all__ = ["check_timesteps", "labels_or_null", "timestep_embedding"]
 
@@ -48,11 +49,8 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000) -> Tensor
 
 
 def check_timesteps(t: Tensor, n: int) -> None:
-    """Raise ValueError unless ``t`` is a real ``[n]`` tensor of timesteps."""
-    if t.dim() != 1 or t.shape[0] != n:
-        raise ValueError(f"t must have shape [N] = [{n}], got {tuple(t.shape)}")
-    if t.dtype == torch.bool or t.is_complex():
-        raise ValueError(f"t must be an integer (or float) tensor, got {t.dtype}")
+    """Raise ValueError unless ``t`` is a real ``[n]`` tensor of timesteps (integer, or fractional)."""
+    timestep_batch(t, n, fractional=True, per_sample=False)
 
 
 def labels_or_null(y: Tensor | None, t: Tensor, num_classes: int | None) -> Tensor | None:
@@ -67,7 +65,8 @@ def labels_or_null(y: Tensor | None, t: Tensor, num_classes: int | None) -> Tens
     Returns:
         None for an unconditional model, ``y`` if given, else ``[N]`` int64 filled with
         ``num_classes`` (the null label). Raises ValueError for labels given to an unconditional
-        model, a wrong shape or dtype, or values out of range (one host sync to check them).
+        model, a wrong shape or dtype, or values out of range (checked on the CPU only: no
+        device sync).
     """
     if num_classes is None:
         if y is not None:
@@ -80,10 +79,5 @@ def labels_or_null(y: Tensor | None, t: Tensor, num_classes: int | None) -> Tens
         raise ValueError(f"y must have shape [N] = [{n}], got {tuple(y.shape)}")
     if y.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"y must be an int64 or int32 tensor, got {y.dtype}")
-    if n:
-        lo, hi = (int(v) for v in torch.aminmax(y))
-        if lo < 0 or hi > num_classes:
-            raise ValueError(
-                f"y must be in [0, {num_classes}] (num_classes = the null label), got values in [{lo}, {hi}]"
-            )
+    check_labels(y, num_classes + 1, "y")  # num_classes itself is the null label
     return y
