@@ -50,10 +50,11 @@ class Option:
     metavar: str | None = None
     flag: bool = False  # a switch (store_true)
     repeat: bool = False  # may be given several times (a list)
+    cli_name: str | None = None  # the flag, when it is not --name-with-dashes
 
     @property
     def cli(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return self.cli_name or "--" + self.name.replace("_", "-")
 
 
 TRAIN_OPTIONS: tuple[Option, ...] = (
@@ -149,6 +150,7 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
         "guide with: ddkit sample RUN --guide-with RUN/checkpoints/step-N)",
         metavar="N",
         repeat=True,
+        cli_name="--keep-step",
     ),
     Option(
         "skip_nonfinite",
