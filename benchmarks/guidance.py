@@ -7,7 +7,7 @@
 Rows share their start noise (sample i of repeat r is seeded by (r, i)); numbers are means over
 the repeats. Sections: classifier-free guidance at scales 0, 1, 2, 3, 5 (with and without a
 guidance interval) on the class-conditional run; classifier guidance at scales 0, 1, 3, 10 on
-the unconditional run (and 2, the README's recommendation); autoguidance of the unconditional run by its checkpoint step-000300 at
+the unconditional run (and 2, the recommended scale in the docs' results); autoguidance of the unconditional run by its checkpoint step-000300 at
 w = 1, 1.5, 2, 3. Writes a plot of FID against accuracy and a per-class grid (CFG scale 3).
 Runs missing from the command line are trained here (``ddkit train``/``train-classifier``).
 """
@@ -29,7 +29,7 @@ from ddkit.eval.features import DigitsFeatures
 from ddkit.generate import generate
 
 CFG_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0)
-CLS_SCALES = (0.0, 1.0, 2.0, 3.0, 10.0)  # 2: the README's recommended scale
+CLS_SCALES = (0.0, 1.0, 2.0, 3.0, 10.0)  # 2: the recommended scale (docs/results.md)
 AUTO_SCALES = (1.0, 1.5, 2.0, 3.0)
 
 

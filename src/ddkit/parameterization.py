@@ -94,6 +94,7 @@ TARGETS: dict[str, Target] = {
         zero_terminal_snr=True,
     ),
 }
+"""The prediction targets by name: ``eps``, ``x0`` and ``v`` (see :class:`Target`)."""
 PREDICTIONS = tuple(TARGETS)
 
 

@@ -33,9 +33,12 @@ import torch
 from .checks import decreasing, integer, is_int
 
 SPACINGS = ("uniform", "quadratic", "trailing", "linspace")  # need only T
+"""The index spacings, which need only T (:func:`make_timesteps`)."""
 SCHEDULE_SPACINGS = ("logsnr",)  # need the schedule
 SIGMA_SPACINGS = ("karras", "exponential")  # σ-grids
 ALL_SPACINGS = SPACINGS + SCHEDULE_SPACINGS + SIGMA_SPACINGS
+"""Every ``spacing`` a sampler takes: the index spacings (:data:`SPACINGS`, which need only T),
+``logsnr`` (needs the schedule) and the σ-grids ``karras`` and ``exponential``."""
 KARRAS_RHO = 7.0
 
 

@@ -120,8 +120,8 @@ def train_digits_feature_net(
 
     images: float [N, 1, 8, 8] in [-1, 1] and labels: int64 [N] to train on a subset (e.g. to measure
     held-out accuracy); both or neither. Augmentation: random shifts of up to `max_shift` pixels.
-    Adam with a cosine learning-rate decay. Returns the net in eval mode on `device`. Takes a few
-    seconds on two CPU cores. The global RNG is left untouched.
+    Adam with a cosine learning-rate decay. Returns the net in eval mode on `device`. The global
+    RNG is left untouched.
     """
     if (images is None) != (labels is None):
         raise ValueError("pass both images and labels, or neither")

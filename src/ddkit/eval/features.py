@@ -4,8 +4,8 @@ Every metric in ``ddkit.eval`` works in a feature space. Two are built in:
 
   "digits"     ``DigitsFeatures``: the penultimate layer (D = 128) of a small CNN classifier
                trained by ``scripts/train_digits_features.py`` on digits:train only and shipped
-               inside the package (``digits_features.safetensors``). Held-out accuracy on the 500
-               digits of digits:test: 0.988 (stored in the file, ``DigitsFeatures().heldout_accuracy``).
+               inside the package (``digits_features.safetensors``). Its accuracy on the 500
+               digits of digits:test is stored in the file (``DigitsFeatures().heldout_accuracy``).
                Loaded, never retrained, at evaluation time. For 8×8 images.
   "inception"  Inception-v3 pool features (D = 2048) from an installed library whose weights are
                already on disk: torch-fidelity or pytorch-fid. ddkit never downloads weights and

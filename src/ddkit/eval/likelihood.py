@@ -95,7 +95,7 @@ def nll_bpd(
     bits/dim evaluations do (``clip_denoised=True``); None: the plain ε-model. "auto" (default):
     (-1, 1) when all of x0 lies in [-1, 1] (image data), else None (e.g. unbounded Gaussian data).
     Either way p_θ is a valid model and the result a valid bound; clipping removes the blow-up of
-    x̂₀ = (x_t - √(1-ᾱ)·ε)/√ᾱ at the last steps (a 1,300-step digits run: 4.12 → 3.31 bits/dim).
+    x̂₀ = (x_t - √(1-ᾱ)·ε)/√ᾱ at the last steps, where √ᾱ is close to 0.
     Returns :class:`BoundTerms` (fields prior [N], terms [N, T], decoder [N], total [N]).
     """
     x0 = _check_x0(x0)

@@ -8,7 +8,7 @@ from ..checks import ParameterError
 from .mlp import MLPConfig
 from .unet import UNetConfig
 
-DEFAULT_CHANNELS = 32  # UNet base channels for a data set (measured on the digits, 2 CPU cores)
+DEFAULT_CHANNELS = 32  # UNet base channels for a data set (why: the docs' "Choosing the defaults")
 DEFAULT_MLP_WIDTH = 256
 DEFAULT_DROPOUT = 0.0
 

@@ -109,8 +109,8 @@ def dpm_solver_sample(
     """DPM-Solver++ (multistep, data prediction) from x_T [N, ...] → x_0 [N, ...] in ``steps``
     model evaluations; deterministic (``generator`` is accepted for the common signature).
 
-    Defaults: order 2 and ``spacing="uniform"`` (the measurements behind them are in the docs'
-    sampling page). ``order``: 1 (DDIM), 2 (the paper's Algorithm 2) or 3. ``spacing``: any of
+    Defaults: order 2 and ``spacing="uniform"`` (the measurements behind them: the docs'
+    "Benchmarks and results"). ``order``: 1 (DDIM), 2 (the paper's Algorithm 2) or 3. ``spacing``: any of
     :data:`ddkit.timesteps.ALL_SPACINGS`, or an explicit decreasing ``timesteps`` or ``sigmas``
     sequence of evaluation points (the final step then goes from its last entry to σ = 0);
     ``start_t``: the spacing starts there. ``clip_x0=(low, high)`` clamps every x̂₀ (the data

@@ -35,6 +35,7 @@ class SamplerSpec:
 
 
 SAMPLERS: dict[str, SamplerSpec] = {}
+"""name → :class:`SamplerSpec` of every registered sampler (filled by :func:`register_sampler`)."""
 
 
 def register_sampler(name: str, fn: Callable[..., torch.Tensor], options: tuple[str, ...], help: str) -> SamplerSpec:

@@ -2,7 +2,7 @@
 
 Every option of ``ddkit train`` is a keyword here with the same name (``--batch-size`` is
 ``batch_size``) and the same default: :data:`TRAIN_OPTIONS` is the one table both read, and the CLI
-builds its parser from it. The decisions the command line used to make are made here:
+builds its parser from it. Every decision of ``ddkit train`` is made here, not in the command line:
 
 - the network for the data set (:func:`ddkit.nn.default_model_config`);
 - the batch cut to a data set smaller than the default batch (:func:`~.distributed.fit_batch`);
@@ -202,10 +202,9 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
         metavar="SECONDS",
     ),
 )
+"""Every option of ``ddkit train`` and :func:`train`, in the order ``ddkit train --help`` shows them."""
 OPTIONS_BY_NAME = {o.name: o for o in TRAIN_OPTIONS}
 
-# what resume may change: the budget and bookkeeping, nothing that changes the mathematics
-# (precision and device change the arithmetic but not the run's definition, so they may change too)
 RESUME_MAY_CHANGE = (
     "steps",
     "minutes",
@@ -219,6 +218,8 @@ RESUME_MAY_CHANGE = (
     "keep_steps",
     "log_to",
 )
+"""What ``resume`` may change: the budget and bookkeeping, nothing that changes the mathematics
+(precision and device change the arithmetic but not the run's definition, so they may change too)."""
 
 
 class ResumeConflict(ParameterError):
@@ -387,7 +388,7 @@ def train(
 
 
 # ---- the noisy classifier (ddkit train-classifier) ------------------------------------------------
-# defaults measured on the digits: the classifier is the UNet's encoder half with one residual block
+# the classifier's defaults (chosen on the digits): the UNet's encoder half with one residual block
 # per level, trained for 600 steps of batch 256 at lr 1e-3
 CLASSIFIER_DEFAULTS = dict(steps=600, lr=1e-3, warmup=50, ckpt_every=200, sample_every=200)
 CLASSIFIER_HELDOUT_FRACTION = 0.1

@@ -24,7 +24,7 @@ CONFIG_VERSION = 2
 MAX_TIMESTEPS = 100_000  # T beyond this is a typo (the schedule alone would take T·48 bytes)
 MAX_SEED = 2**32 - 1
 DEVICES = ("cpu", "cuda")
-# "auto": bf16 where the hardware has it and it measurably helps, else fp32 (ddkit.precision);
+# "auto": bf16 where the hardware has it and it measurably helps, else fp32 (ddkit.training.precision);
 # a run's config.json records the resolved choice
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 LOGGERS = ("none", "tensorboard")
@@ -32,9 +32,9 @@ LOGGERS = ("none", "tensorboard")
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    """The noise schedule over T = 1000 steps: cosine (Nichol & Dhariwal; the default, measured
-    better on the 8×8 digits) or DDPM's linear β from ``beta_start`` to ``beta_end``; and what the
-    network predicts (``prediction``: eps, the default, x0 or v; README "Choosing the defaults")."""
+    """The noise schedule over T = ``num_timesteps`` steps: cosine (Nichol & Dhariwal eq. 17, the
+    default) or DDPM's linear β from ``beta_start`` to ``beta_end``; and what the network predicts
+    (``prediction``: eps, the default, x0 or v)."""
 
     schedule: str = "cosine"
     num_timesteps: int = 1000
@@ -80,8 +80,9 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings. Defaults were measured on the built-in digits on 2 CPU cores
-    (README, "Choosing the defaults"). ``batch_size`` is the global batch, split over processes."""
+    """Optimisation settings: AdamW with a linear warm-up and a cosine decay to ``min_lr_ratio``·lr,
+    gradient clipping, an EMA of the weights, and the budget (``steps`` and/or ``minutes``).
+    ``batch_size`` is the global batch, split over processes."""
 
     steps: int | None = 1200
     minutes: float | None = None

@@ -1,15 +1,13 @@
 """Which precision ``ddkit train --precision auto`` (the default) trains in.
 
 bf16 autocast pays only where the hardware computes in bf16 natively and the network is large
-enough for its convolutions and matmuls to dominate: measured with
-``benchmarks/throughput.py --compare precision`` (README, "Precision"). The rule:
+enough for its convolutions and matmuls to dominate (``benchmarks/throughput.py --compare
+precision`` measures it; the docs' "Precision" results). The rule:
 
 * CUDA: bf16 when ``torch.cuda.is_bf16_supported()``, else fp32.
 * CPU: bf16 when the CPU has native bf16 (AVX512-BF16 or AMX-BF16) and the network has at least
-  :data:`AUTO_BF16_MIN_PARAMS` parameters, else fp32. On an AVX2-only CPU bf16 is emulated and
-  many times slower. With AVX512-BF16 it was measured faster for the 1.6M-parameter digits UNet
-  (batch 256) and DDPM's 35.7M CIFAR-10 UNet; below 1M parameters it was not measured, and there
-  the casts autocast adds weigh more, so such tiny networks stay in fp32.
+  :data:`AUTO_BF16_MIN_PARAMS` parameters, else fp32. On a CPU without native bf16 it is emulated
+  and slower; in smaller networks the casts autocast adds weigh more, so they stay in fp32.
 
 The choice is a pure function of the hardware and the model, so a run and its resume agree, and
 the trainer records the resolved choice in config.json.
@@ -22,9 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-# the smallest network measured (the 1.6M-parameter digits UNet) gained from bf16; see the README's
-# "Precision" for the measured ratios
 AUTO_BF16_MIN_PARAMS = 1_000_000
+"""The smallest network (in parameters) that ``auto`` trains in bf16 on a CPU."""
 
 
 def cpu_has_native_bf16() -> bool:
