@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
             "and a pooled linear head, by cross-entropy on q_sample'd images at t uniform over the T steps. "
             "Writes a run folder (config.json with the schedule, image size and channels; checkpoints; log.jsonl "
             "with the held-out accuracy in four bands of t). Held out: digits:test when --data is digits:train, "
-            "else a fixed 10%% slice of --data. Use it with: ddkit sample RUN --classifier CLS_RUN "
+            "else a fixed 10% slice of --data. Use it with: ddkit sample RUN --classifier CLS_RUN "
             "--classifier-scale S."
         ),
     )

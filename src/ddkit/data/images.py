@@ -55,7 +55,7 @@ def _check_uint8_images(images: np.ndarray) -> np.ndarray:
     if isinstance(images, torch.Tensor):
         if images.is_floating_point():
             raise ValueError(
-                "images must be uint8 [N, H, W, C]; convert float tensors with ddkit.images.to_uint8 first"
+                "images must be uint8 [N, H, W, C]; convert float tensors with ddkit.data.images.to_uint8 first"
             )
         images = images.cpu().numpy()
     images = np.asarray(images)
