@@ -31,9 +31,11 @@ def new_figure(figsize: tuple[float, float] = (6.4, 4.0), dpi: int = 120):
     return Figure(figsize=figsize, dpi=dpi)
 
 
-def save_figure(fig, path: str | Path) -> Path:
-    """Lay out ``fig`` and write it to ``path`` (a PNG), creating the folder."""
-    fig.tight_layout()
+def save_figure(fig, path: str | Path, *, tight: bool = True) -> Path:
+    """Lay out ``fig`` (``tight``: matplotlib's tight layout) and write it to ``path`` (a PNG),
+    creating the folder."""
+    if tight:
+        fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -81,4 +83,46 @@ def plot_quality_table(table, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
-__all__ = ["MISSING", "have_matplotlib", "new_figure", "save_figure", "plot_bound_terms", "plot_quality_table"]
+def plot_validation(evals: list[dict], path: str | Path, *, select: str = "fid", warn_at: float = 0.6) -> Path:
+    """RUN/val.png: the evaluations during training (``evals``: the log's ``eval`` records, each with
+    its ``step``) against the step, in three panels: FID against the val part with the best
+    checkpoint's step marked; closer_than_real with fresh data's 0.5 and the warning level; and the
+    loss gap (val − train denoising loss), overall and per band of t. (Drawn after every
+    evaluation, so kept cheap: fixed margins rather than a layout pass.)"""
+    steps = [r["step"] for r in evals]
+    fig = new_figure(figsize=(11.0, 3.4), dpi=100)
+    fig.subplots_adjust(left=0.075, right=0.99, bottom=0.14, top=0.92, wspace=0.3)
+    ax_fid, ax_closer, ax_gap = fig.subplots(1, 3)
+    ax_fid.plot(steps, [r["fid"] for r in evals], marker="o", ms=3, label="FID")
+    best = [r for r in evals if r.get("best")]
+    if best:
+        b = best[-1]
+        ax_fid.axvline(b["step"], color="tab:green", ls=":", lw=1, label=f"best ({select}): step {b['step']}")
+    ax_fid.set_ylabel("FID against the val part")
+    ax_fid.legend(fontsize=7, loc="upper right")
+    ax_closer.plot(steps, [r["closer_than_real"] for r in evals], marker="o", ms=3, color="tab:red")
+    ax_closer.axhline(0.5, color="grey", ls="--", lw=1, label="fresh samples (0.5)")
+    ax_closer.axhline(warn_at, color="tab:red", ls=":", lw=1, label=f"warning ({warn_at:g})")
+    ax_closer.set_ylim(0, 1)
+    ax_closer.set_ylabel("share nearer a training image")
+    ax_closer.legend(fontsize=7, loc="lower right")
+    ax_gap.plot(steps, [r["loss_gap"] for r in evals], marker="o", ms=3, color="black", label="all t")
+    for band in evals[0].get("loss_gap_bands", {}) if evals else ():
+        ax_gap.plot(steps, [r["loss_gap_bands"][band] for r in evals], lw=1, alpha=0.7, label=f"t {band}")
+    ax_gap.axhline(0.0, color="grey", ls="--", lw=1)
+    ax_gap.set_ylabel("loss gap (val − train)")
+    ax_gap.legend(fontsize=7, loc="upper left")
+    for ax in (ax_fid, ax_closer, ax_gap):
+        ax.set_xlabel("step")
+    return save_figure(fig, path, tight=False)
+
+
+__all__ = [
+    "MISSING",
+    "have_matplotlib",
+    "new_figure",
+    "save_figure",
+    "plot_bound_terms",
+    "plot_quality_table",
+    "plot_validation",
+]

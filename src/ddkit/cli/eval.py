@@ -18,7 +18,7 @@ from ..parameterization import eps_network
 from ..training.config import RunConfig
 from ..training.rundir import RunDir
 from .common import UsageError
-from .sampling import add_sampling_arguments, check_counts, draw, model_fn_for, sample_labels
+from .sampling import add_sampling_arguments, check_counts, draw, load_run, model_fn_for, sample_labels
 
 # flag → metric name in ddkit.eval.METRICS
 METRIC_FLAGS = {"fid": "fid", "kid": "kid", "precision_recall": "precision_recall", "memorization": "memorization"}
@@ -129,7 +129,6 @@ def run(args) -> int:
     from ..eval import check_counts, evaluate_samples
     from ..eval.features import get_features
     from ..eval.references import load_npz_images, run_reference
-    from ..training.load import load
 
     progress = not args.no_progress
     args.progress = progress
@@ -166,7 +165,7 @@ def run(args) -> int:
         train_images = to_uint8(load_run_data(config.data, config.train.seed, "train").x)
     model = schedule = None
     if samples is None or args.nll or args.table:
-        model, schedule, config = load(args.run, checkpoint=args.checkpoint, ema=not args.no_ema, device=args.device)
+        model, schedule, config = load_run(args)
     if samples is None and metrics:
         samples = to_uint8(draw(args, model, schedule, config).x)
     result: dict = {}
@@ -187,6 +186,8 @@ def run(args) -> int:
         result.update(_nll(args, model, schedule, config, ref, progress, plots))
     if args.table:
         result.update(_table(args, model, schedule, config, ref, features, train_images, progress, plots))
+    if model is not None:
+        result.update(checkpoint=model.loaded_from.kind, checkpoint_step=model.loaded_from.step)
     result.update(
         reference=ref.name,
         num=int(len(samples)) if samples is not None else 0,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+
 from .common import UsageError
+from .sampling import CHECKPOINT_HELP
 
 
 def add_parser(sub) -> None:
@@ -18,7 +21,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("run", help="run folder written by ddkit train")
     p.add_argument("--diffusers", required=True, metavar="OUT", help="the folder to write (new or empty)")
-    p.add_argument("--checkpoint", default=None, help="a checkpoint folder or .safetensors file (default: the newest)")
+    p.add_argument("--checkpoint", default=None, metavar="last|best|PATH", help=CHECKPOINT_HELP)
     p.add_argument("--no-ema", action="store_true", help="export the raw weights instead of the EMA weights")
 
 
@@ -27,6 +30,11 @@ def run(args) -> int:
 
     if not args.diffusers:
         raise UsageError("--diffusers needs a folder")
-    out = export_diffusers(args.run, args.diffusers, checkpoint=args.checkpoint, ema=not args.no_ema)
+    from ..training.load import resolve_weights
+
+    weights = resolve_weights(args.run, args.checkpoint, not args.no_ema)
+    if weights.kind == "best":
+        print(f"ddkit: exporting {weights.describe()}; --checkpoint last for the newest", file=sys.stderr)
+    out = export_diffusers(args.run, args.diffusers, checkpoint=weights.path, ema=not args.no_ema)
     print(f"wrote {out} (diffusers DDPMPipeline: unet/, scheduler/, model_index.json)")
     return 0

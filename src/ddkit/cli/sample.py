@@ -11,7 +11,7 @@ import numpy as np
 from ..data.images import save_grid, save_points_plot, to_uint8
 from ..data.npz import NpzStream, check_room, npz_bytes
 from .common import UsageError
-from .sampling import add_sampling_arguments, batches, check_counts, plan
+from .sampling import add_sampling_arguments, batches, check_counts, load_run, plan
 
 GRID_MAX = {"images": 1024, "points": 100_000}  # the grid or scatter shows at most the first this many
 
@@ -67,14 +67,12 @@ def _check_paths(args) -> Path:
 
 
 def run(args) -> int:
-    from ..training.load import load
-
     check_counts(args)
     out = _check_paths(args)
     if args.diffusers is not None:
         model, schedule, config = _load_diffusers(args)
     else:
-        model, schedule, config = load(args.run, checkpoint=args.checkpoint, ema=not args.no_ema, device=args.device)
+        model, schedule, config = load_run(args)
     p = plan(args, model, schedule, config)
     key = "images" if p.is_image else "points"
     shape = (args.num, p.shape[1], p.shape[2], p.shape[0]) if p.is_image else (args.num, *p.shape)

@@ -6,6 +6,7 @@ reaches both."""
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -54,11 +55,32 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--seed", type=int, default=0, help="random seed; sample i depends only on (seed, i) (default %(default)s)"
     )
-    g.add_argument("--checkpoint", default=None, help="a checkpoint folder or .safetensors file (default: the newest)")
+    g.add_argument("--checkpoint", default=None, metavar="last|best|PATH", help=CHECKPOINT_HELP)
     g.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA weights")
     g.add_argument("--device", choices=DEVICES, default="cpu", help="cpu (default) or cuda")
     g.add_argument("--progress", action="store_true", help="show a progress bar")
     add_guidance_arguments(p)
+
+
+CHECKPOINT_HELP = (
+    "which weights: best (RUN/checkpoints/best, chosen on the validation part), last (the newest step "
+    "checkpoint), or a checkpoint folder or .safetensors file (default: best when the run has one, else last)"
+)
+
+
+def load_run(args, run: str | None = None):
+    """``ddkit.load`` of the run with ``--checkpoint``, ``--no-ema`` and ``--device``; one stderr line
+    when the best checkpoint is used, saying which and how to get the newest instead."""
+    from ..training.load import load
+
+    run = run if run is not None else args.run
+    model, schedule, config = load(
+        run, checkpoint=args.checkpoint, ema=not args.no_ema, device=getattr(args, "device", "cpu")
+    )
+    weights = model.loaded_from
+    if weights.kind == "best":
+        print(f"ddkit: using {weights.describe()}; --checkpoint last for the newest", file=sys.stderr)
+    return model, schedule, config
 
 
 def sampler_options(args, schedule: Schedule) -> dict:

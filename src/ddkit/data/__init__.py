@@ -18,7 +18,7 @@ from .datasets import (
     load_image,
     load_image_folder,
 )
-from .splits import HOLDOUT_PARTS, holdout_split, load_run_data, split_holdout, take
+from .splits import HOLDOUT_PARTS, RUN_PARTS, holdout_size, holdout_split, load_run_data, split_holdout, split_val, take
 from .toy import TOY_NAMES, make_toy, toy_num_classes
 
 __all__ = [
@@ -38,9 +38,12 @@ __all__ = [
     "load_image",
     "load_image_folder",
     "HOLDOUT_PARTS",
+    "RUN_PARTS",
+    "holdout_size",
     "holdout_split",
     "load_run_data",
     "split_holdout",
+    "split_val",
     "take",
     "TOY_NAMES",
     "make_toy",

@@ -425,7 +425,9 @@ def load_diffusers(path: str | os.PathLike, *, device: str | torch.device = "cpu
 
 # --- out ----------------------------------------------------------------------------------------
 def export_diffusers(run: str | os.PathLike, out: str | os.PathLike, *, checkpoint=None, ema: bool = True) -> Path:
-    """Write run ``run`` (EMA weights of its newest checkpoint by default) as a DDPMPipeline folder."""
+    """Write run ``run`` as a DDPMPipeline folder: its EMA weights (raw ones unless ``ema``) of
+    ``checkpoint`` ("best", "last", a checkpoint folder or file; by default the best checkpoint when
+    the run has one, else the newest: :func:`ddkit.load`)."""
     from safetensors.torch import save_file
 
     model, schedule, config = load(run, checkpoint=checkpoint, ema=ema)

@@ -26,13 +26,31 @@ from ..losses import WEIGHTINGS
 from ..nn import ClassifierConfig, default_model_config
 from ..parameterization import PREDICTIONS
 from ..schedule import SCHEDULES
-from .config import DEVICES, LOGGERS, PRECISIONS, DataConfig, DiffusionConfig, RunConfig, TrainConfig
+from .config import (
+    DEFAULT_EVAL_EVERY,
+    DEVICES,
+    LOGGERS,
+    PRECISIONS,
+    SELECT,
+    DataConfig,
+    DiffusionConfig,
+    RunConfig,
+    TrainConfig,
+)
 from .distributed import DistContext, check_divisible_batch, fit_batch, init_distributed, shutdown_distributed
 from .objectives import ClassifierObjective, split_heldout
 from .rundir import RunDir
 from .trainer import Trainer
 
 _T = TrainConfig()
+
+
+def count_or_fraction(text: str) -> int | float:
+    """``val`` on the command line: "200" is a number of images (int), "0.15" a fraction (float)."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
 
 
 @dataclass(frozen=True)
@@ -83,6 +101,50 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
         metavar="FRACTION",
     ),
     Option("holdout_seed", "data", int, None, "seed of the holdout split (default 0)"),
+    # the validation part and evaluation during training (training.validation)
+    Option(
+        "val",
+        "data",
+        count_or_fraction,
+        None,
+        "carve a validation part out of the training data (digits:train's 1,297, or what --holdout leaves): "
+        "N images or a FRACTION, drawn with val_seed, recorded in config.json, never trained on; it is "
+        f"evaluated every eval_every steps (default {DEFAULT_EVAL_EVERY}) and selects RUN/checkpoints/best",
+        metavar="N|FRACTION",
+    ),
+    Option("val_seed", "data", int, None, "seed of the validation split (default 0)"),
+    Option(
+        "eval_every",
+        "train",
+        int,
+        None,
+        f"evaluate the EMA weights on the val part every N steps (default {DEFAULT_EVAL_EVERY} with --val): "
+        "FID/KID against it, memorisation (closer), the val/train loss gap; to log.jsonl, RUN/val.png, TensorBoard",
+        metavar="N",
+    ),
+    Option(
+        "eval_num",
+        "train",
+        int,
+        None,
+        f"samples per evaluation (DPM-Solver++, 10 steps, fixed start noise; default {_T.eval_num})",
+    ),
+    Option(
+        "select",
+        "train",
+        str,
+        None,
+        "what chooses RUN/checkpoints/best: the lowest val fid (default), kid or loss",
+        choices=SELECT,
+    ),
+    Option(
+        "early_stop",
+        "train",
+        int,
+        None,
+        "stop after K evaluations without a better select score (writes the final checkpoint; needs --val)",
+        metavar="K",
+    ),
     # the budget and the optimiser
     Option("steps", "train", int, None, f"optimizer steps (default {_T.steps} when minutes is not given)"),
     Option("minutes", "train", float, None, "wall-clock budget; with steps, whichever ends first"),
@@ -217,9 +279,14 @@ RESUME_MAY_CHANGE = (
     "skip_nonfinite",
     "keep_steps",
     "log_to",
+    "eval_every",
+    "early_stop",
 )
 """What ``resume`` may change: the budget and bookkeeping, nothing that changes the mathematics
-(precision and device change the arithmetic but not the run's definition, so they may change too)."""
+(precision and device change the arithmetic but not the run's definition, so they may change too).
+Evaluation runs on its own generators and never changes the weights, so its cadence (``eval_every``)
+and ``early_stop`` (a budget) may change; ``val`` and ``val_seed`` may not (they choose the training
+images), nor ``eval_num`` and ``select`` (the best checkpoint so far was chosen by them)."""
 
 
 class ResumeConflict(ParameterError):

@@ -7,6 +7,9 @@
         state.pt                           optimizer, step, data position, RNG states:
                                            tensors and plain Python values only, read with
                                            torch.load(weights_only=True)
+    RUN/checkpoints/best/                  with evaluation during training: the weights with the
+        model.safetensors, ema.safetensors best validation score so far (no state.pt; resume
+        best.json                          continues the newest step checkpoint), and its record
 
 Crash safety (``kill -9`` at any moment): a checkpoint is written into a hidden temporary folder
 ``checkpoints/.tmp-step-NNNNNN-PID``, every file is fsync'ed, ``manifest.json`` (each file's name
@@ -39,6 +42,8 @@ _STEP_DIR = re.compile(r"^step-(\d+)$")
 MODEL_METADATA = "ddkit_model"  # safetensors header key: the model config (JSON) the weights are for
 WEIGHT_FILES = ("model.safetensors", "ema.safetensors", "state.pt")
 MANIFEST = "manifest.json"
+BEST_RECORD = "best.json"  # in RUN/checkpoints/best: the step and the validation scores that chose it
+BEST_FILES = ("model.safetensors", "ema.safetensors", BEST_RECORD)
 
 
 def checkpoint_dir(run_dir: str | os.PathLike, step: int) -> Path:
@@ -52,9 +57,9 @@ def checkpoint_bytes(model: nn.Module) -> int:
     return 4 * n + (1 << 20)
 
 
-def is_complete(ckpt: str | os.PathLike) -> bool:
-    """True when ``ckpt`` holds a whole checkpoint: its manifest lists every file with the size it
-    has on disk."""
+def is_complete(ckpt: str | os.PathLike, required: tuple[str, ...] = WEIGHT_FILES) -> bool:
+    """True when ``ckpt`` holds a whole checkpoint: its manifest lists every ``required`` file, and
+    every file it lists has the size it has on disk."""
     ckpt = Path(ckpt)
     try:
         manifest = json.loads((ckpt / MANIFEST).read_text())
@@ -62,7 +67,7 @@ def is_complete(ckpt: str | os.PathLike) -> bool:
         return False
     try:
         files = manifest["files"]
-        return set(WEIGHT_FILES) <= set(files) and all(
+        return set(required) <= set(files) and all(
             (ckpt / name).stat().st_size == int(size) for name, size in files.items()
         )
     except (OSError, KeyError, TypeError, ValueError, AttributeError):
@@ -116,14 +121,27 @@ def _fsync(path: Path) -> None:
 
 
 def _write_checkpoint_files(
-    tmp: Path, model_state: dict, ema_state: dict, train_state: dict, metadata: dict[str, str] | None
+    tmp: Path,
+    model_state: dict,
+    ema_state: dict,
+    train_state: dict | None,
+    metadata: dict[str, str] | None,
+    record: dict | None = None,
 ) -> None:
+    """The files of a step checkpoint (``train_state``) or of the best one (``record``), fsync'ed,
+    and the manifest last."""
     save_file(_contiguous(model_state), tmp / "model.safetensors", metadata=metadata)
     save_file(_contiguous(ema_state), tmp / "ema.safetensors", metadata=metadata)
-    torch.save(train_state, tmp / "state.pt")
-    for name in WEIGHT_FILES:
+    names = ["model.safetensors", "ema.safetensors"]
+    if train_state is not None:
+        torch.save(train_state, tmp / "state.pt")
+        names.append("state.pt")
+    if record is not None:
+        (tmp / BEST_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        names.append(BEST_RECORD)
+    for name in names:
         _fsync(tmp / name)
-    manifest = {"files": {name: (tmp / name).stat().st_size for name in WEIGHT_FILES}}
+    manifest = {"files": {name: (tmp / name).stat().st_size for name in names}}
     (tmp / MANIFEST).write_text(json.dumps(manifest) + "\n")  # last: it marks the checkpoint whole
     _fsync(tmp / MANIFEST)
     _fsync(tmp)
@@ -167,6 +185,66 @@ def save_checkpoint(
         if int(_STEP_DIR.match(old.name).group(1)) not in keep_steps:
             _discard(old)
     return final
+
+
+def save_best(
+    run_dir: str | os.PathLike,
+    model_state: dict,
+    ema_state: dict,
+    record: dict,
+    *,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write RUN/checkpoints/best (the weights chosen on the validation part, and ``record``, e.g.
+    ``{"step", "select", "score", "scores"}``, as best.json) in place of the previous one.
+
+    Crash safety as for step checkpoints: written whole under ``.tmp-best-PID`` (manifest last), then
+    the old best is renamed away and the new one renamed into place; a crash between those two
+    renames leaves a complete ``.tmp-best-*`` that :func:`recover_best` puts in place."""
+    final = RunDir(run_dir).best
+    tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        _write_checkpoint_files(tmp, model_state, ema_state, None, metadata, record)
+        if final.exists():
+            _discard(final)
+        os.replace(tmp, final)
+        _fsync(final.parent)
+    except (OSError, RuntimeError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = getattr(e, "strerror", None) or " ".join(str(e).split())[:200]
+        raise OSError(f"cannot write the best checkpoint {final}: {reason} (disk full or not writable?)") from e
+    return final
+
+
+def read_best(run_dir: str | os.PathLike) -> dict | None:
+    """The record (best.json) of a run's complete best checkpoint, or None when it has none."""
+    best = RunDir(run_dir).best
+    if not is_complete(best, BEST_FILES):
+        return None
+    try:
+        record = json.loads((best / BEST_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def recover_best(run_dir: str | os.PathLike) -> Path | None:
+    """When a crash came between the two renames of :func:`save_best` (no complete best, but a
+    complete ``.tmp-best-*``), put that one in place. Call it while holding the run's lock, before
+    :func:`clean_incomplete`. Returns the best checkpoint put in place, or None."""
+    best = RunDir(run_dir).best
+    if is_complete(best, BEST_FILES) or not best.parent.is_dir():
+        return None
+    found = [p for p in best.parent.glob(f".tmp-{best.name}-*") if p.is_dir() and is_complete(p, BEST_FILES)]
+    if not found:
+        return None
+    if best.exists():
+        _discard(best)
+    os.replace(max(found, key=lambda p: p.stat().st_mtime), best)
+    _fsync(best.parent)
+    return best
 
 
 def _discard(ckpt: Path) -> None:

@@ -28,6 +28,12 @@ DEVICES = ("cpu", "cuda")
 # a run's config.json records the resolved choice
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 LOGGERS = ("none", "tensorboard")
+# evaluation during training (training.validation): what selects the best checkpoint, and the
+# cadence a validation part gets when none is given (measured at about 5 % of the default digits
+# run's wall time: docs/generalisation.md)
+SELECT = ("fid", "kid", "loss")
+DEFAULT_EVAL_EVERY = 200
+MAX_EVAL_NUM = 100_000
 
 
 @dataclass(frozen=True)
@@ -66,9 +72,21 @@ class DataConfig:
     # is held out for evaluation and never trained on
     holdout: float = 0.0
     holdout_seed: int = 0
+    # the validation part: val images (a count >= 1) or a fraction in (0, 1) of the training data
+    # (what holdout leaves), drawn with val_seed (data.split_val); evaluated during training
+    # (training.validation), never trained on
+    val: int | float = 0
+    val_seed: int = 0
 
     def __post_init__(self) -> None:
         checks.fraction("holdout", self.holdout, high_open=True, what="a fraction in [0, 1)")
+        check_val(self.val)
+        checks.integer("val_seed", self.val_seed, low=0, high=MAX_SEED)
+        if self.val and self.source.startswith("toy:"):
+            raise checks.ParameterError(
+                f"`val` (evaluation during training) is for images; {self.source!r} is 2-D points drawn from a "
+                "known law: score its samples after training (ddkit.eval.energy)"
+            )
         if self.holdout > 0 and (
             self.source.startswith("toy:") or self.source in ("digits", "digits:train", "digits:test")
         ):
@@ -108,6 +126,13 @@ class TrainConfig:
     log_to: str = "none"
     skip_nonfinite: int = 0
     keep_steps: tuple[int, ...] = ()
+    # evaluation during training on the data's val part (training.validation): every eval_every
+    # steps (default DEFAULT_EVAL_EVERY when there is a val part), eval_num samples; the best by
+    # `select` is RUN/checkpoints/best; stop after early_stop evaluations without a better one
+    eval_every: int | None = None
+    eval_num: int = 500
+    select: str = "fid"
+    early_stop: int | None = None
 
     def __post_init__(self) -> None:
         if self.steps is None and self.minutes is None:
@@ -140,6 +165,10 @@ class TrainConfig:
             raise ValueError(f"keep_steps must be a tuple of positive step numbers, got {self.keep_steps!r}")
         if self.precision == "fp16" and self.device != "cuda":
             raise ValueError("precision fp16 needs --device cuda (use fp32 or bf16 on the CPU)")
+        checks.optional_positive_int("eval_every", self.eval_every)
+        checks.integer("eval_num", self.eval_num, low=2, high=MAX_EVAL_NUM)
+        checks.choice("select", self.select, SELECT)
+        checks.optional_positive_int("early_stop", self.early_stop)
 
 
 @dataclass(frozen=True)
@@ -151,6 +180,27 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     version: int = CONFIG_VERSION
+
+    def __post_init__(self) -> None:
+        """Evaluation during training needs a validation part; a validation part is evaluated every
+        ``DEFAULT_EVAL_EVERY`` steps unless ``eval_every`` says otherwise (recorded in config.json)."""
+        val, tc = getattr(self.data, "val", 0), self.train
+        if tc.eval_every is not None and not val:
+            raise checks.ParameterError(
+                "`eval_every` evaluates on a validation part: give `val` (N images or a fraction of the training data)"
+            )
+        if val and tc.eval_every is None:
+            object.__setattr__(self, "train", replace(tc, eval_every=DEFAULT_EVAL_EVERY))
+        if tc.early_stop is not None and not val:
+            raise checks.ParameterError(
+                "`early_stop` counts evaluations during training: give `val` (and `eval_every`, "
+                f"default {DEFAULT_EVAL_EVERY} steps) or drop `early_stop`"
+            )
+
+    @property
+    def evaluates(self) -> bool:
+        """Whether the trainer evaluates on a validation part (training.validation)."""
+        return self.train.eval_every is not None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -212,6 +262,17 @@ class RunConfig:
 
     def replace(self, **sections) -> RunConfig:
         return replace(self, **sections)
+
+
+def check_val(val) -> None:
+    """``val``: 0 (none), a count of images >= 1, or a fraction in (0, 1)."""
+    if checks.is_int(val) and val >= 0:
+        return
+    if isinstance(val, float) and 0.0 <= val < 1.0:
+        return
+    raise checks.ParameterError(
+        f"`val` must be a number of images (an integer >= 1) or a fraction in (0, 1) of the training data, got {val!r}"
+    )
 
 
 def _upgrade_v1(d: dict[str, Any]) -> dict[str, Any]:

@@ -90,6 +90,17 @@ def agree(flag: bool, dist: DistContext, device: torch.device) -> bool:
     return bool(t.item())
 
 
+def from_main(values: list[float], dist: DistContext, device: torch.device) -> list[float]:
+    """Rank 0's numbers on every rank (the other ranks' ``values`` are ignored), so that every rank
+    takes the same decisions from them (the best checkpoint, early stopping)."""
+    if dist.world_size == 1:
+        return list(values)
+    mine = values if dist.is_main else [0.0] * len(values)
+    t = torch.tensor(mine, dtype=torch.float64, device=device if device.type == "cuda" else "cpu")
+    torch_dist.all_reduce(t, op=torch_dist.ReduceOp.SUM)
+    return t.tolist()
+
+
 def gather_rank_states(mine: dict, dist: DistContext) -> list[dict]:
     """Every rank's own part of a training state (data position and generators differ by rank)."""
     states: list = [None] * dist.world_size

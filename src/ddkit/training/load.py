@@ -3,40 +3,82 @@ guide another run (a weak model for autoguidance, a noisy classifier), checked a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..checks import ParameterError
 from ..nn import build_model
 from ..parameterization import eps_network
 from ..schedule import Schedule
-from .checkpoint import latest_checkpoint, load_matching
+from .checkpoint import latest_checkpoint, load_matching, read_best
 from .config import RunConfig
 from .rundir import RunDir
 
+CHECKPOINT_CHOICES = ("last", "best")
 
-def resolve_weights(run: Path, checkpoint: str | Path | None, ema: bool) -> Path:
-    """The safetensors file to load: from ``checkpoint`` (a checkpoint folder or a .safetensors
-    file) or the run's newest checkpoint; EMA weights unless ``ema`` is false."""
+
+@dataclass(frozen=True)
+class Weights:
+    """Which weights :func:`load` read: the safetensors ``path``; ``kind`` "best" (RUN/checkpoints/best,
+    chosen on the validation part), "last" (the newest step checkpoint) or "path" (given);
+    ``step`` when known; ``record``: the best checkpoint's best.json (its step and scores)."""
+
+    path: Path
+    kind: str
+    step: int | None = None
+    record: dict | None = None
+
+    def describe(self) -> str:
+        """'the best checkpoint runs/x/checkpoints/best (step 1000, val fid 5.12)' and the like."""
+        if self.kind == "best":
+            r = self.record or {}
+            score = r.get("score")
+            how = f", val {r.get('select')} {score:.4g}" if isinstance(score, (int, float)) else ""
+            return f"the best checkpoint {self.path.parent} (step {self.step}{how})"
+        if self.kind == "last":
+            return f"the newest checkpoint {self.path.parent} (step {self.step})"
+        return str(self.path)
+
+
+def resolve_weights(run: Path, checkpoint: str | Path | None, ema: bool) -> Weights:
+    """The weights to load: ``checkpoint`` "best" (RUN/checkpoints/best), "last" (the newest step
+    checkpoint), a checkpoint folder or a .safetensors file; by default (None) the best checkpoint
+    when the run has one, else the newest. EMA weights unless ``ema`` is false."""
     name = "ema.safetensors" if ema else "model.safetensors"
-    if checkpoint is not None:
-        checkpoint = Path(checkpoint)
-        if checkpoint.is_dir():
-            return checkpoint / name
-        if checkpoint.is_file():
-            return checkpoint
-        raise ValueError(f"no checkpoint at {checkpoint}")
+    run = Path(run)
+    best = read_best(run) if checkpoint in (None, "best") else None
+    if checkpoint == "best" and best is None:
+        raise ParameterError(
+            f"`checkpoint` best: {run} has no best checkpoint (it is written by training with `val`); "
+            "use last or a checkpoint folder"
+        )
+    if best is not None:
+        return Weights(RunDir(run).best / name, "best", best.get("step"), best)
+    if checkpoint not in (None, "last"):
+        path = Path(checkpoint)
+        if path.is_dir():
+            return Weights(path / name, "path")
+        if path.is_file():
+            return Weights(path, "path")
+        raise ValueError(f"no checkpoint at {path}")
     ckpt = latest_checkpoint(run)
     if ckpt is None:
         raise ValueError(f"{run} has no checkpoint yet")
-    return ckpt / name
+    return Weights(ckpt / name, "last", int(ckpt.name.split("-")[1]))
 
 
 def load(
     run: str | Path, *, checkpoint: str | Path | None = None, ema: bool = True, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, Schedule, RunConfig]:
     """The network of a run (in eval mode, EMA weights by default), its schedule and config.
+
+    Which weights: ``checkpoint`` "best" (RUN/checkpoints/best: the best score on the validation
+    part, written when the run was trained with ``val``), "last" (the newest step checkpoint), a
+    checkpoint folder or a .safetensors file; by default the best checkpoint when the run has one,
+    else the newest. ``model.loaded_from`` (a :class:`Weights`) says which were read.
 
     ``model(x_t, t, y=None) -> ε``; use ``lambda x, t: model(x, t)`` (or bind labels) as the
     samplers' ``model_fn``.
@@ -46,8 +88,10 @@ def load(
         raise ValueError(f"run folder {run} does not exist")
     config = RunConfig.load(RunDir(run).config)
     model = build_model(config.model)
+    weights = resolve_weights(run, checkpoint, ema)
     # one line saying what differs when the weights are for another network (never a pickle)
-    load_matching(model, resolve_weights(run, checkpoint, ema), config.to_dict()["model"])
+    load_matching(model, weights.path, config.to_dict()["model"])
+    model.loaded_from = weights
     return model.to(device).eval(), config.diffusion.build(), config
 
 
@@ -79,8 +123,10 @@ def load_weak_model(
     device: str | torch.device = "cpu",
     what: str | None = None,
 ) -> nn.Module:
-    """The weak model of autoguidance as an ε-network: a run folder, or a checkpoint folder
-    RUN/checkpoints/step-N of one, with the same data shape and schedule as ``config``'s run."""
+    """The weak model of autoguidance as an ε-network: a run folder (its weights chosen as
+    :func:`load` chooses them: the best checkpoint when it has one, else the newest), or a
+    checkpoint folder RUN/checkpoints/step-N (or best) of one, with the same data shape and
+    schedule as ``config``'s run."""
     path = Path(path)
     what = what or f"the weak model {path}"
     if RunDir(path).is_run():

@@ -88,16 +88,26 @@ class DiffusionObjective:
         if tc.class_cond:
             drop = torch.rand(y.shape, generator=generator, device=y.device) < tc.label_dropout
             y = torch.where(drop, torch.full_like(y, self.num_classes), y)
-        else:
-            y = None
+        return self._loss(net, x0, y, generator=generator)
+
+    def per_sample_loss(
+        self, net: nn.Module, x0: torch.Tensor, y: torch.Tensor | None, t: torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
+        """The same loss per example [N] at given timesteps ``t`` [N] and ``noise`` (like x0), with
+        the labels as given (no label dropout): what evaluation on the validation part measures."""
+        return self._loss(net, x0, y, t=t, noise=noise, reduction="none")
+
+    def _loss(self, net: nn.Module, x0: torch.Tensor, y: torch.Tensor | None, **draws) -> torch.Tensor:
+        tc = self.config.train
+        y = y if tc.class_cond else None
         return diffusion_loss(
             lambda x, t: net(x, t, y),
             self.schedule,
             x0,
-            generator=generator,
             weighting=tc.loss_weighting,
             snr_gamma=tc.snr_gamma,
             prediction=self.config.diffusion.prediction,
+            **draws,
         )
 
     def preview(self, out: Path, step: int, ema_model: nn.Module, data: Dataset, history) -> None:

@@ -1,8 +1,11 @@
 """What the trainer reports while it runs: log.jsonl lines (and TensorBoard scalars), the progress
-bar's figures, a sample grid (or scatter plot) and the loss curve. Rank 0 alone reports."""
+bar's figures, a sample grid (or scatter plot), the loss curve, and the evaluations on the
+validation part (log.jsonl ``{"step", "eval": {...}}``, TensorBoard ``eval/…``, RUN/val.png). Rank 0
+alone reports."""
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import torch
 from ..data.images import save_grid, save_loss_curve, save_points_plot, to_uint8
 from ..generate import generate
 from ..parameterization import eps_network
+from ..plots import MISSING, have_matplotlib
 from .rundir import RunDir
 from .tensorboard_log import make_logger
 
@@ -60,6 +64,8 @@ class Reporter:
         self.run, self.batch_size, self.is_main = run, batch_size, is_main
         self.logger = make_logger(log_to, run.root) if is_main else None
         self.history: list[tuple[int, float]] = []
+        self.evals: list[dict] = []  # the "eval" records so far, each with its "step"
+        self.val_plot: str | None = None  # the select metric, when RUN/val.png is drawn
         self._window: list[torch.Tensor] = []
         self._since = time.perf_counter()
 
@@ -69,6 +75,7 @@ class Reporter:
         if self.is_main:
             kept = self.run.truncate_log(step)
             self.history = [(r["step"], r["loss"]) for r in kept if "loss" in r]
+            self.evals = [{"step": r["step"], **r["eval"]} for r in kept if isinstance(r.get("eval"), dict)]
 
     def start(self) -> None:
         """A new run: an empty log."""
@@ -98,6 +105,41 @@ class Reporter:
         """Any other record for log.jsonl (skipped batches, evaluations)."""
         if self.is_main:
             self.run.append_log(record)
+
+    def plan_val_plot(self, select: str) -> None:
+        """Draw RUN/val.png after each evaluation when matplotlib is there; else say once, before
+        training, that it is skipped."""
+        if have_matplotlib():
+            self.val_plot = select
+        elif self.is_main:
+            print(
+                f"ddkit: note: {MISSING}; RUN/val.png is skipped, the evaluations still go to log.jsonl",
+                file=sys.stderr,
+            )
+
+    def evaluation(self, step: int, scores: dict, best: bool, state) -> None:
+        """One evaluation (``scores`` from :meth:`~ddkit.training.validation.Validator.evaluate`; ``best``:
+        a new best; ``state``: the :class:`~ddkit.training.validation.EvalState` after it): log.jsonl,
+        TensorBoard ``eval/…`` (bands as ``eval/loss_gap/0-249`` …), RUN/val.png."""
+        if not self.is_main:
+            return
+        record = {**scores, "best": best, "best_step": state.best_step, "since_best": state.since_best}
+        self.run.append_log({"step": step, "eval": record})
+        self.evals.append({"step": step, **record})
+        if self.logger is not None:
+            flat = {k: v for k, v in record.items() if not isinstance(v, (dict, bool))}
+            for key in ("loss_val_bands", "loss_train_bands", "loss_gap_bands"):
+                flat.update({f"{key[:-6]}/{band}": v for band, v in record[key].items()})
+            self.logger.metrics(step, flat)
+        if self.val_plot is not None:
+            from ..plots import plot_validation
+
+            plot_validation(self.evals, self.run.val_plot, select=self.val_plot)
+
+    def eval_scores(self, step: int) -> dict | None:
+        """The scores of the evaluation at ``step`` (None when the log has none)."""
+        found = [r for r in self.evals if r["step"] == step]
+        return found[-1] if found else None
 
     def image(self, step: int, tag: str, path: Path) -> None:
         if self.logger is not None:
