@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from ..nn import build_model
-from ..parameterization import eps_network
 from ..schedule import Schedule
 from .checkpoint import latest_checkpoint, load_matching
 from .config import RunConfig
@@ -93,7 +92,7 @@ def load_weak_model(
     if is_classifier(weak_config):
         raise ValueError(f"{what} is a classifier run; use it as the classifier")
     check_same_data(what, weak_config, weak_schedule, config, schedule)
-    return eps_network(weak, weak_config.diffusion.prediction, weak_schedule)
+    return weak_config.diffusion.eps_network(weak, weak_schedule)
 
 
 def load_classifier(
