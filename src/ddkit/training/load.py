@@ -37,7 +37,9 @@ def load(
 ) -> tuple[nn.Module, Schedule, RunConfig]:
     """The network of a run (in eval mode, EMA weights by default), its schedule and config.
 
-    ``model(x_t, t, y=None) -> ε``; use ``lambda x, t: model(x, t)`` (or bind labels) as the
+    ``model(x_t, t, y=None)`` outputs what the run trained it to (``config.diffusion.target``: ε, x₀, v,
+    or EDM's F, which is also fed c_in·x̃ and c_noise); ``config.diffusion.eps_network(model, schedule)``
+    is always ``f(x_t, t, y=None) -> ε``: use ``lambda x, t: f(x, t)`` (or bind labels) as the
     samplers' ``model_fn``.
     """
     run = Path(run)
