@@ -174,3 +174,11 @@ def test_old_model_configs_and_checkpoints_load_unchanged(tmp_path):
     load_matching(UNet.from_config(cfg), tmp_path / "w.safetensors", config_to_dict(cfg))
     with pytest.raises(ValueError, match="augment_dim"):
         load_matching(UNet.from_config(cfg), tmp_path / "w.safetensors", {**config_to_dict(cfg), "augment_dim": 2})
+
+
+def test_augmentation_runs_in_full_precision_under_autocast():
+    x = torch.rand(32, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low, labels_low = augment(x, 0.5, OPS, torch.Generator().manual_seed(1))
+    full, labels = augment(x, 0.5, OPS, torch.Generator().manual_seed(1))
+    assert torch.equal(low, full) and torch.equal(labels_low, labels)

@@ -176,9 +176,14 @@ def augment(
     same draws whatever ``p`` (but none at all when ``p`` is 0)."""
     ops = check_ops(ops)
     p = check_probability(p)
-    n, _, h, w = x.shape
     if p == 0:
-        return x, x.new_zeros(n, label_dim(ops))
+        return x, x.new_zeros(x.shape[0], label_dim(ops))
+    with torch.autocast(x.device.type, enabled=False):  # data preparation: full precision under bf16/fp16
+        return _augment(x, p, ops, generator)
+
+
+def _augment(x: torch.Tensor, p: float, ops: tuple[str, ...], generator) -> tuple[torch.Tensor, torch.Tensor]:
+    n, _, h, w = x.shape
     kw = dict(generator=generator, device=x.device, dtype=torch.float32)
 
     def applied() -> torch.Tensor:
