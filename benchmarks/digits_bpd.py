@@ -60,7 +60,7 @@ def main(argv=None) -> int:
         "uniform_bpd": math.log2(DIGITS_LEVELS),
     }
     results["clip_x0"] = not args.no_clip
-    trained = ddkit.eps_network(model, config.diffusion.prediction, schedule)  # ε for eps, x0 and v runs
+    trained = config.diffusion.eps_network(model, schedule)  # ε for eps, x0 and v runs
     for name, net in (("trained", trained), ("untrained", untrained)):
         t0 = time.perf_counter()
         data = x0 if name == "trained" else x0[: args.untrained_num or args.num]

@@ -53,7 +53,6 @@ from ddkit.data.images import to_uint8  # noqa: E402
 from ddkit.eval import evaluate_samples  # noqa: E402
 from ddkit.eval.references import load_reference  # noqa: E402
 from ddkit.generate import generate, start_noise  # noqa: E402
-from ddkit.parameterization import eps_network  # noqa: E402
 from ddkit.training.checkpoint import latest_checkpoint  # noqa: E402
 from ddkit.training.config import RunConfig  # noqa: E402
 
@@ -154,7 +153,7 @@ def ddkit_samples(run_dir: Path, args) -> tuple[list[np.ndarray], int | None]:
     ckpt = latest_checkpoint(run_dir)
     m = re.search(r"step-(\d+)$", ckpt.name) if ckpt is not None else None
     model, schedule, config = ddkit.load(run_dir, device=args.device)
-    net = eps_network(model, config.diffusion.prediction, schedule)  # x0 / v runs sample through ε
+    net = config.diffusion.eps_network(model, schedule)  # x0 / v runs sample through ε
     sets = [
         to_uint8(
             generate(

@@ -110,7 +110,7 @@ def main() -> None:
     results = {}
 
     model, schedule, cfg = ddkit.load(cond)
-    model = ddkit.eps_network(model, cfg.diffusion.prediction, schedule)  # ε for eps, x0 and v runs
+    model = cfg.diffusion.eps_network(model, schedule)  # ε for eps, x0 and v runs
     labels = torch.arange(args.num) % 10
     for interval in (None, tuple(args.interval)):
         for w in CFG_SCALES:
@@ -132,10 +132,10 @@ def main() -> None:
                 save_grid(to_uint8(x), out / "cfg3_per_class.png", nrow=10)
 
     umodel, uschedule, ucfg = ddkit.load(uncond)
-    umodel = ddkit.eps_network(umodel, ucfg.diffusion.prediction, uschedule)
+    umodel = ucfg.diffusion.eps_network(umodel, uschedule)
     weak_path = Path(args.weak) if args.weak else uncond / "checkpoints" / "step-000300"
     weak, _, wcfg = ddkit.load(uncond, checkpoint=weak_path)
-    weak = ddkit.eps_network(weak, wcfg.diffusion.prediction, uschedule)
+    weak = wcfg.diffusion.eps_network(weak, uschedule)
     for w in AUTO_SCALES:
         make = lambda y, w=w: ddkit.autoguidance(lambda x, t: umodel(x, t), lambda x, t: weak(x, t), w)
         name = f"autoguidance ({weak_path.name}) w={w:g}"

@@ -34,7 +34,7 @@ def train_run(out: Path, precision: str, steps: int, seed: int) -> None:
 
 def score(run: Path, sets: int, num: int) -> list[dict]:
     model, schedule, cfg = ddkit.load(run)
-    model = ddkit.eps_network(model, cfg.diffusion.prediction, schedule)  # ε for eps, x0 and v runs
+    model = cfg.diffusion.eps_network(model, schedule)  # ε for eps, x0 and v runs
     out = []
     for seed in range(sets):
         x = generate(model, schedule, num, sampler="ddim", steps=50, seed=seed, clip_x0=(-1.0, 1.0), batch_size=500)

@@ -245,12 +245,11 @@ def run_digits(nfe_list, run: str, num: int, repeats: int, target_nfe: int) -> d
     from ddkit.data.images import to_uint8
     from ddkit.eval import evaluate_samples
     from ddkit.generate import start_noise
-    from ddkit.parameterization import eps_network
 
     model, schedule, config = ddkit.load(run)
     if config.data.source != "digits:train":
         raise SystemExit(f"--run {run} was trained on {config.data.source!r}; the digits part needs a digits:train run")
-    net = eps_network(model, config.diffusion.prediction, schedule)
+    net = config.diffusion.eps_network(model, schedule)
     shape = (config.model.in_channels, config.model.image_size, config.model.image_size)
     x_Ts = [start_noise(1000 * r, range(num), shape)[0] for r in range(repeats)]
     rows = []

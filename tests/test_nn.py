@@ -77,7 +77,7 @@ def test_unet_signature_is_the_public_contract():
     params = inspect.signature(UNet).parameters
     expected = dict(image_size=inspect.Parameter.empty, in_channels=inspect.Parameter.empty,
                     base_channels=128, channel_mult=(1, 2, 2, 2), num_res_blocks=2,
-                    attn_resolutions=(16,), dropout=0.1, num_classes=None)  # fmt: skip
+                    attn_resolutions=(16,), dropout=0.1, num_classes=None, augment_dim=0)  # fmt: skip
     assert list(params) == list(expected)
     assert {k: p.default for k, p in params.items()} == expected
     fields = {f.name: f.default for f in dataclasses.fields(UNetConfig)}

@@ -1,26 +1,76 @@
 """Training losses.
 
 L_simple (DDPM eq. 14 / seed §1.2): E_{t, x₀, ε} ‖ε - ε_θ(√ᾱ_t·x₀ + √(1-ᾱ_t)·ε, t)‖², with t uniform
-over the T steps and ε ~ N(0, I). ``weighting="min-snr"`` multiplies each example's loss by
-min(SNR_t, γ)/SNR_t with SNR_t = ᾱ_t/(1-ᾱ_t) (Hang et al. 2023, the ε-prediction form): steps with
-little noise (SNR > γ) count less; the rest keep weight 1. ``prediction="x0"`` or ``"v"`` trains the
-network to output x₀ or v = √ᾱ_t·ε - √(1-ᾱ_t)·x₀ instead (Salimans & Ho 2022): the same unweighted
-mean squared error on that target, and min-SNR's weights for those targets (min(SNR, γ) for x₀,
-min(SNR, γ)/(SNR + 1) for v). It is a function of (model_fn, schedule, batch) so that targets
-and weightings can change without touching the trainer.
+over the T steps and ε ~ N(0, I). ``prediction="x0"`` or ``"v"`` trains the network to output x₀ or
+v = √ᾱ_t·ε - √(1-ᾱ_t)·x₀ instead (Salimans & Ho 2022), and ``"edm"`` EDM's preconditioned F
+(Karras et al. 2022, Table 1: the network sees c_in·x̃ and c_noise; :mod:`ddkit.parameterization`):
+the same unweighted mean squared error on that target.
+
+Loss weights λ(σ) are stated on the x̂₀ error and converted to each target's
+(``Target.error_ratio``): ``weighting="min-snr"`` is λ = min(SNR_t, γ) (Hang et al. 2023; for ε
+that is min(SNR, γ)/SNR: steps with little noise count less, the rest keep weight 1), ``"edm"`` is
+EDM's λ = 1/c_out² = SNR + 1/σ_d², which gives EDM's F unit weight at every σ (EDM §5).
+
+``t_probs`` sets the training distribution of t (uniform over the T steps when None):
+:func:`timestep_probs` carries EDM's log-normal density of σ, ln σ ~ N(P_mean, P_std²), onto the
+discrete t. It is a function of (model_fn, schedule, batch) so that targets and weightings can change
+without touching the trainer.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
 from .checks import choice, integer
 from .forward import q_posterior, q_sample
-from .parameterization import ModelFn, get_target, prediction_target, x0_from_eps
+from .parameterization import ModelFn, get_target, network_input, prediction_target, x0_from_eps
 from .schedule import Schedule
 
 REDUCTIONS = ("mean", "none")
-WEIGHTINGS = ("uniform", "min-snr")
+WEIGHTINGS = ("uniform", "min-snr", "edm")
+NOISE_LEVELS = ("uniform", "lognormal")
+P_MEAN, P_STD = -1.2, 1.2  # EDM's log-normal noise levels (Karras et al. 2022, Table 1)
+
+
+def lognormal_timestep_probs(schedule: Schedule, p_mean: float = P_MEAN, p_std: float = P_STD) -> torch.Tensor:
+    """EDM's training noise levels, ln σ ~ N(p_mean, p_std²), carried onto the T discrete timesteps:
+    float64 [T] with p_t = the probability of t's σ-bin. σ_t = √((1-ᾱ_t)/ᾱ_t) grows with t; the bins
+    meet halfway between neighbours in ln σ (each σ drawn goes to the nearest σ_t in log scale), and
+    the first and last bins reach to σ = 0 and σ = ∞."""
+    if not (math.isfinite(p_std) and p_std > 0 and math.isfinite(p_mean)):
+        raise ValueError(f"p_std must be a positive number and p_mean finite, got p_mean={p_mean}, p_std={p_std}")
+    log_sigma = schedule.sigmas.log()  # [T], +inf where ᾱ = 0
+    edges = (log_sigma[1:] + log_sigma[:-1]) / 2  # [T-1]
+    cdf = torch.special.ndtr((edges - p_mean) / p_std)
+    cdf = torch.cat([cdf.new_zeros(1), cdf, cdf.new_ones(1)])
+    return (cdf[1:] - cdf[:-1]).clamp(min=0.0)
+
+
+def timestep_probs(
+    schedule: Schedule, noise_levels: str = "uniform", p_mean: float = P_MEAN, p_std: float = P_STD
+) -> torch.Tensor | None:
+    """The training distribution of t for ``noise_levels``: None for uniform (``torch.randint``),
+    :func:`lognormal_timestep_probs` for lognormal."""
+    choice("noise_levels", noise_levels, NOISE_LEVELS)
+    return None if noise_levels == "uniform" else lognormal_timestep_probs(schedule, p_mean, p_std)
+
+
+def draw_timesteps(
+    n: int, num_timesteps: int, generator: torch.Generator | None, device, t_probs: torch.Tensor | None = None
+) -> torch.Tensor:
+    """n training timesteps (LongTensor [n] on ``device``): uniform over 0..T-1, or drawn from the
+    probabilities ``t_probs`` [T] by inverting their cumulative sum with uniforms from ``generator``."""
+    if t_probs is None:
+        return torch.randint(0, num_timesteps, (n,), generator=generator, device=device)
+    if t_probs.shape != (num_timesteps,):
+        raise ValueError(
+            f"t_probs must have shape [{num_timesteps}] (one probability per timestep), got {list(t_probs.shape)}"
+        )
+    cdf = t_probs.to(device=device, dtype=torch.float64).cumsum(0)
+    u = torch.rand(n, generator=generator, device=device, dtype=torch.float64) * cdf[-1]
+    return torch.searchsorted(cdf, u, right=True).clamp(max=num_timesteps - 1)
 
 
 def diffusion_loss(
@@ -35,31 +85,39 @@ def diffusion_loss(
     weighting: str = "uniform",
     snr_gamma: float = 5.0,
     prediction: str = "eps",
+    t_probs: torch.Tensor | None = None,
+    sigma_data: float | None = None,
 ) -> torch.Tensor:
     """L_simple: mean squared error between the drawn noise ε and ``model_fn(x_t, t)`` (or, with
-    ``prediction`` "x0" | "v", between that target and the network's output).
+    ``prediction`` "x0" | "v" | "edm", between that target and the network's output; "edm" feeds the
+    network (c_in·x̃, c_noise) and needs ``sigma_data``).
 
     x0: [N, ...]. ``t`` (LongTensor [N]) and ``noise`` ([N, ...]) are drawn with ``generator``
-    (uniform t over 0..T-1, standard normal noise) unless given. ``reduction="none"`` returns the
-    per-sample loss [N] (mean over all other dimensions, after ``weighting``: uniform | min-snr with
-    ``snr_gamma``).
+    (t uniform over 0..T-1, or from ``t_probs`` [T], e.g. :func:`timestep_probs`; standard normal
+    noise) unless given. ``reduction="none"`` returns the per-sample loss [N] (mean over all other
+    dimensions, after ``weighting``: uniform | min-snr with ``snr_gamma`` | edm).
     """
     choice("weighting", weighting, WEIGHTINGS)
     choice("reduction", reduction, REDUCTIONS)
     n = x0.shape[0]
     if t is None:
-        t = torch.randint(0, schedule.num_timesteps, (n,), generator=generator, device=x0.device)
+        t = draw_timesteps(n, schedule.num_timesteps, generator, x0.device, t_probs)
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-    target = prediction_target(prediction, x0, noise, t, schedule)
+    target = prediction_target(prediction, x0, noise, t, schedule, sigma_data)
     x_t = q_sample(schedule, x0, t, noise)
-    out = model_fn(x_t, t)
+    out = model_fn(*network_input(prediction, x_t, t, schedule, sigma_data))
     if out.shape != x0.shape:
         raise ValueError(f"model_fn returned shape {list(out.shape)}, expected {list(x0.shape)}")
     per_sample = (out.float() - target.float()).pow(2).reshape(n, -1).mean(dim=1)
     if weighting == "min-snr":
         snr = schedule.gather(schedule.snr, t, per_sample)
-        per_sample = per_sample * get_target(prediction).min_snr_weight(snr, snr_gamma)
+        per_sample = per_sample * get_target(prediction).min_snr_weight(snr, snr_gamma, sigma_data)
+    elif weighting == "edm":
+        if sigma_data is None:
+            raise ValueError("weighting='edm' (λ = 1/c_out² = SNR + 1/σ_d²) needs sigma_data")
+        snr = schedule.gather(schedule.snr, t, per_sample)
+        per_sample = per_sample * ((snr + 1 / sigma_data**2) / get_target(prediction).error_ratio(snr, sigma_data))
     return per_sample.mean() if reduction == "mean" else per_sample
 
 

@@ -14,7 +14,6 @@ from tqdm.auto import tqdm
 
 from ..eval.features import FEATURE_SETS
 from ..eval.references import Reference
-from ..parameterization import eps_network
 from ..training.config import RunConfig
 from ..training.rundir import RunDir
 from .common import UsageError
@@ -232,7 +231,7 @@ def _nll(args, model, schedule, config, ref: Reference, progress: bool, plots: b
     from ..eval.likelihood import nll_bpd
     from ..plots import plot_bound_terms
 
-    net = eps_network(model, config.diffusion.prediction, schedule)
+    net = config.diffusion.eps_network(model, schedule)
     if getattr(config.model, "num_classes", None) is not None:
         raise UsageError("--nll needs an unconditional run (a class-conditional bound needs each image's label)")
     x0 = ref.x[: args.nll_num].to(args.device)
@@ -260,7 +259,7 @@ def _nll(args, model, schedule, config, ref: Reference, progress: bool, plots: b
 def _table(args, model, schedule, config, ref: Reference, features, train_images, progress: bool, plots: bool) -> dict:
     from ..eval.table import sample_quality_table
 
-    net = eps_network(model, config.diffusion.prediction, schedule)
+    net = config.diffusion.eps_network(model, schedule)
     table = sample_quality_table(
         net,
         schedule,

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import torch
 
 from ..generate import LabelCycle, ModelFnFor, generate_batches, sample_shape
-from ..parameterization import eps_network
 from ..samplers import SAMPLERS, get_sampler
 from ..schedule import Schedule
 from ..timesteps import ALL_SPACINGS
@@ -134,10 +133,10 @@ class Plan:
 
 def plan(args, model, schedule: Schedule, config: RunConfig) -> Plan:
     """Check the sampling options against the run and load what guides it. A network trained to
-    predict x0 or v is converted to ε first (:func:`ddkit.parameterization.eps_network`), so every
+    predict x0, v or EDM's F is converted to ε first (:meth:`DiffusionConfig.eps_network`), so every
     sampler and guidance wrapper sees ε."""
 
-    model = eps_network(model, config.diffusion.prediction, schedule)
+    model = config.diffusion.eps_network(model, schedule)
     options = sampler_options(args, schedule)
     labels = guidance_labels(args, config)
     fn_for = model_fn_for(args, model, schedule, config)

@@ -65,7 +65,8 @@ __all__ = [
 ]
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
-PREDICTIONS = {t.diffusers_name: name for name, t in TARGETS.items()}  # diffusers' prediction_type -> ddkit's
+# diffusers' prediction_type -> ddkit's (EDM's preconditioned network has none)
+PREDICTIONS = {t.diffusers_name: name for name, t in TARGETS.items() if t.diffusers_name is not None}
 NULL_LABEL_KEY = "_ddkit_null_label"  # private keys ("_…") are ignored by diffusers' from_config
 
 # --- weights: diffusers' UNet2DModel names <-> ddkit.nn.UNet names --------------------------------
@@ -436,6 +437,11 @@ def export_diffusers(run: str | os.PathLike, out: str | os.PathLike, *, checkpoi
             f"only UNet runs can be exported to diffusers; {run} has a {type(config.model).__name__} "
             "(2-D points), which diffusers has no model for"
         )
+    if get_target(config.diffusion.target).diffusers_name is None:
+        raise ValueError(
+            f"{run} was trained with EDM's preconditioning, which diffusers cannot express (its UNet2DModel "
+            "takes x_t and t, EDM's network c_in·x̃ and c_noise); sample it with ddkit"
+        )
     unet_cfg = diffusers_unet_config(config.model)
     sched_cfg = scheduler_config_for(schedule, getattr(config.diffusion, "prediction", "eps"))
     out = Path(out)
@@ -443,7 +449,10 @@ def export_diffusers(run: str | os.PathLike, out: str | os.PathLike, *, checkpoi
         raise ValueError(f"{out} exists and is not empty")
     for sub in ("unet", "scheduler"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    state = ddkit_to_diffusers_state({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    # an augmenting run's augmentation layer is left out: at sampling its labels are zero, and the
+    # network without it is the same network (diffusers' UNet2DModel has no such input)
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith("augment_embed.")}
+    state = ddkit_to_diffusers_state(weights)
     save_file(state, out / "unet" / WEIGHTS, metadata={"format": "pt"})
     index = {
         "_class_name": "DDPMPipeline",

@@ -20,6 +20,7 @@ def default_model_config(
     channels: int | None = None,
     dropout: float | None = None,
     num_classes: int | None = None,
+    augment_dim: int = 0,
 ) -> UNetConfig | MLPConfig:
     """The network for data of ``kind`` "image" (``shape`` = (C, H, W)) or "points" (``shape`` = (D,)).
 
@@ -27,11 +28,14 @@ def default_model_config(
     self-attention at the second; larger images get levels down to 4×4 (at most five; 32×32:
     channel_mult (1, 2, 2, 2)) with self-attention at 16×16, as DDPM does on CIFAR-10. Two residual
     blocks per level, ``channels`` (default 32) wide at the first. Points get a residual MLP
-    ``channels`` (default 256) wide.
+    ``channels`` (default 256) wide. ``augment_dim``: the width of the augmentation labels a UNet
+    is told (0: none; :mod:`ddkit.training.augment`).
     """
     if channels is not None and not 1 <= channels <= 4096:
         raise ParameterError(f"`model_channels` must be in [1, 4096], got {channels}")
     if kind == "points":
+        if augment_dim:
+            raise ParameterError("`augment` (geometric augmentation) is for images, not 2-D points")
         return MLPConfig(dim=shape[0], hidden=channels or DEFAULT_MLP_WIDTH, num_classes=num_classes)
     if kind != "image":
         raise ValueError(f"kind must be 'image' or 'points', got {kind!r}")
@@ -51,4 +55,5 @@ def default_model_config(
         attn_resolutions=attn,
         dropout=DEFAULT_DROPOUT if dropout is None else dropout,
         num_classes=num_classes,
+        augment_dim=augment_dim,
     )

@@ -17,7 +17,14 @@ from torch import Tensor
 from ..checks import integer, timestep_batch
 from ..checks import labels as check_labels
 
-__all__ = ["check_timesteps", "labels_or_null", "timestep_embedding"]
+__all__ = [
+    "add_augment_labels",
+    "augment_embedding",
+    "check_augment_dim",
+    "check_timesteps",
+    "labels_or_null",
+    "timestep_embedding",
+]
 
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000) -> Tensor:
@@ -81,3 +88,34 @@ def labels_or_null(y: Tensor | None, t: Tensor, num_classes: int | None) -> Tens
         raise ValueError(f"y must be an int64 or int32 tensor, got {y.dtype}")
     check_labels(y, num_classes + 1, "y")  # num_classes itself is the null label
     return y
+
+
+def check_augment_dim(augment_dim) -> int:
+    """``augment_dim``: 0 (no augmentation labels) or their width."""
+    return integer("augment_dim", augment_dim, low=0, what="an int >= 0 (0: no augmentation labels)")
+
+
+def augment_embedding(augment_dim: int, dim: int) -> torch.nn.Linear | None:
+    """The layer that tells a network which augmentation it sees (EDM §5, non-leaking augmentation):
+    bias-free ``Linear(augment_dim → dim)`` initialised to zero, so that a fresh layer changes
+    nothing; None when ``augment_dim`` is 0."""
+    if augment_dim == 0:
+        return None
+    layer = torch.nn.Linear(augment_dim, dim, bias=False)
+    torch.nn.init.zeros_(layer.weight)
+    return layer
+
+
+def add_augment_labels(emb: Tensor, layer: torch.nn.Linear | None, labels: Tensor | None) -> Tensor:
+    """``emb`` [N, dim] plus ``layer(labels)`` for augmentation labels [N, augment_dim]; ``emb`` itself
+    when no labels are given (zero labels: an image without augmentation) or the network has no layer."""
+    if labels is None:
+        return emb
+    if layer is None:
+        raise ValueError("augment_labels were given but the network has no augmentation layer (augment_dim=0)")
+    if labels.dim() != 2 or labels.shape != (emb.shape[0], layer.in_features):
+        raise ValueError(
+            f"augment_labels must have shape [N, augment_dim] = [{emb.shape[0]}, {layer.in_features}], "
+            f"got {tuple(labels.shape)}"
+        )
+    return emb + layer(labels.to(emb.dtype))

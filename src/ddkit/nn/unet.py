@@ -19,7 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .embeddings import check_timesteps, labels_or_null, timestep_embedding
+from .embeddings import (
+    add_augment_labels,
+    augment_embedding,
+    check_augment_dim,
+    check_timesteps,
+    labels_or_null,
+    timestep_embedding,
+)
 from .layers import (
     AttentionBlock,
     Downsample,
@@ -58,6 +65,7 @@ class UNetConfig:
     attn_resolutions: tuple[int, ...] = (16,)
     dropout: float = 0.1
     num_classes: int | None = None
+    augment_dim: int = 0
 
     def __post_init__(self) -> None:
         positive_int("image_size", self.image_size)
@@ -81,6 +89,7 @@ class UNetConfig:
             raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
         if self.num_classes is not None:
             positive_int("num_classes", self.num_classes)
+        check_augment_dim(self.augment_dim)
 
     @property
     def resolutions(self) -> tuple[int, ...]:
@@ -168,6 +177,9 @@ class UNet(nn.Module):
         dropout: dropout rate inside the residual blocks.
         num_classes: when set, a label embedding with ``num_classes + 1`` rows is added to the
             time embedding; row ``num_classes`` is the null label (classifier-free guidance).
+        augment_dim: when > 0, the width of the augmentation labels (non-leaking augmentation,
+            EDM §5): a bias-free linear layer, initialised to zero, adds them to the sinusoidal time
+            embedding (before its MLP, as EDM does); labels left out count as zero.
 
     GroupNorm uses the largest divisor of the width that is <= min(32, width // 2) as its group
     count: 32 for the paper's widths, never one channel per group for tiny models (see
@@ -184,11 +196,12 @@ class UNet(nn.Module):
         attn_resolutions: tuple[int, ...] = (16,),
         dropout: float = 0.1,
         num_classes: int | None = None,
+        augment_dim: int = 0,
     ):
         super().__init__()
         cfg = UNetConfig(
             image_size, in_channels, base_channels, channel_mult, num_res_blocks,
-            attn_resolutions, dropout, num_classes,
+            attn_resolutions, dropout, num_classes, augment_dim,
         )  # fmt: skip
         self.config = cfg
         ch, emb_ch = cfg.base_channels, 4 * cfg.base_channels
@@ -201,6 +214,8 @@ class UNet(nn.Module):
         self._build_up(cfg, emb_ch, skips)
         self.out_norm = group_norm(ch)
         self.out_conv = zero_(nn.Conv2d(ch, cfg.in_channels, 3, padding=1))
+        # last, so that every other weight is drawn as without it (the same seed, the same network)
+        self.augment_embed = augment_embedding(cfg.augment_dim, ch)
 
     def _build_up(self, cfg: UNetConfig, emb_ch: int, skips: list[int]) -> None:
         """Create ``self.up`` (deepest level first), consuming ``skips`` from the end."""
@@ -223,21 +238,24 @@ class UNet(nn.Module):
             raise TypeError(f"cfg must be a UNetConfig, got {type(cfg).__name__}")
         return cls(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
 
-    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, *, augment_labels: Tensor | None = None) -> Tensor:
         """Predict ε.
 
         Args:
             x: ``[N, C, S, S]`` noisy images x_t.
-            t: ``[N]`` 0-based training timesteps (LongTensor; used as float).
+            t: ``[N]`` 0-based training timesteps (LongTensor; used as float; fractions allowed).
             y: ``[N]`` labels in ``[0, num_classes]`` (``num_classes`` = null label) or None;
                 None on a class-conditional model means the null label for every sample.
+            augment_labels: ``[N, augment_dim]`` augmentation labels (training with
+                augmentation), or None: zero labels, an image without augmentation.
 
         Returns:
             ``[N, C, S, S]`` ε̂.
         """
         self._check_inputs(x, t)
         y = labels_or_null(y, t, self.config.num_classes)
-        emb = self.time_embed(timestep_embedding(t, self.config.base_channels).to(x.dtype))
+        emb = timestep_embedding(t, self.config.base_channels).to(x.dtype)
+        emb = self.time_embed(add_augment_labels(emb, self.augment_embed, augment_labels))
         if self.label_embed is not None:
             emb = emb + self.label_embed(y)
         emb = F.silu(emb)  # [N, 4ch]; every ResBlock starts with SiLU(emb), computed once here

@@ -4,7 +4,10 @@ Every option of ``ddkit train`` is a keyword here with the same name (``--batch-
 ``batch_size``) and the same default: :data:`TRAIN_OPTIONS` is the one table both read, and the CLI
 builds its parser from it. Every decision of ``ddkit train`` is made here, not in the command line:
 
-- the network for the data set (:func:`ddkit.nn.default_model_config`);
+- the network for the data set (:func:`ddkit.nn.default_model_config`), with an augmentation layer
+  as wide as the labels of the augmentation's operations;
+- the augmentation's operations for the data set (:func:`~.augment.default_ops`: the digits every
+  one but xflip, a folder all);
 - the batch cut to a data set smaller than the default batch (:func:`~.distributed.fit_batch`);
 - what ``resume`` may change (:data:`RESUME_MAY_CHANGE`; other options that contradict the run's
   config.json are a :class:`ResumeConflict`);
@@ -22,10 +25,11 @@ from typing import Any
 
 from ..checks import ParameterError
 from ..data import Dataset, load_data, load_run_data
-from ..losses import WEIGHTINGS
+from ..losses import NOISE_LEVELS, P_MEAN, P_STD, WEIGHTINGS
 from ..nn import ClassifierConfig, default_model_config
-from ..parameterization import PREDICTIONS
+from ..parameterization import PRECONDITIONINGS, PREDICTIONS
 from ..schedule import SCHEDULES
+from .augment import OPS, check_ops, default_ops, label_dim
 from .config import (
     DEFAULT_EVAL_EVERY,
     DEVICES,
@@ -51,6 +55,11 @@ def count_or_fraction(text: str) -> int | float:
         return int(text)
     except ValueError:
         return float(text)
+
+
+def comma_list(text: str) -> tuple[str, ...]:
+    """A comma-separated list on the command line (``--augment-ops translate,scale``)."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 @dataclass(frozen=True)
@@ -185,10 +194,59 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
         "train",
         str,
         None,
-        "per-timestep loss weight: uniform (L_simple, default) or min-snr (min(SNR, γ)/SNR, Hang et al. 2023)",
+        "per-timestep loss weight: uniform (the plain MSE on what the network outputs: L_simple for eps; default), "
+        "min-snr (min(SNR, γ) on the x0 error, Hang et al. 2023) or edm (EDM's λ = 1/c_out², with "
+        "--preconditioning edm: the same loss as uniform there)",
         choices=WEIGHTINGS,
     ),
     Option("snr_gamma", "train", float, None, f"γ of min-snr weighting (default {_T.snr_gamma:g})"),
+    # EDM's training formulation (Karras et al. 2022) and non-leaking augmentation
+    Option(
+        "preconditioning",
+        "diffusion",
+        str,
+        None,
+        "none (default) or edm: EDM's preconditioning on this schedule (Table 1: the network F sees "
+        "c_in·x̃ and c_noise = ¼ ln σ, D = c_skip·x̃ + c_out·F); sets what the network outputs, so no --prediction",
+        choices=PRECONDITIONINGS,
+    ),
+    Option(
+        "sigma_data",
+        "diffusion",
+        float,
+        None,
+        "EDM's σ_data (with --preconditioning edm; default: measured on the training data, recorded in config.json)",
+    ),
+    Option(
+        "noise_levels",
+        "train",
+        str,
+        None,
+        "training distribution of t: uniform over the T steps (default) or lognormal "
+        "(EDM's ln σ ~ N(p_mean, p_std²), carried onto the discrete t)",
+        choices=NOISE_LEVELS,
+    ),
+    Option("p_mean", "train", float, None, f"mean of ln σ for --noise-levels lognormal (default {P_MEAN:g})"),
+    Option(
+        "p_std", "train", float, None, f"standard deviation of ln σ for --noise-levels lognormal (default {P_STD:g})"
+    ),
+    Option(
+        "augment",
+        "train",
+        float,
+        None,
+        "non-leaking augmentation (EDM §5): apply each operation of --augment-ops to each image with "
+        "probability P in [0, 1) (default 0: none); the network is told which it sees, samples have none",
+        metavar="P",
+    ),
+    Option(
+        "augment_ops",
+        "train",
+        comma_list,
+        None,
+        f"comma-separated operations among {','.join(OPS)} (default: all but xflip for the digits, all for a folder)",
+        metavar="OPS",
+    ),
     Option("class_cond", "train", bool, None, "condition on labels (with label dropout, for guidance)", flag=True),
     Option("label_dropout", "train", float, None, f"probability of the null label (default {_T.label_dropout})"),
     # bookkeeping
@@ -286,7 +344,8 @@ RESUME_MAY_CHANGE = (
 (precision and device change the arithmetic but not the run's definition, so they may change too).
 Evaluation runs on its own generators and never changes the weights, so its cadence (``eval_every``)
 and ``early_stop`` (a budget) may change; ``val`` and ``val_seed`` may not (they choose the training
-images), nor ``eval_num`` and ``select`` (the best checkpoint so far was chosen by them)."""
+images), nor ``eval_num`` and ``select`` (the best checkpoint so far was chosen by them). The
+augmentation, the preconditioning, ``sigma_data`` and the noise levels define the run and may not."""
 
 
 class ResumeConflict(ParameterError):
@@ -319,11 +378,14 @@ def new_run_config(options: dict) -> tuple[RunConfig, Dataset]:
     train = _section(options, "train")
     if options.get("minutes") is not None and options.get("steps") is None:
         train["steps"] = None
+    check_formulation_options(options)
     train_cfg = TrainConfig(**train)
     diff_cfg = DiffusionConfig(**_section(options, "diffusion"))
     data = _section(options, "data")
     data["source"] = data.pop("data", "digits")
     data_cfg = DataConfig(**data)
+    if train_cfg.augment > 0 and train_cfg.augment_ops is None:
+        train_cfg = replace(train_cfg, augment_ops=default_ops(data_cfg.source))
     dataset = load_run_data(data_cfg, train_cfg.seed)
     num_classes = dataset.num_classes if train_cfg.class_cond else None
     model_cfg = default_model_config(
@@ -332,8 +394,23 @@ def new_run_config(options: dict) -> tuple[RunConfig, Dataset]:
         channels=options.get("model_channels"),
         dropout=options.get("dropout"),
         num_classes=num_classes,
+        augment_dim=label_dim(train_cfg.augment_ops) if train_cfg.augment > 0 else 0,
     )
     return RunConfig(model=model_cfg, diffusion=diff_cfg, data=data_cfg, train=train_cfg), dataset
+
+
+def check_formulation_options(options: dict) -> None:
+    """Options given together that contradict each other (None = not given): EDM's preconditioning
+    sets what the network outputs, so it takes no `prediction`; `p_mean`/`p_std` shape the log-normal
+    noise levels only."""
+    if options.get("preconditioning") == "edm" and options.get("prediction") is not None:
+        raise ParameterError(
+            f"`preconditioning` edm contradicts `prediction` {options['prediction']}: EDM's preconditioning sets "
+            "what the network outputs (F, with D = c_skip·x̃ + c_out·F); drop `prediction`"
+        )
+    for name in ("p_mean", "p_std"):
+        if options.get(name) is not None and options.get("noise_levels") != "lognormal":
+            raise ParameterError(f"`{name}` shapes the log-normal noise levels: give `noise_levels` lognormal too")
 
 
 def resume_run_config(saved: RunConfig, options: dict, config_path: Path) -> RunConfig:
@@ -341,6 +418,8 @@ def resume_run_config(saved: RunConfig, options: dict, config_path: Path) -> Run
     given option that contradicts it (architecture, data, schedule, optimiser, seed …)."""
     _check_names(options)
     given = {k: v for k, v in options.items() if v is not None and OPTIONS_BY_NAME[k].section != "run"}
+    if given.get("augment_ops") is not None:
+        given["augment_ops"] = check_ops(given["augment_ops"])
     m = saved.model
     current = {
         **{f.name: getattr(saved.train, f.name) for f in fields(TrainConfig)},

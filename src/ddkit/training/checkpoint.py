@@ -36,6 +36,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..nn import config_from_dict, config_to_dict
 from .rundir import RunDir
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -298,6 +299,15 @@ def describe_mismatch(expected: dict, found: dict) -> str:
     return ", ".join(diffs)
 
 
+def _with_defaults(model_config: dict) -> dict:
+    """A model config dict with the fields it leaves out at their defaults (a checkpoint written
+    before a field existed, e.g. ``augment_dim``, records the same network); as it is when unreadable."""
+    try:
+        return config_to_dict(config_from_dict(model_config))
+    except (ValueError, TypeError):
+        return model_config
+
+
 def load_matching(
     model: nn.Module, path: str | os.PathLike, model_config: dict, device: str | torch.device = "cpu"
 ) -> None:
@@ -310,7 +320,9 @@ def load_matching(
             found = json.loads(meta)
         except ValueError:
             found = None
-        if isinstance(found, dict) and found != model_config:
+        if isinstance(found, dict):
+            found = _with_defaults(found)
+        if isinstance(found, dict) and found != _with_defaults(model_config):
             raise ValueError(
                 f"the checkpoint {path} is for another network ({describe_mismatch(model_config, found)}, "
                 "checkpoint vs run)"

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import checks
-from ..losses import WEIGHTINGS
+from ..losses import NOISE_LEVELS, P_MEAN, P_STD, WEIGHTINGS
 from ..nn import MLPConfig, UNetConfig, config_from_dict, config_to_dict
-from ..parameterization import PREDICTIONS, check_terminal_snr
+from ..parameterization import PRECONDITIONINGS, PREDICTIONS, check_terminal_snr, eps_network, target_name
 from ..schedule import SCHEDULES, Schedule
+from .augment import check_ops, check_probability, label_dim
 
 CONFIG_VERSION = 2
 MAX_TIMESTEPS = 100_000  # T beyond this is a typo (the schedule alone would take T·48 bytes)
@@ -38,21 +39,49 @@ MAX_EVAL_NUM = 100_000
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    """The noise schedule over T = ``num_timesteps`` steps: cosine (Nichol & Dhariwal eq. 17, the
-    default) or DDPM's linear β from ``beta_start`` to ``beta_end``; and what the network predicts
-    (``prediction``: eps, the default, x0 or v)."""
+    """The noise schedule over T = 1000 steps: cosine (Nichol & Dhariwal; the default, measured
+    better on the 8×8 digits) or DDPM's linear β from ``beta_start`` to ``beta_end``; what the
+    network predicts (``prediction``: eps, the default, x0 or v; README "Choosing the defaults"), or
+    EDM's preconditioning (``preconditioning`` edm, Karras et al. 2022 Table 1, on this schedule:
+    the network is EDM's F and ``prediction`` stays eps, unused) with the data's standard deviation
+    ``sigma_data`` (None until the trainer measures it on the training data and records it)."""
 
     schedule: str = "cosine"
     num_timesteps: int = 1000
     beta_start: float = 1e-4
     beta_end: float = 0.02
     prediction: str = "eps"
+    preconditioning: str = "none"
+    sigma_data: float | None = None
 
     def __post_init__(self) -> None:
         checks.choice("schedule", self.schedule, SCHEDULES)
         checks.choice("prediction", self.prediction, PREDICTIONS)
+        checks.choice("preconditioning", self.preconditioning, PRECONDITIONINGS)
         checks.integer("num_timesteps", self.num_timesteps, low=1, high=MAX_TIMESTEPS)
-        check_terminal_snr(self.build(), self.prediction)  # also checks beta_start/beta_end
+        if self.preconditioning == "edm" and self.prediction != "eps":
+            raise checks.ParameterError(
+                f"`preconditioning` edm contradicts `prediction` {self.prediction}: EDM's preconditioning sets "
+                "what the network outputs (F, with D = c_skip·x̃ + c_out·F); drop one of them"
+            )
+        if self.sigma_data is not None:
+            if self.preconditioning != "edm":
+                raise checks.ParameterError(
+                    "`sigma_data` is EDM's σ_data, the data's standard deviation: it goes with `preconditioning` edm"
+                )
+            checks.positive("sigma_data", self.sigma_data)
+        check_terminal_snr(self.build(), self.target)  # also checks beta_start/beta_end
+
+    @property
+    def target(self) -> str:
+        """The row of :data:`ddkit.parameterization.TARGETS` the network is trained on: ``prediction``,
+        or "edm" under EDM's preconditioning."""
+        return target_name(self.prediction, self.preconditioning)
+
+    def eps_network(self, net, schedule: Schedule | None = None):
+        """``net`` (this run's network) as an ε-network ``f(x_t, t, y=None) -> ε`` for every sampler,
+        guidance wrapper and ``nll_bpd`` (:func:`ddkit.parameterization.eps_network`)."""
+        return eps_network(net, self.target, schedule or self.build(), sigma_data=self.sigma_data)
 
     def build(self) -> Schedule:
         if self.schedule == "cosine":
@@ -133,6 +162,14 @@ class TrainConfig:
     eval_num: int = 500
     select: str = "fid"
     early_stop: int | None = None
+    # non-leaking augmentation (training.augment): each operation of augment_ops (None: the data
+    # set's default, resolved and recorded when the run starts) with probability augment
+    augment: float = 0.0
+    augment_ops: tuple[str, ...] | None = None
+    # the training distribution of t (losses.timestep_probs): uniform, or EDM's log-normal σ
+    noise_levels: str = "uniform"
+    p_mean: float = P_MEAN
+    p_std: float = P_STD
 
     def __post_init__(self) -> None:
         if self.steps is None and self.minutes is None:
@@ -169,6 +206,14 @@ class TrainConfig:
         checks.integer("eval_num", self.eval_num, low=2, high=MAX_EVAL_NUM)
         checks.choice("select", self.select, SELECT)
         checks.optional_positive_int("early_stop", self.early_stop)
+        check_probability(self.augment)
+        if self.augment_ops is not None:
+            if self.augment == 0:
+                raise checks.ParameterError("`augment_ops` needs `augment` > 0 (the probability of each operation)")
+            object.__setattr__(self, "augment_ops", check_ops(self.augment_ops))
+        checks.choice("noise_levels", self.noise_levels, NOISE_LEVELS)
+        checks.number("p_mean", self.p_mean)
+        checks.positive("p_std", self.p_std)
 
 
 @dataclass(frozen=True)
@@ -196,6 +241,7 @@ class RunConfig:
                 "`early_stop` counts evaluations during training: give `val` (and `eval_every`, "
                 f"default {DEFAULT_EVAL_EVERY} steps) or drop `early_stop`"
             )
+        check_formulation(self)
 
     @property
     def evaluates(self) -> bool:
@@ -273,6 +319,28 @@ def check_val(val) -> None:
     raise checks.ParameterError(
         f"`val` must be a number of images (an integer >= 1) or a fraction in (0, 1) of the training data, got {val!r}"
     )
+
+
+def check_formulation(config: RunConfig) -> None:
+    """What the training formulation's options need of each other: EDM's loss weighting needs EDM's
+    preconditioning (λ = 1/c_out² is the weight that gives its F unit weight); augmentation needs
+    images and a network whose augmentation layer (if any) fits the labels of its operations."""
+    tc, m = config.train, config.model
+    if tc.loss_weighting == "edm" and config.diffusion.preconditioning != "edm":
+        raise checks.ParameterError(
+            "`loss_weighting` edm is EDM's λ(σ) = 1/c_out², the weight that gives its preconditioned network "
+            "unit weight at every σ: it needs `preconditioning` edm"
+        )
+    augment_dim = getattr(m, "augment_dim", 0)
+    if tc.augment > 0 and not hasattr(m, "augment_dim"):
+        raise checks.ParameterError(
+            f"`augment` (geometric augmentation) is for images; this run's network is a {type(m).__name__}"
+        )
+    if tc.augment > 0 and tc.augment_ops is not None and augment_dim not in (0, label_dim(tc.augment_ops)):
+        raise ValueError(
+            f"model augment_dim={augment_dim} does not fit the labels of augment_ops {', '.join(tc.augment_ops)} "
+            f"(width {label_dim(tc.augment_ops)}; 0 trains without telling the network, and leaks)"
+        )
 
 
 def _upgrade_v1(d: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from torch import nn
 
 from ..checks import ParameterError
 from ..nn import build_model
-from ..parameterization import eps_network
 from ..schedule import Schedule
 from .checkpoint import latest_checkpoint, load_matching, read_best
 from .config import RunConfig
@@ -80,7 +79,9 @@ def load(
     checkpoint folder or a .safetensors file; by default the best checkpoint when the run has one,
     else the newest. ``model.loaded_from`` (a :class:`Weights`) says which were read.
 
-    ``model(x_t, t, y=None) -> ε``; use ``lambda x, t: model(x, t)`` (or bind labels) as the
+    ``model(x_t, t, y=None)`` outputs what the run trained it to (``config.diffusion.target``: ε, x₀, v,
+    or EDM's F, which is also fed c_in·x̃ and c_noise); ``config.diffusion.eps_network(model, schedule)``
+    is always ``f(x_t, t, y=None) -> ε``: use ``lambda x, t: f(x, t)`` (or bind labels) as the
     samplers' ``model_fn``.
     """
     run = Path(run)
@@ -139,7 +140,7 @@ def load_weak_model(
     if is_classifier(weak_config):
         raise ValueError(f"{what} is a classifier run; use it as the classifier")
     check_same_data(what, weak_config, weak_schedule, config, schedule)
-    return eps_network(weak, weak_config.diffusion.prediction, weak_schedule)
+    return weak_config.diffusion.eps_network(weak, weak_schedule)
 
 
 def load_classifier(

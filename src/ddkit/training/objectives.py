@@ -2,8 +2,9 @@
 ``preview(run, step, ema_model, data, history)``; the :class:`~ddkit.training.trainer.Trainer`
 supplies everything else (EMA, checkpoints, resume, progress bar, torchrun).
 
-- :class:`DiffusionObjective`: L_simple (or its min-SNR weighting) on ``q_sample``d batches, with
-  label dropout to the null label for classifier-free guidance.
+- :class:`DiffusionObjective`: L_simple (or its min-SNR or EDM weighting, on uniform or
+  log-normal noise levels, for an ε, x₀, v or EDM-preconditioned network) on ``q_sample``d batches,
+  with label dropout to the null label for classifier-free guidance and non-leaking augmentation.
 - :class:`ClassifierObjective`: the noise-conditional classifier p_φ(y | x_t, t) for classifier
   guidance (Dhariwal & Nichol 2021): cross-entropy on x_t = q_sample(x_0, t, ε) with t uniform over
   the T steps. Its run folder is a ddkit run like any other (``model.kind`` is ``"classifier"``),
@@ -21,8 +22,9 @@ from torch import nn
 
 from ..data import Dataset, split_holdout
 from ..forward import q_sample
-from ..losses import diffusion_loss
+from ..losses import diffusion_loss, timestep_probs
 from ..schedule import Schedule
+from .augment import augment
 from .config import RunConfig
 from .reporting import write_progress_images
 from .rundir import RunDir
@@ -73,55 +75,66 @@ def split_heldout(data: Dataset, fraction: float = 0.1, seed: int = 0) -> tuple[
 
 
 class DiffusionObjective:
-    """L_simple (or its min-SNR weighting) on ``q_sample``d batches, with label dropout to the null
-    label for classifier-free guidance."""
+    """L_simple (or its min-SNR or EDM weighting) on ``q_sample``d batches, t drawn uniformly or from
+    EDM's log-normal noise levels, with label dropout to the null label for classifier-free guidance
+    and, with ``augment`` > 0, non-leaking augmentation: the network gets the augmentation labels
+    (``augment_labels=``) when it has a layer for them (``augment_dim`` > 0)."""
 
     def __init__(self, config: RunConfig, num_classes: int | None):
         self.config, self.num_classes = config, num_classes
         self.schedule = config.diffusion.build()
+        tc = config.train
+        self.t_probs = timestep_probs(self.schedule, tc.noise_levels, tc.p_mean, tc.p_std)
+        self.tell_augment = tc.augment > 0 and getattr(config.model, "augment_dim", 0) > 0
 
     def loss(
         self, net: nn.Module, x0: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator
     ) -> torch.Tensor:
-        """x0: [B, ...]; y: LongTensor [B] or None; every random draw from ``generator``."""
+        """x0: [B, ...]; y: LongTensor [B] or None; every random draw from ``generator`` (label
+        dropout, then the augmentation, then t and the noise)."""
         tc = self.config.train
         if tc.class_cond:
             drop = torch.rand(y.shape, generator=generator, device=y.device) < tc.label_dropout
             y = torch.where(drop, torch.full_like(y, self.num_classes), y)
-        return self._loss(net, x0, y, generator=generator)
+        else:
+            y = None
+        model_fn = lambda x, t: net(x, t, y)  # noqa: E731
+        if tc.augment > 0:
+            x0, labels = augment(x0, tc.augment, tc.augment_ops, generator)
+            if self.tell_augment:
+                model_fn = lambda x, t: net(x, t, y, augment_labels=labels)  # noqa: E731
+        if self.t_probs is not None and self.t_probs.device != x0.device:
+            self.t_probs = self.t_probs.to(x0.device)
+        return self._loss(model_fn, x0, generator=generator, t_probs=self.t_probs)
 
     def per_sample_loss(
         self, net: nn.Module, x0: torch.Tensor, y: torch.Tensor | None, t: torch.Tensor, noise: torch.Tensor
     ) -> torch.Tensor:
         """The same loss per example [N] at given timesteps ``t`` [N] and ``noise`` (like x0), with
-        the labels as given (no label dropout): what evaluation on the validation part measures."""
-        return self._loss(net, x0, y, t=t, noise=noise, reduction="none")
+        the labels as given (no label dropout) and no augmentation: what evaluation on the validation
+        part measures."""
+        y = y if self.config.train.class_cond else None
+        return self._loss(lambda x, t_: net(x, t_, y), x0, t=t, noise=noise, reduction="none")
 
-    def _loss(self, net: nn.Module, x0: torch.Tensor, y: torch.Tensor | None, **draws) -> torch.Tensor:
-        tc = self.config.train
-        y = y if tc.class_cond else None
+    def _loss(self, model_fn, x0: torch.Tensor, **draws) -> torch.Tensor:
+        tc, d = self.config.train, self.config.diffusion
         return diffusion_loss(
-            lambda x, t: net(x, t, y),
+            model_fn,
             self.schedule,
             x0,
             weighting=tc.loss_weighting,
             snr_gamma=tc.snr_gamma,
-            prediction=self.config.diffusion.prediction,
+            prediction=d.target,
+            sigma_data=d.sigma_data,
             **draws,
         )
 
     def preview(self, out: Path, step: int, ema_model: nn.Module, data: Dataset, history) -> None:
         """RUN/samples/step-N.png and RUN/loss.png (rank 0 only)."""
         write_progress_images(
-            out,
-            step,
-            ema_model,
-            self.schedule,
-            data,
-            self.config.train,
-            history,
-            prediction=self.config.diffusion.prediction,
-        )
+            out, step, self.config.diffusion.eps_network(ema_model, self.schedule), self.schedule, data,
+            self.config.train, history,
+        )  # fmt: skip
 
 
 class ClassifierObjective:

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from ..checks import ParameterError
 from ..data import Dataset, load_run_data
 from ..nn import build_model
+from .augment import default_ops
 from .checkpoint import (
     MODEL_METADATA,
     checkpoint_bytes,
@@ -82,6 +83,7 @@ class Trainer:
             raise ParameterError("`device` cuda was asked for, but torch sees no CUDA device")
         self.data = data if data is not None else load_run_data(config.data, tc.seed)
         check_compatible(config, self.data)
+        config = resolve_formulation(config, self.data)
         self.objective = objective or DiffusionObjective(config, self.data.num_classes)
         torch.manual_seed(tc.seed)  # the initial weights are the same on every rank
         self.model = build_model(config.model).to(self.device)
@@ -408,6 +410,24 @@ def _resolve_precision(config: RunConfig, model: nn.Module, device: torch.device
     return config.replace(train=dataclasses.replace(config.train, precision=precision))
 
 
+def resolve_formulation(config: RunConfig, data: Dataset) -> RunConfig:
+    """What a config leaves to the data, decided and recorded (config.json): the augmentation's
+    operations (:func:`~.augment.default_ops`) and EDM's σ_data, the standard deviation of the
+    training data's values (:func:`measure_sigma_data`)."""
+    tc, d = config.train, config.diffusion
+    if tc.augment > 0 and tc.augment_ops is None:
+        config = config.replace(train=dataclasses.replace(tc, augment_ops=default_ops(config.data.source)))
+    if d.preconditioning == "edm" and d.sigma_data is None:
+        config = config.replace(diffusion=dataclasses.replace(d, sigma_data=measure_sigma_data(data)))
+    return config
+
+
+def measure_sigma_data(data: Dataset) -> float:
+    """EDM's σ_data: the standard deviation of all the values of the training data (rounded to 4
+    decimals; 0.5 is EDM's choice for images in [-1, 1])."""
+    return round(float(data.x.double().std()), 4)
+
+
 def check_compatible(config: RunConfig, data: Dataset) -> None:
     """The model must fit the data; class conditioning needs labels."""
     m = config.model
@@ -417,6 +437,8 @@ def check_compatible(config: RunConfig, data: Dataset) -> None:
             raise ValueError(f"the model does not fit the data: data are {c}x{size}x{size} images")
     elif getattr(m, "dim", None) != data.x.shape[1]:
         raise ValueError(f"the model does not fit the data: data are {data.x.shape[1]}-D points")
+    if config.train.augment > 0 and data.kind != "image":
+        raise ParameterError(f"`augment` (geometric augmentation) is for images; {data.source} holds 2-D points")
     if config.train.class_cond:
         if data.y is None:
             raise ParameterError(

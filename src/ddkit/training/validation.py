@@ -44,7 +44,6 @@ from ..eval.fid import fid, min_samples_fid, reference_stats
 from ..eval.kid import kid
 from ..eval.memorization import nearest_distances
 from ..generate import generate
-from ..parameterization import eps_network
 from .config import RunConfig
 from .objectives import t_bands
 
@@ -145,7 +144,7 @@ class Validator:
         if tc.class_cond:
             labels = torch.arange(tc.eval_num) % self.config.model.num_classes
         x = generate(
-            eps_network(ema_model, self.config.diffusion.prediction, self.schedule),
+            self.config.diffusion.eps_network(ema_model, self.schedule),
             self.schedule,
             tc.eval_num,
             sampler=EVAL_SAMPLER,
