@@ -17,7 +17,7 @@ reach on a Gaussian mixture is :meth:`ddkit.oracle.GaussianMixture.posterior`.
 from . import operators
 from .inpaint import INPAINT_METHODS, inpaint, repaint_walk
 from .masks import MASK_PRESETS, check_mask, mask_preset
-from .methods import METHODS, EditMethod, EditResult, check_options, get_method, run_edit
+from .methods import METHODS, EditMethod, EditResult, check_edit, check_options, get_method, run_edit
 from .operators import Blur, Downsample, Grayscale, Linear, Mask, parse_operator
 from .restore import RESTORE_METHODS, restore
 from .sdedit import sdedit, strength_timestep
@@ -48,5 +48,6 @@ __all__ = [
     "EditResult",
     "get_method",
     "check_options",
+    "check_edit",
     "run_edit",
 ]
