@@ -116,8 +116,8 @@ def restore(
     if timesteps is None:
         steps = min(d_steps, schedule.num_timesteps) if steps is None else steps
     x_T = randn(x_shape, generator, dtype=y.dtype, device=y.device)
-    options = dict(steps=steps or 1, spacing=spacing, timesteps=timesteps, generator=generator, clip_x0=clip_x0)
-    options.update(progress=progress, callback=callback, eta=eta)
+    options = dict(spacing=spacing, timesteps=timesteps, generator=generator, clip_x0=clip_x0, eta=eta)
+    options.update(progress=progress, callback=callback, **({} if steps is None else {"steps": steps}))
     if method == "ddnm":
         return ddim_sample(model_fn, x_T, schedule, denoised_fn=ddnm_fn(y, operator), **options)
     scale = d_scale if scale is None else number("scale", scale, low=0.0)
