@@ -4,10 +4,12 @@ Both methods are DDIM sampling (:func:`~ddkit.samplers.ddim_sample`) whose data 
 corrected at every step through the sampler's ``denoised_fn`` hook:
 
     ddnm (Wang et al. 2023, "Zero-Shot Image Restoration Using Denoising Diffusion Null-Space
-          Model", Algorithm 1 / eq. 8):
-          x̂₀ ← A⁺y + (I - A⁺A)·x̂₀
-        the range of Aᵀ from the measurement, the null space from the model; the last step returns
-        a projected x̂₀, so the output satisfies A·x = y (to rounding) for an exact pseudo-inverse.
+          Model", eq. 8, with the DDIM step of their code):
+          x̂₀' = A⁺y + (I - A⁺A)·x̂₀,   x_{i-1} = √ᾱ_{i-1}·x̂₀' + √(1-ᾱ_{i-1}-σ²)·ε_θ(x_i) + σ·z
+        the range of Aᵀ from the measurement, the null space from the model, and the network's own
+        ε (the paper's Algorithm 1 samples q(x_{i-1} | x_i, x̂₀'), which re-derives ε from x̂₀' and
+        was worse on the digits: docs/editing.md); the last step returns the projected x̂₀, so the
+        output satisfies A·x = y (to rounding) for an exact pseudo-inverse.
     dps  (Chung et al. 2023, "Diffusion Posterior Sampling for General Noisy Inverse Problems",
           Algorithm 1, with the step size ζ_i = ζ'/‖y - A(x̂₀)‖ of their experiments):
           x_{i-1} = (the step from x_i and x̂₀(x_i)) - ζ'·∇_{x_i} ‖y - A(x̂₀(x_i))‖
@@ -45,9 +47,29 @@ def _x_shape(y: torch.Tensor, operator, shape) -> tuple[int, ...]:
     return tuple(operator.A_pinv(y).shape)
 
 
-def ddnm_fn(y: torch.Tensor, operator):
-    """DDNM's ``denoised_fn``: x̂₀ ↦ A⁺y + (I - A⁺A)·x̂₀ (:func:`~ddkit.edit.operators.project`)."""
-    return lambda x0, info: project(operator, x0, y.to(x0.dtype))
+def _x0_weight(grid, info, eta: float) -> tuple[float, float]:
+    """(k, √ᾱ_m): the weight k = √ᾱ_m - √(1-ᾱ_m-σ²)·√(ᾱ_n/(1-ᾱ_n)) of x̂₀ in the DDIM step n → m
+    that :func:`ddim_sample` takes after its ``denoised_fn`` (ε re-derived from x̂₀), and the weight
+    √ᾱ_m x̂₀ has when the step keeps the network's ε instead."""
+    ab, ab_next = info.alpha_bar, grid.alpha_bar_after(info.i)
+    sigma = ddim_sigma(ab, ab_next, eta)
+    k = math.sqrt(ab_next) - math.sqrt(max(1.0 - ab_next - sigma**2, 0.0)) * math.sqrt(ab / (1.0 - ab))
+    return k, math.sqrt(ab_next)
+
+
+def ddnm_fn(y: torch.Tensor, operator, grid, eta: float):
+    """DDNM's ``denoised_fn`` for :func:`ddim_sample` on ``grid`` with η = ``eta``: the projection
+    x̂₀' = A⁺y + (I - A⁺A)·x̂₀ (:func:`~ddkit.edit.operators.project`), in a step that keeps the
+    network's ε, x_m = √ᾱ_m·x̂₀' + √(1-ᾱ_m-σ²)·ε + σ·z (DDNM's released code). Through the hook,
+    which re-derives ε from what it returns, that is x̂₀ + (√ᾱ_m/k)·(x̂₀' - x̂₀); the last step
+    (k = √ᾱ_m = 1) returns x̂₀' itself."""
+
+    def fn(x0: torch.Tensor, info) -> torch.Tensor:
+        projected = project(operator, x0, y.to(x0.dtype))
+        k, a_next = _x0_weight(grid, info, eta)
+        return projected if a_next == k else x0 + (a_next / k) * (projected - x0)
+
+    return fn
 
 
 def dps_fns(model_fn: ModelFn, y: torch.Tensor, operator, schedule: Schedule, grid, eta: float, scale: float):
@@ -69,9 +91,7 @@ def dps_fns(model_fn: ModelFn, y: torch.Tensor, operator, schedule: Schedule, gr
     def denoised_fn(x0: torch.Tensor, info) -> torch.Tensor:
         if kept.get("x_t") is not info.x_t:
             raise RuntimeError("dps: the gradient kept is not for this step's x_t")
-        ab, ab_next = info.alpha_bar, grid.alpha_bar_after(info.i)
-        sigma = ddim_sigma(ab, ab_next, eta)
-        k = math.sqrt(ab_next) - math.sqrt(max(1.0 - ab_next - sigma**2, 0.0)) * math.sqrt(ab / (1.0 - ab))
+        k, _ = _x0_weight(grid, info, eta)
         return x0 - (scale / k) * kept.pop("grad").to(x0.dtype)
 
     return model_fn_with_grad, denoised_fn
@@ -118,9 +138,9 @@ def restore(
     x_T = randn(x_shape, generator, dtype=y.dtype, device=y.device)
     options = dict(spacing=spacing, timesteps=timesteps, generator=generator, clip_x0=clip_x0, eta=eta)
     options.update(progress=progress, callback=callback, **({} if steps is None else {"steps": steps}))
-    if method == "ddnm":
-        return ddim_sample(model_fn, x_T, schedule, denoised_fn=ddnm_fn(y, operator), **options)
-    scale = d_scale if scale is None else number("scale", scale, low=0.0)
     grid = sampling_grid(schedule, steps, spacing, timesteps=timesteps)
+    if method == "ddnm":
+        return ddim_sample(model_fn, x_T, schedule, denoised_fn=ddnm_fn(y, operator, grid, eta), **options)
+    scale = d_scale if scale is None else number("scale", scale, low=0.0)
     fn, denoised_fn = dps_fns(model_fn, y, operator, schedule, grid, eta, scale)
     return ddim_sample(fn, x_T, schedule, denoised_fn=denoised_fn, **options)
