@@ -26,6 +26,7 @@ MATH = (
     "rng",
     "latents",
     "oracle",
+    "edit",
 )
 MACHINERY = ("nn", "data", "training", "eval", "interop", "cli", "generate", "plots")
 

@@ -287,12 +287,18 @@ def guided_model_fn(
     weak: Callable[..., torch.Tensor] | None = None,
     classifier: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> ModelFn:
-    """The ``model_fn(x_t, t) -> ε`` of ``net(x_t, t, y)`` with ``labels`` [N] (or None) bound and the
+    """The ``model_fn(x_t, t) -> ε`` of ``net(x_t, t, y)`` with ``labels`` [N] (or None: a
+    class-conditional network's unconditional prediction, which no guidance applies to) bound and the
     guidance of ``settings`` composed, innermost first: the network (classifier-free guided when
     ``settings.cfg_scale`` is set), then autoguidance by ``weak`` (bound to the same labels when it
     is class-conditional), then classifier guidance by ``classifier``."""
     conditional = network_num_classes(net) is not None
-    if settings.cfg_scale is not None:
+    if labels is None:  # a class-conditional network without labels: its unconditional prediction
+        if settings.cfg_scale not in (None, 1.0) or settings.interval is not None or settings.rescale:
+            raise ParameterError("`guidance_scale` (and its interval and rescale) needs labels: give `label`")
+        if settings.classifier_scale:
+            raise ParameterError("`classifier` guidance needs labels: give `label`")
+    if settings.cfg_scale is not None and labels is not None:
         fn = classifier_free_guidance(
             net, labels, settings.cfg_scale, interval=settings.interval, rescale=settings.rescale
         )

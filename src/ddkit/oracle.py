@@ -1,5 +1,5 @@
 """The exact oracle: an isotropic Gaussian mixture, whose noised law, score, ε and classifier are
-known in closed form at every noise level.
+known in closed form at every noise level — and its exact posterior under a linear observation.
 
 Notation (DDPM / DDIM):
 
@@ -12,7 +12,9 @@ Notation (DDPM / DDIM):
 A mixture ``Σ_k w_k N(μ_k, s_k² I)`` stays a mixture under the forward process:
 ``q_t = Σ_k w_k N(√ᾱ μ_k, (ᾱ s_k² + 1 − ᾱ) I)``, so ε* is known in closed form and
 serves as a perfect "model" for testing samplers, guidance and editing; the exact distances of
-:mod:`ddkit.eval.energy` score samples against it.
+:mod:`ddkit.eval.energy` score samples against it. Observed through a linear map without noise,
+A·x = y, it stays a mixture of isotropic Gaussians in the null space of A
+(:meth:`GaussianMixture.posterior`): the exact law that inpainting and restoration should reach.
 """
 
 from __future__ import annotations
@@ -212,6 +214,41 @@ class GaussianMixture:
         s = (self.stds[:, None] ** 2 + self.stds[None] ** 2).sqrt()
         return float((_mean_norm(nu, s, self.dim) * self.weights[:, None] * self.weights[None]).sum())
 
+    def posterior(self, A: torch.Tensor, y: torch.Tensor, *, rtol: float = 1e-10) -> LinearPosterior:
+        """The exact law of x ~ this mixture given the noiseless observation A·x = y.
+
+        A: [M, D] (any linear map of a sample, e.g. the rows of the identity that a mask keeps);
+        y: [M]. With the SVD A = U_r S_r V_rᵀ (rank r, singular values above ``rtol``·S_max) and
+        V_n an orthonormal basis of the null space of A, the coordinates u = V_rᵀx and z = V_nᵀx of
+        a component are independent and isotropic, u | k ~ N(V_rᵀμ_k, s_k² I_r), z | k ~ N(V_nᵀμ_k,
+        s_k² I_{D-r}). A·x = y fixes u = u* = S_r⁻¹U_rᵀy, so (Bayes)
+
+            x = V_r u* + V_n z,   z | y ~ Σ_k w'_k N(V_nᵀμ_k, s_k² I),
+            w'_k ∝ w_k N(u*; V_rᵀμ_k, s_k² I_r),
+
+        a :class:`GaussianMixture` in the D - r null-space coordinates (components whose weight
+        underflows to 0 are left out). A ValueError if y is not in the range of A or r = D."""
+        A = torch.as_tensor(A, dtype=torch.float64)
+        y = torch.as_tensor(y, dtype=torch.float64).reshape(-1)
+        if A.ndim != 2 or A.shape[1] != self.dim or A.shape[0] < 1:
+            raise ValueError(f"A must have shape [M, {self.dim}] (the mixture's dimension), got {list(A.shape)}")
+        if y.shape != (A.shape[0],):
+            raise ValueError(f"y must have shape [{A.shape[0]}] (A's rows), got {list(y.shape)}")
+        U, S, Vh = torch.linalg.svd(A, full_matrices=True)
+        r = int((rtol * S.max() < S).sum()) if S.max() > 0 else 0
+        if r == self.dim:
+            raise ValueError("A has full column rank: A·x = y determines x, the posterior is a point mass")
+        u_star = (U[:, :r].T @ y) / S[:r]  # [r]
+        V_r, V_n = Vh[:r].T, Vh[r:].T  # [D, r], [D, D - r]
+        particular = V_r @ u_star
+        if (A @ particular - y).norm() > 1e-8 * (1.0 + y.norm()):
+            raise ValueError("y is not in the range of A: no x has A·x = y")
+        mu_r, mu_n = self.means @ V_r, self.means @ V_n  # [K, r], [K, D - r]
+        log_w = self.weights.log() - r * torch.log(self.stds) - ((u_star[None] - mu_r) ** 2).sum(1) / (2 * self.stds**2)
+        w = torch.softmax(log_w, 0)
+        keep = w > 0
+        return LinearPosterior(particular, V_n, GaussianMixture(mu_n[keep], self.stds[keep], w[keep]))
+
     @staticmethod
     def _alpha_bars_for(alpha_bars: torch.Tensor, t, x_t: torch.Tensor) -> torch.Tensor:
         """ᾱ [N] float64 for timesteps t (an int, or [N] integer or fractional) of a schedule's ᾱ."""
@@ -228,6 +265,34 @@ class GaussianMixture:
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"x must have shape [N, {self.dim}], got {list(x.shape)}")
         return x.to(torch.float64)
+
+
+@dataclass(frozen=True, eq=False)
+class LinearPosterior:
+    """The law of x given A·x = y for x from a :class:`GaussianMixture` (:meth:`GaussianMixture.posterior`):
+    x = ``particular`` + ``basis``·z with z ~ ``mixture``.
+
+    particular: [D] the minimum-norm solution A⁺y; basis: [D, D - r] an orthonormal basis of the
+    null space of A; mixture: the posterior of the null-space coordinates z = basisᵀ·x (dimension
+    D - r; :func:`ddkit.eval.energy.energy_distance_to_mixture` scores samples there in closed form
+    when D - r is 1 or 2)."""
+
+    particular: torch.Tensor
+    basis: torch.Tensor
+    mixture: GaussianMixture
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n exact draws x: [n, D] float64."""
+        z, _ = self.mixture.sample(n, generator)
+        return self.particular + z @ self.basis.T
+
+    def coordinates(self, x: torch.Tensor) -> torch.Tensor:
+        """The null-space coordinates z = basisᵀ·x of samples x: [N, D] (or [N, ...] flattening to D)
+        → [N, D - r] float64, where ``mixture`` is their exact law."""
+        x = torch.as_tensor(x).reshape(len(x), -1).to(torch.float64)
+        if x.shape[1] != self.basis.shape[0]:
+            raise ValueError(f"x must have {self.basis.shape[0]} values per sample, got {x.shape[1]}")
+        return x @ self.basis.to(x.device)
 
 
 def _mean_norm(nu: torch.Tensor, s: torch.Tensor, dim: int) -> torch.Tensor:

@@ -14,12 +14,16 @@ import numpy as np
 import torch
 
 
-def sample_seed(seed: int, index: int) -> int:
+def sample_seed(seed: int, index: int, stream: int = 0) -> int:
     """A 63-bit seed for sample ``index`` of a run seeded with ``seed`` (numpy's SeedSequence:
-    distinct (seed, index) pairs give unrelated streams, unlike ``seed + index``)."""
-    if seed < 0 or index < 0:
-        raise ValueError(f"seed and sample index must be non-negative, got seed={seed}, index={index}")
-    state = np.random.SeedSequence([int(seed), int(index)]).generate_state(2, dtype=np.uint32)
+    distinct (seed, index) pairs give unrelated streams, unlike ``seed + index``). ``stream`` > 0
+    gives sample ``index`` another unrelated stream (e.g. for a random mask besides its noise)."""
+    if seed < 0 or index < 0 or stream < 0:
+        raise ValueError(
+            f"seed, sample index and stream must be non-negative, got seed={seed}, index={index}, stream={stream}"
+        )
+    entropy = [int(seed), int(index)] + ([int(stream)] if stream else [])
+    state = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])
 
 
@@ -27,15 +31,16 @@ class SampleGenerators:
     """One ``torch.Generator`` per sample; samplers accept it wherever they take ``generator``.
 
     ``SampleGenerators(seed, range(start, stop), device)`` covers samples start..stop-1 of a run.
-    :meth:`randn` draws a [N, ...] tensor whose row i comes from generator i alone.
+    :meth:`randn` draws a [N, ...] tensor whose row i comes from generator i alone. ``stream``
+    (default 0) selects another, unrelated set of streams for the same samples.
     """
 
-    def __init__(self, seed: int, indices: Sequence[int], device: str | torch.device = "cpu"):
+    def __init__(self, seed: int, indices: Sequence[int], device: str | torch.device = "cpu", *, stream: int = 0):
         self.device = torch.device(device)
         self.indices = [int(i) for i in indices]
         if not self.indices:
             raise ValueError("SampleGenerators needs at least one sample index")
-        self.generators = [torch.Generator(self.device).manual_seed(sample_seed(seed, i)) for i in self.indices]
+        self.generators = [torch.Generator(self.device).manual_seed(sample_seed(seed, i, stream)) for i in self.indices]
 
     def __len__(self) -> int:
         return len(self.generators)

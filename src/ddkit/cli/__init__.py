@@ -1,4 +1,4 @@
-"""The command line: ``ddkit train``, ``ddkit sample`` and the other subcommands.
+"""The command line: ``ddkit train``, ``ddkit sample``, ``ddkit edit`` and the other subcommands.
 
 Each subcommand lives in its own module with ``add_parser(sub)`` and ``run(args) -> int``, listed
 once in :data:`COMMANDS`. Options map onto the config dataclasses (config.py). Bad input ends with
@@ -22,6 +22,7 @@ COMMANDS = {
     "train-classifier": "ddkit.cli.train_classifier",
     "export": "ddkit.cli.export",
     "eval": "ddkit.cli.eval",
+    "edit": "ddkit.cli.edit",
 }
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from ..data.images import save_grid, save_points_plot, to_uint8
 from ..data.npz import NpzStream, check_room, npz_bytes
 from .common import UsageError
-from .sampling import add_sampling_arguments, batches, check_counts, load_run, plan
+from .sampling import add_sampling_arguments, batches, check_counts, load_model, plan
 
 GRID_MAX = {"images": 1024, "points": 100_000}  # the grid or scatter shows at most the first this many
 
@@ -42,18 +42,6 @@ def add_parser(sub) -> None:
     add_sampling_arguments(p)
 
 
-def _load_diffusers(args):
-    """The diffusers model as (model, schedule, config) for ``draw``: the model already returns ε,
-    so the config carries its shape and classes with the default (ε) diffusion settings."""
-    from ..interop.diffusers import load_diffusers
-    from ..training.config import RunConfig
-
-    if args.checkpoint is not None or args.no_ema:
-        raise UsageError("--checkpoint and --no-ema choose a run's weights; they do not apply to --diffusers")
-    model, schedule = load_diffusers(args.diffusers, device=args.device)
-    return model, schedule, RunConfig(model=model.config)
-
-
 def _check_paths(args) -> Path:
     out = Path(args.out)
     if out.suffix != ".npz":
@@ -69,10 +57,7 @@ def _check_paths(args) -> Path:
 def run(args) -> int:
     check_counts(args)
     out = _check_paths(args)
-    if args.diffusers is not None:
-        model, schedule, config = _load_diffusers(args)
-    else:
-        model, schedule, config = load_run(args)
+    model, schedule, config = load_model(args)
     p = plan(args, model, schedule, config)
     key = "images" if p.is_image else "points"
     shape = (args.num, p.shape[1], p.shape[2], p.shape[0]) if p.is_image else (args.num, *p.shape)

@@ -20,8 +20,9 @@ from .common import UsageError
 from .guidance_options import add_guidance_arguments, guidance_labels, guided_model_fn_for
 
 
-def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
-    """The options that choose the weights, the sampler and the samples drawn."""
+def add_sampling_arguments(p: argparse.ArgumentParser, *, count: bool = True) -> None:
+    """The options that choose the weights, the sampler and the samples drawn (``count``: with
+    ``--num``, for commands that draw new samples rather than edit given ones)."""
     g = p.add_argument_group("sampling")
     g.add_argument(
         "--sampler",
@@ -49,7 +50,8 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="dpm++ and unipc solver order: 2 (default) or 3 (dpm++ 1 is DDIM; unipc 1 is DDIM plus its corrector)",
     )
-    g.add_argument("--num", type=int, default=64, help="number of samples (default %(default)s)")
+    if count:
+        g.add_argument("--num", type=int, default=64, help="number of samples (default %(default)s)")
     g.add_argument("--batch-size", type=int, default=256, help="samples per batch (default %(default)s)")
     g.add_argument(
         "--seed", type=int, default=0, help="random seed; sample i depends only on (seed, i) (default %(default)s)"
@@ -80,6 +82,33 @@ def load_run(args, run: str | None = None):
     if weights.kind == "best":
         print(f"ddkit: using {weights.describe()}; --checkpoint last for the newest", file=sys.stderr)
     return model, schedule, config
+
+
+def add_model_source(p: argparse.ArgumentParser) -> None:
+    """RUN (a run folder) or ``--diffusers PATH``, as ``ddkit sample`` and ``ddkit edit`` take them."""
+    p.add_argument("run", nargs="?", default=None, help="run folder written by ddkit train (or give --diffusers)")
+    p.add_argument(
+        "--diffusers",
+        default=None,
+        metavar="PATH",
+        help="use a local diffusers folder (UNet2DModel pipeline or model folder) instead of a run",
+    )
+
+
+def load_model(args):
+    """(model, schedule, config) of the run or of ``--diffusers PATH`` (exactly one of them). A
+    diffusers model already returns ε, so its config carries its shape and classes with the default
+    (ε) diffusion settings."""
+    if (args.run is None) == (args.diffusers is None):
+        raise UsageError("give a run folder or --diffusers PATH (exactly one)")
+    if args.diffusers is None:
+        return load_run(args)
+    from ..interop.diffusers import load_diffusers
+
+    if args.checkpoint is not None or args.no_ema:
+        raise UsageError("--checkpoint and --no-ema choose a run's weights; they do not apply to --diffusers")
+    model, schedule = load_diffusers(args.diffusers, device=args.device)
+    return model, schedule, RunConfig(model=model.config)
 
 
 def sampler_options(args, schedule: Schedule) -> dict:

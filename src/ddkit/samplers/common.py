@@ -29,26 +29,49 @@ class StepInfo(dict):
 
 
 Callback = Callable[[StepInfo], None] | None
+# x̂₀ [N, ...] and the step's StepInfo -> the x̂₀ [N, ...] the step uses
+DenoisedFn = Callable[[torch.Tensor, StepInfo], torch.Tensor] | None
+
+
+def step_info(i: int, t, alpha_bar: float, x_t: torch.Tensor, x0: torch.Tensor) -> StepInfo:
+    """The :class:`StepInfo` of step i."""
+    sigma = math.sqrt((1.0 - alpha_bar) / alpha_bar) if alpha_bar > 0 else math.inf
+    return StepInfo(i=i, t=t, sigma=sigma, alpha_bar=alpha_bar, x_t=x_t, x0=x0, x=x_t, denoised=x0)
 
 
 def report(callback: Callback, i: int, t, alpha_bar: float, x_t: torch.Tensor, x0: torch.Tensor) -> None:
     """Call ``callback`` (if any) with the :class:`StepInfo` of step i."""
     if callback is not None:
-        sigma = math.sqrt((1.0 - alpha_bar) / alpha_bar) if alpha_bar > 0 else math.inf
-        callback(StepInfo(i=i, t=t, sigma=sigma, alpha_bar=alpha_bar, x_t=x_t, x0=x0, x=x_t, denoised=x0))
+        callback(step_info(i, t, alpha_bar, x_t, x0))
 
 
-def check_sample_args(x: torch.Tensor, clip_x0, callback: Callback = None) -> None:
+def apply_denoised_fn(
+    denoised_fn: DenoisedFn, i: int, t, alpha_bar: float, x_t: torch.Tensor, x0: torch.Tensor
+) -> torch.Tensor:
+    """x̂₀ after ``denoised_fn(x0, info)`` (guided-diffusion's ``denoised_fn``, here with the step's
+    :class:`StepInfo`): a projection or correction of the data prediction [N, ...] before the step
+    uses it (DDNM's range–null-space projection, DPS's gradient step). Checks the returned shape."""
+    if denoised_fn is None:
+        return x0
+    out = denoised_fn(x0, step_info(i, t, alpha_bar, x_t, x0))
+    if not isinstance(out, torch.Tensor) or out.shape != x0.shape:
+        got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"denoised_fn must return a tensor of x̂₀'s shape {list(x0.shape)}, got {got}")
+    return out.to(x0.dtype)
+
+
+def check_sample_args(x: torch.Tensor, clip_x0, callback: Callback = None, denoised_fn: DenoisedFn = None) -> None:
     """x: a floating tensor [N, ...] with N ≥ 1; clip_x0: None or a (low, high) pair with low < high;
-    callback: None or callable."""
+    callback, denoised_fn: None or callable."""
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise ValueError("the starting tensor must be a floating-point torch.Tensor [N, ...]")
     if x.ndim < 2 or x.shape[0] < 1:
         raise ValueError(f"the starting tensor must have shape [N, ...] with N >= 1, got {list(x.shape)}")
     if clip_x0 is not None and (len(clip_x0) != 2 or not float(clip_x0[0]) < float(clip_x0[1])):
         raise ValueError(f"clip_x0 must be None or a (low, high) pair with low < high, got {clip_x0!r}")
-    if callback is not None and not callable(callback):
-        raise ValueError(f"callback must be callable, got {type(callback).__name__}")
+    for name, fn in (("callback", callback), ("denoised_fn", denoised_fn)):
+        if fn is not None and not callable(fn):
+            raise ValueError(f"{name} must be callable, got {type(fn).__name__}")
 
 
 def call_model(model_fn: ModelFn, x: torch.Tensor, t) -> torch.Tensor:

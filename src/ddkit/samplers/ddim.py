@@ -21,10 +21,19 @@ from collections.abc import Sequence
 import torch
 
 from ..checks import integer
-from ..parameterization import ModelFn, clip_eps, x0_from_eps
+from ..parameterization import ModelFn, clip_eps, eps_from_x0, x0_from_eps
 from ..schedule import Schedule
 from ..timesteps import resolve_timesteps, sampling_grid  # noqa: F401  (resolve_timesteps: older import path)
-from .common import Callback, call_model, check_sample_args, noise_like, report, steps_iter
+from .common import (
+    Callback,
+    DenoisedFn,
+    apply_denoised_fn,
+    call_model,
+    check_sample_args,
+    noise_like,
+    report,
+    steps_iter,
+)
 
 
 def ddim_sigma(alpha_bar: float, alpha_bar_prev: float, eta: float) -> float:
@@ -48,17 +57,26 @@ def ddim_step(
     x_t, eps: [N, ...]; ``alpha_bar`` = ᾱ_n, ``alpha_bar_prev`` = ᾱ_m (1 after the last step).
     ``noise`` is drawn from ``generator`` when needed and not given.
     """
-    if not 0.0 <= sigma**2 <= 1.0 - alpha_bar_prev + 1e-12:
-        raise ValueError(
-            f"sigma^2 must be in [0, 1 - alpha_bar_prev] = [0, {1.0 - alpha_bar_prev:.6g}], got {sigma**2:.6g}"
-        )
+    _check_sigma(sigma, alpha_bar_prev)
     x0, eps = clip_eps(x_t, eps, alpha_bar, clip_x0)
+    return _update(x_t, x0, eps, alpha_bar_prev, sigma, noise, generator)
+
+
+def _update(x_t, x0, eps, alpha_bar_prev: float, sigma: float, noise, generator) -> torch.Tensor:
+    """x_m = √ᾱ_m·x̂₀ + √(1-ᾱ_m-σ²)·ε + σ·z (seed eq. 19) from a consistent pair (x̂₀, ε)."""
     x_prev = math.sqrt(alpha_bar_prev) * x0 + math.sqrt(max(1.0 - alpha_bar_prev - sigma**2, 0.0)) * eps
     if sigma > 0:
         if noise is None:
             noise = noise_like(x_t, generator)
         x_prev = x_prev + sigma * noise
     return x_prev
+
+
+def _check_sigma(sigma: float, alpha_bar_prev: float) -> None:
+    if not 0.0 <= sigma**2 <= 1.0 - alpha_bar_prev + 1e-12:
+        raise ValueError(
+            f"sigma^2 must be in [0, 1 - alpha_bar_prev] = [0, {1.0 - alpha_bar_prev:.6g}], got {sigma**2:.6g}"
+        )
 
 
 def _check_eta(eta: float) -> None:
@@ -82,27 +100,36 @@ def ddim_sample(
     sigmas: Sequence[float] | None = None,
     start_t: int | None = None,
     callback: Callback = None,
+    denoised_fn: DenoisedFn = None,
 ) -> torch.Tensor:
     """DDIM sampling from x_T [N, ...] (in x_T's dtype) over ``steps`` points → x_0 [N, ...].
 
     ``spacing``: any of :data:`ddkit.timesteps.ALL_SPACINGS`, or pass an explicit decreasing
     ``timesteps`` (0-based ints) or ``sigmas`` sequence; ``start_t``: the spacing starts there
     (x_T is then x at that timestep). η ∈ [0, 1] scales the noise (eq. 16). ``callback(info)``
-    gets each step's :class:`~ddkit.samplers.common.StepInfo`.
+    gets each step's :class:`~ddkit.samplers.common.StepInfo`. ``denoised_fn(x0, info) -> x0``
+    changes each x̂₀ (after ``clip_x0``) before the step uses it; the step then takes the ε of
+    that x̂₀, ε = (x_n - √ᾱ_n·x̂₀)/√(1-ᾱ_n), so x_m = √ᾱ_m·x̂₀ + √(1-ᾱ_m-σ²)·ε + σ·z, and the last
+    step returns the changed x̂₀ itself (DDNM's projection, DPS's gradient step: :mod:`ddkit.edit`).
     """
-    check_sample_args(x_T, clip_x0, callback)
+    check_sample_args(x_T, clip_x0, callback, denoised_fn)
     _check_eta(eta)
     grid = sampling_grid(schedule, steps, spacing, timesteps=timesteps, sigmas=sigmas, start_t=start_t)
     x = x_T
     for i in steps_iter(range(len(grid)), progress, "DDIM"):
         t, ab = grid.t[i], grid.alpha_bars[i]
         ab_prev = grid.alpha_bar_after(i)
+        sigma = ddim_sigma(ab, ab_prev, float(eta))
         eps = call_model(model_fn, x, t)
-        if callback is not None:
-            report(callback, i, t, ab, x, clip_eps(x, eps, ab, clip_x0)[0])
-        x = ddim_step(
-            x, eps, ab, ab_prev, sigma=ddim_sigma(ab, ab_prev, float(eta)), clip_x0=clip_x0, generator=generator
-        )
+        if denoised_fn is None:
+            if callback is not None:
+                report(callback, i, t, ab, x, clip_eps(x, eps, ab, clip_x0)[0])
+            x = ddim_step(x, eps, ab, ab_prev, sigma=sigma, clip_x0=clip_x0, generator=generator)
+            continue
+        x0 = apply_denoised_fn(denoised_fn, i, t, ab, x, clip_eps(x, eps, ab, clip_x0)[0])
+        report(callback, i, t, ab, x, x0)
+        _check_sigma(sigma, ab_prev)
+        x = _update(x, x0, eps_from_x0(x, x0, ab), ab_prev, sigma, None, generator)
     return x
 
 

@@ -19,10 +19,19 @@ from collections.abc import Sequence
 import torch
 
 from ..checks import integer
-from ..parameterization import ModelFn, clip_eps
+from ..parameterization import ModelFn, clip_eps, eps_from_x0
 from ..schedule import Schedule
 from ..timesteps import sampling_grid
-from .common import Callback, call_model, check_sample_args, noise_like, report, steps_iter
+from .common import (
+    Callback,
+    DenoisedFn,
+    apply_denoised_fn,
+    call_model,
+    check_sample_args,
+    noise_like,
+    report,
+    steps_iter,
+)
 
 VARIANCES = ("small", "large")
 
@@ -92,10 +101,13 @@ def ddpm_sample(
     sigmas: Sequence[float] | None = None,
     start_t: int | None = None,
     callback: Callback = None,
+    denoised_fn: DenoisedFn = None,
 ) -> torch.Tensor:
     """Ancestral sampling from x_T [N, ...] (in x_T's dtype) → x_0 [N, ...]: all T steps, or every
-    step from ``start_t`` down, or the sub-sequence ``timesteps``/``sigmas`` with respaced β."""
-    check_sample_args(x_T, clip_x0, callback)
+    step from ``start_t`` down, or the sub-sequence ``timesteps``/``sigmas`` with respaced β.
+    ``denoised_fn(x0, info) -> x0`` changes each x̂₀ (after ``clip_x0``) before the step: the step is
+    then the posterior q(x_{t-1} | x_t, x̂₀) of that x̂₀ (the last one returns it)."""
+    check_sample_args(x_T, clip_x0, callback, denoised_fn)
     ddpm_variance(schedule, 0, variance)  # validate before the first network call
     if timesteps is None and sigmas is None:
         top = (
@@ -110,14 +122,21 @@ def ddpm_sample(
     for i in steps_iter(range(len(grid)), progress, "DDPM"):
         t, ab = grid.t[i], grid.alpha_bars[i]
         eps = call_model(model_fn, x, t)
-        if callback is not None:
+        clip = clip_x0
+        if denoised_fn is not None:
+            x0 = apply_denoised_fn(denoised_fn, i, t, ab, x, clip_eps(x, eps, ab, clip_x0)[0])
+            report(callback, i, t, ab, x, x0)
+            if i + 1 == len(grid):  # the posterior of the last step is a point mass at x̂₀
+                return x0
+            eps, clip = eps_from_x0(x, x0, ab), None
+        elif callback is not None:
             report(callback, i, t, ab, x, clip_eps(x, eps, ab, clip_x0)[0])
         ab_prev = grid.alpha_bar_after(i)
         next_t = grid.t[i + 1] if i + 1 < len(grid) else -1
         if isinstance(t, int) and next_t == t - 1:  # a step of the schedule itself: its own β (no rounding through ᾱ)
-            x = ddpm_step(x, eps, schedule, t, variance=variance, clip_x0=clip_x0, generator=generator)
+            x = ddpm_step(x, eps, schedule, t, variance=variance, clip_x0=clip, generator=generator)
             continue
         beta = 1.0 - ab / ab_prev
         var = beta if variance == "large" else beta * (1.0 - ab_prev) / (1.0 - ab)
-        x = _ancestral_step(x, eps, ab, beta, var, i + 1 == len(grid), clip_x0=clip_x0, generator=generator)
+        x = _ancestral_step(x, eps, ab, beta, var, i + 1 == len(grid), clip_x0=clip, generator=generator)
     return x

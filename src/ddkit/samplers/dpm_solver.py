@@ -37,7 +37,17 @@ import torch
 from ..parameterization import ModelFn
 from ..schedule import Schedule
 from ..timesteps import dpm_solver_timesteps, sampling_grid  # noqa: F401  (dpm_solver_timesteps: older path)
-from .common import Callback, alpha_sigma_lambda, call_model, check_order, check_sample_args, report, steps_iter
+from .common import (
+    Callback,
+    DenoisedFn,
+    alpha_sigma_lambda,
+    apply_denoised_fn,
+    call_model,
+    check_order,
+    check_sample_args,
+    report,
+    steps_iter,
+)
 
 # below this many steps the second-to-last step drops to order ≤ 2 (the paper's and diffusers' rule)
 LOWER_ORDER_FINAL_BELOW = 15
@@ -105,6 +115,7 @@ def dpm_solver_sample(
     sigmas: Sequence[float] | None = None,
     start_t: int | None = None,
     callback: Callback = None,
+    denoised_fn: DenoisedFn = None,
 ) -> torch.Tensor:
     """DPM-Solver++ (multistep, data prediction) from x_T [N, ...] → x_0 [N, ...] in ``steps``
     model evaluations; deterministic (``generator`` is accepted for the common signature).
@@ -114,9 +125,10 @@ def dpm_solver_sample(
     :data:`ddkit.timesteps.ALL_SPACINGS`, or an explicit decreasing ``timesteps`` or ``sigmas``
     sequence of evaluation points (the final step then goes from its last entry to σ = 0);
     ``start_t``: the spacing starts there. ``clip_x0=(low, high)`` clamps every x̂₀ (the data
-    prediction) before it is used; ``callback(info)`` gets each step's StepInfo.
+    prediction) before it is used, then ``denoised_fn(x0, info) -> x0`` changes it (if given);
+    ``callback(info)`` gets each step's StepInfo.
     """
-    check_sample_args(x_T, clip_x0, callback)
+    check_sample_args(x_T, clip_x0, callback, denoised_fn)
     check_order(order)
     grid = sampling_grid(schedule, steps, spacing, timesteps=timesteps, sigmas=sigmas, start_t=start_t, solver=True)
     x = x_T
@@ -127,6 +139,7 @@ def dpm_solver_sample(
         x0 = (x - sigma_s * call_model(model_fn, x, grid.t[i])) / alpha_s  # DDIM eq. 9
         if clip_x0 is not None:
             x0 = x0.clamp(clip_x0[0], clip_x0[1])
+        x0 = apply_denoised_fn(denoised_fn, i, grid.t[i], grid.alpha_bars[i], x, x0)
         report(callback, i, grid.t[i], grid.alpha_bars[i], x, x0)
         x0s, lambdas = [x0] + x0s[:2], [lambda_s] + lambdas[:2]
         alpha_t, sigma_t, lambda_t = alpha_sigma_lambda(grid.alpha_bar_after(i))

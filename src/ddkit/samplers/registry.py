@@ -3,9 +3,10 @@
 sampler added here gets the CLI, guidance and evaluation with no other change.
 
 Every entry is a plain function ``fn(model_fn, x_T, schedule, *, generator, progress, clip_x0,
-timesteps, sigmas, start_t, callback, **options) -> x_0``: every sampler takes an explicit grid
-(``timesteps`` or ``sigmas``), a ``start_t`` and a per-step ``callback``; ``options`` names the
-keyword options it takes besides those (a subset of :data:`OPTIONS`).
+timesteps, sigmas, start_t, callback, denoised_fn, **options) -> x_0``: every sampler takes an
+explicit grid (``timesteps`` or ``sigmas``), a ``start_t``, a per-step ``callback`` and a
+``denoised_fn(x0, info) -> x0`` applied to each data prediction before it is used; ``options``
+names the keyword options it takes besides those (a subset of :data:`OPTIONS`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from ..rng import Generator
 from ..schedule import Schedule
 
 OPTIONS = ("steps", "eta", "spacing", "order", "variance", "s_churn", "s_tmin", "s_tmax", "s_noise")
-# what every sampler takes (the grid, where it starts, and the per-step report)
-COMMON_OPTIONS = ("timesteps", "sigmas", "start_t", "callback")
+# what every sampler takes (the grid, where it starts, the per-step report and the x̂₀ hook)
+COMMON_OPTIONS = ("timesteps", "sigmas", "start_t", "callback", "denoised_fn")
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,17 @@ import torch
 from ..parameterization import ModelFn
 from ..schedule import Schedule
 from ..timesteps import sampling_grid
-from .common import Callback, alpha_sigma_lambda, call_model, check_order, check_sample_args, report, steps_iter
+from .common import (
+    Callback,
+    DenoisedFn,
+    alpha_sigma_lambda,
+    apply_denoised_fn,
+    call_model,
+    check_order,
+    check_sample_args,
+    report,
+    steps_iter,
+)
 
 VARIANTS = ("bh1", "bh2")
 
@@ -175,6 +185,7 @@ def unipc_sample(
     sigmas: Sequence[float] | None = None,
     start_t: int | None = None,
     callback: Callback = None,
+    denoised_fn: DenoisedFn = None,
 ) -> torch.Tensor:
     """UniPC (multistep UniP-p + UniC, data prediction) from x_T [N, ...] → x_0 [N, ...] in
     ``steps`` model evaluations; deterministic (``generator`` is accepted for the common signature).
@@ -185,9 +196,10 @@ def unipc_sample(
     trailing | linspace | logsnr, the same evaluation timesteps as :func:`dpm_solver_sample` (see
     :func:`~ddkit.timesteps.sampling_grid` with ``solver=True``), an explicit decreasing ``timesteps``
     or ``sigmas`` sequence (the final step then goes from its last entry to σ = 0), and ``start_t``.
-    ``clip_x0=(low, high)`` clamps every x̂₀ before use; ``callback(info)`` gets each step's StepInfo.
+    ``clip_x0=(low, high)`` clamps every x̂₀ before use, then ``denoised_fn(x0, info) -> x0`` changes
+    it (if given); ``callback(info)`` gets each step's StepInfo.
     """
-    check_sample_args(x_T, clip_x0, callback)
+    check_sample_args(x_T, clip_x0, callback, denoised_fn)
     check_order(order)
     _check_variant(variant)
     grid = sampling_grid(schedule, steps, spacing, timesteps=timesteps, sigmas=sigmas, start_t=start_t, solver=True)
@@ -201,6 +213,7 @@ def unipc_sample(
         x0 = (x - sigma_s * call_model(model_fn, x, seq[i])) / alpha_s  # DDIM eq. 9, at x̃
         if clip_x0 is not None:
             x0 = x0.clamp(clip_x0[0], clip_x0[1])
+        x0 = apply_denoised_fn(denoised_fn, i, seq[i], grid.alpha_bars[i], x, x0)
         if corrector and last is not None and i < len(seq) - 1:
             x_prev, sigma_prev, p = last  # UniC-p at t = seq[i]
             x = unipc_corrector_step(x_prev, x0s[:p], lambdas[:p], x0, sigma_prev, alpha_s, sigma_s, lambda_s, variant)
