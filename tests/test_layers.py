@@ -26,6 +26,7 @@ MATH = (
     "rng",
     "latents",
     "oracle",
+    "tuning",
 )
 MACHINERY = ("nn", "data", "training", "eval", "interop", "cli", "generate", "plots")
 

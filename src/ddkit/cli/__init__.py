@@ -22,6 +22,7 @@ COMMANDS = {
     "train-classifier": "ddkit.cli.train_classifier",
     "export": "ddkit.cli.export",
     "eval": "ddkit.cli.eval",
+    "tune-steps": "ddkit.cli.tune_steps",
 }
 
 
