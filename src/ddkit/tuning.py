@@ -20,7 +20,8 @@ The method (two stages, the record's ``method`` says so):
    neighbour by a fraction of the gap, a move kept when the RMSE of the actual sampler (its order,
    warm-up and last step included) falls; the fraction halves when a sweep keeps nothing.
 
-The first point stays at T-1 (x_T is x there); points may be fractional timesteps. It uses only
+The dynamic programme starts at T-1; the search may lower the first point too (x_T is then read as
+x at that point, as the "leading" spacings do). Points may be fractional timesteps. It uses only
 ``model_fn`` and the start noise: no data. :class:`TunedTimesteps` is the one owner of the JSON
 record (``RUN/timesteps/NAME-K.json`` where a run keeps it).
 """
@@ -172,43 +173,118 @@ def check_tuning(sampler: str, nfe: int, teacher_steps: int, num_timesteps: int,
         check_order(order)
 
 
-class _Problem:
-    """The sampler, its options and the tuning set, with the teacher's end points."""
+@dataclass
+class Teacher:
+    """The accurate solution tuning compares with: the teacher's end points ``x0`` [N, ...] (float64)
+    from the start noise ``x_T``, and its states (t, ᾱ, x_t, x̂₀) at ``fine`` of its points (the
+    dynamic programme's candidates). One teacher serves every sampler and NFE tuned on ``x_T``."""
 
-    def __init__(self, model_fn, schedule, sampler, options, x_T, clip_x0, batch_size):
+    x_T: torch.Tensor
+    x0: torch.Tensor
+    points: list
+    steps: int
+    clip_x0: tuple | None
+    _cost: np.ndarray | None = None
+
+    def cost(self) -> np.ndarray:
+        """c[i, j] = mean (x̂_j − x*_j)² of one DDIM step from the teacher's state at fine point i to
+        point j (x̂_j = √ᾱ_j·x̂₀_i + √(1-ᾱ_j)·ε_i, DDIM eq. 12 with η = 0); c[i, M]: the last step to σ = 0."""
+        if self._cost is None:
+            M = len(self.points)
+            cost = np.full((M, M + 1), np.inf)
+            for i, (_, ab_i, x_i, x0_i) in enumerate(self.points):
+                eps_i = (x_i - math.sqrt(ab_i) * x0_i) / math.sqrt(1.0 - ab_i)
+                for j in range(i + 1, M):
+                    _, ab_j, x_j, _ = self.points[j]
+                    pred = math.sqrt(ab_j) * x0_i + math.sqrt(1.0 - ab_j) * eps_i
+                    cost[i, j] = float((pred - x_j).pow(2).mean())
+                cost[i, M] = float((x0_i - self.x0).pow(2).mean())
+            self._cost = cost
+        return self._cost
+
+
+def _run_batches(name, model_fn, schedule, x_T, batch_size, clip_x0, options, callback=None, **grid):
+    out = []
+    for start in range(0, x_T.shape[0], batch_size):
+        cb = None if callback is None else (lambda info, s=start: callback(s, info))
+        out.append(
+            run_sampler(
+                name,
+                model_fn,
+                x_T[start : start + batch_size],
+                schedule,
+                clip_x0=clip_x0,
+                callback=cb,
+                **options,
+                **grid,
+            )
+        )
+    return torch.cat(out)
+
+
+def teacher_solution(
+    model_fn: ModelFn,
+    schedule: Schedule,
+    x_T: torch.Tensor,
+    *,
+    steps: int = 500,
+    clip_x0=None,
+    fine: int = 100,
+    batch_size: int = 256,
+) -> Teacher:
+    """DPM-Solver++(2) over ``steps`` trailing steps from x_T [N, ...] (x at T-1): the end points and
+    the states at ``fine`` evenly chosen points of its grid."""
+    integer("fine", fine, low=2)
+    grid = sampling_grid(schedule, steps, TEACHER["spacing"], solver=True)
+    keep = set(np.unique(np.round(np.linspace(0, len(grid) - 1, min(fine, len(grid)))).astype(int)).tolist())
+    states: dict[int, list] = {i: [] for i in sorted(keep)}
+
+    def record(start, info):
+        if info.i in keep:
+            states[info.i].append((info.x_t.double(), info.x0.double()))
+
+    opts = {"order": TEACHER["order"], "steps": steps, "spacing": TEACHER["spacing"]}
+    x0 = _run_batches(TEACHER["sampler"], model_fn, schedule, x_T, batch_size, clip_x0, opts, callback=record)
+    points = [
+        (grid.t[i], grid.alpha_bars[i], torch.cat([s[0] for s in v]), torch.cat([s[1] for s in v]))
+        for i, v in states.items()
+    ]
+    return Teacher(x_T, x0.double(), points, int(steps), None if clip_x0 is None else tuple(clip_x0))
+
+
+class _Problem:
+    """The sampler, its options and the tuning set, scored against the teacher's end points."""
+
+    def __init__(self, model_fn, schedule, sampler, options, teacher: Teacher, batch_size):
         self.model_fn, self.schedule, self.sampler, self.options = model_fn, schedule, sampler, options
-        self.x_T, self.clip_x0, self.batch_size = x_T, clip_x0, batch_size
-        self.teacher: torch.Tensor | None = None
+        self.teacher, self.batch_size = teacher, batch_size
         self.top = schedule.num_timesteps - 1
         self.evaluations = 0
 
-    def run(self, name: str, options: dict, callback=None, **grid) -> torch.Tensor:
-        out = []
-        for start in range(0, self.x_T.shape[0], self.batch_size):
-            x = self.x_T[start : start + self.batch_size]
-            cb = None if callback is None else (lambda info, s=start: callback(s, info))
-            out.append(
-                run_sampler(name, self.model_fn, x, self.schedule, clip_x0=self.clip_x0, callback=cb, **options, **grid)
-            )
-        return torch.cat(out)
-
-    def score(self, x0: torch.Tensor) -> float:
-        return float((x0.double() - self.teacher).pow(2).mean().sqrt())
-
     def rmse(self, seq) -> float:
         self.evaluations += 1
-        return self.score(self.run(self.sampler, self.options, timesteps=list(seq)))
+        t = self.teacher
+        x0 = _run_batches(
+            self.sampler,
+            self.model_fn,
+            self.schedule,
+            t.x_T,
+            self.batch_size,
+            t.clip_x0,
+            self.options,
+            timesteps=list(seq),
+        )
+        return float((x0.double() - t.x0).pow(2).mean().sqrt())
 
     def grid_of(self, spacing: str, steps: int) -> list:
         """The points the sampler visits with a hand-made spacing (read from its callback)."""
         seen: list = []
-        x = self.x_T[:1]
         run_sampler(
             self.sampler,
             self.model_fn,
-            x,
+            self.teacher.x_T[:1],
             self.schedule,
-            clip_x0=self.clip_x0,
+            clip_x0=self.teacher.clip_x0,
             steps=steps,
             spacing=spacing,
             callback=lambda info: seen.append(info.t),
@@ -217,38 +293,12 @@ class _Problem:
         return seen
 
 
-def _teacher(problem: _Problem, teacher_steps: int, fine: int):
-    """x*₀ [N, ...] float64, and the teacher's (t, ᾱ, x_t, x̂₀) at ``fine`` of its points."""
-    grid = sampling_grid(problem.schedule, teacher_steps, TEACHER["spacing"], solver=True)
-    keep = set(np.unique(np.round(np.linspace(0, len(grid) - 1, min(fine, len(grid)))).astype(int)).tolist())
-    states: dict[int, list] = {i: [] for i in sorted(keep)}
-
-    def record(start, info):
-        if info.i in keep:
-            states[info.i].append((info.x_t.double(), info.x0.double()))
-
-    opts = {"order": TEACHER["order"], "steps": teacher_steps, "spacing": TEACHER["spacing"]}
-    problem.teacher = problem.run(TEACHER["sampler"], opts, callback=record).double()
-    points = [
-        (grid.t[i], grid.alpha_bars[i], torch.cat([s[0] for s in v]), torch.cat([s[1] for s in v]))
-        for i, v in states.items()
-    ]
-    return points
-
-
-def _dp_sequence(points, teacher: torch.Tensor, n: int) -> list:
+def _dp_sequence(teacher: Teacher, n: int) -> list:
     """GITS' dynamic programme: the n fine points from the first (T-1) whose summed DDIM step costs
-    (then the last step to σ = 0) are least. ``points``: (t, ᾱ, x_t, x̂₀) along the teacher."""
+    (then the last step to σ = 0) are least."""
+    points, cost = teacher.points, teacher.cost()
     M = len(points)
     n = min(n, M)
-    cost = np.full((M, M + 1), np.inf)
-    for i, (_, ab_i, x_i, x0_i) in enumerate(points):
-        eps_i = (x_i - math.sqrt(ab_i) * x0_i) / math.sqrt(1.0 - ab_i)
-        for j in range(i + 1, M):
-            _, ab_j, x_j, _ = points[j]
-            pred = math.sqrt(ab_j) * x0_i + math.sqrt(1.0 - ab_j) * eps_i
-            cost[i, j] = float((pred - x_j).pow(2).mean())
-        cost[i, M] = float((x0_i - teacher).pow(2).mean())  # the last step: to σ = 0
     # best[k][j]: least cost of k+1 points ending at fine point j (starting at 0)
     best = np.full((n, M), np.inf)
     back = np.zeros((n, M), dtype=np.int64)
@@ -258,8 +308,7 @@ def _dp_sequence(points, teacher: torch.Tensor, n: int) -> list:
             totals = best[k - 1, :j] + cost[:j, j]
             back[k, j] = int(np.argmin(totals))
             best[k, j] = totals[back[k, j]]
-    final = best[n - 1] + cost[:, M]
-    j = int(np.argmin(final))
+    j = int(np.argmin(best[n - 1] + cost[:, M]))
     path = [j]
     for k in range(n - 1, 0, -1):
         j = int(back[k, j])
@@ -331,6 +380,7 @@ def tune_timesteps(
     max_evals: int = 400,
     batch_size: int = 256,
     model: dict | None = None,
+    teacher: Teacher | None = None,
 ) -> TunedTimesteps:
     """Timesteps for ``sampler`` at ``nfe`` model evaluations, optimised for ``model_fn`` on the start
     noise ``x_T`` [N, ...] (x at t = T-1; e.g. 256 draws): the module's two-stage method against a
@@ -338,21 +388,29 @@ def tune_timesteps(
     ``clip_x0`` as the sampling will use it (images: (-1, 1)); ``fine``: points of the teacher's
     trajectory the dynamic programme chooses from; ``sweeps``/``max_evals`` bound the search (each
     evaluation is one sampling run of the tuning set); ``model``: any identification of the weights
-    to keep in the record. Returns the :class:`TunedTimesteps` record (sequence, method, teacher,
+    to keep in the record; ``teacher``: a :func:`teacher_solution` of this ``x_T`` to reuse (tuning
+    several samplers on one set). Returns the :class:`TunedTimesteps` record (sequence, method, teacher,
     RMSE of each hand-made spacing and of the tuned sequence).
     """
+    if teacher is not None:
+        teacher_steps = teacher.steps
     check_tuning(sampler, nfe, teacher_steps, schedule.num_timesteps, order)
     if not isinstance(x_T, torch.Tensor) or not x_T.is_floating_point() or x_T.ndim < 2:
         raise ValueError("x_T must be a floating-point tensor [N, ...] of start noise")
-    integer("fine", fine, low=2)
     params = inspect.signature(get_sampler(sampler).fn).parameters
     if order is None and "order" in get_sampler(sampler).options:
         order = params["order"].default  # recorded, so that sampling with another order is refused
     options = {} if order is None else {"order": int(order)}
-    problem = _Problem(model_fn, schedule, sampler, options, x_T, clip_x0, integer("batch_size", batch_size, low=1))
-    points = _teacher(problem, teacher_steps, fine)
+    batch_size = integer("batch_size", batch_size, low=1)
+    if teacher is None:
+        teacher = teacher_solution(
+            model_fn, schedule, x_T, steps=teacher_steps, clip_x0=clip_x0, fine=fine, batch_size=batch_size
+        )
+    elif teacher.x_T is not x_T or teacher.clip_x0 != (None if clip_x0 is None else tuple(clip_x0)):
+        raise ValueError("teacher was made for another x_T or clip_x0 (teacher_solution(model_fn, schedule, x_T, ...))")
+    problem = _Problem(model_fn, schedule, sampler, options, teacher, batch_size)
     n = _points(sampler, nfe)
-    candidates = {"dp": _dp_sequence(points, problem.teacher, n)}
+    candidates = {"dp": _dp_sequence(teacher, n)}
     before = {}
     for spacing in ALL_SPACINGS:
         try:
@@ -374,7 +432,7 @@ def tune_timesteps(
         timesteps=tuple(seq),
         sigmas=tuple(grid.sigmas),
         options=options,
-        method=METHOD.format(fine=len(points)) + f"; the search started from {start!r}",
+        method=METHOD.format(fine=len(teacher.points)) + f"; the search started from {start!r}",
         teacher={**TEACHER, "steps": int(teacher_steps)},
         baseline=default_spacing(sampler),
         score_before=before | {"dp": scores["dp"]},
