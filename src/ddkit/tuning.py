@@ -49,6 +49,7 @@ from .timesteps import ALL_SPACINGS, sampling_grid, t_from_sigma
 FORMAT = "ddkit-tuned-timesteps"
 FORMAT_VERSION = 1
 TEACHER = {"sampler": "dpm++", "order": 2, "spacing": "trailing"}
+TEACHER_STEPS = 500
 METHOD = (
     "GITS-style dynamic programming over {fine} points of the teacher's trajectory (local DDIM errors), "
     "then a direct search of the sampler's end-point RMSE against the teacher in log σ"
@@ -149,7 +150,12 @@ def _points(sampler: str, nfe: int) -> int:
     return edm_points(nfe, heun=True) if sampler == "heun" else nfe
 
 
-def check_tuning(sampler: str, nfe: int, teacher_steps: int, num_timesteps: int, order=None) -> None:
+def default_teacher_steps(num_timesteps: int) -> int:
+    """500, or T-1 for a schedule of fewer steps."""
+    return min(TEACHER_STEPS, num_timesteps - 1)
+
+
+def check_tuning(sampler: str, nfe: int, teacher_steps: int | None, num_timesteps: int, order=None) -> int:
     """The bad inputs of tuning: an untunable sampler, K < 2, K ≥ the teacher's steps, an even K
     for heun, ``order`` for a sampler without one."""
     spec = get_sampler(sampler)
@@ -157,6 +163,8 @@ def check_tuning(sampler: str, nfe: int, teacher_steps: int, num_timesteps: int,
         raise ParameterError(
             f"`sampler` {sampler!r} cannot be tuned (it has no timestep grid); tunable: {', '.join(TUNABLE)}"
         )
+    if teacher_steps is None:
+        teacher_steps = default_teacher_steps(num_timesteps)
     if not is_int(teacher_steps) or not 2 < teacher_steps < num_timesteps:
         raise ParameterError(f"`teacher_steps` must be an integer in [3, {num_timesteps - 1}], got {teacher_steps!r}")
     if not is_int(nfe) or not 2 <= nfe < teacher_steps:
@@ -171,6 +179,7 @@ def check_tuning(sampler: str, nfe: int, teacher_steps: int, num_timesteps: int,
         raise ParameterError(f"sampler {sampler!r} does not take `order` (it takes {', '.join(spec.options)})")
     if order is not None:
         check_order(order)
+    return int(teacher_steps)
 
 
 @dataclass
@@ -373,7 +382,7 @@ def tune_timesteps(
     nfe: int,
     x_T: torch.Tensor,
     order: int | None = None,
-    teacher_steps: int = 500,
+    teacher_steps: int | None = None,
     clip_x0=None,
     fine: int = 100,
     sweeps: int = 30,
@@ -384,7 +393,7 @@ def tune_timesteps(
 ) -> TunedTimesteps:
     """Timesteps for ``sampler`` at ``nfe`` model evaluations, optimised for ``model_fn`` on the start
     noise ``x_T`` [N, ...] (x at t = T-1; e.g. 256 draws): the module's two-stage method against a
-    DPM-Solver++(2) teacher with ``teacher_steps`` steps. ``order``: for dpm++ and unipc;
+    DPM-Solver++(2) teacher with ``teacher_steps`` steps (default 500, or T-1 when T ≤ 500). ``order``: for dpm++ and unipc;
     ``clip_x0`` as the sampling will use it (images: (-1, 1)); ``fine``: points of the teacher's
     trajectory the dynamic programme chooses from; ``sweeps``/``max_evals`` bound the search (each
     evaluation is one sampling run of the tuning set); ``model``: any identification of the weights
@@ -394,7 +403,7 @@ def tune_timesteps(
     """
     if teacher is not None:
         teacher_steps = teacher.steps
-    check_tuning(sampler, nfe, teacher_steps, schedule.num_timesteps, order)
+    teacher_steps = check_tuning(sampler, nfe, teacher_steps, schedule.num_timesteps, order)
     if not isinstance(x_T, torch.Tensor) or not x_T.is_floating_point() or x_T.ndim < 2:
         raise ValueError("x_T must be a floating-point tensor [N, ...] of start noise")
     params = inspect.signature(get_sampler(sampler).fn).parameters

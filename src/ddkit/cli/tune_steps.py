@@ -35,8 +35,8 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--teacher-steps",
         type=int,
-        default=500,
-        help="steps of the DPM-Solver++(2) teacher (default %(default)s)",
+        default=None,
+        help="steps of the DPM-Solver++(2) teacher (default 500, or T-1 for a schedule of T <= 500 steps)",
     )
     p.add_argument(
         "--max-evals",

@@ -57,7 +57,7 @@ def tune_run(
     nfe: int,
     order: int | None = None,
     num: int = 256,
-    teacher_steps: int = 500,
+    teacher_steps: int | None = None,
     seed: int = TUNE_SEED,
     checkpoint=None,
     ema: bool = True,
