@@ -393,12 +393,13 @@ def tune_timesteps(
 ) -> TunedTimesteps:
     """Timesteps for ``sampler`` at ``nfe`` model evaluations, optimised for ``model_fn`` on the start
     noise ``x_T`` [N, ...] (x at t = T-1; e.g. 256 draws): the module's two-stage method against a
-    DPM-Solver++(2) teacher with ``teacher_steps`` steps (default 500, or T-1 when T ≤ 500). ``order``: for dpm++ and unipc;
-    ``clip_x0`` as the sampling will use it (images: (-1, 1)); ``fine``: points of the teacher's
-    trajectory the dynamic programme chooses from; ``sweeps``/``max_evals`` bound the search (each
-    evaluation is one sampling run of the tuning set); ``model``: any identification of the weights
-    to keep in the record; ``teacher``: a :func:`teacher_solution` of this ``x_T`` to reuse (tuning
-    several samplers on one set). Returns the :class:`TunedTimesteps` record (sequence, method, teacher,
+    DPM-Solver++(2) teacher with ``teacher_steps`` steps (default 500, or T-1 when T ≤ 500).
+    ``order``: for dpm++ and unipc; ``clip_x0`` as the sampling will use it (images: (-1, 1));
+    ``fine``: points of the teacher's trajectory the dynamic programme chooses from;
+    ``sweeps``/``max_evals`` bound the search (each evaluation is one sampling run of the tuning
+    set); ``model``: any identification of the weights to keep in the record; ``teacher``: a
+    :func:`teacher_solution` of this ``x_T`` to reuse (tuning several samplers on one set). Returns
+    the :class:`TunedTimesteps` record (sequence, method, teacher,
     RMSE of each hand-made spacing and of the tuned sequence).
     """
     if teacher is not None:
