@@ -27,6 +27,7 @@ MATH = (
     "latents",
     "oracle",
     "edit",
+    "tuning",
 )
 MACHINERY = ("nn", "data", "training", "eval", "interop", "cli", "generate", "plots")
 

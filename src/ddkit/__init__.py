@@ -31,11 +31,14 @@ from .samplers import (
     ddpm_sample,
     ddpm_step,
     dpm_solver_sample,
+    euler_sample,
+    heun_sample,
     unipc_sample,
 )
 from .schedule import Schedule
 from .timesteps import SPACINGS, log_snr, make_timesteps, make_timesteps_logsnr
 from .training import load, train, train_classifier
+from .tuning import TunedTimesteps, tune_timesteps
 
 _compat.install()
 
@@ -59,6 +62,10 @@ __all__ = [
     "SPACINGS",
     "dpm_solver_sample",
     "unipc_sample",
+    "heun_sample",
+    "euler_sample",
+    "tune_timesteps",
+    "TunedTimesteps",
     "q_sample",
     "q_mean_variance",
     "q_posterior",

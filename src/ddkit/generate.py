@@ -4,8 +4,10 @@ randomness is per sample (``ddkit.rng``): sample i depends only on (seed, i) and
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -26,6 +28,41 @@ def sample_shape(model: nn.Module) -> tuple[int, ...]:
     if hasattr(cfg, "image_size"):
         return (cfg.in_channels, cfg.image_size, cfg.image_size)
     return (cfg.dim,)
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class AutocastNetwork(nn.Module):
+    """A network run under ``torch.autocast`` in bf16 or fp16 and returning float32: ``f(x_t, t,
+    y=None) -> ε``. Exposes the wrapped network's ``config`` and ``num_classes`` (as
+    :class:`~ddkit.parameterization.EpsNetwork` does), so guidance and the samplers take it as is;
+    only the network's own arithmetic changes precision, the sampler's stays float32."""
+
+    def __init__(self, net: nn.Module, precision: str, device_type: str):
+        super().__init__()
+        self.net, self.precision, self.device_type = net, precision, device_type
+        self.dtype = _AUTOCAST_DTYPES[precision]
+        self.config = getattr(net, "config", None)
+        self.num_classes = getattr(net, "num_classes", getattr(self.config, "num_classes", None))
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            out = self.net(x_t, t, y)
+        return out.float()
+
+
+def autocast_network(net: nn.Module, precision: str, device: str | torch.device = "cpu") -> nn.Module:
+    """``net`` itself for ``"fp32"``, else an :class:`AutocastNetwork` in ``precision`` (bf16 | fp16;
+    fp16 needs a CUDA device)."""
+    checks.choice("precision", precision, PRECISIONS)
+    device_type = torch.device(device).type
+    if precision == "fp32":
+        return net
+    if precision == "fp16" and device_type != "cuda":
+        raise ParameterError("`precision` fp16 needs a CUDA device (on the CPU use bf16)")
+    return AutocastNetwork(net, precision, device_type)
 
 
 def plain_model_fn(model: nn.Module) -> ModelFnFor:
@@ -59,6 +96,36 @@ def sample_labels(num_classes: int | None, label: int | None = None) -> LabelCyc
     return LabelCycle(num_classes, label)
 
 
+class Trajectory:
+    """A step callback for :func:`generate_batches` (``step_callback``) that keeps, for samples
+    0 … num-1, what the sampler reports at every step: x̂₀ and x_t ([S, num, ...] float32, on the
+    CPU), the timestep t and σ ([S] float64). Copies to the CPU only for those samples' batches."""
+
+    def __init__(self, num: int = 8):
+        self.num = positive_int("num", num)
+        self.steps: dict[int, dict] = {}
+
+    def __call__(self, start: int, info) -> None:
+        take = min(self.num - start, info.x0.shape[0])
+        if take <= 0:
+            return
+        rec = self.steps.setdefault(info.i, {"t": float(info.t), "sigma": float(info.sigma), "x0": [], "x_t": []})
+        rec["x0"].append(info.x0[:take].float().cpu())
+        rec["x_t"].append(info.x_t[:take].float().cpu())
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """{"x0": [S, n, ...], "x_t": [S, n, ...] float32, "t": [S], "sigma": [S] float64}."""
+        steps = [self.steps[i] for i in sorted(self.steps)]
+        if not steps:
+            raise ValueError("the trajectory is empty: no step was reported")
+        return {
+            "x0": torch.stack([torch.cat(r["x0"]) for r in steps]).numpy(),
+            "x_t": torch.stack([torch.cat(r["x_t"]) for r in steps]).numpy(),
+            "t": np.array([r["t"] for r in steps], dtype=np.float64),
+            "sigma": np.array([r["sigma"] for r in steps], dtype=np.float64),
+        }
+
+
 def start_noise(seed: int, indices: range, shape: tuple[int, ...], device: str | torch.device = "cpu"):
     """x_T [len(indices), *shape] for samples ``indices`` of a run seeded with ``seed``, and the
     per-sample generators the sampler continues with."""
@@ -80,12 +147,15 @@ def generate_batches(
     clip_x0=None,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    step_callback: Callable[[int, object], None] | None = None,
     **sampler_options,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield ``(start, x)`` batch by batch: samples start … start+len(x)-1 [n, ...] (float32, on the
     CPU) from ``model(x, t, y)``, so that a caller can stream ``num`` samples anywhere without
     holding them all. Arguments as :func:`generate`; they are checked before the first batch.
-    ``labels`` may also be a function ``(start, stop) -> LongTensor`` (a :class:`LabelCycle`)."""
+    ``labels`` may also be a function ``(start, stop) -> LongTensor`` (a :class:`LabelCycle`).
+    ``step_callback(start, step_info)`` is the samplers' ``callback`` with the batch's first sample
+    index (e.g. a :class:`Trajectory`)."""
     get_sampler(sampler)
     positive_int("num", num)
     positive_int("batch_size", batch_size)
@@ -101,7 +171,17 @@ def generate_batches(
             n = min(batch_size, num - start)
             y = None if labels is None else labels(start, start + n).to(device)
             x_T, gens = start_noise(seed, range(start, start + n), shape, device)
-            x = run_sampler(sampler, model_fn_for(y), x_T, schedule, generator=gens, clip_x0=clip_x0, **sampler_options)
+            callback = None if step_callback is None else functools.partial(step_callback, start)
+            x = run_sampler(
+                sampler,
+                model_fn_for(y),
+                x_T,
+                schedule,
+                generator=gens,
+                clip_x0=clip_x0,
+                callback=callback,
+                **sampler_options,
+            )
             bar.update(n)
             yield start, x.float().cpu()
 
@@ -126,6 +206,10 @@ def _slicer(labels: torch.Tensor) -> Callable[[int, int], torch.Tensor]:
 
 
 __all__ = [
+    "PRECISIONS",
+    "AutocastNetwork",
+    "autocast_network",
+    "Trajectory",
     "generate",
     "generate_batches",
     "sample_shape",

@@ -32,14 +32,28 @@ def _check_scale(name: str, scale: float) -> float:
     return number(name, scale, low=0.0, what="a finite number >= 0")
 
 
-def _labels_for(labels: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """The labels as a [N] tensor on x's device (a 0-d label repeated for the batch)."""
-    n = x.shape[0]
-    if labels.ndim == 0:
-        return labels.expand(n).to(x.device)
-    if labels.shape[0] != n:
-        raise ValueError(f"labels have {labels.shape[0]} entries but the batch has {n} samples")
-    return labels.to(x.device)
+def _select_rows(x: torch.Tensor) -> bool:
+    """Whether guidance may pick rows by value (``nonzero``): on the host only, where reading a
+    tensor costs nothing; on an accelerator it would wait for the queue at every model call."""
+    return x.device.type == "cpu"
+
+
+class _DeviceLabels:
+    """Labels as a [N] tensor on x's device (a 0-d label repeated for the batch), copied to each
+    device once: a copy from the host at every model call would stall an accelerator's queue."""
+
+    def __init__(self, labels: torch.Tensor):
+        self.labels, self._copies = labels, {}
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        n, labels = x.shape[0], self.labels
+        if labels.ndim and labels.shape[0] != n:
+            raise ValueError(f"labels have {labels.shape[0]} entries but the batch has {n} samples")
+        if x.device != labels.device:
+            labels = self._copies.get(x.device)
+            if labels is None:
+                labels = self._copies[x.device] = self.labels.to(x.device)
+        return labels.expand(n) if labels.ndim == 0 else labels
 
 
 def network_num_classes(net) -> int | None:
@@ -111,15 +125,26 @@ def classifier_free_guidance(
     if not 0.0 <= phi <= 1.0:
         raise ValueError(f"rescale must be in [0, 1], got {rescale!r}")
 
+    device_labels = _DeviceLabels(labels)
+
     def model_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        y = _labels_for(labels, x_t)
+        y = device_labels(x_t)
         null = torch.full_like(y, int(null_label))
         if w == 1.0:
             return net(x_t, t, y)
-        guide = torch.ones_like(t, dtype=torch.bool) if bounds is None else (t >= bounds[0]) & (t <= bounds[1])
-        if w == 0.0 and bool(guide.all()):
-            return net(x_t, t, null)
-        # one pass: every row with its label, then the guided rows again with the null label
+        if bounds is None:
+            if w == 0.0:
+                return net(x_t, t, null)
+            out = net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null]))
+            eps, eps_u = out.chunk(2)
+            return rescale_guided(eps_u + w * (eps - eps_u), eps, phi).to(eps.dtype)
+        guide = (t >= bounds[0]) & (t <= bounds[1])
+        if not _select_rows(x_t):  # both branches for every row, no data-dependent shapes: no sync
+            out = net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null]))
+            eps, eps_u = out.chunk(2)
+            guided = rescale_guided(eps_u + w * (eps - eps_u), eps, phi).to(eps.dtype)
+            return torch.where(guide.reshape(-1, *([1] * (eps.ndim - 1))), guided, eps)
+        # on the CPU: every row with its label, then only the guided rows again with the null label
         idx = guide.nonzero().squeeze(1)
         out = net(torch.cat([x_t, x_t[idx]]), torch.cat([t, t[idx]]), torch.cat([y, null[idx]]))
         eps, eps_u = out[: len(t)], out[len(t) :]
@@ -152,17 +177,21 @@ def classifier_guidance(
     s = _check_scale("scale", scale)
     labels = _check_labels(labels, network_num_classes(classifier))
 
+    device_labels = _DeviceLabels(labels)
+
     def guided(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         eps = model_fn(x_t, t)
         if s == 0.0:
             return eps
-        y = _labels_for(labels, x_t)
+        y = device_labels(x_t)
         with torch.enable_grad():
             x_in = x_t.detach().requires_grad_(True)
             logits = classifier(x_in, t)
             if logits.ndim != 2 or logits.shape[0] != x_t.shape[0]:
                 raise ValueError(f"the classifier must return logits [N, K], got {list(logits.shape)}")
-            if int(y.max()) >= logits.shape[1]:
+            # the label range is read on the host only (a read from an accelerator would stall it at
+            # every call); there the gather below fails on a label out of range anyway
+            if y.device.type == "cpu" and int(y.max()) >= logits.shape[1]:
                 raise ValueError(
                     f"labels must be in [0, {logits.shape[1] - 1}] for this classifier, got {int(y.max())}"
                 )

@@ -27,6 +27,8 @@ from . import checks
 from .timesteps import alpha_bar_at
 
 SCHEDULES = ("linear", "cosine")
+# the per-timestep tables a Schedule keeps (float64 [T])
+_TABLES = ("betas", "alphas", "alpha_bars", "alpha_bars_prev", "snr", "sigmas", "posterior_variance")
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,6 +68,9 @@ class Schedule:
         object.__setattr__(self, "sigmas", ((1.0 - alpha_bars) / alpha_bars).sqrt())
         # β̃_t (DDPM eq. 7); β̃_1 = 0 because ᾱ_0 = 1.
         object.__setattr__(self, "posterior_variance", betas * (1.0 - alpha_bars_prev) / (1.0 - alpha_bars))
+        # copies of these tables on other devices, made once: a copy from the host on every lookup
+        # would stall an accelerator's queue at each model call (a host-device synchronisation)
+        object.__setattr__(self, "_on_device", {})
 
     # ---- constructors -------------------------------------------------------------------
     @classmethod
@@ -159,10 +164,24 @@ class Schedule:
         """ᾱ at 0-based step ``t`` as a Python float (float64); ``t = -1`` gives ᾱ_0 = 1."""
         return 1.0 if t < 0 else float(self.alpha_bars[t])
 
+    def on(self, values: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+        """``values`` (one of this schedule's float64 [T] tables) on ``device``; the copy is made once
+        per device and kept. Other tensors are simply moved."""
+        device = torch.device(device)
+        if device.type == "cpu":
+            return values if values.device.type == "cpu" else values.cpu()
+        name = next((k for k in _TABLES if getattr(self, k) is values), None)
+        if name is None:
+            return values.to(device)
+        key = (name, str(device))
+        if key not in self._on_device:
+            self._on_device[key] = values.to(device)
+        return self._on_device[key]
+
     def gather(self, values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """``values[t]`` reshaped to broadcast against ``like`` [N, ...] and cast to its dtype/device."""
         t = check_t(t, like.shape[0], self.num_timesteps)
-        out = values.to(t.device)[t].to(device=like.device, dtype=like.dtype)
+        out = self.on(values, t.device)[t].to(device=like.device, dtype=like.dtype)
         return out.reshape(-1, *([1] * (like.ndim - 1)))
 
     def alpha_bars_at(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -176,7 +195,7 @@ class Schedule:
             )
         if not t.is_floating_point():
             return self.gather(self.alpha_bars, t, like)
-        ab = alpha_bar_at(self.alpha_bars, t).to(device=like.device, dtype=like.dtype)
+        ab = alpha_bar_at(self.on(self.alpha_bars, t.device), t).to(device=like.device, dtype=like.dtype)
         return ab.reshape(-1, *([1] * (like.ndim - 1)))
 
 

@@ -39,7 +39,11 @@ SIGMA_SPACINGS = ("karras", "exponential")  # σ-grids
 ALL_SPACINGS = SPACINGS + SCHEDULE_SPACINGS + SIGMA_SPACINGS
 """Every ``spacing`` a sampler takes: the index spacings (:data:`SPACINGS`, which need only T),
 ``logsnr`` (needs the schedule) and the σ-grids ``karras`` and ``exponential``."""
+# not computed from the schedule: a sequence tuned for one model (ddkit.tuning; RUN/timesteps/NAME-K.json)
+TUNED = "tuned"
 KARRAS_RHO = 7.0
+# σ-grids computed in float32 (diffusers' ``scheduler.sigmas``) miss the schedule's ends by rounding
+SIGMA_RTOL = 1e-6
 
 
 # ---- index spacings ----------------------------------------------------------------------------
@@ -152,7 +156,7 @@ def _sigma_bounds(schedule, steps: int, sigma_min, sigma_max) -> tuple[float, fl
         )
     sigma_min = lo if sigma_min is None else float(sigma_min)
     sigma_max = hi if sigma_max is None else float(sigma_max)
-    if not lo * (1 - 1e-9) <= sigma_min < sigma_max <= hi * (1 + 1e-9):
+    if not lo * (1 - SIGMA_RTOL) <= sigma_min < sigma_max <= hi * (1 + SIGMA_RTOL):
         raise ValueError(
             f"need σ_min < σ_max within the schedule's σ range [{lo:.6g}, {hi:.6g}], "
             f"got sigma_min={sigma_min:.6g}, sigma_max={sigma_max:.6g}"
@@ -188,6 +192,15 @@ def exponential(
 
 
 _SIGMA_SPACINGS = {"karras": karras, "exponential": exponential}
+
+
+def tuned(path, schedule, *, sampler: str, nfe: int) -> list:
+    """The timesteps of a tuned-timesteps file (``ddkit tune-steps``, :func:`ddkit.tune_timesteps`)
+    for ``sampler`` at ``nfe`` model evaluations: checked to be made for them and for a schedule of
+    this T, strictly decreasing within [0, T-1]. Pass them as ``timesteps=``."""
+    from .tuning import TunedTimesteps  # the record's owner (it imports this module)
+
+    return TunedTimesteps.load(path).check(schedule, sampler=sampler, nfe=nfe, where=str(path))
 
 
 def t_from_sigma(schedule, sigmas) -> np.ndarray:
@@ -279,12 +292,12 @@ def _check_sigmas(schedule, sigmas) -> list[float]:
     if len(values) > 1 and values[-1] == 0:
         values = values[:-1]  # a trailing 0 (k-diffusion's grids) is where the sampler ends anyway
     lo, hi = sigma_range(schedule)
-    values = decreasing("sigmas", values, -math.inf, math.inf)
-    if values[-1] < lo * (1 - 1e-9) or values[0] > hi * (1 + 1e-9):
+    values = decreasing("sigmas", values, 0.0, math.inf)
+    if values[-1] < lo * (1 - SIGMA_RTOL) or values[0] > hi * (1 + SIGMA_RTOL):
         raise ValueError(
             f"sigmas must lie in the schedule's σ range [{lo:.6g}, {hi:.6g}], got [{values[-1]:.6g}, {values[0]:.6g}]"
         )
-    return values
+    return [min(max(v, lo), hi) for v in values]  # an end off by rounding lands on the end step
 
 
 def _point_alpha_bar(schedule, t) -> float:
@@ -345,6 +358,11 @@ def sampling_grid(
         grid = _grid_from_timesteps(schedule, timesteps)
     elif sigmas is not None:
         grid = _grid_from_sigmas(schedule, _check_sigmas(schedule, sigmas))
+    elif spacing == TUNED:
+        raise ValueError(
+            "spacing 'tuned' is a sequence made for one model: pass timesteps=ddkit.timesteps.tuned(path, ...) "
+            "(ddkit sample --spacing tuned reads RUN/timesteps/SAMPLER-STEPS.json)"
+        )
     elif spacing in _SIGMA_SPACINGS:
         top = _start(schedule, start_t)
         kw = {"rho": rho} if spacing == "karras" else {}

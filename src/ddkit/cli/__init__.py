@@ -23,6 +23,7 @@ COMMANDS = {
     "export": "ddkit.cli.export",
     "eval": "ddkit.cli.eval",
     "edit": "ddkit.cli.edit",
+    "tune-steps": "ddkit.cli.tune_steps",
 }
 
 

@@ -6,16 +6,20 @@ reaches both."""
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from dataclasses import dataclass
 
 import torch
 
-from ..generate import LabelCycle, ModelFnFor, generate_batches, sample_shape
+from ..generate import PRECISIONS, LabelCycle, ModelFnFor, autocast_network, generate_batches, sample_shape
 from ..samplers import SAMPLERS, get_sampler
+from ..samplers.edm import CHURN_OPTIONS
 from ..schedule import Schedule
-from ..timesteps import ALL_SPACINGS
+from ..timesteps import ALL_SPACINGS, TUNED, sampling_grid
 from ..training.config import DEVICES, RunConfig
+from ..training.precision import resolve_precision
+from ..training.tuned import tuned_options
 from .common import UsageError
 from .guidance_options import add_guidance_arguments, guidance_labels, guided_model_fn_for
 
@@ -39,9 +43,30 @@ def add_sampling_arguments(p: argparse.ArgumentParser, *, count: bool = True) ->
     g.add_argument("--eta", type=float, default=None, help="DDIM η in [0, 1] (default 0: deterministic)")
     g.add_argument(
         "--spacing",
-        choices=ALL_SPACINGS,
+        choices=ALL_SPACINGS + (TUNED,),
         default=None,
-        help="timestep spacing, for every sampler that takes steps (default: the sampler's)",
+        help="timestep spacing, for every sampler that takes steps (default: the sampler's): index spacings "
+        "uniform, quadratic, trailing, linspace; logsnr (uniform in log-SNR); σ-grids karras (EDM eq. 5) and "
+        "exponential; tuned: RUN/timesteps/SAMPLER-STEPS.json, made by ddkit tune-steps",
+    )
+    grid = g.add_mutually_exclusive_group()
+    grid.add_argument(
+        "--timesteps",
+        type=_number,
+        nargs="+",
+        metavar="T",
+        default=None,
+        help="an explicit strictly decreasing sequence of 0-based model timesteps in [0, T-1] (fractional "
+        "ones lie between steps), instead of --steps/--spacing",
+    )
+    grid.add_argument(
+        "--sigmas",
+        type=float,
+        nargs="+",
+        metavar="SIGMA",
+        default=None,
+        help="an explicit strictly decreasing sequence of noise levels σ = √((1-ᾱ)/ᾱ) within the schedule's "
+        "range (a trailing 0 is allowed), instead of --steps/--spacing",
     )
     g.add_argument(
         "--order",
@@ -49,6 +74,20 @@ def add_sampling_arguments(p: argparse.ArgumentParser, *, count: bool = True) ->
         choices=(1, 2, 3),
         default=None,
         help="dpm++ and unipc solver order: 2 (default) or 3 (dpm++ 1 is DDIM; unipc 1 is DDIM plus its corrector)",
+    )
+    for name, help_ in (
+        ("s-churn", "EDM churn S_churn >= 0 for heun and euler: noise added before each step (default 0: none)"),
+        ("s-tmin", "churn only at σ >= S_tmin (default 0)"),
+        ("s-tmax", "churn only at σ <= S_tmax (default inf)"),
+        ("s-noise", "scale of the churn noise S_noise (default 1)"),
+    ):
+        g.add_argument(f"--{name}", type=float, default=None, metavar="X", help=help_)
+    g.add_argument(
+        "--precision",
+        choices=("auto",) + PRECISIONS,
+        default="fp32",
+        help="the network's arithmetic while sampling: fp32 (default), bf16 or fp16 (cuda) under autocast, "
+        "auto: bf16 where the hardware computes it natively and the network is large enough (as training)",
     )
     if count:
         g.add_argument("--num", type=int, default=64, help="number of samples (default %(default)s)")
@@ -111,19 +150,62 @@ def load_model(args):
     return model, schedule, RunConfig(model=model.config)
 
 
+def _number(text: str) -> int | float:
+    """A timestep on the command line: an int when it is one, else a float."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+OPTION_NAMES = ("steps", "eta", "spacing", "order") + CHURN_OPTIONS
+
+
 def sampler_options(args, schedule: Schedule) -> dict:
-    """The chosen sampler's options from the command line, checked (one-line errors)."""
+    """The chosen sampler's options from the command line, checked (one-line errors); ``--spacing
+    tuned`` becomes the run's tuned ``timesteps`` (:func:`ddkit.training.tuned.tuned_options`)."""
     spec = get_sampler(args.sampler)
-    options = {name: getattr(args, name, None) for name in ("steps", "eta", "spacing", "order")}
+    options = {name: getattr(args, name, None) for name in OPTION_NAMES}
     given = {k: v for k, v in options.items() if v is not None}
     unused = sorted(set(given) - set(spec.options))
     if unused:
-        raise UsageError(f"--sampler {args.sampler} does not take {', '.join('--' + u for u in unused)}")
+        raise UsageError(
+            f"--sampler {args.sampler} does not take {', '.join('--' + u.replace('_', '-') for u in unused)}"
+        )
     if args.steps is not None and not 1 <= args.steps <= schedule.num_timesteps:
         raise UsageError(f"--steps must be in [1, {schedule.num_timesteps}], got {args.steps}")
     if args.eta is not None and not 0.0 <= args.eta <= 1.0:
         raise UsageError(f"--eta must be in [0, 1], got {args.eta}")
-    return given
+    grid = {k: getattr(args, k, None) for k in ("timesteps", "sigmas") if getattr(args, k, None) is not None}
+    if grid and ("steps" in given or "spacing" in given):
+        raise UsageError(f"--{next(iter(grid))} is the whole grid; drop --steps and --spacing")
+    if grid:
+        sampling_grid(schedule, **grid)  # strictly decreasing and in range, checked before any work
+    if given.get("spacing") == TUNED:
+        del given["spacing"]
+        steps = given.pop("steps", None) or _default_steps(spec)
+        given |= tuned_options(
+            getattr(args, "run", None),
+            args.sampler,
+            steps,
+            schedule,
+            order=given.pop("order", None),
+            checkpoint=args.checkpoint,
+            ema=not args.no_ema,
+        )
+    return given | grid
+
+
+def _default_steps(spec) -> int:
+    return int(inspect.signature(spec.fn).parameters["steps"].default)
+
+
+def sampling_precision(args, model) -> str:
+    """``--precision`` resolved (auto: as training decides, said on stderr); fp16 needs cuda."""
+    precision, why = resolve_precision(getattr(args, "precision", "fp32"), args.device, model)
+    if args.precision == "auto":
+        print(f"ddkit: precision auto -> {precision} ({why})", file=sys.stderr)
+    if precision == "fp16" and torch.device(args.device).type != "cuda":
+        raise UsageError("--precision fp16 needs --device cuda (on the CPU use bf16)")
+    return precision
 
 
 def check_counts(args) -> None:
@@ -167,13 +249,15 @@ def plan(args, model, schedule: Schedule, config: RunConfig) -> Plan:
 
     model = config.diffusion.eps_network(model, schedule)
     options = sampler_options(args, schedule)
+    model = autocast_network(model, sampling_precision(args, model), args.device)
     labels = guidance_labels(args, config)
     fn_for = model_fn_for(args, model, schedule, config)
     return Plan(model, schedule, options, labels, fn_for, hasattr(config.model, "image_size"), sample_shape(model))
 
 
-def batches(args, p: Plan):
-    """Yield (start, x [n, ...] float32) batch by batch, as the options say."""
+def batches(args, p: Plan, step_callback=None):
+    """Yield (start, x [n, ...] float32) batch by batch, as the options say (``step_callback(start,
+    step_info)``: see :func:`ddkit.generate.generate_batches`)."""
     yield from generate_batches(
         p.model,
         p.schedule,
@@ -186,6 +270,7 @@ def batches(args, p: Plan):
         clip_x0=(-1.0, 1.0) if p.is_image else None,
         device=args.device,
         progress=args.progress,
+        step_callback=step_callback,
         **p.options,
     )
 

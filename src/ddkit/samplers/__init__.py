@@ -6,6 +6,7 @@ from .common import StepInfo
 from .ddim import ddim_invert, ddim_sample, ddim_sigma, ddim_step
 from .ddpm import ddpm_sample, ddpm_step, ddpm_variance
 from .dpm_solver import dpm_solver_sample, dpm_solver_step
+from .edm import CHURN_OPTIONS, euler_sample, heun_sample
 from .registry import COMMON_OPTIONS, SAMPLERS, SamplerSpec, get_sampler, register_sampler, run_sampler
 from .unipc import unipc_corrector_step, unipc_predictor_step, unipc_sample
 
@@ -34,8 +35,24 @@ register_sampler(
     "UniPC multistep predictor-corrector (Zhao et al. 2023; bh2, as diffusers), order 2 or 3, "
     "deterministic, 10 steps by default",
 )
+register_sampler(
+    "heun",
+    heun_sample,
+    ("steps", "spacing") + CHURN_OPTIONS,
+    "EDM's Heun sampler (Karras et al. 2022, Algorithm 2), second order, the last step Euler, on a karras "
+    "σ-grid by default; steps = model evaluations, odd (N points cost 2N-1; default 19); s_churn > 0 adds noise",
+)
+register_sampler(
+    "euler",
+    euler_sample,
+    ("steps", "spacing") + CHURN_OPTIONS,
+    "EDM's Euler sampler (Karras et al. 2022), on a karras σ-grid by default (10 steps); DDIM η=0 "
+    "without churn; s_churn > 0 adds noise",
+)
 
 __all__ = [
+    "euler_sample",
+    "heun_sample",
     "dpm_solver_sample",
     "dpm_solver_step",
     "dpm_solver_timesteps",

@@ -76,11 +76,13 @@ def check_sample_args(x: torch.Tensor, clip_x0, callback: Callback = None, denoi
 
 def call_model(model_fn: ModelFn, x: torch.Tensor, t) -> torch.Tensor:
     """ε̂ = model_fn(x, t) for one shared timestep ``t`` of the grid: an int gives a LongTensor [N],
-    a fractional timestep of a σ-grid a float32 tensor [N]. Checks the output's shape."""
+    a fractional timestep of a σ-grid a float tensor [N] (float64 for a float64 x, else float32).
+    Checks the output's shape."""
     if isinstance(t, int):
         t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
     else:
-        t_batch = torch.full((x.shape[0],), float(t), dtype=torch.float32, device=x.device)
+        t_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        t_batch = torch.full((x.shape[0],), float(t), dtype=t_dtype, device=x.device)
     eps = model_fn(x, t_batch)
     if eps.shape != x.shape:
         raise ValueError(f"model_fn returned shape {list(eps.shape)}, expected the input's {list(x.shape)}")

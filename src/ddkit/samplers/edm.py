@@ -1,0 +1,243 @@
+"""EDM's samplers (Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative
+Models", Algorithm 2): Euler and Heun steps on the probability-flow ODE in σ, with optional
+stochastic "churn", run on ddkit's ε-network.
+
+Notation (VP schedule, float64; see :mod:`ddkit.timesteps`):
+
+    σ_t = √((1-ᾱ_t)/ᾱ_t)          the noise level of x̃ = x_t/√ᾱ_t = x₀ + σ·ε   (EDM's x, VP → VE)
+    D(x̃; σ) = x̃ − σ·ε_θ(√ᾱ·x̃, t(σ))   the denoiser, ᾱ = 1/(1+σ²), t(σ) by log-σ interpolation
+    d = (x̃ − D)/σ                   dx̃/dσ of the ODE (EDM eq. 3 with σ(t) = t); = ε_θ unclipped
+    σ_0 > σ_1 > … > σ_{N-1} > σ_N = 0   the grid (default :func:`ddkit.timesteps.karras`, EDM eq. 5)
+
+One step i (Algorithm 2):
+
+    γ_i = min(S_churn/N, √2 − 1) if S_tmin ≤ σ_i ≤ S_tmax else 0
+    σ̂ = σ_i·(1 + γ_i);   x̂ = x̃_i + √(σ̂² − σ_i²)·S_noise·z            (churn: add noise, z ~ N(0, I))
+    x̃_{i+1} = x̂ + (σ_{i+1} − σ̂)·d(x̂; σ̂)                                 (Euler)
+    heun, σ_{i+1} > 0:  x̃_{i+1} = x̂ + (σ_{i+1} − σ̂)·½·(d(x̂; σ̂) + d(x̃_{i+1}; σ_{i+1}))
+
+The last step, to σ = 0, is Euler in both (it returns D there). Without churn the Euler sampler is
+exactly DDIM with η = 0 on the same grid (d = ε). A σ̂ above the schedule's σ_max is evaluated at
+t = T-1 with the input scaled by its own σ̂ (k-diffusion's discrete-ε wrapper does the same).
+Model evaluations: N for Euler, 2N − 1 for Heun (so ``steps``, the number of evaluations, must
+be odd for Heun).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from ..checks import is_int, number
+from ..parameterization import ModelFn
+from ..schedule import Schedule
+from ..timesteps import sampling_grid, t_from_sigma
+from .common import Callback, call_model, check_sample_args, noise_like, report, steps_iter
+
+CHURN_OPTIONS = ("s_churn", "s_tmin", "s_tmax", "s_noise")
+
+
+def check_churn(s_churn: float, s_tmin: float, s_tmax: float, s_noise: float) -> None:
+    """S_churn ≥ 0, 0 ≤ S_tmin ≤ S_tmax (S_tmax may be ∞), S_noise ≥ 0 (EDM's Algorithm 2 options)."""
+    number("s_churn", s_churn, low=0.0, what="a finite number >= 0")
+    number("s_tmin", s_tmin, low=0.0, what="a finite number >= 0")
+    number("s_noise", s_noise, low=0.0, what="a finite number >= 0")
+    ok = isinstance(s_tmax, (int, float)) and not isinstance(s_tmax, bool) and not math.isnan(s_tmax)
+    if not ok or s_tmax < s_tmin:
+        raise ValueError(f"s_tmax must be a number >= s_tmin = {s_tmin:g} (inf: no upper bound), got {s_tmax!r}")
+
+
+def churn_gamma(sigma: float, num: int, s_churn: float, s_tmin: float, s_tmax: float) -> float:
+    """γ_i = min(S_churn/N, √2 − 1) where S_tmin ≤ σ_i ≤ S_tmax, else 0 (EDM Algorithm 2, line 4)."""
+    if s_churn == 0 or not s_tmin <= sigma <= s_tmax:
+        return 0.0
+    return min(s_churn / num, math.sqrt(2.0) - 1.0)
+
+
+def edm_points(steps: int, heun: bool) -> int:
+    """The number N of grid points that ``steps`` model evaluations buy: N (Euler), (steps+1)/2 (Heun,
+    whose N points cost 2N − 1); an even ``steps`` for Heun is an error."""
+    if not is_int(steps) or steps < 1:
+        raise ValueError(f"steps must be a positive integer (model evaluations), got {steps!r}")
+    if not heun:
+        return int(steps)
+    if steps % 2 == 0:
+        raise ValueError(
+            f"steps (model evaluations) must be odd for heun: N grid points cost 2N − 1 evaluations "
+            f"(the last step is Euler), got {steps}"
+        )
+    return (int(steps) + 1) // 2
+
+
+class _Denoiser:
+    """D(x̃; σ) and d = (x̃ − D)/σ from the ε-network, at grid points (their own t) or any σ."""
+
+    def __init__(self, model_fn: ModelFn, schedule: Schedule, clip_x0):
+        self.model_fn, self.schedule, self.clip_x0 = model_fn, schedule, clip_x0
+
+    def t_of(self, sigma: float):
+        """A σ off the grid: its fractional model timestep (clamped to [0, T-1])."""
+        return float(t_from_sigma(self.schedule, [sigma])[0])
+
+    def __call__(self, x: torch.Tensor, sigma: float, t) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(D, d, x_t) at x̃ = ``x`` [N, ...] and noise level σ (model timestep ``t``); x_t = √ᾱ·x̃."""
+        scale = 1.0 / math.sqrt(1.0 + sigma * sigma)  # √ᾱ
+        x_t = x * scale
+        eps = call_model(self.model_fn, x_t, t)
+        denoised = x - sigma * eps
+        if self.clip_x0 is None:
+            return denoised, eps, x_t
+        denoised = denoised.clamp(self.clip_x0[0], self.clip_x0[1])
+        return denoised, (x - denoised) / sigma, x_t
+
+
+def _edm_sample(
+    model_fn: ModelFn,
+    x_T: torch.Tensor,
+    schedule: Schedule,
+    *,
+    heun: bool,
+    steps: int,
+    spacing: str,
+    s_churn: float,
+    s_tmin: float,
+    s_tmax: float,
+    s_noise: float,
+    generator,
+    progress: bool,
+    clip_x0,
+    timesteps,
+    sigmas,
+    start_t,
+    callback: Callback,
+) -> torch.Tensor:
+    check_sample_args(x_T, clip_x0, callback)
+    check_churn(s_churn, s_tmin, s_tmax, s_noise)
+    points = edm_points(steps, heun) if timesteps is None and sigmas is None else None
+    grid = sampling_grid(schedule, points, spacing, timesteps=timesteps, sigmas=sigmas, start_t=start_t)
+    sig = grid.sigmas + [0.0]
+    num = len(grid)
+    denoise = _Denoiser(model_fn, schedule, clip_x0)
+    x = x_T * (1.0 / math.sqrt(grid.alpha_bars[0]))  # x̃ = x_t/√ᾱ
+    for i in steps_iter(range(num), progress, "Heun" if heun else "Euler"):
+        sigma, sigma_next = sig[i], sig[i + 1]
+        gamma = churn_gamma(sigma, num, s_churn, s_tmin, s_tmax)
+        if gamma > 0:
+            sigma_hat = sigma * (1.0 + gamma)
+            x = x + (math.sqrt(sigma_hat**2 - sigma**2) * s_noise) * noise_like(x, generator)
+            t_hat = denoise.t_of(sigma_hat)
+        else:
+            sigma_hat, t_hat = sigma, grid.t[i]
+        denoised, d, x_t = denoise(x, sigma_hat, t_hat)
+        if callback is not None:
+            report(callback, i, t_hat, 1.0 / (1.0 + sigma_hat**2), x_t, denoised)
+        if sigma_next == 0:  # the last step: Euler, which lands on D
+            x = denoised
+            continue
+        x_next = x + (sigma_next - sigma_hat) * d
+        if heun:
+            _, d_next, _ = denoise(x_next, sigma_next, grid.t[i + 1])
+            x_next = x + (sigma_next - sigma_hat) * (0.5 * (d + d_next))
+        x = x_next
+    return x
+
+
+@torch.no_grad()
+def euler_sample(
+    model_fn: ModelFn,
+    x_T: torch.Tensor,
+    schedule: Schedule,
+    *,
+    steps: int = 10,
+    spacing: str = "karras",
+    s_churn: float = 0.0,
+    s_tmin: float = 0.0,
+    s_tmax: float = math.inf,
+    s_noise: float = 1.0,
+    generator=None,
+    progress: bool = False,
+    clip_x0=None,
+    timesteps: Sequence | None = None,
+    sigmas: Sequence[float] | None = None,
+    start_t: int | None = None,
+    callback: Callback = None,
+) -> torch.Tensor:
+    """EDM's Euler sampler (Algorithm 2 without the second-order correction) from x_T [N, ...] (x at
+    the grid's first point, in x_T's dtype) → x_0 [N, ...] in ``steps`` model evaluations.
+
+    ``spacing``: any of :data:`ddkit.timesteps.ALL_SPACINGS` (default ``karras``, EDM eq. 5), or an
+    explicit decreasing ``timesteps`` or ``sigmas`` grid (each point one evaluation; the last step
+    goes to σ = 0); ``start_t``: the spacing starts there. ``s_churn`` > 0 adds noise before each
+    step whose σ lies in [s_tmin, s_tmax] (γ = min(s_churn/N, √2−1), noise scaled by ``s_noise``),
+    drawn from ``generator`` (per sample with :class:`ddkit.rng.SampleGenerators`). Without churn
+    this is DDIM η = 0 on the same grid. ``clip_x0`` clamps D; ``callback`` gets each step's StepInfo.
+    """
+    return _edm_sample(
+        model_fn,
+        x_T,
+        schedule,
+        heun=False,
+        steps=steps,
+        spacing=spacing,
+        s_churn=s_churn,
+        s_tmin=s_tmin,
+        s_tmax=s_tmax,
+        s_noise=s_noise,
+        generator=generator,
+        progress=progress,
+        clip_x0=clip_x0,
+        timesteps=timesteps,
+        sigmas=sigmas,
+        start_t=start_t,
+        callback=callback,
+    )
+
+
+@torch.no_grad()
+def heun_sample(
+    model_fn: ModelFn,
+    x_T: torch.Tensor,
+    schedule: Schedule,
+    *,
+    steps: int = 19,
+    spacing: str = "karras",
+    s_churn: float = 0.0,
+    s_tmin: float = 0.0,
+    s_tmax: float = math.inf,
+    s_noise: float = 1.0,
+    generator=None,
+    progress: bool = False,
+    clip_x0=None,
+    timesteps: Sequence | None = None,
+    sigmas: Sequence[float] | None = None,
+    start_t: int | None = None,
+    callback: Callback = None,
+) -> torch.Tensor:
+    """EDM's Heun sampler (Algorithm 2: second order, the last step Euler) from x_T [N, ...] → x_0
+    [N, ...]. ``steps`` counts model evaluations and must be odd: N = (steps+1)/2 grid points cost
+    2N − 1 (default 19: N = 10). An explicit ``timesteps``/``sigmas`` grid of N points costs 2N − 1.
+    Other arguments as :func:`euler_sample` (deterministic unless ``s_churn`` > 0). Without churn it
+    matches diffusers' ``HeunDiscreteScheduler`` on the same σ-grid. ``callback`` is called once per
+    step, with the first evaluation's D.
+    """
+    return _edm_sample(
+        model_fn,
+        x_T,
+        schedule,
+        heun=True,
+        steps=steps,
+        spacing=spacing,
+        s_churn=s_churn,
+        s_tmin=s_tmin,
+        s_tmax=s_tmax,
+        s_noise=s_noise,
+        generator=generator,
+        progress=progress,
+        clip_x0=clip_x0,
+        timesteps=timesteps,
+        sigmas=sigmas,
+        start_t=start_t,
+        callback=callback,
+    )
