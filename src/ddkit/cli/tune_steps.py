@@ -7,6 +7,7 @@ from __future__ import annotations
 from ..training.config import DEVICES
 from ..training.tuned import TUNE_SEED, tune_run
 from ..tuning import TUNABLE
+from .sampling import CHECKPOINT_HELP
 
 
 def add_parser(sub) -> None:
@@ -51,7 +52,7 @@ def add_parser(sub) -> None:
         help="start noise of sample i from (seed, i) (default %(default)s, not ddkit sample's 0)",
     )
     p.add_argument("--batch-size", type=int, default=256, help="samples per batch (default %(default)s)")
-    p.add_argument("--checkpoint", default=None, help="a checkpoint folder or .safetensors file (default: the newest)")
+    p.add_argument("--checkpoint", default=None, metavar="last|best|PATH", help=CHECKPOINT_HELP)
     p.add_argument("--no-ema", action="store_true", help="tune for the raw weights instead of the EMA weights")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="cpu (default) or cuda")
 

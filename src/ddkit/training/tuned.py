@@ -29,7 +29,7 @@ TUNE_SEED = 1
 
 def weights_id(run: str | Path, checkpoint=None, ema: bool = True) -> dict:
     """Which weights: the safetensors file (relative to the run) and the SHA-256 of its bytes."""
-    path = resolve_weights(Path(run), checkpoint, ema)
+    path = resolve_weights(Path(run), checkpoint, ema).path
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
