@@ -17,7 +17,6 @@ import torch
 
 from ..checks import ParameterError
 from ..generate import LabelCycle, plain_model_fn, start_noise
-from ..parameterization import eps_network
 from ..schedule import Schedule
 from ..tuning import TunedTimesteps, check_tuning, tune_timesteps
 from .load import load, resolve_weights
@@ -77,7 +76,7 @@ def tune_run(
     model, schedule, config = load(run, checkpoint=checkpoint, ema=ema, device=device)
     check_tuning(sampler, nfe, teacher_steps, schedule.num_timesteps, order)
     ident = weights_id(run, checkpoint, ema)
-    net = eps_network(model, config.diffusion.prediction, schedule)
+    net = config.diffusion.eps_network(model, schedule)
     shape = (
         (config.model.in_channels, config.model.image_size, config.model.image_size)
         if hasattr(config.model, "image_size")
