@@ -34,7 +34,16 @@ from ..checks import is_int, number
 from ..parameterization import ModelFn
 from ..schedule import Schedule
 from ..timesteps import sampling_grid, t_from_sigma
-from .common import Callback, call_model, check_sample_args, noise_like, report, steps_iter
+from .common import (
+    Callback,
+    DenoisedFn,
+    apply_denoised_fn,
+    call_model,
+    check_sample_args,
+    noise_like,
+    report,
+    steps_iter,
+)
 
 CHURN_OPTIONS = ("s_churn", "s_tmin", "s_tmax", "s_noise")
 
@@ -74,22 +83,25 @@ def edm_points(steps: int, heun: bool) -> int:
 class _Denoiser:
     """D(x̃; σ) and d = (x̃ − D)/σ from the ε-network, at grid points (their own t) or any σ."""
 
-    def __init__(self, model_fn: ModelFn, schedule: Schedule, clip_x0):
-        self.model_fn, self.schedule, self.clip_x0 = model_fn, schedule, clip_x0
+    def __init__(self, model_fn: ModelFn, schedule: Schedule, clip_x0, denoised_fn: DenoisedFn = None):
+        self.model_fn, self.schedule, self.clip_x0, self.denoised_fn = model_fn, schedule, clip_x0, denoised_fn
 
     def t_of(self, sigma: float):
         """A σ off the grid: its fractional model timestep (clamped to [0, T-1])."""
         return float(t_from_sigma(self.schedule, [sigma])[0])
 
-    def __call__(self, x: torch.Tensor, sigma: float, t) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(D, d, x_t) at x̃ = ``x`` [N, ...] and noise level σ (model timestep ``t``); x_t = √ᾱ·x̃."""
-        scale = 1.0 / math.sqrt(1.0 + sigma * sigma)  # √ᾱ
-        x_t = x * scale
+    def __call__(self, x: torch.Tensor, sigma: float, t, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(D, d, x_t) at x̃ = ``x`` [N, ...] and noise level σ (model timestep ``t``, step ``i``);
+        x_t = √ᾱ·x̃. D is clipped to ``clip_x0`` and then changed by ``denoised_fn``, if given."""
+        alpha_bar = 1.0 / (1.0 + sigma * sigma)
+        x_t = x * math.sqrt(alpha_bar)
         eps = call_model(self.model_fn, x_t, t)
         denoised = x - sigma * eps
-        if self.clip_x0 is None:
+        if self.clip_x0 is None and self.denoised_fn is None:
             return denoised, eps, x_t
-        denoised = denoised.clamp(self.clip_x0[0], self.clip_x0[1])
+        if self.clip_x0 is not None:
+            denoised = denoised.clamp(self.clip_x0[0], self.clip_x0[1])
+        denoised = apply_denoised_fn(self.denoised_fn, i, t, alpha_bar, x_t, denoised)
         return denoised, (x - denoised) / sigma, x_t
 
 
@@ -112,14 +124,15 @@ def _edm_sample(
     sigmas,
     start_t,
     callback: Callback,
+    denoised_fn: DenoisedFn,
 ) -> torch.Tensor:
-    check_sample_args(x_T, clip_x0, callback)
+    check_sample_args(x_T, clip_x0, callback, denoised_fn)
     check_churn(s_churn, s_tmin, s_tmax, s_noise)
     points = edm_points(steps, heun) if timesteps is None and sigmas is None else None
     grid = sampling_grid(schedule, points, spacing, timesteps=timesteps, sigmas=sigmas, start_t=start_t)
     sig = grid.sigmas + [0.0]
     num = len(grid)
-    denoise = _Denoiser(model_fn, schedule, clip_x0)
+    denoise = _Denoiser(model_fn, schedule, clip_x0, denoised_fn)
     x = x_T * (1.0 / math.sqrt(grid.alpha_bars[0]))  # x̃ = x_t/√ᾱ
     for i in steps_iter(range(num), progress, "Heun" if heun else "Euler"):
         sigma, sigma_next = sig[i], sig[i + 1]
@@ -130,7 +143,7 @@ def _edm_sample(
             t_hat = denoise.t_of(sigma_hat)
         else:
             sigma_hat, t_hat = sigma, grid.t[i]
-        denoised, d, x_t = denoise(x, sigma_hat, t_hat)
+        denoised, d, x_t = denoise(x, sigma_hat, t_hat, i)
         if callback is not None:
             report(callback, i, t_hat, 1.0 / (1.0 + sigma_hat**2), x_t, denoised)
         if sigma_next == 0:  # the last step: Euler, which lands on D
@@ -138,7 +151,7 @@ def _edm_sample(
             continue
         x_next = x + (sigma_next - sigma_hat) * d
         if heun:
-            _, d_next, _ = denoise(x_next, sigma_next, grid.t[i + 1])
+            _, d_next, _ = denoise(x_next, sigma_next, grid.t[i + 1], i + 1)
             x_next = x + (sigma_next - sigma_hat) * (0.5 * (d + d_next))
         x = x_next
     return x
@@ -163,6 +176,7 @@ def euler_sample(
     sigmas: Sequence[float] | None = None,
     start_t: int | None = None,
     callback: Callback = None,
+    denoised_fn: DenoisedFn = None,
 ) -> torch.Tensor:
     """EDM's Euler sampler (Algorithm 2 without the second-order correction) from x_T [N, ...] (x at
     the grid's first point, in x_T's dtype) → x_0 [N, ...] in ``steps`` model evaluations.
@@ -172,7 +186,8 @@ def euler_sample(
     goes to σ = 0); ``start_t``: the spacing starts there. ``s_churn`` > 0 adds noise before each
     step whose σ lies in [s_tmin, s_tmax] (γ = min(s_churn/N, √2−1), noise scaled by ``s_noise``),
     drawn from ``generator`` (per sample with :class:`ddkit.rng.SampleGenerators`). Without churn
-    this is DDIM η = 0 on the same grid. ``clip_x0`` clamps D; ``callback`` gets each step's StepInfo.
+    this is DDIM η = 0 on the same grid. ``clip_x0`` clamps D; ``denoised_fn(x0, info) -> x0`` then
+    changes it before the step (DDNM's projection, DPS); ``callback`` gets each step's StepInfo.
     """
     return _edm_sample(
         model_fn,
@@ -192,6 +207,7 @@ def euler_sample(
         sigmas=sigmas,
         start_t=start_t,
         callback=callback,
+        denoised_fn=denoised_fn,
     )
 
 
@@ -214,6 +230,7 @@ def heun_sample(
     sigmas: Sequence[float] | None = None,
     start_t: int | None = None,
     callback: Callback = None,
+    denoised_fn: DenoisedFn = None,
 ) -> torch.Tensor:
     """EDM's Heun sampler (Algorithm 2: second order, the last step Euler) from x_T [N, ...] → x_0
     [N, ...]. ``steps`` counts model evaluations and must be odd: N = (steps+1)/2 grid points cost
@@ -240,4 +257,5 @@ def heun_sample(
         sigmas=sigmas,
         start_t=start_t,
         callback=callback,
+        denoised_fn=denoised_fn,
     )
