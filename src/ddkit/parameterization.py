@@ -165,10 +165,13 @@ TARGETS: dict[str, Target] = {
     # 1/c_out² = 1/σ² + 1/σ_d² = SNR + 1/σ_d²
     "edm": Target("edm", None, _edm_target, _edm_to_eps, lambda snr, sd: snr + 1 / sd**2, network_input=_edm_input),
 }
+"""The prediction targets by name: ``eps``, ``x0``, ``v`` and EDM's preconditioned ``edm`` (see
+:class:`Target`): the training target, the conversion to ε and the loss weight of each."""
 PREDICTIONS = tuple(name for name, t in TARGETS.items() if not t.preconditioned)
 """What ``prediction`` may name: the targets of an unpreconditioned network, ``eps``, ``x0`` and ``v``
 (EDM's is ``preconditioning``; see :class:`Target`)."""
 PRECONDITIONINGS = ("none", "edm")
+"""What ``preconditioning`` may name: none, or EDM's (Karras et al. 2022, Table 1)."""
 
 
 def get_target(prediction: str) -> Target:
