@@ -35,7 +35,7 @@ from diffusers import DDIMPipeline, DDIMScheduler, DPMSolverMultistepScheduler
 
 import ddkit
 from ddkit.generate import autocast_network, generate_batches
-from ddkit.nn import UNet, UNetConfig, build_model
+from ddkit.nn import UNetConfig, build_model
 from ddkit.nn.defaults import default_model_config
 
 SAMPLERS = {"ddim": ("ddim", "DDIMPipeline"), "dpm++": ("dpm++", "DPMSolverMultistep loop")}
@@ -80,7 +80,7 @@ def networks(run: str | None, which: list[str]):
         cfg = UNetConfig(
             image_size=32, in_channels=3, base_channels=128, channel_mult=(1, 2, 2, 2), attn_resolutions=(16,)
         )
-        out.append(("CIFAR-10 UNet", UNet(cfg).eval(), 32, 3, ddkit.Schedule.linear(), 2))
+        out.append(("CIFAR-10 UNet", build_model(cfg).eval(), 32, 3, ddkit.Schedule.linear(), 2))
     return out
 
 
