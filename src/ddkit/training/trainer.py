@@ -36,20 +36,19 @@ from .checkpoint import (
     load_matching,
     load_train_state,
     load_weights,
-    read_best,
     recover_best,
-    save_best,
     save_checkpoint,
 )
 from .config import RunConfig
-from .distributed import DistContext, ShardedBatches, agree, barrier, from_main, gather_rank_states
+from .distributed import DistContext, ShardedBatches, agree, barrier, gather_rank_states
 from .ema import EMA
 from .objectives import DiffusionObjective
 from .precision import fused_adamw_supported, resolve_precision
 from .reporting import Reporter
 from .rundir import RunDir, RunLock
+from .selection import ModelSelection
 from .stops import NonFiniteLossError, StopRequest, TrainingInterrupted, nonfinite_message
-from .validation import CLOSER_WARNING, EvalState, Validator, memorisation_warning, say
+from .validation import EvalState, Validator, say
 
 
 def learning_rate(cfg, step: int, progress: float) -> float:
@@ -90,11 +89,11 @@ class Trainer:
         # optional packages (--log-to tensorboard, evaluation's features and plots) are checked here,
         # before anything is said or done
         self.reporter = Reporter(self.run_dir, tc.log_to, tc.batch_size, dist.is_main)
-        self.validator = Validator(config, self.data, self.objective, self.device) if config.evaluates else None
-        self.eval_state = EvalState()
-        if self.validator is not None:
+        validator = Validator(config, self.data, self.objective, self.device) if config.evaluates else None
+        if validator is not None:
             self.reporter.plan_val_plot(tc.select)
         self.config = config = _resolve_precision(config, self.model, self.device, dist.is_main)
+        self.selection = ModelSelection(config, validator, self.out, self.reporter, dist, self.device)
         self.ema = EMA(self.model, tc.ema_decay)
         self.net = self.model
         if dist.world_size > 1:
@@ -143,7 +142,7 @@ class Trainer:
         if ckpt is not None:
             self._resume(ckpt)
             self.reporter.resume(self.step)
-            self._sync_best()
+            self.selection.sync_best(self.step, self.model, self.ema)
         else:
             self.reporter.start()
         if self.dist.is_main:
@@ -161,7 +160,7 @@ class Trainer:
             "batches": self.batches.state(),
             "gen": self.gen.get_state(),
             "torch_rng": torch.get_rng_state(),
-            "eval": self.eval_state.to_dict(),
+            "eval": self.selection.state.to_dict(),
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
@@ -176,7 +175,7 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
         self.saved_step = self.step
-        self.eval_state = EvalState.from_dict(state.get("eval"))
+        self.selection.state = EvalState.from_dict(state.get("eval"))
         mine = state["ranks"][self.dist.rank] if self.dist.world_size > 1 else state
         self.batches.load(mine["batches"])
         self.gen.set_state(mine["gen"])
@@ -202,66 +201,15 @@ class Trainer:
         self.saved_step = self.step
         barrier(self.dist)
 
-    # ---- evaluation on the validation part (training.validation) ------------------------------
-    def _save_best(self, scores: dict | None) -> None:
-        """RUN/checkpoints/best from the current weights (rank 0), with the scores that chose them."""
-        tc = self.config.train
-        record = {"step": self.step, "select": tc.select, "score": self.eval_state.best_score, "scores": scores}
-        save_best(
-            self.out,
-            self.model.state_dict(),
-            self.ema.state_dict(),
-            record,
-            metadata={MODEL_METADATA: json.dumps(self.config.to_dict()["model"])},
-        )
-
-    def _sync_best(self) -> None:
-        """After resuming: a crash between the step checkpoint of a new best and RUN/checkpoints/best
-        left the best one behind; the resumed weights are that best, so write them (rank 0)."""
-        best_step = self.eval_state.best_step
-        if not self.dist.is_main or self.validator is None or best_step != self.step:
-            return
-        found = read_best(self.out)
-        if found is None or found.get("step") != best_step:
-            self._save_best(self.reporter.eval_scores(best_step))
-
+    # ---- evaluation on the validation part (training.selection) -------------------------------
     def _evaluate(self, bar=None) -> bool:
-        """Evaluate the EMA weights on the val part (rank 0 evaluates and shares the two numbers
-        every rank decides by), log it, keep the best checkpoint, warn once about copying; True
-        when training should stop early. Order for crash safety: the log record, then the step
-        checkpoint of a new best (so the resume point never falls behind the best), then the best
-        checkpoint."""
-        record = self.validator.evaluate(self.ema.model) if self.dist.is_main else None
-        mine = [self.validator.score(record), record["closer_than_real"]] if record is not None else [0.0, 0.0]
-        score, closer = from_main(mine, self.dist, self.device)
-        better = self.eval_state.update(self.step, score)
-        if self.dist.is_main:
-            self.reporter.evaluation(self.step, record, better, self.eval_state)
-            if bar is not None:
-                bar.set_postfix(self._postfix(fid=f"{record['fid']:.2f}", closer=f"{closer:.2f}"))
-        if better:
-            if self.saved_step != self.step:
-                self.save()
-            if self.dist.is_main:
-                self._save_best(self.reporter.eval_scores(self.step))
-        if not self.eval_state.warned and closer > CLOSER_WARNING:
-            self.eval_state.warned = True
-            if self.dist.is_main:
-                say(memorisation_warning(self.step, closer, self._best_line()))
-        return self._stopped_early()
+        """Evaluate and select (:meth:`ModelSelection.evaluate`); True when training stops early."""
+        show = (lambda values: bar.set_postfix(self._postfix(**values))) if bar is not None else None
+        return self.selection.evaluate(self.step, self.model, self.ema, self._save_if_new, show)
 
-    def _stopped_early(self) -> bool:
-        k = self.config.train.early_stop
-        return self.validator is not None and k is not None and self.eval_state.since_best >= k
-
-    def _best_line(self) -> str:
-        s = self.eval_state
-        if s.best_step is None:
-            return "no evaluation has scored yet"
-        return (
-            f"the best checkpoint so far is {self.run_dir.best} "
-            f"(step {s.best_step}, val {self.config.train.select} {s.best_score:.4g})"
-        )
+    def _save_if_new(self) -> None:
+        if self.saved_step != self.step:
+            self.save()
 
     def _postfix(self, **values) -> dict:
         self._bar_values = {**getattr(self, "_bar_values", {}), **values}
@@ -278,7 +226,7 @@ class Trainer:
         return max(fracs)
 
     def _done(self) -> bool:
-        if self._stopped_early():
+        if self.selection.stopped_early():
             return True
         done = self._progress_fraction() >= 1.0
         if self.config.train.minutes is not None:
@@ -318,10 +266,10 @@ class Trainer:
         touches the weights (the last checkpoint stays the newest), unless ``skip_nonfinite``
         allows skipping that batch. The run's lock is released on the way out."""
         try:
-            if self._stopped_early() and self.dist.is_main:
+            if self.selection.stopped_early() and self.dist.is_main:
                 say(f"ddkit: note: {self.out} stopped early at step {self.step} already; raise early_stop to go on")
             last_drawn = self._loop()
-            if self.validator is not None and self.eval_state.last_step != self.step:
+            if self.selection.final_due(self.step):
                 self._evaluate()  # the final weights are a candidate too
             if self.step != last_drawn or not self.run_dir.samples(0).parent.is_dir():
                 self._draw()
@@ -360,9 +308,9 @@ class Trainer:
                         postfix = self._postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
                         bar.set_postfix(postfix)
                 # evaluation before the step checkpoint: a checkpoint of step N implies N's evaluation
-                early = self.validator is not None and self.step % tc.eval_every == 0 and self._evaluate(bar)
+                early = self.selection.due(self.step) and self._evaluate(bar)
                 if early:
-                    self._say_early_stop()
+                    self.selection.say_early_stop(self.step)
                 if self.step % tc.sample_every == 0:
                     self._draw()
                     last_drawn = self.step
@@ -375,15 +323,6 @@ class Trainer:
                         self.save()
                     raise TrainingInterrupted(self.step, latest_checkpoint(self.out) if self.dist.is_main else None)
         return last_drawn
-
-    def _say_early_stop(self) -> None:
-        s, k = self.eval_state, self.config.train.early_stop
-        self.reporter.event({"step": self.step, "early_stop": {"evaluations": k, "best_step": s.best_step}})
-        if self.dist.is_main:
-            say(
-                f"ddkit: early stop at step {self.step}: {k} evaluation{'s' * (k != 1)} without a better val "
-                f"{self.config.train.select}; {self._best_line()}"
-            )
 
     def _skip_nonfinite(self) -> None:
         """A batch whose loss was not finite: skip it (logged) or stop, as ``skip_nonfinite`` says."""
