@@ -117,6 +117,7 @@ class Trainer:
         torch.manual_seed(tc.seed * 13 + 3 + dist.rank)
         self.step, self.elapsed = 0, 0.0
         self.saved_step = None  # the step of the newest checkpoint this process wrote or resumed
+        self._bar_values: dict = {}  # the progress bar's numbers: the loss line and the latest evaluation
         self.lock = RunLock(self.out)
         try:
             self._open_run(resume)
@@ -208,11 +209,12 @@ class Trainer:
         return self.selection.evaluate(self.step, self.model, self.ema, self._save_if_new, show)
 
     def _save_if_new(self) -> None:
+        """A step checkpoint of the current step, unless this process already wrote or resumed it."""
         if self.saved_step != self.step:
             self.save()
 
     def _postfix(self, **values) -> dict:
-        self._bar_values = {**getattr(self, "_bar_values", {}), **values}
+        self._bar_values = {**self._bar_values, **values}
         return self._bar_values
 
     # ---- training ---------------------------------------------------------------------------
@@ -314,13 +316,12 @@ class Trainer:
                 if self.step % tc.sample_every == 0:
                     self._draw()
                     last_drawn = self.step
-                if self.step % tc.ckpt_every == 0 and self.saved_step != self.step:
-                    self.save()
+                if self.step % tc.ckpt_every == 0:
+                    self._save_if_new()
                 if early:
                     break  # run() writes the final checkpoint
                 if agree(stop.requested, self.dist, self.device):
-                    if self.step != self.saved_step:
-                        self.save()
+                    self._save_if_new()
                     raise TrainingInterrupted(self.step, latest_checkpoint(self.out) if self.dist.is_main else None)
         return last_drawn
 
