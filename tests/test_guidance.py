@@ -114,7 +114,7 @@ def test_larger_cfg_scales_concentrate_samples(gmm, schedule):
 
 def test_guidance_interval_skips_the_unconditional_branch_outside_it(gmm, schedule):
     net = exact_cond_net(gmm, schedule)
-    steps = ddkit.make_timesteps(1000, 10, "uniform").tolist()  # 900, 800, …, 0
+    steps = ddkit.make_timesteps(1000, 10, "leading").tolist()  # 900, 800, …, 0
     inside = [t for t in steps if 300 <= t <= 700]
     model_fn = classifier_free_guidance(net, 2, 3.0, interval=(300, 700))
     x_T = torch.randn(6, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64)

@@ -13,8 +13,7 @@ import ddkit
 from ddkit.cli import main
 from ddkit.eval.energy import energy_distance_to_mixture
 from ddkit.samplers import run_sampler
-from ddkit.timesteps import tuned
-from ddkit.tuning import TunedTimesteps, teacher_solution
+from ddkit.tuning import TunedTimesteps, teacher_solution, tuned
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -33,7 +32,7 @@ def test_tuned_beats_every_hand_made_grid(oracle_tuned, gmm):
     schedule, fn, _, _, rec = oracle_tuned
     assert rec.sampler == "dpm++" and rec.nfe == 5 and len(rec.timesteps) == 5 and rec.options == {"order": 2}
     assert rec.score_after < min(rec.score_before.values())
-    assert rec.baseline == "uniform" and set(rec.score_before) >= {"uniform", "logsnr", "karras", "exponential", "dp"}
+    assert rec.baseline == "leading" and set(rec.score_before) >= {"leading", "logsnr", "karras", "exponential", "dp"}
     assert rec.teacher == {"sampler": "dpm++", "order": 2, "spacing": "trailing", "steps": 200}
     assert "dynamic programming" in rec.method and rec.version == ddkit.__version__
     t = list(rec.timesteps)
@@ -43,7 +42,7 @@ def test_tuned_beats_every_hand_made_grid(oracle_tuned, gmm):
     tuned_score = energy_distance_to_mixture(run_sampler("dpm++", fn, x, schedule, timesteps=t).double(), gmm)
     hand = min(
         energy_distance_to_mixture(run_sampler("dpm++", fn, x, schedule, steps=5, spacing=sp).double(), gmm)
-        for sp in ("uniform", "logsnr", "exponential")
+        for sp in ("leading", "logsnr", "exponential")
     )
     assert tuned_score < hand
 

@@ -6,7 +6,6 @@ reaches both."""
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 from dataclasses import dataclass
 
@@ -14,7 +13,7 @@ import torch
 
 from ..generate import PRECISIONS, LabelCycle, ModelFnFor, autocast_network, generate_batches, sample_shape
 from ..samplers import SAMPLERS, get_sampler
-from ..samplers.edm import CHURN_OPTIONS
+from ..samplers.registry import CHURN
 from ..schedule import Schedule
 from ..timesteps import ALL_SPACINGS, TUNED, sampling_grid
 from ..training.config import DEVICES, RunConfig
@@ -46,7 +45,7 @@ def add_sampling_arguments(p: argparse.ArgumentParser, *, count: bool = True) ->
         choices=ALL_SPACINGS + (TUNED,),
         default=None,
         help="timestep spacing, for every sampler that takes steps (default: the sampler's): index spacings "
-        "uniform, quadratic, trailing, linspace; logsnr (uniform in log-SNR); σ-grids karras (EDM eq. 5) and "
+        "leading, quadratic, trailing, linspace; logsnr (uniform in log-SNR); σ-grids karras (EDM eq. 5) and "
         "exponential; tuned: RUN/timesteps/SAMPLER-STEPS.json, made by ddkit tune-steps",
     )
     grid = g.add_mutually_exclusive_group()
@@ -156,7 +155,7 @@ def _number(text: str) -> int | float:
     return int(value) if value.is_integer() else value
 
 
-OPTION_NAMES = ("steps", "eta", "spacing", "order") + CHURN_OPTIONS
+OPTION_NAMES = ("steps", "eta", "spacing", "order", *CHURN)
 
 
 def sampler_options(args, schedule: Schedule) -> dict:
@@ -195,7 +194,7 @@ def sampler_options(args, schedule: Schedule) -> dict:
 
 
 def _default_steps(spec) -> int:
-    return int(inspect.signature(spec.fn).parameters["steps"].default)
+    return int(spec.defaults["steps"])
 
 
 def sampling_precision(args, model) -> str:

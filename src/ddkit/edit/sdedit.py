@@ -77,7 +77,7 @@ def sdedit(
         raise ParameterError("sdedit chooses the grid from `strength`: pass `steps` and `spacing`, not a grid")
     grid = {"steps": steps} if steps is not None else {}
     if invert:
-        spacing = sampler_options.get("spacing") or "uniform"
+        spacing = sampler_options.get("spacing") or "leading"
         x_t = ddim_invert(
             model_fn, x0, schedule, steps=steps or t0 + 1, spacing=spacing, start_t=t0, refine=refine, progress=progress
         )
