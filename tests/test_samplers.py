@@ -1,9 +1,11 @@
+import inspect
 import math
 
 import pytest
 import torch
 
 import ddkit
+import ddkit.samplers
 from conftest import energy_distance
 from ddkit.oracle import GaussianMixture
 from ddkit.samplers.ddpm import ddpm_variance
@@ -201,3 +203,17 @@ def test_clip_keeps_final_sample_in_range(gmm):
 def test_invalid_arguments(call, match):
     with pytest.raises(ValueError, match=match):
         call(lambda a, t: torch.zeros_like(a), torch.randn(2, 2))
+
+
+@pytest.mark.parametrize("name", sorted(ddkit.samplers.SAMPLERS))
+def test_the_registry_holds_each_samplers_defaults(name):
+    """SamplerSpec.defaults (read by the CLI and tuning) are the defaults a direct call uses."""
+    spec = ddkit.samplers.SAMPLERS[name]
+    params = inspect.signature(spec.fn).parameters
+    assert {k: params[k].default for k in spec.defaults} == spec.defaults
+
+
+def test_a_misspelt_common_keyword_is_refused():
+    fn = GaussianMixture.default_2d().eps_fn(S.alpha_bars)
+    with pytest.raises(TypeError, match="clip_xo"):
+        ddkit.ddim_sample(fn, torch.randn(2, 2), S, steps=4, clip_xo=(-1, 1))

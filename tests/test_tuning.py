@@ -177,3 +177,26 @@ def test_spacing_tuned_refusals(runs, tmp_path, capsys):
 def test_tune_steps_bad_input(runs, capsys, args, match):
     assert main(["tune-steps", str(runs[0]), *args]) == 2
     assert match in _error_line(capsys)
+
+
+def test_a_record_written_before_the_renames_loads_with_the_new_names(tmp_path):
+    """0.1 wrote DDIM's leading spacing as "uniform"; its files load with the new name."""
+    old = {
+        "format": "ddkit-tuned-timesteps",
+        "format_version": 1,
+        "sampler": "ddim",
+        "nfe": 3,
+        "timesteps": [999, 500, 20],
+        "sigmas": [1.0, 0.5, 0.1],
+        "options": {},
+        "baseline": "uniform",
+        "score_before": {"uniform": 0.3, "trailing": 0.2, "dp": 0.1},
+        "score_after": 0.05,
+        "num_timesteps": 1000,
+        "version": "0.1.0",
+    }
+    path = tmp_path / "ddim-3.json"
+    path.write_text(json.dumps(old))
+    rec = TunedTimesteps.load(path)
+    assert rec.baseline == "leading" and rec.score_before == {"leading": 0.3, "trailing": 0.2, "dp": 0.1}
+    assert tuned(path, ddkit.Schedule.linear(), sampler="ddim", nfe=3) == [999, 500, 20]

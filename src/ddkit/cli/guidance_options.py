@@ -110,7 +110,7 @@ def guided_model_fn_for(args, model, schedule: Schedule, config: RunConfig):
         classifier_scale=args.classifier_scale,
         weak=args.guide_with is not None,
         interval=args.guidance_interval,
-        rescale=args.guidance_rescale,
+        guidance_rescale=args.guidance_rescale,
     )
     weak = classifier = None
     if settings.auto_scale is not None:
