@@ -1,9 +1,17 @@
 """ddkit: denoising diffusion models (DDPM, DDIM, guidance) for PyTorch.
 
 The core is a set of pure functions over one model interface, ``model_fn(x_t, t) -> ε`` with
-``t`` a tensor [N] of 0-based training timesteps. The layers: the math (``schedule``,
-``timesteps``, ``forward``, ``parameterization``, ``losses``, ``samplers``, ``guidance``, …) ←
-``nn`` ← ``data`` ← ``training`` ← ``eval`` ← ``cli``.
+``t`` a tensor [N] of 0-based training timesteps. The layers, each module importing only those
+before it (``tests/test_layers.py`` enforces it, function-level imports included):
+
+    version ← checks ← rng ← timesteps ← schedule ← forward ← parameterization ← losses ← guidance
+    ← latents ← oracle ← samplers ← edit ← tuning ← generate ← plots ← nn ← data ← eval ← training
+    ← interop ← cli
+
+the math first (grids, schedules, the forward process, ε/x̂₀/v, losses, guidance wrappers, the
+exact oracle, the samplers, editing and timestep tuning on top of them), then the machinery
+(networks, data sets, metrics, the trainer, diffusers interop, the command line). This module
+only gathers the public names.
 """
 
 from . import _compat
@@ -39,6 +47,7 @@ from .schedule import Schedule
 from .timesteps import SPACINGS, log_snr, make_timesteps, make_timesteps_logsnr
 from .training import load, train, train_classifier
 from .tuning import TunedTimesteps, tune_timesteps
+from .version import __version__ as __version__
 
 _compat.install()
 
@@ -51,8 +60,6 @@ def __getattr__(name: str):
         return importlib.import_module(f"ddkit.{name}")
     raise AttributeError(f"module 'ddkit' has no attribute {name!r}")
 
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Schedule",

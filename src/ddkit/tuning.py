@@ -44,6 +44,7 @@ from .samplers.common import check_order
 from .samplers.edm import edm_points
 from .schedule import Schedule
 from .timesteps import ALL_SPACINGS, RENAMED_SPACINGS, sampling_grid, t_from_sigma
+from .version import __version__
 
 FORMAT = "ddkit-tuned-timesteps"
 FORMAT_VERSION = 1
@@ -449,8 +450,6 @@ def tune_timesteps(
     scores["dp"] = problem.rmse(candidates["dp"])
     start = min(scores, key=lambda name: scores[name])
     seq, score = _search(problem, list(candidates[start]), scores[start], sweeps, max_evals)
-    from . import __version__
-
     grid = sampling_grid(schedule, timesteps=seq)
     return TunedTimesteps(
         sampler=sampler,
