@@ -9,27 +9,7 @@ from .edm import euler_sample, heun_sample
 from .registry import SAMPLERS, SamplerSpec, get_sampler, register_sampler, run_sampler
 from .unipc import unipc_corrector_step, unipc_predictor_step, unipc_sample
 
-__all__ = [
-    "euler_sample",
-    "heun_sample",
-    "dpm_solver_sample",
-    "dpm_solver_step",
-    "ddim_invert",
-    "ddim_sample",
-    "ddim_sigma",
-    "ddim_step",
-    "ddpm_sample",
-    "ddpm_step",
-    "ddpm_variance",
-    "unipc_sample",
-    "unipc_predictor_step",
-    "unipc_corrector_step",
-    "SAMPLERS",
-    "SamplerSpec",
-    "Sampling",
-    "StepInfo",
-    "COMMON",
-    "get_sampler",
-    "register_sampler",
-    "run_sampler",
-]
+__all__ = ["ddim_invert", "ddim_sample", "ddim_sigma", "ddim_step", "ddpm_sample", "ddpm_step", "ddpm_variance"]
+__all__ += ["dpm_solver_sample", "dpm_solver_step", "unipc_sample", "unipc_predictor_step", "unipc_corrector_step"]
+__all__ += ["euler_sample", "heun_sample", "SAMPLERS", "SamplerSpec", "get_sampler", "register_sampler", "run_sampler"]
+__all__ += ["COMMON", "Sampling", "StepInfo"]

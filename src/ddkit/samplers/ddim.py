@@ -53,9 +53,7 @@ def ddim_step(
 def _update(x_t, x0, eps, alpha_bar_prev: float, sigma: float, noise, generator) -> torch.Tensor:
     """x_m = √ᾱ_m·x̂₀ + √(1-ᾱ_m-σ²)·ε + σ·z (seed eq. 19) from a consistent pair (x̂₀, ε)."""
     if not 0.0 <= sigma**2 <= 1.0 - alpha_bar_prev + 1e-12:
-        raise ValueError(
-            f"sigma^2 must be in [0, 1 - alpha_bar_prev] = [0, {1.0 - alpha_bar_prev:.6g}], got {sigma**2:.6g}"
-        )
+        raise ValueError(f"sigma^2 must be in [0, 1 - alpha_bar_prev = {1.0 - alpha_bar_prev:.6g}], got {sigma**2:.6g}")
     x_prev = math.sqrt(alpha_bar_prev) * x0 + math.sqrt(max(1.0 - alpha_bar_prev - sigma**2, 0.0)) * eps
     if sigma > 0:
         x_prev = x_prev + sigma * (noise_like(x_t, generator) if noise is None else noise)

@@ -55,26 +55,23 @@ def dpm_solver_step(
 
     x: [N, ...] at s; ``x0s``: the data predictions x̂₀ at s, s', s'' (newest first), [N, ...] each;
     ``lambdas``: their λ (newest first); σ_s and the target's α_t, σ_t, λ_t (λ_t = ∞: σ_t = 0)."""
-    order = len(x0s)
-    if not math.isfinite(lambda_t) or order == 1:
-        if not math.isfinite(lambda_t):  # σ_t = 0: the exact solution of the first-order step is x̂₀
-            return x0s[0].clone()
-        h = lambda_t - lambdas[0]
-        return (sigma_t / sigma_s) * x - alpha_t * math.expm1(-h) * x0s[0]
+    if not math.isfinite(lambda_t):  # σ_t = 0: the exact solution of the first-order step is x̂₀
+        return x0s[0].clone()
     h = lambda_t - lambdas[0]
     phi1 = math.expm1(-h)  # e^{-h} - 1
-    m0, m1 = x0s[0], x0s[1]
+    if len(x0s) == 1:
+        return (sigma_t / sigma_s) * x - alpha_t * phi1 * x0s[0]
     r0 = (lambdas[0] - lambdas[1]) / h
-    d1_0 = (m0 - m1) / r0
-    if order == 2:  # Algorithm 2: D = (1 + 1/(2r))·x̂₀_s - 1/(2r)·x̂₀_s'
-        return (sigma_t / sigma_s) * x - alpha_t * phi1 * (m0 + 0.5 * d1_0)
+    d1_0 = (x0s[0] - x0s[1]) / r0
+    if len(x0s) == 2:  # Algorithm 2: D = (1 + 1/(2r))·x̂₀_s - 1/(2r)·x̂₀_s'
+        return (sigma_t / sigma_s) * x - alpha_t * phi1 * (x0s[0] + 0.5 * d1_0)
     r1 = (lambdas[1] - lambdas[2]) / h
-    d1_1 = (m1 - x0s[2]) / r1
+    d1_1 = (x0s[1] - x0s[2]) / r1
     d1 = d1_0 + (r0 / (r0 + r1)) * (d1_0 - d1_1)
     d2 = (d1_0 - d1_1) / (r0 + r1)
     phi2 = phi1 / h + 1.0
     phi3 = (phi1 + h) / h**2 - 0.5
-    return (sigma_t / sigma_s) * x - alpha_t * phi1 * m0 + alpha_t * phi2 * d1 - alpha_t * phi3 * d2
+    return (sigma_t / sigma_s) * x - alpha_t * phi1 * x0s[0] + alpha_t * phi2 * d1 - alpha_t * phi3 * d2
 
 
 def _step_order(i: int, num: int, order: int, lower_order_final: bool) -> int:

@@ -58,14 +58,9 @@ def edm_points(steps: int, heun: bool) -> int:
     whose N points cost 2N − 1); an even ``steps`` for Heun is an error."""
     if not is_int(steps) or steps < 1:
         raise ValueError(f"steps must be a positive integer (model evaluations), got {steps!r}")
-    if not heun:
-        return int(steps)
-    if steps % 2 == 0:
-        raise ValueError(
-            f"steps (model evaluations) must be odd for heun: N grid points cost 2N − 1 evaluations "
-            f"(the last step is Euler), got {steps}"
-        )
-    return (int(steps) + 1) // 2
+    if heun and steps % 2 == 0:
+        raise ValueError(f"steps (model evaluations) must be odd for heun: N grid points cost 2N − 1, got {steps}")
+    return (int(steps) + 1) // 2 if heun else int(steps)
 
 
 def _edm_sample(model_fn, x_T, schedule, heun: bool, steps, spacing, churn: tuple, common: dict) -> torch.Tensor:

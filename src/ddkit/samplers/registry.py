@@ -33,17 +33,24 @@ CHURN = {"s_churn": 0.0, "s_tmin": 0.0, "s_tmax": math.inf, "s_noise": 1.0}
 
 @dataclass(frozen=True)
 class SamplerSpec:
-    """A registered sampler: its function, the options it takes with their defaults, one line of help."""
+    """A registered sampler: its function, the options it takes with their defaults, and what it is
+    in one line (``summary``; :attr:`help` adds the defaults)."""
 
     name: str
     fn: Callable[..., torch.Tensor]
     defaults: dict
-    help: str
+    summary: str
 
     @property
     def options(self) -> tuple[str, ...]:
         """The names of the options it takes (a subset of :data:`OPTIONS`)."""
         return tuple(self.defaults)
+
+    @property
+    def help(self) -> str:
+        """The summary and the defaults, as ``ddkit sample --help`` shows them."""
+        shown = (f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in self.defaults.items())
+        return f"{self.summary} (defaults: {', '.join(shown)})"
 
 
 SAMPLERS: dict[str, SamplerSpec] = {}
@@ -98,29 +105,21 @@ register_sampler(
     "DDPM ancestral sampling over all T steps (Ho et al. 2020), variance small (β̃) or large (β)",
 )
 register_sampler(
-    "dpm++",
-    dpm_solver_sample,
-    {"steps": 10, "order": 2, "spacing": "leading"},
-    "DPM-Solver++ multistep (Lu et al. 2022), order 2 or 3, deterministic, 10 steps by default",
+    "dpm++", dpm_solver_sample, {"steps": 10, "order": 2, "spacing": "leading"}, "DPM-Solver++ (Lu et al. 2022), ODE"
 )
 register_sampler(
-    "unipc",
-    unipc_sample,
-    {"steps": 10, "order": 2, "spacing": "leading"},
-    "UniPC multistep predictor-corrector (Zhao et al. 2023; bh2, as diffusers), order 2 or 3, "
-    "deterministic, 10 steps by default",
+    "unipc", unipc_sample, {"steps": 10, "order": 2, "spacing": "leading"}, "UniPC bh2 (Zhao et al. 2023), ODE"
 )
 register_sampler(
     "heun",
     heun_sample,
     {"steps": 19, "spacing": "karras"} | CHURN,
-    "EDM's Heun sampler (Karras et al. 2022, Algorithm 2), second order, the last step Euler, on a karras "
-    "σ-grid by default; steps = model evaluations, odd (N points cost 2N-1; default 19); s_churn > 0 adds noise",
+    "EDM's Heun (Karras et al. 2022, Algorithm 2), the last step Euler; steps = model evaluations, odd "
+    "(N points cost 2N-1); s_churn > 0 adds noise",
 )
 register_sampler(
     "euler",
     euler_sample,
     {"steps": 10, "spacing": "karras"} | CHURN,
-    "EDM's Euler sampler (Karras et al. 2022), on a karras σ-grid by default (10 steps); DDIM η=0 "
-    "without churn; s_churn > 0 adds noise",
+    "EDM's Euler (Karras et al. 2022), DDIM η=0 without churn; s_churn > 0 adds noise",
 )

@@ -76,19 +76,20 @@ def unipc_coefficients(rs: Sequence[float], h: float, variant: str) -> tuple[flo
     return b, torch.linalg.solve(R, torch.tensor(g, dtype=torch.float64)).tolist()
 
 
-def _uni_update(x, x0_s, ds, rs, sigma_s: float, alpha_t: float, sigma_t: float, h: float, variant: str):
-    """x_t = (σ_t/σ_s)·x_s - α_t·(e^{-h}-1)·x̂₀_s - α_t·B(h)·Σ_k ρ_k·D_k, ρ from ``rs``; [N, ...]."""
-    b, rhos = unipc_coefficients(rs, h, variant)
-    x_t = (sigma_t / sigma_s) * x - (alpha_t * math.expm1(-h)) * x0_s
-    for rho, d in zip(rhos, ds):
-        x_t = x_t - (alpha_t * b * rho) * d
-    return x_t
-
-
-def _differences(x0s: Sequence[torch.Tensor], lambdas: Sequence[float], h: float):
-    """r_k = (λ_{s_k} - λ_s)/h and D_k = (x̂₀_{s_k} - x̂₀_s)/r_k for the earlier points k ≥ 1."""
+def _uni_update(x, x0s, lambdas, x0_t, sigma_s: float, alpha_t: float, sigma_t: float, lambda_t: float, variant):
+    """x_t = (σ_t/σ_s)·x_s - α_t·(e^{-h}-1)·x̂₀_s - α_t·B(h)·Σ_k ρ_k·D_k [N, ...] with r_k = (λ_{s_k} - λ_s)/h
+    and D_k = (x̂₀_{s_k} - x̂₀_s)/r_k for the earlier points k ≥ 1, and for the corrector (``x0_t``
+    given) a last r = 1, D = x̂₀_t - x̂₀_s."""
+    h = lambda_t - lambdas[0]
     rs = [(lam - lambdas[0]) / h for lam in lambdas[1:]]
-    return rs, [(m - x0s[0]) / r for m, r in zip(x0s[1:], rs)]
+    ds = [(m - x0s[0]) / r for m, r in zip(x0s[1:], rs)]
+    if x0_t is not None:
+        rs, ds = rs + [1.0], ds + [x0_t - x0s[0]]
+    b, rhos = unipc_coefficients(rs, h, variant)
+    x_next = (sigma_t / sigma_s) * x - (alpha_t * math.expm1(-h)) * x0s[0]
+    for rho, d in zip(rhos, ds):
+        x_next = x_next - (alpha_t * b * rho) * d
+    return x_next
 
 
 def unipc_predictor_step(
@@ -108,9 +109,7 @@ def unipc_predictor_step(
     takes the first-order step, whose exact value is x̂₀_s."""
     if not math.isfinite(lambda_t):
         return x0s[0].clone()
-    h = lambda_t - lambdas[0]
-    rs, ds = _differences(x0s, lambdas, h)
-    return _uni_update(x, x0s[0], ds, rs, sigma_s, alpha_t, sigma_t, h, variant)
+    return _uni_update(x, x0s, lambdas, None, sigma_s, alpha_t, sigma_t, lambda_t, variant)
 
 
 def unipc_corrector_step(
@@ -130,9 +129,7 @@ def unipc_corrector_step(
     λ_t must be finite (there is no model evaluation at σ = 0 to correct with)."""
     if not math.isfinite(lambda_t):
         raise ValueError("the corrector needs a finite λ_t (σ_t > 0); the step to σ = 0 has no corrector")
-    h = lambda_t - lambdas[0]
-    rs, ds = _differences(x0s, lambdas, h)
-    return _uni_update(x, x0s[0], ds + [x0_t - x0s[0]], rs + [1.0], sigma_s, alpha_t, sigma_t, h, variant)
+    return _uni_update(x, x0s, lambdas, x0_t, sigma_s, alpha_t, sigma_t, lambda_t, variant)
 
 
 def _predictor_order(i: int, num: int, order: int, lower_order_final: bool) -> int:
