@@ -36,6 +36,7 @@ from .samplers import (
     unipc_sample,
 )
 from .schedule import Schedule
+from .tasks import edit_run, evaluate_run, sample_run, tune_steps
 from .timesteps import SPACINGS, log_snr, make_timesteps, make_timesteps_logsnr
 from .training import load, train, train_classifier
 from .tuning import TunedTimesteps, tune_timesteps
@@ -97,4 +98,8 @@ __all__ = [
     "train_classifier",
     "load_diffusers",
     "export_diffusers",
+    "sample_run",
+    "evaluate_run",
+    "edit_run",
+    "tune_steps",
 ]
