@@ -46,7 +46,7 @@ def runs(tmp_path_factory):
         == 0
     )
     assert main(["train", "--out", str(r["uncond"]), "--steps", "2", "--sample-every", "100", *TINY]) == 0
-    assert main(["train-classifier", "--out", str(r["cls"]), "--steps", "2", "--eval-every", "2", *TINY]) == 0
+    assert main(["train-classifier", "--out", str(r["cls"]), "--steps", "2", "--sample-every", "2", *TINY]) == 0
     assert main(["train-classifier", "--out", str(r["cls_linear"]), "--steps", "1", "--schedule", "linear", *TINY]) == 0
     assert (
         main(

@@ -28,8 +28,9 @@ MATH = (
     "oracle",
     "edit",
     "tuning",
+    "options",
 )
-MACHINERY = ("nn", "data", "training", "eval", "interop", "cli", "generate", "plots")
+MACHINERY = ("nn", "data", "training", "eval", "interop", "tasks", "cli", "generate", "plots")
 
 
 def _module_name(path: Path) -> str:

@@ -3,7 +3,8 @@
 The core is a set of pure functions over one model interface, ``model_fn(x_t, t) -> ε`` with
 ``t`` a tensor [N] of 0-based training timesteps. The layers: the math (``schedule``,
 ``timesteps``, ``forward``, ``parameterization``, ``losses``, ``samplers``, ``guidance``, …) ←
-``nn`` ← ``data`` ← ``training`` ← ``eval`` ← ``cli``.
+``nn`` ← ``data`` ← ``training`` ← ``eval`` ← ``tasks`` (what the commands do, from Python:
+``sample_run``, ``evaluate_run``, ``edit_run``, ``tune_steps``) ← ``cli``, which only parses.
 """
 
 from . import _compat

@@ -131,7 +131,7 @@ def sample_run(run=None, *, out=None, keep: bool = True, **options) -> Samples:
         _atomic_savez(trajectory_path, **steps)
         if grid_path:
             _save_progression(steps, shown, grid_path, p.is_image)
-        written += [trajectory_path] + ([grid_path] if grid_path else [])
+        written += ([grid_path] if grid_path else []) + [trajectory_path]
     elif grid_path:
         shown = np.concatenate(shown)
         labels = None if p.labels is None else p.labels(0, len(shown)).numpy()
