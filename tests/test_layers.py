@@ -17,6 +17,7 @@ from ddkit.samplers import SAMPLERS
 SRC = Path(ddkit.__file__).parent
 ORDER = (
     "version",
+    "options",
     "checks",
     "rng",
     "timesteps",
@@ -37,6 +38,7 @@ ORDER = (
     "eval",
     "training",
     "interop",
+    "tasks",
     "cli",
 )
 ON_TOP = ("", "__main__", "_compat")  # "": ddkit/__init__.py

@@ -8,11 +8,10 @@ from diffusers import UniPCMultistepScheduler
 
 import ddkit
 from conftest import energy_distance
-from ddkit.cli import build_parser
-from ddkit.cli.common import UsageError
-from ddkit.cli.sampling import sampler_options
+from ddkit.checks import ParameterError
 from ddkit.oracle import GaussianMixture
 from ddkit.samplers import get_sampler, run_sampler
+from ddkit.tasks.sampling import SamplingOptions, sampler_options
 from ddkit.timesteps import sampling_grid
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -207,13 +206,12 @@ def test_registered_with_options_and_through_guidance():
     )
 
 
-def test_cli_options():
-    args = build_parser().parse_args(
-        ["sample", "RUN", "--sampler", "unipc", "--order", "3", "--steps", "8", "--spacing", "logsnr"]
-    )
-    assert sampler_options(args, S) == {"steps": 8, "order": 3, "spacing": "logsnr"}
-    with pytest.raises(UsageError, match="--sampler unipc does not take --eta"):
-        sampler_options(build_parser().parse_args(["sample", "RUN", "--sampler", "unipc", "--eta", "0.5"]), S)
+def test_sampling_options():
+    options = SamplingOptions(sampler="unipc", order=3, steps=8, spacing="logsnr")
+    assert sampler_options(options, S) == {"steps": 8, "order": 3, "spacing": "logsnr"}
+    with pytest.raises(ParameterError, match="sampler unipc does not take eta") as caught:
+        sampler_options(SamplingOptions(sampler="unipc", eta=0.5), S)
+    assert caught.value.render(lambda name: "--" + name) == "--sampler unipc does not take --eta"
 
 
 def test_bad_arguments_name_the_allowed_values():

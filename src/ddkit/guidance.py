@@ -64,15 +64,18 @@ def network_num_classes(net) -> int | None:
     return k
 
 
-def _check_interval(interval) -> tuple[int, int] | None:
+def _check_interval(interval, num_timesteps: int | None = None, name: str = "interval") -> tuple[int, int] | None:
+    """``interval`` as (t_lo, t_hi) with 0 <= t_lo <= t_hi (<= T - 1 when ``num_timesteps`` T is
+    given); the error names the parameter ``name``."""
     if interval is None:
         return None
     try:
         lo, hi = (int(v) for v in interval)
     except (TypeError, ValueError):
-        raise ValueError(f"interval must be a pair (t_lo, t_hi) of training timesteps, got {interval!r}") from None
-    if lo < 0 or lo > hi:
-        raise ValueError(f"interval must satisfy 0 <= t_lo <= t_hi (training timesteps), got ({lo}, {hi})")
+        raise ParameterError(f"`{name}` must be a pair (t_lo, t_hi) of training timesteps, got {interval!r}") from None
+    high = "" if num_timesteps is None else f" <= {num_timesteps - 1}"
+    if lo < 0 or lo > hi or (num_timesteps is not None and hi > num_timesteps - 1):
+        raise ParameterError(f"`{name}` must satisfy 0 <= t_lo <= t_hi{high} (training timesteps), got ({lo}, {hi})")
     return lo, hi
 
 
@@ -283,19 +286,7 @@ def resolve_guidance(
             f"`guidance_scale` {w:g} needs labels: this network is unconditional; use a "
             "class-conditional network, `classifier` or `weak`"
         )
-    bounds = None
-    if interval is not None:
-        try:
-            lo, hi = (int(v) for v in interval)
-        except (TypeError, ValueError):
-            raise ParameterError(
-                f"`guidance_interval` must be a pair of training timesteps, got {interval!r}"
-            ) from None
-        if not 0 <= lo <= hi <= num_timesteps - 1:
-            raise ParameterError(
-                f"`guidance_interval` must satisfy 0 <= T_LO <= T_HI <= {num_timesteps - 1}, got {lo} {hi}"
-            )
-        bounds = (lo, hi)
+    bounds = _check_interval(interval, num_timesteps, "guidance_interval")
     phi = 0.0 if guidance_rescale is None else float(guidance_rescale)
     if not 0.0 <= phi <= 1.0:
         raise ParameterError(f"`guidance_rescale` must be in [0, 1], got {guidance_rescale}")
