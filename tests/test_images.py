@@ -1,4 +1,4 @@
-"""Tests for ddkit.images: uint8 conversion, grids and PNG plots."""
+"""Tests for ddkit.data.images: uint8 conversion, grids and PNG plots."""
 
 import os
 from pathlib import Path

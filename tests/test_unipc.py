@@ -12,7 +12,14 @@ from ddkit.cli import build_parser
 from ddkit.cli.common import UsageError
 from ddkit.cli.sampling import sampler_options
 from ddkit.oracle import GaussianMixture
-from ddkit.samplers import dpm_solver_timesteps, get_sampler, run_sampler
+from ddkit.samplers import get_sampler, run_sampler
+from ddkit.timesteps import sampling_grid
+
+
+def dpm_solver_timesteps(schedule, steps, spacing):
+    """The timesteps the multistep solvers evaluate the model at."""
+    return list(sampling_grid(schedule, steps, spacing, solver=True).t)
+
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

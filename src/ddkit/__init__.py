@@ -6,7 +6,6 @@ The core is a set of pure functions over one model interface, ``model_fn(x_t, t)
 ``nn`` ← ``data`` ← ``training`` ← ``eval`` ← ``cli``.
 """
 
-from . import _compat
 from .forward import q_mean_variance, q_posterior, q_sample
 from .guidance import autoguidance, classifier_free_guidance, classifier_guidance
 from .interop.diffusers import export_diffusers, load_diffusers
@@ -36,28 +35,15 @@ from .samplers import (
     unipc_sample,
 )
 from .schedule import Schedule
-from .timesteps import SPACINGS, log_snr, make_timesteps, make_timesteps_logsnr
+from .timesteps import SPACINGS, log_snr, make_timesteps
 from .training import load, train, train_classifier
 from .tuning import TunedTimesteps, tune_timesteps
 
-_compat.install()
-
-
-def __getattr__(name: str):
-    """``ddkit.config``, ``ddkit.toy`` … (the 0.1 module paths) as attributes, as they were."""
-    if f"ddkit.{name}" in _compat.MOVED:
-        import importlib
-
-        return importlib.import_module(f"ddkit.{name}")
-    raise AttributeError(f"module 'ddkit' has no attribute {name!r}")
-
-
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Schedule",
     "make_timesteps",
-    "make_timesteps_logsnr",
     "log_snr",
     "SPACINGS",
     "dpm_solver_sample",

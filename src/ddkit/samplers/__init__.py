@@ -1,7 +1,6 @@
 """Samplers: plain functions ``(model_fn, x_T, schedule, *, …) -> x_0`` with no hidden state, and
 the registry (:data:`SAMPLERS`) that the CLI, :func:`ddkit.generate.generate` and the benchmarks read."""
 
-from ..timesteps import dpm_solver_timesteps
 from .common import StepInfo
 from .ddim import ddim_invert, ddim_sample, ddim_sigma, ddim_step
 from .ddpm import ddpm_sample, ddpm_step, ddpm_variance
@@ -55,7 +54,6 @@ __all__ = [
     "heun_sample",
     "dpm_solver_sample",
     "dpm_solver_step",
-    "dpm_solver_timesteps",
     "ddim_invert",
     "ddim_sample",
     "ddim_sigma",

@@ -23,7 +23,7 @@ import torch
 from ..checks import integer
 from ..parameterization import ModelFn, clip_eps, eps_from_x0, x0_from_eps
 from ..schedule import Schedule
-from ..timesteps import resolve_timesteps, sampling_grid  # noqa: F401  (resolve_timesteps: older import path)
+from ..timesteps import sampling_grid
 from .common import (
     Callback,
     DenoisedFn,

@@ -36,7 +36,7 @@ import torch
 
 from ..parameterization import ModelFn
 from ..schedule import Schedule
-from ..timesteps import dpm_solver_timesteps, sampling_grid  # noqa: F401  (dpm_solver_timesteps: older path)
+from ..timesteps import sampling_grid
 from .common import (
     Callback,
     DenoisedFn,
