@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.images import save_grid, save_points_plot, to_uint8
+from ..data.images import save_grid, to_uint8
 from ..data.npz import NpzStream, check_room, npz_bytes
 from ..generate import Trajectory
+from ..plots import plot_points
 from .common import UsageError, atomic_savez
 from .sampling import add_sampling_arguments, batches, check_counts, load_model, plan
 
@@ -114,7 +115,7 @@ def run(args) -> int:
             num_classes = getattr(config.model, "num_classes", None)
             save_grid(shown, args.grid, nrow=num_classes if labels is not None else None)
         else:
-            save_points_plot(shown, args.grid, labels=labels)
+            plot_points(shown, args.grid, labels=labels)
     also = [str(v) for v in (args.grid, args.trajectory) if v]
     print(f"wrote {args.num} samples to {out}" + (f" and {' and '.join(also)}" if also else ""))
     return 0
@@ -132,4 +133,4 @@ def _save_progression(arrays: dict, shown: list, path: str, is_image: bool) -> N
         rows = np.concatenate([frames, final], axis=1)
         save_grid(rows.reshape(-1, *rows.shape[2:]), path, nrow=steps + 1)
     else:
-        save_points_plot(x0.reshape(-1, x0.shape[-1]), path, labels=np.repeat(np.arange(steps), n))
+        plot_points(x0.reshape(-1, x0.shape[-1]), path, labels=np.repeat(np.arange(steps), n))
