@@ -75,6 +75,7 @@ def test_sample_npz_and_grid(digits_run, tmp_path, capsys):
     assert not np.array_equal(np.load(again)["images"], images)
 
 
+@pytest.mark.slow
 def test_sample_ddpm_no_ema_and_checkpoint(digits_run, tmp_path):
     out = tmp_path / "s.npz"
     ckpt = digits_run / "checkpoints" / "step-000002"
