@@ -57,8 +57,8 @@ def test_config_round_trip(s):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"timesteps": 0}, "positive integer"),
-        ({"timesteps": 10, "beta_start": 0.1, "beta_end": 0.01}, "beta_start <= beta_end"),
+        ({"num_timesteps": 0}, "positive integer"),
+        ({"num_timesteps": 10, "beta_start": 0.1, "beta_end": 0.01}, "beta_start <= beta_end"),
     ],
 )
 def test_bad_schedules(kwargs, match):
