@@ -185,11 +185,15 @@ def test_torchrun_worker_killed_group_restarts_and_resumes(tmp_path):
     )
     try:
         _wait_for(lambda: len(_children(proc.pid)) == 2, proc)
-        workers = _children(proc.pid)  # in rank order
-        assert pause_at.wait_paused(workers[0], lambda: proc.poll() is None), "torchrun ended before the pause"
+        workers = _children(proc.pid)
+        paused = lambda: [w for w in workers if pause_at.process_state(w) in ("T", "t")]  # noqa: E731
+        _wait_for(lambda: paused(), proc)
+        assert proc.poll() is None, "torchrun ended before the pause"
+        (rank0,) = paused()  # rank 0 alone writes checkpoints, so it alone pauses
+        (rank1,) = [w for w in workers if w != rank0]
         lost_from = _logged_step(run)
-        os.kill(workers[1], signal.SIGKILL)  # rank 1, waiting for rank 0 at the barrier after the save
-        os.kill(workers[0], signal.SIGCONT)  # rank 0 goes on, and meets its dead peer
+        os.kill(rank1, signal.SIGKILL)  # waiting for rank 0 at the barrier after the save
+        os.kill(rank0, signal.SIGCONT)  # rank 0 goes on, and meets its dead peer
         proc.wait(timeout=420)
     except subprocess.TimeoutExpired:
         pytest.fail(
