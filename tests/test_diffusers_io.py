@@ -132,6 +132,7 @@ def run_dir(tmp_path_factory):
     return tiny_run(tmp_path_factory.mktemp("run"))
 
 
+@pytest.mark.slow
 def test_export_loads_in_diffusers_with_the_same_eps(run_dir, tmp_path, capsys):
     out = tmp_path / "exported"
     assert main(["export", str(run_dir), "--diffusers", str(out)]) == 0
@@ -155,6 +156,7 @@ def test_export_loads_in_diffusers_with_the_same_eps(run_dir, tmp_path, capsys):
     torch.testing.assert_close(back(x, t), ours, atol=0, rtol=0)
 
 
+@pytest.mark.slow
 def test_class_conditional_export_keeps_the_null_label(tmp_path):
     run = tiny_run(tmp_path / "run", class_cond=True, schedule="linear")
     out = tmp_path / "out"

@@ -11,7 +11,7 @@ import ddkit
 from conftest import energy_distance
 from ddkit.oracle import GaussianMixture
 from ddkit.samplers import get_sampler, run_sampler
-from ddkit.timesteps import sampling_grid
+from ddkit.timesteps import logsnr, sampling_grid
 
 S = ddkit.Schedule.linear()
 GMM = GaussianMixture.default_2d()
@@ -70,19 +70,19 @@ def test_logsnr_steps_match_diffusers_on_the_same_timesteps(order):
 
 
 def test_logsnr_grid_is_diffusers_lu_lambdas_grid():
-    """make_timesteps_logsnr(S) rounds the same uniform-λ grid as diffusers' use_lu_lambdas.
+    """logsnr(S) rounds the same uniform-λ grid as diffusers' use_lu_lambdas.
     Difference (documented): diffusers then steps with the unrounded σ while its model sees the
     rounded t; ddkit uses the schedule's own ᾱ at the visited t, so the two samples differ by
     more than rounding (still close: both are 2nd-order solvers on nearly the same grid)."""
     fn, x_T = GMM.eps_fn(S.alpha_bars), _x_T()
     ref, ref_timesteps = _diffusers_dpm(fn, x_T, 10, 2, use_lu_lambdas=True)
-    assert ddkit.make_timesteps_logsnr(S, 10).tolist() == ref_timesteps
+    assert logsnr(S, 10).tolist() == ref_timesteps
     ours = ddkit.dpm_solver_sample(fn, x_T, S, order=2, timesteps=ref_timesteps)
     assert 1e-4 < (ours - ref).abs().max().item() < 0.1
 
 
 def test_logsnr_timesteps_uniform_in_lambda():
-    seq = ddkit.make_timesteps_logsnr(S, 10)
+    seq = logsnr(S, 10)
     lam = ddkit.log_snr(S)[seq]
     assert seq[0] == 999 and seq[-1] == 0 and bool((seq[:-1] > seq[1:]).all())
     steps = lam[1:] - lam[:-1]

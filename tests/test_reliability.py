@@ -242,6 +242,7 @@ def _start(cmd, **kw):
     return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_with_a_checkpoint(tmp_path):
     run = tmp_path / "run"
     proc = _start(
@@ -260,6 +261,7 @@ def test_ctrl_c_stops_cleanly_with_a_checkpoint(tmp_path):
     assert latest_checkpoint(run).name == f"step-{step:06d}"
 
 
+@pytest.mark.slow
 def test_full_disk_at_the_write_is_one_line_and_keeps_the_previous_checkpoint(tmp_path):
     run = tmp_path / "run"
     base = [sys.executable, "-m", "ddkit", "train", "--out", str(run), *TOY]
@@ -426,11 +428,7 @@ def test_debug_shows_the_traceback(tmp_path, capsys):
     assert "Traceback" in err and err.strip().splitlines()[-1].startswith("ddkit: error: ")
 
 
-@pytest.fixture(scope="module")
-def toy_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("toyrun") / "run"
-    assert main(["train", "--out", str(run), "--steps", "2", *TOY]) == 0
-    return run
+# toy_run: conftest.py's shared run (an MLP on toy:moons, T = 50)
 
 
 # ---- property tests ---------------------------------------------------------------------------

@@ -124,7 +124,7 @@ def test_one_ddim_step_with_ddpm_sigma_is_one_ddpm_step(t, clip):
 
 
 def test_ddim_eta1_every_step_is_ddpm_small(gmm):
-    s = ddkit.Schedule.linear(timesteps=200, beta_start=1e-3, beta_end=0.05)
+    s = ddkit.Schedule.linear(num_timesteps=200, beta_start=1e-3, beta_end=0.05)
     fn = gmm.eps_fn(s.alpha_bars)
     x_T = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     a = ddkit.ddim_sample(fn, x_T, s, steps=200, eta=1.0, generator=torch.Generator().manual_seed(9))
@@ -148,7 +148,7 @@ def test_eta0_is_deterministic_and_generators_reproduce(gmm):
 def test_samplers_keep_dtype_and_shape(gmm, dtype):
     fn = lambda x, t: torch.zeros_like(x)  # noqa: E731
     x_T = torch.randn(3, 1, 4, 4, dtype=dtype)
-    s = ddkit.Schedule.linear(timesteps=20)
+    s = ddkit.Schedule.linear(num_timesteps=20)
     for out in (
         ddkit.ddpm_sample(fn, x_T, s),
         ddkit.ddim_sample(fn, x_T, s, steps=5, eta=0.3),

@@ -12,7 +12,7 @@ from ddkit.checks import ParameterError
 from ddkit.oracle import GaussianMixture
 from ddkit.samplers import get_sampler, run_sampler
 from ddkit.tasks.sampling import SamplingOptions, sampler_options
-from ddkit.timesteps import sampling_grid
+from ddkit.timesteps import ALL_SPACINGS, sampling_grid
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -175,7 +175,7 @@ def test_beats_dpm_solver_pp_on_the_gmm_at_10_steps():
 
 def test_every_spacing_and_explicit_timesteps():
     fn, x_T = GMM.eps_fn(S.alpha_bars), _x_T(64)
-    for spacing in ddkit.schedule.ALL_SPACINGS:
+    for spacing in ALL_SPACINGS:
         seq = dpm_solver_timesteps(S, 8, spacing)
         out = ddkit.unipc_sample(fn, x_T, S, steps=8, order=3, spacing=spacing)
         assert torch.isfinite(out).all()

@@ -15,7 +15,6 @@ callable from Python: ``sample_run``, ``evaluate_run``, ``edit_run``, ``tune_ste
 command line, which only parses. This module only gathers the public names.
 """
 
-from . import _compat
 from .forward import q_mean_variance, q_posterior, q_sample
 from .guidance import autoguidance, classifier_free_guidance, classifier_guidance
 from .interop.diffusers import export_diffusers, load_diffusers
@@ -46,27 +45,14 @@ from .samplers import (
 )
 from .schedule import Schedule
 from .tasks import edit_run, evaluate_run, sample_run, tune_steps
-from .timesteps import SPACINGS, log_snr, make_timesteps, make_timesteps_logsnr
+from .timesteps import SPACINGS, log_snr, make_timesteps
 from .training import load, train, train_classifier
 from .tuning import TunedTimesteps, tune_timesteps
 from .version import __version__ as __version__
 
-_compat.install()
-
-
-def __getattr__(name: str):
-    """``ddkit.config``, ``ddkit.toy`` … (the 0.1 module paths) as attributes, as they were."""
-    if f"ddkit.{name}" in _compat.MOVED:
-        import importlib
-
-        return importlib.import_module(f"ddkit.{name}")
-    raise AttributeError(f"module 'ddkit' has no attribute {name!r}")
-
-
 __all__ = [
     "Schedule",
     "make_timesteps",
-    "make_timesteps_logsnr",
     "log_snr",
     "SPACINGS",
     "dpm_solver_sample",

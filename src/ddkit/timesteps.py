@@ -24,7 +24,6 @@ spacing is one function here.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,11 +135,6 @@ def make_timesteps(num_timesteps: int, steps: int, spacing: str = "leading", sch
         allowed = SPACINGS + SCHEDULE_SPACINGS
         raise ValueError(f"unknown spacing {spacing!r}; allowed: {', '.join(allowed)}")
     return _INDEX_SPACINGS[spacing](num_timesteps, steps)
-
-
-def make_timesteps_logsnr(schedule, steps: int) -> torch.Tensor:
-    """:func:`logsnr` under its older name."""
-    return logsnr(schedule, steps)
 
 
 # ---- σ-grids -----------------------------------------------------------------------------------
@@ -383,15 +377,3 @@ def check_alpha_bars(schedule, grid) -> None:
             f"the schedule has ᾱ = 0 at timestep {bad[0]} (zero terminal SNR), where x̂₀ from ε "
             "divides by zero; sample with a sequence that starts below it (e.g. spacing 'leading')"
         )
-
-
-def resolve_timesteps(schedule, steps: int, spacing: str, timesteps: Sequence[int] | None) -> list:
-    """The timesteps of :func:`sampling_grid` (``timesteps`` if given): ints, and fractional ones
-    for σ-grids; kept for older code."""
-    return list(sampling_grid(schedule, steps, spacing, timesteps=timesteps).t)
-
-
-def dpm_solver_timesteps(schedule, steps: int, spacing: str) -> list:
-    """The ``steps`` decreasing timesteps the multistep solvers evaluate the model at (see
-    :func:`sampling_grid` with ``solver=True``)."""
-    return list(sampling_grid(schedule, steps, spacing, solver=True).t)

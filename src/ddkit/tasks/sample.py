@@ -13,10 +13,11 @@ import numpy as np
 import torch
 
 from ..checks import ParameterError
-from ..data.images import save_grid, save_points_plot, to_uint8
+from ..data.images import save_grid, to_uint8
 from ..data.npz import NpzStream, check_room, npz_bytes
 from ..generate import Trajectory
 from ..options import option
+from ..plots import plot_points
 from .sampling import SamplingOptions, batches, load_model, options_from, plan
 
 GRID_MAX = {"images": 1024, "points": 100_000}  # the grid or scatter shows at most the first this many
@@ -138,7 +139,7 @@ def sample_run(run=None, *, out=None, keep: bool = True, **options) -> Samples:
         if p.is_image:
             save_grid(shown, grid_path, nrow=getattr(config.model, "num_classes", None) if labels is not None else None)
         else:
-            save_points_plot(shown, grid_path, labels=labels)
+            plot_points(shown, grid_path, labels=labels)
         written.append(grid_path)
     return Samples(arrays, o.num, written)
 
@@ -178,7 +179,7 @@ def _save_progression(arrays: dict, shown: list, path: Path, is_image: bool) -> 
         rows = np.concatenate([frames, final], axis=1)
         save_grid(rows.reshape(-1, *rows.shape[2:]), path, nrow=steps + 1)
     else:
-        save_points_plot(x0.reshape(-1, x0.shape[-1]), path, labels=np.repeat(np.arange(steps), n))
+        plot_points(x0.reshape(-1, x0.shape[-1]), path, labels=np.repeat(np.arange(steps), n))
 
 
 __all__ = ["sample_run", "Samples", "SampleOptions", "GRID_MAX"]
