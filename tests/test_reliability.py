@@ -407,7 +407,7 @@ def test_bad_data_folders_are_one_line_exit_2(tmp_path, capsys, make, match):
         (["sample", "RUN", "--steps", "5000"], "--steps must be in [1, 50]"),
         (["sample", "RUN", "--eta", "1.5"], "--eta must be in [0, 1]"),
         (["sample", "RUN", "--eta", "nan"], "--eta must be in [0, 1]"),
-        (["sample", "RUN", "--num", "0"], "--num and --batch-size must be positive"),
+        (["sample", "RUN", "--num", "0"], "--num must be a positive integer, got 0"),
         (["sample", "RUN", "--out", "MISSING/s.npz"], "does not exist"),
         (["sample", "NOTARUN"], "not a ddkit run folder"),
     ],
