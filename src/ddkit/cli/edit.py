@@ -18,6 +18,7 @@ from ..edit import MASK_PRESETS, METHODS, check_edit, run_edit
 from ..edit.operators import OPERATOR_NAMES
 from ..guidance import network_num_classes
 from ..rng import SampleGenerators
+from ..training.distill import refuse_student
 from ..training.load import load_classifier
 from .common import UsageError, atomic_savez
 from .guidance_options import guidance_labels, guided_model_fn_for
@@ -158,6 +159,8 @@ def _translate_setup(args, model, schedule, config, o: dict, n: int):
 
 def run(args) -> int:
     out = _check_paths(args)
+    if args.run is not None:
+        refuse_student(args.run, "ddkit edit")
     model, schedule, config = load_model(args)
     if not hasattr(config.model, "image_size"):
         raise UsageError("ddkit edit works on image runs; this run's data are points")

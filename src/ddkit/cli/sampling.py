@@ -18,6 +18,7 @@ from ..samplers.edm import CHURN_OPTIONS
 from ..schedule import Schedule
 from ..timesteps import ALL_SPACINGS, TUNED, sampling_grid
 from ..training.config import DEVICES, RunConfig
+from ..training.distill import default_sampler, student_options
 from ..training.precision import resolve_precision
 from ..training.tuned import tuned_options
 from .common import UsageError
@@ -31,8 +32,9 @@ def add_sampling_arguments(p: argparse.ArgumentParser, *, count: bool = True) ->
     g.add_argument(
         "--sampler",
         choices=tuple(SAMPLERS),
-        default="ddim",
-        help="; ".join(f"{s.name}: {s.help}" for s in SAMPLERS.values()) + " (default %(default)s)",
+        default=None,
+        help="; ".join(f"{s.name}: {s.help}" for s in SAMPLERS.values())
+        + " (default ddim; consistency for a student made by ddkit distill)",
     )
     g.add_argument(
         "--steps",
@@ -248,7 +250,8 @@ def plan(args, model, schedule: Schedule, config: RunConfig) -> Plan:
     sampler and guidance wrapper sees ε."""
 
     model = config.diffusion.eps_network(model, schedule)
-    options = sampler_options(args, schedule)
+    args.sampler = args.sampler or default_sampler(config)
+    options = student_options(config, args.sampler, sampler_options(args, schedule))
     model = autocast_network(model, sampling_precision(args, model), args.device)
     labels = guidance_labels(args, config)
     fn_for = model_fn_for(args, model, schedule, config)

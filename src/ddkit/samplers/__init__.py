@@ -3,6 +3,7 @@ the registry (:data:`SAMPLERS`) that the CLI, :func:`ddkit.generate.generate` an
 
 from ..timesteps import dpm_solver_timesteps
 from .common import StepInfo
+from .consistency import consistency_sample
 from .ddim import ddim_invert, ddim_sample, ddim_sigma, ddim_step
 from .ddpm import ddpm_sample, ddpm_step, ddpm_variance
 from .dpm_solver import dpm_solver_sample, dpm_solver_step
@@ -49,8 +50,16 @@ register_sampler(
     "EDM's Euler sampler (Karras et al. 2022), on a karras σ-grid by default (10 steps); DDIM η=0 "
     "without churn; s_churn > 0 adds noise",
 )
+register_sampler(
+    "consistency",
+    consistency_sample,
+    ("steps",),
+    "multistep consistency sampling (Song et al. 2023) for a distilled student (ddkit distill): 1 or 2 model "
+    "evaluations from σ = 80, re-noising to the student's recorded σ between them (default 1 step)",
+)
 
 __all__ = [
+    "consistency_sample",
     "euler_sample",
     "heun_sample",
     "dpm_solver_sample",
