@@ -99,7 +99,7 @@ def test_mixture_student_approaches_the_teachers_flow_and_becomes_self_consisten
 
 
 # the mixture test's budget (docs/distill.md gives the measurements behind it)
-MIX_TEACHER_STEPS, MIX_STEPS, MIX_BATCH, MIX_LR, MIX_DOUBLE = 3000, 4000, 512, 5e-4, 500
+MIX_TEACHER_STEPS, MIX_STEPS, MIX_BATCH, MIX_LR, MIX_DOUBLE = 3000, 2000, 512, 3e-4, 500
 MIX_ERROR_BOUND = lambda e4, e10: e4  # noqa: E731
 
 

@@ -38,13 +38,23 @@ def add_parser(sub) -> None:
         help="a validation part of the training data (default: the teacher's): evaluation during tuning, the best "
         "checkpoint, and the choice of the two-step σ",
     )
-    p.add_argument("--double-every", type=int, default=None, help="steps between ECT's halvings of t - r (default 250)")
+    p.add_argument(
+        "--double-every",
+        type=int,
+        default=None,
+        help="steps between ECT's halvings of t - r (default: a quarter of --steps; 250 with --minutes only)",
+    )
     p.add_argument(
         "--checkpoint", default=None, metavar="last|best|PATH", help="which teacher weights (as ddkit sample)"
     )
     p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     p.add_argument("--device", choices=DEVICES, default=None, help="cpu (default) or cuda")
-    p.add_argument("--precision", choices=PRECISIONS, default=None, help="fp32, bf16 or auto (default auto)")
+    p.add_argument(
+        "--precision",
+        choices=tuple(x for x in PRECISIONS if x != "fp16"),
+        default=None,
+        help="fp32, bf16 or auto: bf16 where native and it helps (default auto; fp16 gives NaN in ECT)",
+    )
     p.add_argument("--resume", action="store_true", help="continue the student in --out (only the budget may change)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
