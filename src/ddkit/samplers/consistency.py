@@ -14,6 +14,7 @@ import torch
 from ..checks import is_int
 from ..parameterization import ModelFn
 from ..schedule import Schedule
+from ..timesteps import sampling_grid
 from .common import (
     Callback,
     DenoisedFn,
@@ -57,6 +58,23 @@ def consistency_grid(steps: int, sigma_max: float = SIGMA_MAX, sigma_mid: float 
     return [float(sigma_max), float(sigma_mid)][:steps]
 
 
+def _default_sigmas(schedule: Schedule, steps: int, start_t: int | None) -> list[float]:
+    """The grid when none is given: from σ_top = σ(start_t), or min(80, the schedule's largest σ),
+    [σ_top] or [σ_top, 0.821] (:func:`consistency_grid`); otherwise, or when σ_top ≤ 0.821, the first
+    ``steps`` points of the (steps+1)-point karras grid from σ_top to σ_min (EDM eq. 5)."""
+    if not is_int(steps) or steps < 1:
+        raise ValueError(f"steps must be a positive integer (model evaluations), got {steps!r}")
+    finite = schedule.sigmas[torch.isfinite(schedule.sigmas)]
+    top = float(schedule.sigmas[start_t]) if start_t is not None else min(SIGMA_MAX, float(finite[-1]))
+    if start_t is None and steps <= 2 and top > SIGMA_MID:
+        return consistency_grid(steps, top)
+    sigma_min = float(schedule.sigmas[0])
+    rho = 7.0
+    ramp = [i / steps for i in range(steps + 1)]
+    grid = [(top ** (1 / rho) + r * (sigma_min ** (1 / rho) - top ** (1 / rho))) ** rho for r in ramp]
+    return [top] + grid[1:steps]
+
+
 @torch.no_grad()
 def consistency_sample(
     model_fn: ModelFn,
@@ -73,33 +91,29 @@ def consistency_sample(
     callback: Callback = None,
     denoised_fn: DenoisedFn = None,
 ) -> torch.Tensor:
-    """Multistep consistency sampling (Song et al. 2023, Algorithm 1) from x_T [N, ...] → x_0 [N, ...]
-    with a consistency model read as ε: on the grid σ_0 > σ_1 > … (default
-    :func:`consistency_grid`: [80] for one step, [80, 0.821] for two; ``steps`` = model evaluations),
-    x̃ = x_T/√ᾱ(σ_0); at each σ_i, D = x̃ − σ_i·ε(√ᾱ_i·x̃, t(σ_i)); then x̃ = D + σ_{i+1}·z with fresh
-    z ~ N(0, I) from ``generator``; the last D is the sample. ``clip_x0`` clamps D, ``denoised_fn``
-    then changes it; ``callback`` gets each step's StepInfo. ``timesteps``/``start_t`` are not
-    supported (a consistency model jumps, it does not walk a grid of timesteps)."""
+    """Multistep consistency sampling (Song et al. 2023, Algorithm 1) from x_T [N, ...] (x at the
+    grid's first point) → x_0 [N, ...] with a consistency model read as ε, in ``steps`` model
+    evaluations. On the grid σ_0 > σ_1 > … (explicit ``timesteps`` or ``sigmas``, else
+    :func:`_default_sigmas`: [80] for one step, [80, 0.821] for two): x̃ = x_T/√ᾱ_0; at each point,
+    D = x̃ − σ_i·ε(√ᾱ_i·x̃, t_i); then x̃ = D + σ_{i+1}·z with fresh z ~ N(0, I) from ``generator``;
+    the last D is the sample. ``start_t``: the grid starts there (x_T is x at start_t).
+    ``clip_x0`` clamps D, ``denoised_fn`` then changes it; ``callback`` gets each step's StepInfo."""
     check_sample_args(x_T, clip_x0, callback, denoised_fn)
-    if timesteps is not None or start_t is not None:
-        raise ValueError("consistency sampling takes a sigmas grid, not timesteps or start_t")
-    sig = consistency_grid(steps) if sigmas is None else [float(s) for s in sigmas]
-    if sig and sig[-1] == 0:
-        sig = sig[:-1]
-    lo, hi = float(schedule.sigmas[0]), float(schedule.sigmas[-1])
-    if not sig or any(not lo <= s <= hi for s in sig) or any(a <= b for a, b in zip(sig, sig[1:])):
-        raise ValueError(f"sigmas must be a strictly decreasing grid within the schedule's [{lo:.4g}, {hi:.4g}]")
-    t_grid = t_of_sigma(schedule, torch.tensor(sig, dtype=torch.float64)).tolist()
-    x = x_T * math.sqrt(1.0 + sig[0] ** 2)
-    for i in steps_iter(range(len(sig)), progress, "consistency"):
-        alpha_bar = 1.0 / (1.0 + sig[i] ** 2)
+    if timesteps is None and sigmas is None:
+        grid = sampling_grid(schedule, sigmas=_default_sigmas(schedule, steps, start_t))
+    else:
+        grid = sampling_grid(schedule, timesteps=timesteps, sigmas=sigmas, start_t=start_t)
+    sig = grid.sigmas
+    x = x_T * (1.0 / math.sqrt(grid.alpha_bars[0]))  # x̃ = x_t/√ᾱ
+    for i in steps_iter(range(len(grid)), progress, "consistency"):
+        t, alpha_bar = grid.t[i], grid.alpha_bars[i]
         x_t = x * math.sqrt(alpha_bar)
-        denoised = x - sig[i] * call_model(model_fn, x_t, t_grid[i])
+        denoised = x - sig[i] * call_model(model_fn, x_t, t)
         if clip_x0 is not None:
             denoised = denoised.clamp(clip_x0[0], clip_x0[1])
-        denoised = apply_denoised_fn(denoised_fn, i, t_grid[i], alpha_bar, x_t, denoised)
-        report(callback, i, t_grid[i], alpha_bar, x_t, denoised)
-        if i + 1 == len(sig):
+        denoised = apply_denoised_fn(denoised_fn, i, t, alpha_bar, x_t, denoised)
+        report(callback, i, t, alpha_bar, x_t, denoised)
+        if i + 1 == len(grid):
             return denoised
         x = denoised + sig[i + 1] * noise_like(denoised, generator)
     raise AssertionError("unreachable")
