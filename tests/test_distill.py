@@ -200,6 +200,9 @@ def test_student_config_round_trips_and_teacher_config_is_unchanged():
     plain = RunConfig(model=MLPConfig(dim=2))
     assert "distill" not in plain.to_dict() and "consistency_sigma_data" not in plain.to_dict()["diffusion"]
     assert isinstance(config.diffusion.eps_network(build_model(config.model)), ConsistencyNetwork)
+    x0_student = _student_config(prediction="x0")
+    net = x0_student.diffusion.eps_network(build_model(x0_student.model))
+    assert x0_student.diffusion.eps_network(net) is net  # wrapping twice changes nothing
 
 
 def test_student_sampling_options_use_the_recorded_grid():

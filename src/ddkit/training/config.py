@@ -89,10 +89,12 @@ class DiffusionConfig:
         """``net`` (this run's network) as an ε-network ``f(x_t, t, y=None) -> ε`` for every sampler,
         guidance wrapper and ``nll_bpd`` (:func:`ddkit.parameterization.eps_network`); a consistency
         student's is its consistency function read as ε (:class:`ddkit.consistency.ConsistencyNetwork`)."""
+        if isinstance(net, ConsistencyNetwork):
+            return net
         schedule = schedule or self.build()
-        if self.consistency_sigma_data is None or isinstance(net, ConsistencyNetwork):
-            return eps_network(net, self.target, schedule, sigma_data=self.sigma_data)
         net = eps_network(net, self.target, schedule, sigma_data=self.sigma_data)
+        if self.consistency_sigma_data is None:
+            return net
         return ConsistencyNetwork(net, schedule, self.consistency_sigma_data)
 
     def build(self) -> Schedule:
