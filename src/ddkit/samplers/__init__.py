@@ -54,8 +54,9 @@ register_sampler(
     "consistency",
     consistency_sample,
     ("steps",),
-    "multistep consistency sampling (Song et al. 2023) for a distilled student (ddkit distill): 1 or 2 model "
-    "evaluations from σ = 80, re-noising to the student's recorded σ between them (default 1 step)",
+    "multistep consistency sampling (Song et al. 2023) for a distilled student (ddkit distill): model "
+    "evaluations from σ = 80 with fresh noise between them; a student takes 1 (default) or 2, re-noised to "
+    "its recorded σ",
 )
 
 __all__ = [
