@@ -43,7 +43,7 @@ def _diffusers_ddim(fn, x, steps, eta=0.0, spacing="leading", generator=None):
 @pytest.mark.parametrize("steps", [10, 50, 100])
 def test_ddim_eta0_matches_diffusers(steps):
     x_T = _x_T()
-    ours = ddkit.ddim_sample(_fn(), x_T, S, steps=steps, eta=0.0, spacing="uniform")
+    ours = ddkit.ddim_sample(_fn(), x_T, S, steps=steps, eta=0.0, spacing="leading")
     ref = _diffusers_ddim(_fn(), x_T, steps)
     torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
 

@@ -46,7 +46,7 @@ def runs(tmp_path_factory):
         == 0
     )
     assert main(["train", "--out", str(r["uncond"]), "--steps", "2", "--sample-every", "100", *TINY]) == 0
-    assert main(["train-classifier", "--out", str(r["cls"]), "--steps", "2", "--eval-every", "2", *TINY]) == 0
+    assert main(["train-classifier", "--out", str(r["cls"]), "--steps", "2", "--sample-every", "2", *TINY]) == 0
     assert main(["train-classifier", "--out", str(r["cls_linear"]), "--steps", "1", "--schedule", "linear", *TINY]) == 0
     assert (
         main(
@@ -173,8 +173,8 @@ def test_autoguidance_by_an_early_checkpoint(runs, tmp_path):
         ("uncond", ["--label", "1"], "need a class-conditional run or a --classifier"),
         ("uncond", ["--guidance-scale", "2"], "--guidance-scale 2 needs labels"),
         ("cond", ["--guidance-scale", "-1"], "--guidance-scale must be a finite number >= 0"),
-        ("cond", ["--guidance-interval", "800", "100"], "0 <= T_LO <= T_HI <= 999"),
-        ("cond", ["--guidance-interval", "0", "1000"], "0 <= T_LO <= T_HI <= 999"),
+        ("cond", ["--guidance-interval", "800", "100"], "--guidance-interval must satisfy 0 <= t_lo <= t_hi <= 999"),
+        ("cond", ["--guidance-interval", "0", "1000"], "--guidance-interval must satisfy 0 <= t_lo <= t_hi <= 999"),
         ("cond", ["--guidance-rescale", "2"], "--guidance-rescale must be in [0, 1]"),
         ("uncond", ["--guidance-interval", "0", "10"], "apply to classifier-free guidance"),
         ("uncond", ["--classifier-scale", "2"], "--classifier-scale needs --classifier"),

@@ -120,7 +120,6 @@ KEPT = {
         "run_sampler",
         "get_sampler",
         "register_sampler",
-        "dpm_solver_timesteps",
         "ddim_sample",
         "ddpm_variance",
     ],

@@ -459,7 +459,7 @@ def test_cli_with_generated_arguments_exits_0_or_2_never_a_traceback(toy_run, tm
     name=st.sampled_from(["ddim", "ddpm"]),
     steps=st.one_of(st.none(), st.integers(-5, 30)),
     eta=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
-    spacing=st.one_of(st.none(), st.sampled_from(["uniform", "quadratic", "trailing", "linspace", "bogus"])),
+    spacing=st.one_of(st.none(), st.sampled_from(["leading", "quadratic", "trailing", "linspace", "bogus"])),
     variance=st.one_of(st.none(), st.sampled_from(["small", "large", "bogus"])),
 )
 def test_samplers_with_generated_arguments_succeed_or_raise_value_error(name, steps, eta, spacing, variance):

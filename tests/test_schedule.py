@@ -92,7 +92,7 @@ def test_all_steps_visit_every_timestep(T, spacing):
 
 @pytest.mark.parametrize("steps", [10, 50, 7, 333])
 @pytest.mark.parametrize(
-    "spacing, diffusers_name", [("uniform", "leading"), ("trailing", "trailing"), ("linspace", "linspace")]
+    "spacing, diffusers_name", [("leading", "leading"), ("trailing", "trailing"), ("linspace", "linspace")]
 )
 def test_spacings_match_diffusers(steps, spacing, diffusers_name):
     from diffusers import DDIMScheduler
@@ -119,17 +119,17 @@ def test_quadratic_repairs_ddims_repeated_steps():
     assert ours[-4:].tolist() == [3, 2, 1, 0]
 
 
-def test_uniform_is_ddims_stride():
-    assert make_timesteps(1000, 50, "uniform").tolist() == list(range(980, -1, -20))
+def test_leading_is_ddims_stride():
+    assert make_timesteps(1000, 50, "leading").tolist() == list(range(980, -1, -20))
 
 
 @pytest.mark.parametrize(
     "steps, spacing, match",
     [
-        (0, "uniform", r"steps must be an integer in \[1, 1000\]"),
-        (1001, "uniform", r"steps must be an integer in \[1, 1000\]"),
-        (2.5, "uniform", "steps must be an integer"),
-        (10, "cosine", "allowed: uniform, quadratic, trailing, linspace"),
+        (0, "leading", r"steps must be an integer in \[1, 1000\]"),
+        (1001, "leading", r"steps must be an integer in \[1, 1000\]"),
+        (2.5, "leading", "steps must be an integer"),
+        (10, "cosine", "allowed: leading, quadratic, trailing, linspace"),
     ],
 )
 def test_bad_timestep_arguments(steps, spacing, match):

@@ -9,7 +9,7 @@ Notation (VP schedule, float64):
 A sampler visits a decreasing sequence of points, each a model timestep t and its ᾱ, and after
 the last point steps to ᾱ = 1 (σ = 0). The points come from one of:
 
-- a *spacing* of ``steps`` integer timesteps: :func:`uniform`, :func:`quadratic`,
+- a *spacing* of ``steps`` integer timesteps: :func:`leading`, :func:`quadratic`,
   :func:`trailing`, :func:`linspace` (diffusers' names and DDIM's), :func:`logsnr` (uniform in λ);
 - a *σ-grid*: :func:`karras` (EDM eq. 5) or :func:`exponential` (uniform in log σ), or any
   decreasing ``sigmas=[…]``; each σ is mapped to a fractional model timestep by interpolating
@@ -32,13 +32,16 @@ import torch
 
 from .checks import decreasing, integer, is_int
 
-SPACINGS = ("uniform", "quadratic", "trailing", "linspace")  # need only T
+SPACINGS = ("leading", "quadratic", "trailing", "linspace")  # need only T
 """The index spacings, which need only T (:func:`make_timesteps`)."""
 SCHEDULE_SPACINGS = ("logsnr",)  # need the schedule
 SIGMA_SPACINGS = ("karras", "exponential")  # σ-grids
 ALL_SPACINGS = SPACINGS + SCHEDULE_SPACINGS + SIGMA_SPACINGS
 """Every ``spacing`` a sampler takes: the index spacings (:data:`SPACINGS`, which need only T),
 ``logsnr`` (needs the schedule) and the σ-grids ``karras`` and ``exponential``."""
+# spacing names of earlier versions, as files written then hold them: only file readers map them
+# (ddkit.tuning.TunedTimesteps.from_dict); the library takes the new names alone
+RENAMED_SPACINGS = {"uniform": "leading"}
 # not computed from the schedule: a sequence tuned for one model (ddkit.tuning; RUN/timesteps/NAME-K.json)
 TUNED = "tuned"
 KARRAS_RHO = 7.0
@@ -57,7 +60,7 @@ def _num_timesteps(schedule_or_T) -> int:
     return schedule_or_T if is_int(schedule_or_T) else schedule_or_T.num_timesteps
 
 
-def uniform(schedule, steps: int) -> torch.Tensor:
+def leading(schedule, steps: int) -> torch.Tensor:
     """DDIM's τ = 0, c, 2c, … with c = T // S (diffusers' "leading"), decreasing: LongTensor [S].
     ``schedule``: a Schedule or T."""
     T = _num_timesteps(schedule)
@@ -115,12 +118,12 @@ def logsnr(schedule, steps: int, *, top: int | None = None) -> torch.Tensor:
     return torch.from_numpy(seq.copy())
 
 
-_INDEX_SPACINGS = {"uniform": uniform, "quadratic": quadratic, "trailing": trailing, "linspace": linspace}
+_INDEX_SPACINGS = {"leading": leading, "quadratic": quadratic, "trailing": trailing, "linspace": linspace}
 
 
-def make_timesteps(num_timesteps: int, steps: int, spacing: str = "uniform", schedule=None) -> torch.Tensor:
+def make_timesteps(num_timesteps: int, steps: int, spacing: str = "leading", schedule=None) -> torch.Tensor:
     """The ``steps`` 0-based timesteps of ``spacing`` out of T = ``num_timesteps``, strictly
-    decreasing: LongTensor [steps] (uniform | quadratic | trailing | linspace; ``logsnr`` needs
+    decreasing: LongTensor [steps] (leading | quadratic | trailing | linspace; ``logsnr`` needs
     ``schedule``). See the functions of the same names."""
     _check_steps(num_timesteps, steps)
     if spacing == "logsnr":
@@ -192,15 +195,6 @@ def exponential(
 
 
 _SIGMA_SPACINGS = {"karras": karras, "exponential": exponential}
-
-
-def tuned(path, schedule, *, sampler: str, nfe: int) -> list:
-    """The timesteps of a tuned-timesteps file (``ddkit tune-steps``, :func:`ddkit.tune_timesteps`)
-    for ``sampler`` at ``nfe`` model evaluations: checked to be made for them and for a schedule of
-    this T, strictly decreasing within [0, T-1]. Pass them as ``timesteps=``."""
-    from .tuning import TunedTimesteps  # the record's owner (it imports this module)
-
-    return TunedTimesteps.load(path).check(schedule, sampler=sampler, nfe=nfe, where=str(path))
 
 
 def t_from_sigma(schedule, sigmas) -> np.ndarray:
@@ -329,7 +323,7 @@ def _grid_from_timesteps(schedule, timesteps) -> Grid:
 def sampling_grid(
     schedule,
     steps: int | None = None,
-    spacing: str = "uniform",
+    spacing: str = "leading",
     *,
     timesteps=None,
     sigmas=None,
@@ -339,7 +333,8 @@ def sampling_grid(
 ) -> Grid:
     """The points a sampler visits: ``timesteps`` or ``sigmas`` if given, else ``steps`` points of
     ``spacing`` (:data:`ALL_SPACINGS`) from ``start_t`` (default T-1; the first point is exactly
-    there) down to t = 0 (σ-grids: σ(start_t) down to σ_0).
+    there) down to t = 0 (σ-grids: σ(start_t) down to σ_0); ``steps=None``: every timestep from
+    ``start_t`` down. Every sampler resolves its grid here, once, before its loop.
 
     With ``start_t`` the first point is ``start_t`` itself (the spacing over 0 … start_t, its top point
     moved there), so that the sampler's input is x at start_t (SDEdit, image-to-image).
@@ -360,7 +355,7 @@ def sampling_grid(
         grid = _grid_from_sigmas(schedule, _check_sigmas(schedule, sigmas))
     elif spacing == TUNED:
         raise ValueError(
-            "spacing 'tuned' is a sequence made for one model: pass timesteps=ddkit.timesteps.tuned(path, ...) "
+            "spacing 'tuned' is a sequence made for one model: pass timesteps=ddkit.tuning.tuned(path, ...) "
             "(ddkit sample --spacing tuned reads RUN/timesteps/SAMPLER-STEPS.json)"
         )
     elif spacing in _SIGMA_SPACINGS:
@@ -369,6 +364,8 @@ def sampling_grid(
         grid = _grid_from_sigmas(
             schedule, _SIGMA_SPACINGS[spacing](schedule, steps, sigma_max=float(schedule.sigmas[top]), **kw).tolist()
         )
+    elif steps is None:  # every timestep from the top down (DDPM's ancestral sampling)
+        grid = _grid(schedule, list(range(_start(schedule, start_t), -1, -1)))
     else:
         top = _start(schedule, start_t)
         grid = _grid(schedule, _spacing_points(schedule, steps, spacing, top, solver, force_top=start_t is not None))
@@ -384,7 +381,7 @@ def check_alpha_bars(schedule, grid) -> None:
     if bad:
         raise ValueError(
             f"the schedule has ᾱ = 0 at timestep {bad[0]} (zero terminal SNR), where x̂₀ from ε "
-            "divides by zero; sample with a sequence that starts below it (e.g. spacing 'uniform')"
+            "divides by zero; sample with a sequence that starts below it (e.g. spacing 'leading')"
         )
 
 

@@ -7,24 +7,13 @@ Notation: σ = √((1-ᾱ)/ᾱ), x̃ = x_t/√ᾱ = x₀ + σ·ε, t(σ) the fra
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 
 from ..checks import is_int
 from ..parameterization import ModelFn
 from ..schedule import Schedule
-from ..timesteps import sampling_grid
-from .common import (
-    Callback,
-    DenoisedFn,
-    apply_denoised_fn,
-    call_model,
-    check_sample_args,
-    noise_like,
-    report,
-    steps_iter,
-)
+from .common import Sampling, noise_like
 
 SIGMA_MAX = 80.0
 """Where one-step sampling starts (EDM's and ECT's σ_max; the cosine schedule's own is about 2×10⁴)."""
@@ -77,43 +66,25 @@ def _default_sigmas(schedule: Schedule, steps: int, start_t: int | None) -> list
 
 @torch.no_grad()
 def consistency_sample(
-    model_fn: ModelFn,
-    x_T: torch.Tensor,
-    schedule: Schedule,
-    *,
-    steps: int = 1,
-    generator=None,
-    progress: bool = False,
-    clip_x0=None,
-    timesteps: Sequence | None = None,
-    sigmas: Sequence[float] | None = None,
-    start_t: int | None = None,
-    callback: Callback = None,
-    denoised_fn: DenoisedFn = None,
+    model_fn: ModelFn, x_T: torch.Tensor, schedule: Schedule, *, steps: int = 1, **common
 ) -> torch.Tensor:
     """Multistep consistency sampling (Song et al. 2023, Algorithm 1) from x_T [N, ...] (x at the
     grid's first point) → x_0 [N, ...] with a consistency model read as ε, in ``steps`` model
     evaluations. On the grid σ_0 > σ_1 > … (explicit ``timesteps`` or ``sigmas``, else
     :func:`_default_sigmas`: [80] for one step, [80, 0.821] for two): x̃ = x_T/√ᾱ_0; at each point,
-    D = x̃ − σ_i·ε(√ᾱ_i·x̃, t_i); then x̃ = D + σ_{i+1}·z with fresh z ~ N(0, I) from ``generator``;
-    the last D is the sample. ``start_t``: the grid starts there (x_T is x at start_t).
-    ``clip_x0`` clamps D, ``denoised_fn`` then changes it; ``callback`` gets each step's StepInfo."""
-    check_sample_args(x_T, clip_x0, callback, denoised_fn)
-    if timesteps is None and sigmas is None:
-        grid = sampling_grid(schedule, sigmas=_default_sigmas(schedule, steps, start_t))
-    else:
-        grid = sampling_grid(schedule, timesteps=timesteps, sigmas=sigmas, start_t=start_t)
+    D = x̃ − σ_i·ε(√ᾱ_i·x̃, t_i) (:meth:`~ddkit.samplers.common.Sampling.denoise`); then
+    x̃ = D + σ_{i+1}·z with fresh z ~ N(0, I) from ``generator``; the last D is the sample.
+    ``common``: the keywords every sampler takes (:mod:`ddkit.samplers.common`); ``start_t``: the
+    grid starts there (x_T is x at start_t); ``clip_x0`` clamps D, ``denoised_fn`` then changes it."""
+    if common.get("timesteps") is None and common.get("sigmas") is None:
+        common = common | {"sigmas": _default_sigmas(schedule, steps, common.get("start_t")), "start_t": None}
+    run = Sampling("consistency", model_fn, x_T, schedule, None, "leading", **common)
+    grid = run.grid
     sig = grid.sigmas
     x = x_T * (1.0 / math.sqrt(grid.alpha_bars[0]))  # x̃ = x_t/√ᾱ
-    for i in steps_iter(range(len(grid)), progress, "consistency"):
-        t, alpha_bar = grid.t[i], grid.alpha_bars[i]
-        x_t = x * math.sqrt(alpha_bar)
-        denoised = x - sig[i] * call_model(model_fn, x_t, t)
-        if clip_x0 is not None:
-            denoised = denoised.clamp(clip_x0[0], clip_x0[1])
-        denoised = apply_denoised_fn(denoised_fn, i, t, alpha_bar, x_t, denoised)
-        report(callback, i, t, alpha_bar, x_t, denoised)
+    for i in run:
+        denoised, _ = run.denoise(x, i, grid.t[i], grid.alpha_bars[i], sigma=sig[i])
         if i + 1 == len(grid):
             return denoised
-        x = denoised + sig[i + 1] * noise_like(denoised, generator)
+        x = denoised + sig[i + 1] * noise_like(denoised, run.generator)
     raise AssertionError("unreachable")

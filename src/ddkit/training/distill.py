@@ -35,13 +35,14 @@ from ..consistency import ConsistencyNetwork
 from ..data import Dataset, load_run_data
 from ..data.images import save_grid, save_loss_curve, save_points_plot, to_uint8
 from ..generate import generate
+from ..options import option
 from ..parameterization import eps_network
 from ..samplers.consistency import SIGMA_MID, consistency_grid
 from .checkpoint import latest_checkpoint, load_matching, load_weights
-from .config import RunConfig, TrainConfig
+from .config import DEVICES, PRECISIONS, RunConfig, TrainConfig, count_or_fraction
 from .load import resolve_weights
 from .rundir import RunDir
-from .student import DistillConfig, check_teacher, sha256_file
+from .student import METHODS, DistillConfig, check_teacher, sha256_file
 
 T_FLOOR = 1.001
 """t is clamped to at least T_FLOOR·σ_min, so that t > r = σ_min (the pair never degenerates)."""
@@ -243,6 +244,39 @@ def start_from_teacher(trainer) -> None:
     trainer.ema.load_state_dict(load_weights(Path(d.teacher_weights), trainer.device), 0)
 
 
+@dataclasses.dataclass(frozen=True)
+class DistillOptions:
+    """The options of :func:`distill` (and ``ddkit distill``), one field each; None: the default of
+    :data:`DISTILL_DEFAULTS`, or the teacher's."""
+
+    method: str = option("ect", "the distillation method (default {default})", choices=METHODS)
+    out: str | None = option(None, "the student's run folder", required=True)
+    steps: int | None = option(None, f"optimiser steps (default {DISTILL_DEFAULTS['steps']})")
+    minutes: float | None = option(None, "a wall-clock budget instead of (or with) --steps")
+    batch_size: int | None = option(None, f"global batch (default {DISTILL_DEFAULTS['batch_size']})")
+    lr: float | None = option(None, f"constant learning rate (default {DISTILL_DEFAULTS['lr']})")
+    val: int | float | None = option(
+        None,
+        "a validation part of the training data (default: the teacher's): evaluation during tuning, the best "
+        "checkpoint, and the choice of the two-step σ",
+        type=count_or_fraction,
+        metavar="N|FRACTION",
+    )
+    double_every: int | None = option(
+        None, "steps between ECT's halvings of t - r (default: a quarter of --steps; 250 with --minutes only)"
+    )
+    checkpoint: str | None = option(None, "which teacher weights (as ddkit sample)", metavar="last|best|PATH")
+    seed: int | None = option(None, "random seed (default 0)")
+    device: str | None = option(None, "cpu (default) or cuda", choices=DEVICES)
+    precision: str | None = option(
+        None,
+        "fp32 (default: an ε-network's denoiser at σ = 80 multiplies ε's rounding by 80), bf16, or auto: "
+        "bf16 where native and it helps; fp16 is not offered (NaN in ECT)",
+        choices=tuple(x for x in PRECISIONS if x != "fp16"),
+    )
+    resume: bool = option(False, "continue the student in --out (only the budget may change)", switch=True)
+
+
 def distill(
     run: str | Path,
     out: str | Path,
@@ -260,9 +294,11 @@ def distill(
     ``val`` (a validation part: evaluation during training, the best checkpoint, and the choice of
     σ_mid) and ``double_every``. ``checkpoint``: which teacher weights (as :func:`ddkit.load`).
     ``resume`` continues ``out``; only the budget may change. After training, σ_mid of two-step
-    sampling is chosen (:func:`choose_sigma_mid`) and recorded in config.json."""
+    sampling is chosen (:func:`choose_sigma_mid`) and recorded in config.json. Options set to None
+    take their defaults (:class:`DistillOptions`)."""
     from .api import OPTIONS_BY_NAME, process_group
 
+    options = {k: v for k, v in options.items() if v is not None}
     if method not in ("ect",):
         raise ParameterError(f"`method` must be one of ect, got {method!r}")
     out, run = Path(out), Path(run)
@@ -397,6 +433,7 @@ def refuse_student(run: str | Path, what: str) -> None:
 
 __all__ = [
     "DISTILL_DEFAULTS",
+    "DistillOptions",
     "ECTObjective",
     "choose_sigma_mid",
     "default_sampler",
