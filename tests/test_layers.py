@@ -29,6 +29,7 @@ ORDER = (
     "latents",
     "oracle",
     "samplers",
+    "consistency",
     "edit",
     "tuning",
     "generate",

@@ -177,7 +177,8 @@ def test_every_sampler_starts_from_start_t(gmm, name):
         assert first == pytest.approx(t0, abs=1e-6)
     else:
         assert first == t0
-    assert energy_distance_to_mixture(out.double(), gmm) < 0.02
+    if name != "consistency":  # it samples a consistency model; on exact ε it chains posterior means
+        assert energy_distance_to_mixture(out.double(), gmm) < 0.02
 
 
 def test_steps_none_is_every_timestep_from_the_start():

@@ -24,6 +24,7 @@ COMMANDS = {
     "eval": "ddkit.cli.eval",
     "edit": "ddkit.cli.edit",
     "tune-steps": "ddkit.cli.tune_steps",
+    "distill": "ddkit.cli.distill",
 }
 
 

@@ -21,6 +21,7 @@ import torch
 from ..parameterization import ModelFn
 from ..schedule import Schedule
 from .common import COMMON
+from .consistency import consistency_sample
 from .ddim import ddim_sample
 from .ddpm import ddpm_sample
 from .dpm_solver import dpm_solver_sample
@@ -122,4 +123,11 @@ register_sampler(
     euler_sample,
     {"steps": 10, "spacing": "karras"} | CHURN,
     "EDM's Euler (Karras et al. 2022), DDIM η=0 without churn; s_churn > 0 adds noise",
+)
+register_sampler(
+    "consistency",
+    consistency_sample,
+    {"steps": 1},
+    "multistep consistency sampling (Song et al. 2023) for a student made by ddkit distill: model evaluations "
+    "from σ = 80 with fresh noise between them; a student takes 1 or 2, re-noised to its recorded σ",
 )

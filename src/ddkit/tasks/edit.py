@@ -20,6 +20,7 @@ from ..guidance import network_num_classes
 from ..options import option
 from ..rng import SampleGenerators
 from ..samplers import SAMPLERS
+from ..training.distill import refuse_student
 from ..training.load import load_classifier
 from .sample import Samples, _atomic_savez, check_output
 from .sampling import SamplingOptions, guidance_labels, guided_model_fn_for, load_model, options_from
@@ -89,6 +90,8 @@ def edit_run(run=None, *, out=None, keep: bool = True, **options) -> Samples:
         raise ParameterError("give `input` and `method`")
     out = check_output("out", out, ".npz")
     grid = check_output("grid", o.grid, ".png")
+    if run is not None:
+        refuse_student(run, "ddkit edit")
     model, schedule, config = load_model(run, o, o.diffusers)
     if not hasattr(config.model, "image_size"):
         raise ParameterError("editing works on image runs; this run's data are points")

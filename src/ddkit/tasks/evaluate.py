@@ -20,7 +20,16 @@ from ..eval.features import FEATURE_SETS
 from ..options import option
 from ..training.config import RunConfig
 from ..training.rundir import RunDir
-from .sampling import SamplingOptions, batches, guidance_labels, guided_model_fn_for, load_model, options_from, plan
+from .sampling import (
+    SamplingOptions,
+    batches,
+    guidance_labels,
+    guided_model_fn_for,
+    load_model,
+    options_from,
+    plan,
+    with_sampler,
+)
 
 METRICS = ("fid", "kid", "precision_recall", "memorization")  # the switches, named as in ddkit.eval.METRICS
 NOT_SETTINGS = METRICS + ("nll", "table", "no_progress", "progress")
@@ -117,6 +126,7 @@ def evaluate_run(run, **options) -> EvalResult:
     if not RunDir(run).root.is_dir():
         raise ParameterError(f"run folder {run} does not exist")
     config = RunConfig.load(RunDir(run).config)
+    o = with_sampler(o, config)  # the run's default sampler, recorded in the settings
     if not hasattr(config.model, "image_size"):
         what = "`nll`" if o.nll else "the sample metrics"
         raise ParameterError(f"{what} need an image run; {run} is a toy run on 2-D points ({config.data.source})")

@@ -7,7 +7,7 @@ errors name the options (:class:`ddkit.checks.ParameterError`)."""
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -21,6 +21,7 @@ from ..samplers.registry import CHURN
 from ..schedule import Schedule
 from ..timesteps import ALL_SPACINGS, TUNED, sampling_grid
 from ..training.config import DEVICES, RunConfig
+from ..training.distill import default_sampler, student_options
 from ..training.load import is_classifier, load, load_classifier, load_weak_model
 from ..training.precision import resolve_precision
 from ..training.rundir import RunDir
@@ -45,11 +46,13 @@ def _churn(help_: str):
 @dataclass(frozen=True)
 class SamplingOptions:
     """The options that choose the weights, the sampler, the samples drawn and their guidance
-    (``ddkit sample``, ``ddkit eval``; ``ddkit edit`` without ``num``). None: the sampler's default."""
+    (``ddkit sample``, ``ddkit eval``; ``ddkit edit`` without ``num``). None: the sampler's default
+    (``sampler`` None: the run's, :func:`with_sampler`)."""
 
-    sampler: str = option(
-        "ddim",
-        "; ".join(f"{s.name}: {s.help}" for s in SAMPLERS.values()) + " (default ddim)",
+    sampler: str | None = option(
+        None,
+        "; ".join(f"{s.name}: {s.help}" for s in SAMPLERS.values())
+        + " (default ddim; consistency for a student made by ddkit distill)",
         choices=tuple(SAMPLERS),
     )
     steps: int | None = option(
@@ -190,6 +193,12 @@ def load_model(run, o: SamplingOptions, diffusers=None):
     return model, schedule, RunConfig(model=model.config)
 
 
+def with_sampler(o: SamplingOptions, config: RunConfig) -> SamplingOptions:
+    """``o`` with ``sampler`` decided: the one given, else the run's default (consistency for a
+    student made by ddkit distill, ddim otherwise; :func:`ddkit.training.distill.default_sampler`)."""
+    return o if o.sampler is not None else replace(o, sampler=default_sampler(config))
+
+
 def sampler_options(o: SamplingOptions, schedule: Schedule, run=None) -> dict:
     """The chosen sampler's options, checked against the sampler and the schedule; ``spacing`` tuned
     becomes the run's tuned ``timesteps`` (:func:`ddkit.training.tuned.tuned_options`)."""
@@ -292,9 +301,11 @@ class Plan:
 def plan(o: SamplingOptions, model, schedule: Schedule, config: RunConfig, run=None) -> Plan:
     """Check the sampling options against the run and load what guides it. A network trained to
     predict x0, v or EDM's F is converted to ε first (:meth:`DiffusionConfig.eps_network`), so every
-    sampler and guidance wrapper sees ε."""
+    sampler and guidance wrapper sees ε. A student (ddkit distill) samples on its recorded σ-grid
+    (:func:`ddkit.training.distill.student_options`)."""
+    o = with_sampler(o, config)
     model = config.diffusion.eps_network(model, schedule)
-    options = sampler_options(o, schedule, run)
+    options = student_options(config, o.sampler, sampler_options(o, schedule, run))
     model = autocast_network(model, sampling_precision(o, model), o.device)
     labels = guidance_labels(o, config)
     fn_for = guided_model_fn_for(o, model, schedule, config)
@@ -332,4 +343,5 @@ def options_from(cls, options: dict):
     return cls(**options)
 
 
-__all__ = ["SamplingOptions", "CHECKPOINT_HELP", "load_model", "sampler_options", "plan", "batches", "Plan"]
+__all__ = ["SamplingOptions", "CHECKPOINT_HELP", "load_model", "with_sampler", "sampler_options", "plan", "batches"]
+__all__ += ["Plan"]

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import checks
+from ..consistency import ConsistencyNetwork
 from ..losses import NOISE_LEVELS, P_MEAN, P_STD, WEIGHTINGS
 from ..nn import MLPConfig, UNetConfig, config_from_dict, config_to_dict
 from ..options import option
 from ..parameterization import PRECONDITIONINGS, PREDICTIONS, check_terminal_snr, eps_network, target_name
 from ..schedule import SCHEDULES, Schedule
 from .augment import OPS, check_ops, check_probability, label_dim
+from .student import DistillConfig
 
 CONFIG_VERSION = 2
 MAX_TIMESTEPS = 100_000  # T beyond this is a typo (the schedule alone would take T·48 bytes)
@@ -91,6 +93,9 @@ class DiffusionConfig:
         None,
         "EDM's σ_data (with --preconditioning edm; default: measured on the training data, recorded in config.json)",
     )
+    # set for a consistency student (ddkit distill): the network, read as `target`, is wrapped in the
+    # consistency parametrisation with this σ_d (ddkit.consistency.ConsistencyNetwork)
+    consistency_sigma_data: float | None = None
 
     def __post_init__(self) -> None:
         checks.choice("schedule", self.schedule, SCHEDULES)
@@ -108,6 +113,8 @@ class DiffusionConfig:
                     "`sigma_data` is EDM's σ_data, the data's standard deviation: it goes with `preconditioning` edm"
                 )
             checks.positive("sigma_data", self.sigma_data)
+        if self.consistency_sigma_data is not None:
+            checks.positive("consistency_sigma_data", self.consistency_sigma_data)
         check_terminal_snr(self.build(), self.target)  # also checks beta_start/beta_end
 
     @property
@@ -118,8 +125,15 @@ class DiffusionConfig:
 
     def eps_network(self, net, schedule: Schedule | None = None):
         """``net`` (this run's network) as an ε-network ``f(x_t, t, y=None) -> ε`` for every sampler,
-        guidance wrapper and ``nll_bpd`` (:func:`ddkit.parameterization.eps_network`)."""
-        return eps_network(net, self.target, schedule or self.build(), sigma_data=self.sigma_data)
+        guidance wrapper and ``nll_bpd`` (:func:`ddkit.parameterization.eps_network`); a consistency
+        student's is its consistency function read as ε (:class:`ddkit.consistency.ConsistencyNetwork`)."""
+        if isinstance(net, ConsistencyNetwork):
+            return net
+        schedule = schedule or self.build()
+        net = eps_network(net, self.target, schedule, sigma_data=self.sigma_data)
+        if self.consistency_sigma_data is None:
+            return net
+        return ConsistencyNetwork(net, schedule, self.consistency_sigma_data)
 
     def build(self) -> Schedule:
         if self.schedule == "cosine":
@@ -343,6 +357,8 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     version: int = CONFIG_VERSION
+    # a consistency student (ddkit distill): its teacher, the teacher's weights' hash, its σ-grid
+    distill: DistillConfig | None = None
 
     def __post_init__(self) -> None:
         """Evaluation during training needs a validation part; a validation part is evaluated every
@@ -367,13 +383,19 @@ class RunConfig:
         return self.train.eval_every is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        diffusion = asdict(self.diffusion)
+        if diffusion["consistency_sigma_data"] is None:  # a teacher's config.json stays as it was
+            del diffusion["consistency_sigma_data"]
+        out = {
             "version": self.version,
             "model": config_to_dict(self.model),
-            "diffusion": asdict(self.diffusion),
+            "diffusion": diffusion,
             "data": asdict(self.data),
             "train": asdict(self.train),
         }
+        if self.distill is not None:
+            out["distill"] = asdict(self.distill)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
@@ -381,10 +403,11 @@ class RunConfig:
         raise one ValueError line naming the key, before anything is built from it."""
         if not isinstance(d, dict):
             raise ValueError(f"config must be a JSON object, got {type(d).__name__}")
-        unknown = sorted(set(d) - {"version", "model", "diffusion", "data", "train"})
+        unknown = sorted(set(d) - {"version", "model", "diffusion", "data", "train", "distill"})
         if unknown:
             raise ValueError(
-                f"unknown config section(s) {', '.join(unknown)}; allowed: version, model, diffusion, data, train"
+                f"unknown config section(s) {', '.join(unknown)}; allowed: version, model, diffusion, data, train, "
+                "distill"
             )
         version = d.get("version")
         if version == 1:
@@ -392,7 +415,7 @@ class RunConfig:
             version = CONFIG_VERSION
         if version != CONFIG_VERSION:
             raise ValueError(f"unsupported config version {version!r}; this ddkit reads version {CONFIG_VERSION}")
-        for section in ("diffusion", "data", "train"):
+        for section in ("diffusion", "data", "train", "distill"):
             if not isinstance(d.get(section, {}), dict):
                 raise ValueError(f"config section {section!r} must be a JSON object, got {type(d[section]).__name__}")
         try:
@@ -401,6 +424,7 @@ class RunConfig:
                 diffusion=_build(DiffusionConfig, d.get("diffusion", {})),
                 data=_build(DataConfig, d.get("data", {})),
                 train=_build(TrainConfig, d.get("train", {})),
+                distill=_build(DistillConfig, d["distill"]) if "distill" in d else None,
             )
         except KeyError as e:
             raise ValueError(f"config is missing the section {e}") from None

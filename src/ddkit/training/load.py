@@ -15,6 +15,7 @@ from ..schedule import Schedule
 from .checkpoint import latest_checkpoint, load_matching, read_best
 from .config import RunConfig
 from .rundir import RunDir
+from .student import check_teacher
 
 CHECKPOINT_CHOICES = ("last", "best")
 
@@ -88,6 +89,8 @@ def load(
     if not run.is_dir():
         raise ValueError(f"run folder {run} does not exist")
     config = RunConfig.load(RunDir(run).config)
+    if config.distill is not None:  # a consistency student: only while its teacher's weights are unchanged
+        check_teacher(config.distill, run)
     model = build_model(config.model)
     weights = resolve_weights(run, checkpoint, ema)
     # one line saying what differs when the weights are for another network (never a pickle)

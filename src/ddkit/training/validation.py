@@ -143,12 +143,14 @@ class Validator:
         labels = None
         if tc.class_cond:
             labels = torch.arange(tc.eval_num) % self.config.model.num_classes
+        # an objective may say how its model samples (a consistency student: one step from σ_max)
+        how = getattr(self.objective, "eval_sampling", None)
+        sampling = how() if how else {"sampler": EVAL_SAMPLER, "steps": min(EVAL_STEPS, self.schedule.num_timesteps)}
         x = generate(
             self.config.diffusion.eps_network(ema_model, self.schedule),
             self.schedule,
             tc.eval_num,
-            sampler=EVAL_SAMPLER,
-            steps=min(EVAL_STEPS, self.schedule.num_timesteps),
+            **sampling,
             seed=tc.seed,
             labels=labels,
             clip_x0=(-1.0, 1.0),

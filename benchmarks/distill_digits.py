@@ -1,0 +1,113 @@
+"""ECT students on the digits (issue 23 §5): the student at 1 and 2 steps against its teacher's
+DDIM-50 and against a control that spends the same extra optimiser steps training the teacher on.
+
+Every run trains on digits:train; every score is against digits:test (500 digits nobody trained
+on), over --repeats start-noise sets (set r: seed + 1000·r), paired: FID, KID and memorisation
+(closer: the share of samples closer to a training digit than the median held-out digit is).
+
+  teacher   ddkit train --data digits:train (defaults: 1,200 steps of batch 256), or --teacher RUN
+  student   ddkit distill TEACHER --method ect --steps N for each N of --budgets (default 2000 4000;
+            the second resumes the first's folder with the larger budget, so it is "after twice that")
+  control   the teacher resumed for the same extra optimiser steps (ddkit train --resume)
+
+Rows: teacher DDIM-50; student 1 and 2 steps at each budget; control DDIM-50 and at 1-2 NFE (the
+consistency sampler from σ = 80 on an ε-model is its denoiser at 80: a baseline for 1 NFE, DDIM
+for 2). Each stage is skipped when its output exists, so an interrupted run resumes.
+
+    python benchmarks/distill_digits.py --out runs/bench-distill                # hours on 2 cores
+    python benchmarks/distill_digits.py --budgets 20 --num-samples 200 --repeats 1 --teacher-steps 30  # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import ddkit
+from ddkit.data.images import to_uint8
+from ddkit.eval import evaluate_samples
+from ddkit.generate import generate
+from ddkit.training.checkpoint import latest_checkpoint
+from ddkit.training.distill import student_options
+
+METRICS = ("fid", "kid", "memorization")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=Path("runs/bench-distill"), help="where the runs go")
+    p.add_argument("--teacher", type=Path, default=None, help="an existing digits:train run (else trained)")
+    p.add_argument("--teacher-steps", type=int, default=1200, help="the teacher's steps when trained here")
+    p.add_argument("--budgets", type=int, nargs="+", default=[2000, 4000], help="student step budgets")
+    p.add_argument("--num-samples", type=int, default=1000)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    return p.parse_args(argv)
+
+
+def ddkit_cli(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "ddkit", *args, "--no-progress"], check=True)
+
+
+def steps_of(run: Path) -> int:
+    ckpt = latest_checkpoint(run)
+    return 0 if ckpt is None else int(ckpt.name.split("-")[1])
+
+
+def score(run: Path, args, **sampling) -> dict:
+    model, schedule, config = ddkit.load(run, checkpoint="last", device=args.device)
+    net = config.diffusion.eps_network(model, schedule)
+    per = []
+    for r in range(args.repeats):
+        seed = args.seed + 1000 * r
+        x = generate(net, schedule, args.num_samples, seed=seed, clip_x0=(-1.0, 1.0), device=args.device, **sampling)
+        per.append(
+            evaluate_samples(to_uint8(x), "digits:test", metrics=METRICS, train_images="digits:train", seed=seed)
+        )
+    keys = ("fid", "kid", "closer_than_real", "nn_median")
+    return {k: [float(p[k]) for p in per] for k in keys}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    teacher = args.teacher or args.out / "teacher"
+    if args.teacher is None and steps_of(teacher) < args.teacher_steps:
+        resume = ["--resume"] if (teacher / "config.json").exists() else []
+        ddkit_cli("train", "--data", "digits:train", "--out", str(teacher), "--steps", str(args.teacher_steps), *resume)
+    base = steps_of(teacher)
+    rows = {"teacher ddim-50": score(teacher, args, sampler="ddim", steps=50)}
+    student, control = args.out / "student", args.out / "control"
+    for budget in sorted(args.budgets):
+        if steps_of(student) < budget:
+            resume = ["--resume"] if (student / "config.json").exists() else []
+            ddkit_cli(
+                "distill", str(teacher), "--method", "ect", "--out", str(student), "--steps", str(budget), *resume
+            )
+        config = ddkit.load(student, checkpoint="last")[2]
+        for steps in (1, 2):
+            grid = student_options(config, "consistency", {"steps": steps})  # σ = 80 (and σ_mid)
+            rows[f"student@{budget} {steps} step"] = score(student, args, sampler="consistency", **grid)
+        if steps_of(control) < base + budget:
+            if not (control / "config.json").exists():
+                subprocess.run(["cp", "-r", str(teacher), str(control)], check=True)
+            ddkit_cli("train", "--out", str(control), "--resume", "--steps", str(base + budget))
+        rows[f"control@{budget} ddim-50"] = score(control, args, sampler="ddim", steps=50)
+        rows[f"control@{budget} 1 NFE"] = score(control, args, sampler="consistency", sigmas=[80.0])
+        rows[f"control@{budget} ddim-2"] = score(control, args, sampler="ddim", steps=2)
+        (args.out / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
+    for name, r in rows.items():
+        print(
+            f"{name:28s} FID {np.mean(r['fid']):8.2f} ± {np.std(r['fid']):5.2f}   closer {np.mean(r['closer_than_real']):.3f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

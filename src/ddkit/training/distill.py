@@ -1,0 +1,449 @@
+"""``ddkit distill RUN --method ect --out STUDENT``: Easy Consistency Tuning (Geng et al. 2024,
+"Consistency models made easy"; the authors' locuslab/ect, ``training/loss.py``), run by the
+:class:`~ddkit.training.trainer.Trainer` (kill -9 safe resume, EMA, torchrun) with the
+:class:`ECTObjective` below.
+
+The student is a run folder like any other: its network has the teacher's architecture and starts
+from the teacher's EMA weights; its config.json's ``diffusion.consistency_sigma_data`` makes every
+reader wrap it in the consistency parametrisation (:class:`ddkit.consistency.ConsistencyNetwork`),
+and its ``distill`` section (:class:`~ddkit.training.student.DistillConfig`) names the teacher, the
+SHA-256 of the teacher's weights and the σ-grid of one- and two-step sampling.
+
+ECT's loss, with σ for EDM's t (VP schedule read as x̃ = x₀ + σ·ε, :mod:`ddkit.consistency`):
+
+    t ~ exp(N(P_mean, P_std²))                                  log-normal, clamped to the schedule
+    r = max(t·(1 − (1 + k·sigmoid(−b·t))/q^(stage+1)), σ_min)   stage = step // double_every
+    x̃_t = x₀ + t·z,  x̃_r = x₀ + r·z                             one z for both
+    L = (√(‖f_θ(x̃_t, t) − sg[f_θ(x̃_r, r)]‖² + c²) − c)/(t − r)
+
+Both evaluations use the current weights and the same dropout mask (the torch RNG state is restored
+before the second); the second is under ``no_grad``. At r = σ_min the boundary gives f = x̃_r, which
+is ECT's "target = x₀ at r = 0" moved to this schedule's smallest σ.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..checks import ParameterError, positive_int
+from ..consistency import ConsistencyNetwork
+from ..data import Dataset, load_run_data
+from ..data.images import save_grid, save_loss_curve, save_points_plot, to_uint8
+from ..generate import generate
+from ..options import option
+from ..parameterization import eps_network
+from ..samplers.consistency import SIGMA_MID, consistency_grid
+from .checkpoint import latest_checkpoint, load_matching, load_weights
+from .config import DEVICES, PRECISIONS, RunConfig, TrainConfig, count_or_fraction
+from .load import resolve_weights
+from .rundir import RunDir
+from .student import METHODS, DistillConfig, check_teacher, sha256_file
+
+T_FLOOR = 1.001
+"""t is clamped to at least T_FLOOR·σ_min, so that t > r = σ_min (the pair never degenerates)."""
+SIGMA_MID_CANDIDATES = (0.1, 0.2, 0.4, SIGMA_MID, 1.5, 3.0, 6.0)
+"""The intermediate σ of two-step sampling is chosen among these (ECT's 0.821 among them)."""
+CHOOSE_NUM = 1000
+"""Samples per candidate when choosing σ_mid."""
+# ECT-tuning's optimiser defaults: a constant learning rate (ECT: 1e-4 with RAdam at batch 128; here
+# AdamW without warm-up or decay), the teacher's EMA decay and gradient clipping
+DOUBLE_EVERY = 250
+"""Steps per ECT stage when the budget is in minutes (:func:`default_double_every`)."""
+# fp32 by default: an ε-network's denoiser at σ = 80 is x̃ − 80·ε, so bf16's rounding of ε (about
+# 3 digits) becomes an error of about 0.3 in f there; bf16 (or auto) on request
+DISTILL_DEFAULTS = dict(steps=2000, batch_size=256, lr=2e-4, warmup=0, min_lr_ratio=1.0, precision="fp32")
+
+
+# ---- the loss ---------------------------------------------------------------------------------------
+def ect_r(t: torch.Tensor, stage: int, sigma_min: float, q: float = 2.0, k: float = 8.0, b: float = 1.0):
+    """ECT's sigmoid mapping r(t) = t·(1 − (1 + k·sigmoid(−b·t))/q^(stage+1)), here clamped below at
+    σ_min instead of 0 (``t_to_r_sigmoid``)."""
+    ratio = 1 - (1 + k * torch.sigmoid(-b * t)) / q ** (stage + 1)
+    return (t * ratio).clamp(min=sigma_min)
+
+
+def sample_t(n: int, generator: torch.Generator, device, p_mean: float, p_std: float, lo: float, hi: float):
+    """t = exp(P_mean + P_std·N(0, 1)) [n] (float64), clamped to [lo, hi]."""
+    rnd = torch.randn(n, generator=generator, device=device, dtype=torch.float64)
+    return (rnd * p_std + p_mean).exp().clamp(lo, hi)
+
+
+def _rng_state(device: torch.device):
+    return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
+
+
+def _set_rng_state(device: torch.device, state) -> None:
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state, device)
+    else:
+        torch.set_rng_state(state)
+
+
+def ect_loss(denoise, x0: torch.Tensor, y, t: torch.Tensor, r: torch.Tensor, z: torch.Tensor, c: float = 0.0):
+    """ECT's per-sample loss [N] (module docstring) for a consistency function ``denoise(x̃, σ, y)``:
+    x0, z: [N, ...]; t, r: [N] with t > r. The pair shares z and the dropout mask; the target is
+    computed with the same weights, without gradient."""
+    shape = (-1,) + (1,) * (x0.ndim - 1)
+    x_t = x0 + t.reshape(shape).to(x0.dtype) * z
+    x_r = x0 + r.reshape(shape).to(x0.dtype) * z
+    state = _rng_state(x0.device)
+    d_t = denoise(x_t, t, y)
+    _set_rng_state(x0.device, state)
+    with torch.no_grad():
+        d_r = denoise(x_r, r, y)
+    sq = (d_t.float() - d_r.float()).pow(2).flatten(1).sum(1)
+    if c > 0:
+        loss = (sq + c * c).sqrt() - c
+    else:  # √0 has no gradient: a pair that rounds to the same output (tiny t − r) contributes 0
+        zero = sq == 0
+        loss = torch.where(zero, 0.0, torch.where(zero, 1.0, sq).sqrt())
+    return loss / (t - r).to(loss.dtype)
+
+
+class ECTObjective:
+    """ECT's loss for the :class:`~ddkit.training.trainer.Trainer` (``loss``, ``per_sample_loss``,
+    ``preview``), the stage read from the trainer's step (:meth:`bind`)."""
+
+    def __init__(self, config: RunConfig):
+        self.config, self.d = config, config.distill
+        self.schedule = config.diffusion.build()
+        self.sigma_min = float(self.schedule.sigmas[0])
+        finite = self.schedule.sigmas[torch.isfinite(self.schedule.sigmas)]
+        self.sigma_hi = float(finite[-1])
+        self.step_of = lambda: 0
+
+    def bind(self, step_of) -> None:
+        """``step_of()`` gives the optimiser steps taken so far (the trainer's ``step``)."""
+        self.step_of = step_of
+
+    @property
+    def stage(self) -> int:
+        return self.step_of() // self.d.double_every
+
+    def student(self, net: nn.Module) -> ConsistencyNetwork:
+        diffusion = self.config.diffusion
+        inner = eps_network(net, diffusion.target, self.schedule, sigma_data=diffusion.sigma_data)
+        return ConsistencyNetwork(inner, self.schedule, diffusion.consistency_sigma_data)
+
+    def _labels(self, y):
+        return y if self.config.train.class_cond else None
+
+    def _pair(self, t: torch.Tensor):
+        return t, ect_r(t, self.stage, self.sigma_min, self.d.q, self.d.k, self.d.b)
+
+    def loss(self, net: nn.Module, x0: torch.Tensor, y, generator: torch.Generator) -> torch.Tensor:
+        """The batch mean of :func:`ect_loss`: t from ``generator``, then z."""
+        d = self.d
+        t = sample_t(x0.shape[0], generator, x0.device, d.p_mean, d.p_std, T_FLOOR * self.sigma_min, self.sigma_hi)
+        z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        t, r = self._pair(t)
+        return ect_loss(self.student(net).denoise, x0, self._labels(y), t, r, z, d.c).mean()
+
+    def per_sample_loss(self, net: nn.Module, x0, y, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """:func:`ect_loss` per example [N] at σ of the timesteps ``t`` [N] (validation)."""
+        sigma = self.schedule.on(self.schedule.sigmas, t.device)[t].clamp(T_FLOOR * self.sigma_min, self.sigma_hi)
+        t_, r = self._pair(sigma)
+        return ect_loss(self.student(net).denoise, x0, self._labels(y), t_, r, noise, self.d.c)
+
+    def eval_sampling(self) -> dict:
+        """How validation draws the student's samples: one consistency step from σ_max."""
+        return {"sampler": "consistency", "sigmas": [self.d.sigma_max]}
+
+    def preview(self, out: Path, step: int, ema_model: nn.Module, data: Dataset, history) -> None:
+        """RUN/samples/step-N.png (one-step samples, fixed seed) and RUN/loss.png."""
+        tc, image = self.config.train, data.kind == "image"
+        x = generate(
+            self.student(ema_model),
+            self.schedule,
+            64 if image else 2000,
+            seed=tc.seed,
+            clip_x0=(-1.0, 1.0) if image else None,
+            device=next(ema_model.parameters()).device,
+            **self.eval_sampling(),
+        )
+        path = RunDir(out).samples(step)
+        save_grid(to_uint8(x), path) if image else save_points_plot(x.numpy(), path)
+        if history:
+            steps, losses = zip(*history)
+            save_loss_curve(list(steps), list(losses), RunDir(out).loss_plot)
+
+
+# ---- the student run ---------------------------------------------------------------------------------
+def is_student(config: RunConfig) -> bool:
+    """A run made by ``ddkit distill`` (a consistency student)."""
+    return config.distill is not None or config.diffusion.consistency_sigma_data is not None
+
+
+def student_config(
+    teacher: str | Path, data: Dataset, *, checkpoint=None, val=None, double_every: int | None = None, **train
+) -> RunConfig:
+    """The student's RunConfig: the teacher's network, schedule and data (``val`` may add a validation
+    part), ECT-tuning's optimiser defaults (:data:`DISTILL_DEFAULTS`) under ``train`` (TrainConfig
+    fields; None keeps the default), and the ``distill`` section with the teacher's weights' hash.
+    Refuses a student, a classifier and a run with no checkpoint yet."""
+    teacher = Path(teacher)
+    tconfig = RunConfig.load(RunDir(teacher).config)
+    if is_student(tconfig):
+        raise ParameterError(
+            f"{teacher} is a consistency student already; distil its teacher {tconfig.distill.teacher}"
+        )
+    if type(tconfig.model).__name__ == "ClassifierConfig":
+        raise ParameterError(f"{teacher} is a classifier run, not a diffusion model")
+    weights = resolve_weights(teacher, checkpoint, ema=True)
+    if not weights.path.is_file():
+        raise ValueError(f"{teacher} has no weights at {weights.path}")
+    given = {k: v for k, v in train.items() if v is not None}
+    if given.get("precision") == "fp16":
+        raise ParameterError(
+            "`precision` fp16 is not offered for consistency tuning (ECT's authors report NaN): use fp32 or bf16"
+        )
+    if "minutes" in given and "steps" not in given:
+        given["steps"] = None  # a minutes budget alone replaces the default step budget
+    tc = dataclasses.replace(
+        tconfig.train, augment=0.0, augment_ops=None, keep_steps=(), eval_every=None, early_stop=None,
+        **{**DISTILL_DEFAULTS, **given},
+    )  # fmt: skip
+    d = tconfig.diffusion
+    sigma_data = d.sigma_data if d.sigma_data is not None else round(float(data.x.double().std()), 4)
+    distill = DistillConfig(
+        teacher=str(teacher.resolve()),
+        teacher_weights=str(weights.path.resolve()),
+        teacher_sha256=sha256_file(weights.path),
+        double_every=default_double_every(tc.steps)
+        if double_every is None
+        else positive_int("double_every", double_every),
+    )
+    data_cfg = tconfig.data if val is None else dataclasses.replace(tconfig.data, val=val)
+    return RunConfig(
+        model=tconfig.model,
+        diffusion=dataclasses.replace(d, consistency_sigma_data=sigma_data),
+        data=data_cfg,
+        train=TrainConfig(**dataclasses.asdict(tc)),
+        distill=distill,
+    )
+
+
+def default_double_every(steps: int | None) -> int:
+    """ECT's stage length when none is given: a quarter of the step budget (four stages, the last
+    with t − r ≈ t/16), or :data:`DOUBLE_EVERY` steps for a budget in minutes. ECT's CIFAR-10 run
+    has eight stages over 200k iterations; on budgets 100× shorter the later stages' gradient noise
+    (it grows as 1/(t − r)) undid the tuning on the 2-D mixture (docs/distill.md)."""
+    return DOUBLE_EVERY if steps is None else max(1, steps // 4)
+
+
+def start_from_teacher(trainer) -> None:
+    """A fresh student's network and EMA take the teacher's EMA weights (checked against its hash)."""
+    d = trainer.config.distill
+    check_teacher(d, trainer.out)
+    load_matching(trainer.model, Path(d.teacher_weights), trainer.config.to_dict()["model"], trainer.device)
+    trainer.ema.load_state_dict(load_weights(Path(d.teacher_weights), trainer.device), 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillOptions:
+    """The options of :func:`distill` (and ``ddkit distill``), one field each; None: the default of
+    :data:`DISTILL_DEFAULTS`, or the teacher's."""
+
+    method: str = option("ect", "the distillation method (default {default})", choices=METHODS)
+    out: str | None = option(None, "the student's run folder", required=True)
+    steps: int | None = option(None, f"optimiser steps (default {DISTILL_DEFAULTS['steps']})")
+    minutes: float | None = option(None, "a wall-clock budget instead of (or with) --steps")
+    batch_size: int | None = option(None, f"global batch (default {DISTILL_DEFAULTS['batch_size']})")
+    lr: float | None = option(None, f"constant learning rate (default {DISTILL_DEFAULTS['lr']})")
+    val: int | float | None = option(
+        None,
+        "a validation part of the training data (default: the teacher's): evaluation during tuning, the best "
+        "checkpoint, and the choice of the two-step σ",
+        type=count_or_fraction,
+        metavar="N|FRACTION",
+    )
+    double_every: int | None = option(
+        None, "steps between ECT's halvings of t - r (default: a quarter of --steps; 250 with --minutes only)"
+    )
+    checkpoint: str | None = option(None, "which teacher weights (as ddkit sample)", metavar="last|best|PATH")
+    seed: int | None = option(None, "random seed (default 0)")
+    device: str | None = option(None, "cpu (default) or cuda", choices=DEVICES)
+    precision: str | None = option(
+        None,
+        "fp32 (default: an ε-network's denoiser at σ = 80 multiplies ε's rounding by 80), bf16, or auto: "
+        "bf16 where native and it helps; fp16 is not offered (NaN in ECT)",
+        choices=tuple(x for x in PRECISIONS if x != "fp16"),
+    )
+    resume: bool = option(False, "continue the student in --out (only the budget may change)", switch=True)
+
+
+def distill(
+    run: str | Path,
+    out: str | Path,
+    *,
+    method: str = "ect",
+    resume: bool = False,
+    checkpoint=None,
+    progress: bool | None = None,
+    dist=None,
+    **options,
+) -> Path:
+    """Tune a consistency student from the run ``run`` into the run folder ``out`` (ECT, module
+    docstring) and return ``out``. ``options``: TrainConfig fields (``steps``, ``minutes``,
+    ``batch_size``, ``lr``, ``seed``, ``device``, ``precision``, …; defaults :data:`DISTILL_DEFAULTS`),
+    ``val`` (a validation part: evaluation during training, the best checkpoint, and the choice of
+    σ_mid) and ``double_every``. ``checkpoint``: which teacher weights (as :func:`ddkit.load`).
+    ``resume`` continues ``out``; only the budget may change. After training, σ_mid of two-step
+    sampling is chosen (:func:`choose_sigma_mid`) and recorded in config.json. Options set to None
+    take their defaults (:class:`DistillOptions`)."""
+    from .api import OPTIONS_BY_NAME, process_group
+
+    options = {k: v for k, v in options.items() if v is not None}
+    if method not in ("ect",):
+        raise ParameterError(f"`method` must be one of ect, got {method!r}")
+    out, run = Path(out), Path(run)
+    if options.get("steps") is not None:
+        positive_int("steps", options["steps"])  # --steps 0 fails here, before the teacher is read
+    with process_group(options.get("device"), OPTIONS_BY_NAME["dist_timeout"].default, dist) as (dist, _):
+        resume = resume or dist.restart_count > 0
+        _distill(run, out, resume=resume, checkpoint=checkpoint, progress=progress, dist=dist, **options)
+    return out
+
+
+def _distill(run: Path, out: Path, *, resume, checkpoint, progress, dist, **options) -> None:
+    from .trainer import Trainer
+
+    if out.resolve() == run.resolve():
+        raise ParameterError("`out` must be a new folder for the student, not the teacher's run")
+    saved = RunDir(out).config
+    if resume and saved.exists():
+        config = RunConfig.load(saved)
+        if not is_student(config):
+            raise ParameterError(f"{out} is not a consistency student; `resume` continues a student")
+        budget = {k: options[k] for k in ("steps", "minutes") if options.get(k) is not None}
+        if "minutes" in budget and "steps" not in budget:
+            budget["steps"] = None
+        config = config.replace(train=dataclasses.replace(config.train, **budget))
+        data = load_run_data(config.data, config.train.seed)
+    else:
+        if not resume and latest_checkpoint(out) is not None:
+            raise ParameterError(f"{out} already holds a run with checkpoints; continue it with `resume`")
+        tconfig = RunConfig.load(RunDir(run).config)
+        if is_student(tconfig):
+            raise ParameterError(
+                f"{run} is a consistency student already; distil its teacher {tconfig.distill.teacher}"
+            )
+        resolve_weights(run, checkpoint, ema=True)  # "no checkpoint yet", before the data are loaded
+        val = options.pop("val", None)
+        data = load_run_data(
+            tconfig.data if val is None else dataclasses.replace(tconfig.data, val=val), options.get("seed") or 0
+        )
+        config = student_config(run, data, checkpoint=checkpoint, val=val, **options)
+    objective = ECTObjective(config)
+    trainer = Trainer(config, out, resume=resume, dist=dist, progress=progress, data=data, objective=objective)
+    objective.bind(lambda: trainer.step)
+    if trainer.step == 0:
+        start_from_teacher(trainer)
+    trainer.run()
+    if dist.is_main:
+        record_sigma_mid(out, device=config.train.device)
+
+
+# ---- two-step sampling: σ_mid chosen on held-out data ------------------------------------------------
+def choose_sigma_mid(
+    net: nn.Module, schedule, config: RunConfig, *, candidates=SIGMA_MID_CANDIDATES, num: int = CHOOSE_NUM, device="cpu"
+) -> tuple[str, list[float], list[float]]:
+    """(metric, candidates, scores) of two-step sampling [σ_max, σ_mid] for each candidate σ_mid, the
+    student ``net`` read as ε: FID against the validation part (or, without one, a fixed slice of the
+    training data: see docs/distill.md) for images; for 2-D points the energy distance to fresh
+    draws of the data's law. Same start noise for every candidate; lower is better."""
+    from ..data import load_data
+    from ..eval.energy import energy_distance
+    from ..eval.fid import fid, min_samples_fid, reference_stats
+    from .validation import feature_extractor
+
+    d, tc = config.distill, config.train
+    cands = [float(s) for s in candidates if float(schedule.sigmas[0]) < s < d.sigma_max]
+    if config.data.val:
+        ref = load_run_data(config.data, tc.seed, "val")
+    else:
+        ref = load_run_data(config.data, tc.seed)
+        if ref.kind != "image":  # the law is known: fresh draws (another seed)
+            dc = config.data
+            ref = load_data(dc.source, seed=tc.seed + 1, toy_size=dc.toy_size)
+    image = ref.kind == "image"
+    if image:
+        features = feature_extractor(config, ref)
+        pick = np.random.default_rng(tc.seed + 1).permutation(len(ref.x))[:num]
+        stats = reference_stats(features, to_uint8(ref.x[np.sort(pick)]))
+        num = max(num, min_samples_fid(stats.mu.shape[0]))
+    scores = []
+    for s in cands:
+        x = generate(net, schedule, num, sampler="consistency", sigmas=[d.sigma_max, s], seed=tc.seed,
+                     clip_x0=(-1.0, 1.0) if image else None, device=device)  # fmt: skip
+        if image:
+            scores.append(fid(np.asarray(features(to_uint8(x)), dtype=np.float64), stats))
+        else:
+            scores.append(energy_distance(x, ref.x[:num].to(x.dtype)))
+    return ("fid" if image else "energy"), cands, scores
+
+
+def record_sigma_mid(out: str | Path, **kwargs) -> DistillConfig:
+    """Choose σ_mid for the student ``out`` (its best checkpoint, else the newest) and record it,
+    with the candidates and their scores, in its config.json."""
+    from .load import load
+
+    model, schedule, config = load(out)
+    metric, cands, scores = choose_sigma_mid(config.diffusion.eps_network(model, schedule), schedule, config, **kwargs)
+    best = cands[int(np.argmin(scores))]
+    distill = dataclasses.replace(
+        config.distill, sigma_mid=best, sigma_mid_metric=metric, sigma_mid_candidates=tuple(cands),
+        sigma_mid_scores=tuple(float(v) for v in scores),
+    )  # fmt: skip
+    config.replace(distill=distill).save(RunDir(out).config)
+    return distill
+
+
+# ---- sampling a student -------------------------------------------------------------------------------
+def default_sampler(config: RunConfig) -> str:
+    """The sampler a run gets when none is named: consistency for a student, else ddim."""
+    return "consistency" if is_student(config) else "ddim"
+
+
+def student_options(config: RunConfig, sampler: str, options: dict) -> dict:
+    """A student's sampler options: consistency sampling without a grid gets the student's recorded
+    one, [σ_max] for ``steps`` 1 (the default) or [σ_max, σ_mid] for 2."""
+    if config.distill is None or sampler != "consistency" or "sigmas" in options:
+        return options
+    d = config.distill
+    options = dict(options)
+    steps = options.pop("steps", None) or 1
+    return options | {"sigmas": consistency_grid(steps, d.sigma_max, d.sigma_mid or SIGMA_MID)}
+
+
+def refuse_student(run: str | Path, what: str) -> None:
+    """One line for the commands that are not defined for a student yet (``ddkit edit``): a
+    ParameterError when the run folder ``run`` holds a consistency student."""
+    saved = RunDir(run).config
+    if saved.exists() and is_student(RunConfig.load(saved)):
+        raise ParameterError(
+            f"{what} is not defined for a consistency student (made by ddkit distill) yet; use its teacher"
+        )
+
+
+__all__ = [
+    "DISTILL_DEFAULTS",
+    "DistillOptions",
+    "ECTObjective",
+    "choose_sigma_mid",
+    "default_sampler",
+    "distill",
+    "ect_loss",
+    "ect_r",
+    "is_student",
+    "record_sigma_mid",
+    "refuse_student",
+    "sample_t",
+    "student_config",
+    "student_options",
+]
