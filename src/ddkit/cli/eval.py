@@ -29,7 +29,8 @@ def add_parser(sub) -> None:
         help="score a run against held-out data (FID, KID, precision/recall, memorisation, bits/dim, quality vs steps)",
         description=(
             "Draw samples from a run (or read --samples) and score them against real images the run never "
-            "trained on: digits:test for a digits:train run, the --holdout part of a folder run. Without a "
+            "trained on: digits:test for a digits:train run, fashion-mnist:test for a fashion-mnist run, "
+            "the --holdout part of a folder run. Without a "
             "metric flag: --fid --kid. Scoring against training data needs an explicit --reference."
         ),
     )
@@ -58,7 +59,7 @@ def add_parser(sub) -> None:
     e.add_argument(
         "--reference",
         default=None,
-        help="real images to compare with: digits:test, digits:train, digits, "
+        help="real images to compare with: digits:test, digits:train, digits, fashion-mnist:test, fashion-mnist:train, "
         "a folder or an .npz with 'images' (default: the run's held-out part)",
     )
     e.add_argument(
@@ -71,7 +72,8 @@ def add_parser(sub) -> None:
         "--features",
         choices=FEATURE_SETS,
         default=None,
-        help="feature space: digits (the shipped digits net; default for 8×8 images) or inception "
+        help="feature space: digits (the shipped digits net; default for 8×8 images), fashion (the shipped "
+        "Fashion-MNIST net; default for 28×28 grey images) or inception "
         "(needs torch-fidelity or pytorch-fid with weights on disk)",
     )
     e.add_argument("--nll-num", type=int, default=100, help="held-out images for --nll (default %(default)s)")
@@ -126,7 +128,7 @@ def run(args) -> int:
     from ..data import load_run_data
     from ..data.images import to_uint8
     from ..eval import check_counts, evaluate_samples
-    from ..eval.features import get_features
+    from ..eval.features import default_features, get_features
     from ..eval.references import load_npz_images, run_reference
 
     progress = not args.no_progress
@@ -148,7 +150,7 @@ def run(args) -> int:
         raise UsageError(
             f"samples are {list(shape)} (H, W, C) but the reference {ref.name} is {list(ref.images.shape[1:])}"
         )
-    feature_name = args.features or ("digits" if shape[:2] == (8, 8) else "inception")
+    feature_name = args.features or default_features(shape)
     features = get_features(feature_name) if (set(metrics) - {"memorization"} or args.table) else None
     n = len(samples) if samples is not None else args.num
     if features is not None and set(metrics) - {"memorization"}:

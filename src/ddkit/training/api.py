@@ -92,7 +92,8 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
         "data",
         str,
         None,
-        "digits (default), digits:train, toy:gmm|moons|swissroll|circles, or a folder of images",
+        "digits (default), digits:train, fashion-mnist (its 60,000 training images), "
+        "toy:gmm|moons|swissroll|circles, or a folder of images",
     ),
     Option(
         "image_size", "data", int, None, "image folders: resize and centre-crop to this size (default 32; digits: 8)"

@@ -91,7 +91,7 @@ class DiffusionConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the training data come from: ``digits``, ``toy:NAME`` or a folder of images."""
+    """Where the training data come from: ``digits``, ``fashion-mnist``, ``toy:NAME`` or a folder of images."""
 
     source: str = "digits"
     image_size: int | None = None
@@ -122,6 +122,11 @@ class DataConfig:
             raise ValueError(
                 f"holdout is for image folders; {self.source!r} has its own split "
                 "(train on digits:train, evaluate on digits:test)"
+            )
+        if self.holdout > 0 and self.source.startswith("fashion-mnist"):
+            raise ValueError(
+                f"holdout is for image folders; {self.source!r} has its own split "
+                "(train on fashion-mnist:train, evaluate on fashion-mnist:test)"
             )
 
 
