@@ -19,7 +19,7 @@ candidate changes the network or optimiser), resumed from its own checkpoints. d
 UNet2DModel of Hugging Face's diffusion course (unit 1), DDPMScheduler (1,000 steps, linear β),
 AdamW, EMAModel as in diffusers' train_unconditional example, trained here with the same batches
 count; its checkpoints hold the weights, the EMA, the optimiser, the data order and the step.
-CPU seconds: a heartbeat thread writes the process CPU time every 20 s (work redone after a kill
+Both train in fp32. CPU seconds: a heartbeat thread writes the process CPU time every 20 s (work redone after a kill
 counts twice, for both libraries alike).
 """
 
@@ -149,7 +149,10 @@ def ddkit_config(candidate: str, seed: int, images: int, points: int):
     train = replace(config.train, **change.get("train", {}))
     steps = math.ceil(images / train.batch_size)
     every = max(1, steps // points)
-    train = replace(train, steps=steps, eval_every=every, eval_num=EVAL_NUM, ckpt_every=every, sample_every=every)
+    # fp32 for both libraries (ddkit's precision "auto" picks bf16 on CPUs with native bf16; diffusers'
+    # recipe trains in fp32): the comparison is of recipes, on any machine
+    train = replace(train, steps=steps, eval_every=every, eval_num=EVAL_NUM, ckpt_every=every, sample_every=every,
+                    precision="fp32")  # fmt: skip
     return replace(config, model=replace(config.model, **change.get("model", {})), train=train)
 
 

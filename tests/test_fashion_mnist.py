@@ -3,6 +3,7 @@ raw), its one-line errors, the CLI's error before any work, the run's default re
 features, and the real files (which must be there when CI is set)."""
 
 import gzip
+import json
 import os
 import struct
 from pathlib import Path
@@ -178,7 +179,7 @@ def test_shipped_fashion_features_load():
 
 
 @pytest.mark.slow
-def test_train_class_cond_val_augment_end_to_end(tmp_path, monkeypatch):
+def test_train_class_cond_val_augment_end_to_end(tmp_path, monkeypatch, capsys):
     write_fashion(tmp_path / "fm", n_train=300, n_test=100)
     monkeypatch.setenv(ENV_DIR, str(tmp_path / "fm"))
     out = tmp_path / "run"
@@ -186,12 +187,16 @@ def test_train_class_cond_val_augment_end_to_end(tmp_path, monkeypatch):
     args += ["--model-channels", "8", "--class-cond", "--val", "150", "--eval-every", "2", "--eval-num", "150"]
     args += ["--augment", "0.5", "--no-progress"]
     assert main(args) == 0
-    import json
 
     config = json.loads((out / "config.json").read_text())
     assert config["data"]["source"] == "fashion-mnist" and config["model"]["num_classes"] == 10
     assert "xflip" in config["train"]["augment_ops"]
     assert any("fid" in json.loads(line) for line in (out / "log.jsonl").read_text().splitlines())
+    capsys.readouterr()
+    assert main(["eval", str(out), "--num", "130", "--steps", "2", "--fid", "--memorization", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["reference"] == "fashion-mnist:test" and result["features"] == "fashion"
+    assert not result["reference_is_training_data"] and 0 <= result["closer_than_real"] <= 1
 
 
 def _real_files_or_skip():
