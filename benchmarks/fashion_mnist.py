@@ -162,12 +162,12 @@ def run_ddkit(folder: Path, candidate: str, seed: int, images: int, points: int)
     ddkit.train(config, folder / "run", resume=True, progress=False)
     cpu_s = clock.close()
     log = [json.loads(line) for line in (folder / "run" / "log.jsonl").read_text().splitlines() if line.strip()]
-    curve = [
-        {"images": r["step"] * config.train.batch_size, "fid": r["fid"], "kid": r.get("kid")}
-        for r in log
-        if "fid" in r and "step" in r
-    ]
-    eval_s = sum(r.get("seconds", 0.0) for r in log if "fid" in r)
+    # one record per step (a step evaluated again after a stop: the later record)
+    evals = sorted(
+        {r["step"]: r["eval"] for r in log if isinstance(r.get("eval"), dict) and "fid" in r["eval"]}.items()
+    )
+    curve = [{"images": step * config.train.batch_size, "fid": e["fid"], "kid": e.get("kid")} for step, e in evals]
+    eval_s = sum(e.get("seconds", 0.0) for _, e in evals)
     return {"library": "ddkit", "candidate": candidate, "seed": seed, "images": images, "curve": curve,
             "cpu_s": cpu_s, "eval_wall_s": eval_s, "config": config.to_dict()}  # fmt: skip
 
