@@ -1,5 +1,6 @@
-"""Guidance on the built-in digits: class accuracy (the independent digits classifier of
-``ddkit.eval.features``) and FID/KID against digits:test, per guidance kind and scale.
+"""Guidance on the built-in digits (or ``--data fashion-mnist:train``): class accuracy (the
+independent classifier of ``ddkit.eval.features``: the digits or the Fashion-MNIST network) and
+FID/KID against the test split (digits:test, fashion-mnist:test), per guidance kind and scale.
 
     python benchmarks/guidance.py --cond-run RUN_C --uncond-run RUN_U [--classifier-run CLS] \
         [--num 1000] [--steps 50] [--repeats 2] [--out-dir benchmarks/guidance_out]
@@ -25,7 +26,8 @@ import ddkit
 from ddkit.data import load_data
 from ddkit.data.images import save_grid, to_uint8
 from ddkit.eval import evaluate_samples
-from ddkit.eval.features import DigitsFeatures
+from ddkit.eval.features import get_features
+from ddkit.eval.references import TEST_SPLIT
 from ddkit.generate import generate
 
 CFG_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0)
@@ -59,7 +61,7 @@ def score(make_fn, model, schedule, labels, args, features) -> dict:
             clip_x0=(-1.0, 1.0),
         )
         images = to_uint8(x)
-        m = evaluate_samples(images, "digits:test", metrics=("fid", "kid"), features=features, seed=r)
+        m = evaluate_samples(images, TEST_SPLIT[args.data], metrics=("fid", "kid"), features=features, seed=r)
         acc = float((features.predict(images) == labels.numpy()).mean()) if labels is not None else float("nan")
         rows.append((acc, m["fid"], m["kid"]))
     a = np.array(rows)
@@ -75,6 +77,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cond-run"), p.add_argument("--uncond-run"), p.add_argument("--classifier-run")
     p.add_argument("--weak", default=None, help="weak model for autoguidance (default UNCOND/checkpoints/step-000300)")
+    p.add_argument("--data", choices=("digits:train", "fashion-mnist:train"), default="digits:train")
     p.add_argument("--num", type=int, default=1000)
     p.add_argument("--steps", type=int, default=50, help="DDIM steps")
     p.add_argument("--repeats", type=int, default=2)
@@ -86,26 +89,27 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    features = DigitsFeatures()
+    features = get_features("digits" if args.data.startswith("digits") else "fashion")
+    test = TEST_SPLIT[args.data]
     t0 = time.perf_counter()
-    cond = ensure_run(args.cond_run, out / "cond", ["train", "--data", "digits:train", "--class-cond"])
+    cond = ensure_run(args.cond_run, out / "cond", ["train", "--data", args.data, "--class-cond"])
     uncond = ensure_run(
         args.uncond_run,
         out / "uncond",
-        ["train", "--data", "digits:train", "--ckpt-every", "100", "--keep-step", "300"],
+        ["train", "--data", args.data, "--ckpt-every", "100", "--keep-step", "300"],
     )
     print(
         f"settings: {args.num} samples, DDIM-{args.steps}, mean over {args.repeats} start-noise sets; "
-        f"classifier: ddkit.eval.features.DigitsFeatures (held-out accuracy {features.heldout_accuracy:.3f})"
+        f"classifier: the {features.name} features' network (held-out accuracy {features.heldout_accuracy:.3f})"
     )
-    real = load_data("digits:train")
+    real = load_data(args.data)
     real_img = to_uint8(real.x[: args.num])
-    m = evaluate_samples(real_img, "digits:test", metrics=("fid", "kid"), features=features)
+    m = evaluate_samples(real_img, test, metrics=("fid", "kid"), features=features)
     acc = float((features.predict(real_img) == real.y[: args.num].numpy()).mean())
     header = "| setting                                | class acc | FID (± sd)     | KID    |\n|---|---|---|---|"
     print(header)
     print(
-        line(f"real: digits:train[:{args.num}] vs test", {"acc": acc, "fid": m["fid"], "fid_sd": 0.0, "kid": m["kid"]})
+        line(f"real: {args.data}[:{args.num}] vs test", {"acc": acc, "fid": m["fid"], "fid_sd": 0.0, "kid": m["kid"]})
     )
     results = {}
 
@@ -152,7 +156,7 @@ def main() -> None:
         name = f"classifier s={sc:g} (uncond run)"
         results[name] = s = score(make, umodel, uschedule, labels, args, features)
         print(line(name, s), flush=True)
-    plot(results, out / "fid_vs_accuracy.png")
+    plot(results, out / "fid_vs_accuracy.png", test)
     print(
         f"wrote {out / 'fid_vs_accuracy.png'} and {out / 'cfg3_per_class.png'}; "
         f"{time.perf_counter() - t0:.0f} s (contended)"
@@ -173,7 +177,7 @@ def wait_until_trained(run: Path, limit_s: float = 900) -> None:
         time.sleep(10)
 
 
-def plot(results: dict, path: Path) -> None:
+def plot(results: dict, path: Path, reference: str = "digits:test") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -193,7 +197,7 @@ def plot(results: dict, path: Path) -> None:
         for k, v in pts:
             ax.annotate(k.split()[1].split(",")[0], (100 * v["acc"], v["fid"]), fontsize=7)
     ax.set_xlabel("class accuracy (%)")
-    ax.set_ylabel("FID vs digits:test")
+    ax.set_ylabel(f"FID vs {reference}")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

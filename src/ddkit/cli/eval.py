@@ -15,7 +15,8 @@ def add_parser(sub) -> None:
         help="score a run against held-out data (FID, KID, precision/recall, memorisation, bits/dim, quality vs steps)",
         description=(
             "Draw samples from a run (or read --samples) and score them against real images the run never "
-            "trained on: digits:test for a digits:train run, the --holdout part of a folder run. Without a "
+            "trained on: digits:test for a digits:train run, fashion-mnist:test for a fashion-mnist run, "
+            "the --holdout part of a folder run. Without a "
             "metric flag: --fid --kid. Scoring against training data needs an explicit --reference."
         ),
     )

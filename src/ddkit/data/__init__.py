@@ -1,5 +1,6 @@
-"""Data: the built-in digits, image folders and 2-D toy sets (:mod:`.datasets`, :mod:`.toy`), their
-splits (:mod:`.splits`) and image pixels in and out (:mod:`.images`)."""
+"""Data: the built-in digits, Fashion-MNIST (:mod:`.fashion_mnist`), image folders and 2-D toy sets
+(:mod:`.datasets`, :mod:`.toy`), their splits (:mod:`.splits`) and image pixels in and out
+(:mod:`.images`)."""
 
 from .datasets import (
     DEFAULT_FOLDER_IMAGE_SIZE,
@@ -15,9 +16,11 @@ from .datasets import (
     digits_split_indices,
     load_data,
     load_digits,
+    load_fashion_mnist,
     load_image,
     load_image_folder,
 )
+from .fashion_mnist import FASHION_CLASSES, FASHION_SPLITS, check_fashion_files, fashion_dir, read_idx
 from .splits import HOLDOUT_PARTS, RUN_PARTS, holdout_size, holdout_split, load_run_data, split_holdout, split_val, take
 from .toy import TOY_NAMES, make_toy, toy_num_classes
 
@@ -35,6 +38,12 @@ __all__ = [
     "digits_split_indices",
     "load_data",
     "load_digits",
+    "load_fashion_mnist",
+    "FASHION_CLASSES",
+    "FASHION_SPLITS",
+    "check_fashion_files",
+    "fashion_dir",
+    "read_idx",
     "load_image",
     "load_image_folder",
     "HOLDOUT_PARTS",

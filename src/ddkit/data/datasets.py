@@ -1,5 +1,5 @@
-"""Data sets: the built-in 8×8 digits (with their fixed train/test split), 2-D toy sets and folders
-of images.
+"""Data sets: the built-in 8×8 digits (with their fixed train/test split), Fashion-MNIST
+(:mod:`.fashion_mnist`), 2-D toy sets and folders of images.
 
 Every data set is loaded whole into memory as one ``Dataset``; the trainer indexes the tensors.
 
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..checks import integer, is_int
+from .fashion_mnist import FASHION_CLASSES, FASHION_SIZE, FASHION_SPLITS, fashion_part, read_fashion
 from .toy import make_toy, toy_num_classes
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -91,6 +92,10 @@ def load_data(
                    labels 0–9; channels 1 (default) or 3 (grey repeated); image_size
                    default 8, another size resamples with torch bicubic interpolation
                    (antialiased) and clamps to [-1, 1].
+      "fashion-mnist", "fashion-mnist:train", "fashion-mnist:test"
+                   Fashion-MNIST's 60,000 training or 10,000 test images (``load_fashion_mnist``),
+                   28×28 grey, labels 0–9 with the class names; channels 1 (default) or 3,
+                   image_size default 28.
       "toy:NAME"   ``make_toy(NAME, toy_size)`` seeded with ``seed``; kind "points";
                    image_size and channels must be None.
       a folder     images (png/jpg/jpeg/webp/bmp, any case, searched recursively); see
@@ -110,6 +115,8 @@ def load_data(
     if source in DIGITS_SPLITS:
         data = load_digits(image_size=image_size or DIGITS_SIZE, channels=channels or 1)
         return data if source == "digits" else digits_split(data, source.split(":")[1])
+    if source in FASHION_SPLITS:
+        return load_fashion_mnist(source, image_size=image_size or FASHION_SIZE, channels=channels or 1)
     if source.startswith("toy:"):
         if image_size is not None or channels is not None:
             raise ValueError(f"image_size and channels must be None for toy data {source!r}")
@@ -138,6 +145,29 @@ def load_digits(*, image_size: int = DIGITS_SIZE, channels: int = 1) -> Dataset:
     y = torch.from_numpy(bunch.target).to(torch.int64)
     names = tuple(str(k) for k in range(10))
     return Dataset(x, y, 10, names, "image", "digits")
+
+
+def _resize(x: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Square images x [N, C, s, s] in [-1, 1] at image_size (bicubic, antialiased when shrinking), clamped."""
+    if image_size == x.shape[-1]:
+        return x
+    y = F.interpolate(
+        x, size=(image_size, image_size), mode="bicubic", align_corners=False, antialias=image_size < x.shape[-1]
+    )
+    return y.clamp(-1.0, 1.0)
+
+
+def load_fashion_mnist(
+    source: str = "fashion-mnist:train", *, image_size: int = FASHION_SIZE, channels: int = 1, folder=None
+) -> Dataset:
+    """Fashion-MNIST's training (``source`` "fashion-mnist" or "fashion-mnist:train") or test
+    ("fashion-mnist:test") images as x: [N, channels, image_size, image_size], pixel u → u/127.5 − 1,
+    with their labels and :data:`~.fashion_mnist.FASHION_CLASSES`. ``folder``: where the idx files
+    are (default :func:`~.fashion_mnist.fashion_dir`)."""
+    images, labels = read_fashion(fashion_part(source), folder)
+    x = torch.from_numpy(images).to(torch.float32)[:, None] / 127.5 - 1  # [N, 1, 28, 28]
+    x = _resize(x, image_size).repeat(1, channels, 1, 1).contiguous()
+    return Dataset(x, torch.from_numpy(labels), len(FASHION_CLASSES), FASHION_CLASSES, "image", source)
 
 
 def digits_split_indices() -> tuple[np.ndarray, np.ndarray]:

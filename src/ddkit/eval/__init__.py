@@ -3,17 +3,18 @@
     from ddkit.eval import evaluate_samples
     evaluate_samples(images, "digits:test", metrics=("fid", "kid", "precision_recall", "memorization"))
 
-Modules: ``features`` (FeatureExtractor, the shipped DigitsFeatures, Inception from an installed
+Modules: ``features`` (FeatureExtractor, the shipped DigitsFeatures and FashionFeatures, Inception from an installed
 library), ``fid``, ``kid``, ``precision_recall``, ``memorization``, ``likelihood`` (bits/dim) and
 ``table`` (quality against sampling steps). Scores compare with data the model never saw: the
-default reference is digits:test, and memorisation measures distances to digits:train.
+default reference is digits:test, and memorisation measures distances to digits:train (for
+fashion-mnist:test: to fashion-mnist:train).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .features import DigitsFeatures, FeatureExtractor, check_images, get_features
+from .features import DigitsFeatures, FashionFeatures, FeatureExtractor, check_images, default_features, get_features
 
 # the metric functions are imported under private names so that ddkit.eval.fid, .kid, .precision_recall
 # and .memorization stay the modules
@@ -24,7 +25,7 @@ from .kid import kid as _kid
 from .memorization import memorization as _memorization
 from .precision_recall import DEFAULT_K
 from .precision_recall import precision_recall as _precision_recall
-from .references import load_reference
+from .references import TRAIN_SPLIT, load_reference
 
 __all__ = [
     "evaluate_samples",
@@ -32,6 +33,8 @@ __all__ = [
     "normalize_metrics",
     "FeatureExtractor",
     "DigitsFeatures",
+    "FashionFeatures",
+    "default_features",
     "get_features",
     "load_reference",
     "min_samples_fid",
@@ -86,9 +89,10 @@ def evaluate_samples(
 
     images: uint8 [N, H, W, C]. reference: a split name ("digits:test", …), a folder, an .npz or a
     uint8 array [M, H, W, C] of the same H, W, C. metrics: among "fid", "kid", "precision_recall",
-    "memorization". features: a FeatureExtractor or a name ("digits", "inception"); default
-    "digits" for 8×8 images. train_images: uint8 training images for memorisation (default for
-    digits:test: digits:train). seed: KID's subsets. cache_dir: where reference statistics are kept.
+    "memorization". features: a FeatureExtractor or a name ("digits", "fashion", "inception");
+    default :func:`default_features` ("digits" for 8×8, "fashion" for 28×28 grey). train_images:
+    uint8 training images for memorisation (default for digits:test: digits:train, for
+    fashion-mnist:test: fashion-mnist:train). seed: KID's subsets. cache_dir: where reference statistics are kept.
     Returns {"reference": name, "num": N, and fid, kid, kid_std, precision, recall, nn_median,
     nn_median_real, closer_than_real for the metrics asked for}.
     """
@@ -100,7 +104,7 @@ def evaluate_samples(
             f"samples are {list(images.shape[1:])} (H, W, C) but the reference {ref_name} is {list(ref.shape[1:])}"
         )
     if features is None:
-        features = "digits" if images.shape[1:3] == (8, 8) else "inception"
+        features = default_features(images.shape[1:])
     if isinstance(features, str):
         features = get_features(features)
     out: dict = {"reference": ref_name, "num": int(images.shape[0])}
@@ -119,12 +123,12 @@ def evaluate_samples(
             out["precision"], out["recall"] = _precision_recall(stats.feats, feats, k=DEFAULT_K)
     if "memorization" in metrics:
         if train_images is None:
-            if ref_name != "digits:test":
+            if ref_name not in TRAIN_SPLIT:
                 raise ValueError(
                     "the memorisation metric needs the training images (train_images) for a "
-                    f"reference other than digits:test, got {ref_name}"
+                    f"reference other than {' or '.join(TRAIN_SPLIT)}, got {ref_name}"
                 )
-            train_images = "digits:train"
+            train_images = TRAIN_SPLIT[ref_name]
         train, _ = load_reference(train_images)
         out.update(_memorization(images, ref, train))
     return out

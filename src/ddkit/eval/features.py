@@ -7,6 +7,10 @@ Every metric in ``ddkit.eval`` works in a feature space. Two are built in:
                inside the package (``digits_features.safetensors``). Its accuracy on the 500
                digits of digits:test is stored in the file (``DigitsFeatures().heldout_accuracy``).
                Loaded, never retrained, at evaluation time. For 8×8 images.
+  "fashion"    ``FashionFeatures``: the same for 28×28 grey images (D = 128), trained by
+               ``scripts/train_fashion_features.py`` on fashion-mnist:train only
+               (``fashion_features.safetensors``; its fashion-mnist:test accuracy, overall and per
+               class, is stored in the file).
   "inception"  Inception-v3 pool features (D = 2048) from an installed library whose weights are
                already on disk: torch-fidelity or pytorch-fid. ddkit never downloads weights and
                never re-implements Inception; without them ``get_features`` says what to install.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -26,19 +31,24 @@ import numpy as np
 import torch
 
 from .digits_net import DigitsFeatureNet, net_features
+from .fashion_net import FashionFeatureNet
 
 __all__ = [
     "FeatureExtractor",
     "DigitsFeatures",
+    "FashionFeatures",
+    "default_features",
     "InceptionFeatures",
     "get_features",
     "FEATURE_SETS",
     "check_images",
     "DIGITS_WEIGHTS",
+    "FASHION_WEIGHTS",
 ]
 
 DIGITS_WEIGHTS = Path(__file__).with_name("digits_features.safetensors")
-FEATURE_SETS = ("digits", "inception")
+FASHION_WEIGHTS = Path(__file__).with_name("fashion_features.safetensors")
+FEATURE_SETS = ("digits", "fashion", "inception")
 # torch hub file names of the FID Inception weights (the TF 2015-12-05 graph ported to PyTorch)
 _FIDELITY_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"
 _PYTORCH_FID_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"
@@ -71,6 +81,9 @@ class DigitsFeatures:
     """
 
     name = "digits"
+    size = 8
+    net_class = DigitsFeatureNet
+    script = "scripts/train_digits_features.py"
 
     def __init__(self, path: str | Path = DIGITS_WEIGHTS, batch_size: int = 1024):
         from safetensors import safe_open
@@ -78,11 +91,11 @@ class DigitsFeatures:
 
         path = Path(path)
         if not path.is_file():
-            raise ValueError(f"digits feature weights not found at {path}; run scripts/train_digits_features.py")
+            raise ValueError(f"{self.name} feature weights not found at {path}; run {self.script}")
         with safe_open(str(path), framework="pt") as f:
             self.metadata = dict(f.metadata() or {})
         self.heldout_accuracy = float(self.metadata.get("heldout_accuracy", "nan"))
-        self.net = DigitsFeatureNet(feature_dim=int(self.metadata.get("feature_dim", 128)))
+        self.net = self.net_class(feature_dim=int(self.metadata.get("feature_dim", 128)))
         self.net.load_state_dict(load_file(str(path)))
         self.net.eval()
         self.batch_size = batch_size
@@ -90,12 +103,12 @@ class DigitsFeatures:
 
     def _to_float(self, images) -> torch.Tensor:
         a = check_images(images)
-        if a.shape[1:3] != (8, 8):
+        if a.shape[1:3] != (self.size, self.size):
             raise ValueError(
-                f"the digits features need 8×8 images, got {a.shape[1]}×{a.shape[2]}; "
+                f"the {self.name} features need {self.size}×{self.size} images, got {a.shape[1]}×{a.shape[2]}; "
                 "use --features inception (or your own extractor) for other sizes"
             )
-        x = torch.from_numpy(a.astype(np.float32).mean(axis=3, keepdims=True))  # [N, 8, 8, 1]
+        x = torch.from_numpy(a.astype(np.float32).mean(axis=3, keepdims=True))  # [N, s, s, 1]
         return x.permute(0, 3, 1, 2) / 255.0 * 2.0 - 1.0
 
     def __call__(self, images) -> np.ndarray:
@@ -103,7 +116,7 @@ class DigitsFeatures:
 
     @torch.no_grad()
     def predict(self, images) -> np.ndarray:
-        """Class labels int64 [N] of uint8 images [N, 8, 8, C]."""
+        """Class labels int64 [N] of uint8 images [N, s, s, C] (s: 8 for the digits, 28 for Fashion-MNIST)."""
         x = self._to_float(images)
         out = [self.net(x[i : i + self.batch_size]).argmax(1) for i in range(0, x.shape[0], self.batch_size)]
         return torch.cat(out).numpy().astype(np.int64)
@@ -153,10 +166,40 @@ class InceptionFeatures:
         return torch.cat(out).numpy()
 
 
+class FashionFeatures(DigitsFeatures):
+    """The shipped Fashion-MNIST feature network. ``__call__``: uint8 [N, 28, 28, C] → float64 [N, 128].
+
+    ``predict`` gives its class labels (int64 [N]); ``heldout_accuracy`` is its accuracy on
+    fashion-mnist:test measured when it was trained, ``heldout_accuracy_per_class`` per class name.
+    """
+
+    name = "fashion"
+    size = 28
+    net_class = FashionFeatureNet
+    script = "scripts/train_fashion_features.py"
+
+    def __init__(self, path: str | Path = FASHION_WEIGHTS, batch_size: int = 1000):
+        super().__init__(path, batch_size)
+        self.heldout_accuracy_per_class = json.loads(self.metadata.get("heldout_accuracy_per_class", "{}"))
+
+
+def default_features(shape) -> str:
+    """The feature set for images of ``shape`` (H, W, C): "digits" for 8×8, "fashion" for 28×28
+    grey, "inception" otherwise."""
+    h, w, c = tuple(shape)[:3]
+    if (h, w) == (8, 8):
+        return "digits"
+    if (h, w, c) == (28, 28, 1):
+        return "fashion"
+    return "inception"
+
+
 def get_features(name: str) -> FeatureExtractor:
-    """The built-in feature extractor called ``name`` ("digits" or "inception")."""
+    """The built-in feature extractor called ``name`` ("digits", "fashion" or "inception")."""
     if name == "digits":
         return DigitsFeatures()
+    if name == "fashion":
+        return FashionFeatures()
     if name == "inception":
         return InceptionFeatures()
     raise ValueError(f"unknown feature set {name!r}; choose one of {', '.join(FEATURE_SETS)}")

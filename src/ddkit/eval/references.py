@@ -10,18 +10,38 @@ import numpy as np
 import torch
 
 from ..checks import ParameterError
-from ..data import DIGITS_SPLITS, load_data, load_run_data
+from ..data import DIGITS_SPLITS, FASHION_SPLITS, load_data, load_run_data
 from ..data.images import to_uint8
 from .features import check_images
 
-__all__ = ["load_reference", "load_npz_images", "Reference", "run_reference", "grey_levels"]
+__all__ = [
+    "load_reference",
+    "load_npz_images",
+    "Reference",
+    "run_reference",
+    "grey_levels",
+    "NAMED_SPLITS",
+    "TEST_SPLIT",
+    "TRAIN_SPLIT",
+]
 
-# which digits references contain which others' images
-_DIGITS_CONTAINS = {
+NAMED_SPLITS = DIGITS_SPLITS + FASHION_SPLITS
+# which named references contain which others' images (fashion-mnist is its training split)
+_CONTAINS = {
     "digits": set(DIGITS_SPLITS),
     "digits:train": {"digits", "digits:train"},
     "digits:test": {"digits", "digits:test"},
+    "fashion-mnist": {"fashion-mnist", "fashion-mnist:train"},
+    "fashion-mnist:train": {"fashion-mnist", "fashion-mnist:train"},
+    "fashion-mnist:test": {"fashion-mnist:test"},
 }
+# the held-out reference of a run trained on a named split, and the training split of a test split
+TEST_SPLIT = {
+    "digits:train": "digits:test",
+    "fashion-mnist": "fashion-mnist:test",
+    "fashion-mnist:train": "fashion-mnist:test",
+}
+TRAIN_SPLIT = {"digits:test": "digits:train", "fashion-mnist:test": "fashion-mnist:train"}
 
 
 def load_npz_images(path: str | Path, what: str = "samples") -> np.ndarray:
@@ -40,8 +60,8 @@ def load_npz_images(path: str | Path, what: str = "samples") -> np.ndarray:
 
 
 def load_reference(reference, *, image_size: int | None = None, channels: int | None = None) -> tuple[np.ndarray, str]:
-    """(images uint8 [M, H, W, C], name). reference: "digits", "digits:train", "digits:test", a
-    folder of images (loaded as ``load_data`` does, at image_size/channels), an .npz with an
+    """(images uint8 [M, H, W, C], name). reference: a name of :data:`NAMED_SPLITS` ("digits:test",
+    "fashion-mnist:test", …), a folder of images (loaded as ``load_data`` does, at image_size/channels), an .npz with an
     ``images`` array, or a uint8 array itself (name "array")."""
     if not isinstance(reference, (str, Path)):
         return check_images(reference, "reference images"), "array"
@@ -50,9 +70,9 @@ def load_reference(reference, *, image_size: int | None = None, channels: int | 
         return load_npz_images(ref, "reference images"), ref
     if ref.startswith("toy:"):
         raise ValueError(f"reference {ref!r} is 2-D point data; the metrics compare images")
-    if ref not in DIGITS_SPLITS and not Path(ref).expanduser().is_dir():
+    if ref not in NAMED_SPLITS and not Path(ref).expanduser().is_dir():
         raise ValueError(
-            f"reference must be one of {', '.join(DIGITS_SPLITS)}, a folder of images or an .npz file, got {ref!r}"
+            f"reference must be one of {', '.join(NAMED_SPLITS)}, a folder of images or an .npz file, got {ref!r}"
         )
     data = load_data(ref, image_size=image_size, channels=channels)
     return to_uint8(data.x), ref
@@ -77,13 +97,15 @@ def grey_levels(name: str, image_size: int | None) -> int:
 
 
 def run_reference(config, reference: str | None = None, *, run_name: str = "the run") -> Reference:
-    """The reference for a run (its ``config``, a RunConfig): ``reference`` (a digits split, a
+    """The reference for a run (its ``config``, a RunConfig): ``reference`` (a named split, a
     folder or an .npz) or, by default, the run's held-out part — digits:test for a digits:train run,
-    the ``holdout`` part of a folder run. A run with no held-out part needs ``reference``."""
+    fashion-mnist:test for a fashion-mnist(:train) run, the ``holdout`` part of a folder run. A run
+    with no held-out part needs ``reference``."""
     d = config.data
     if reference is None:
-        if d.source == "digits:train":
-            name, data = "digits:test", load_data("digits:test", image_size=d.image_size, channels=d.channels)
+        if d.source in TEST_SPLIT:
+            name = TEST_SPLIT[d.source]
+            data = load_data(name, image_size=d.image_size, channels=d.channels)
         elif d.holdout > 0:
             name, data = f"{d.source} held-out part ({d.holdout:g})", load_run_data(d, config.train.seed, "heldout")
         else:
@@ -97,13 +119,13 @@ def run_reference(config, reference: str | None = None, *, run_name: str = "the 
         images = load_npz_images(ref, "reference images")
         x = torch.from_numpy(images).permute(0, 3, 1, 2).double() / 127.5 - 1.0
         return Reference(ref, images, x.float(), 256, False)
-    if ref not in DIGITS_SPLITS and not Path(ref).is_dir():
+    if ref not in NAMED_SPLITS and not Path(ref).is_dir():
         raise ParameterError(
-            f"`reference` must be digits:test, digits:train, digits, a folder or an .npz file, got {ref!r}"
+            f"`reference` must be one of {', '.join(NAMED_SPLITS)}, a folder or an .npz file, got {ref!r}"
         )
     data = load_data(ref, image_size=d.image_size, channels=d.channels)
-    if ref in DIGITS_SPLITS:
-        trained_on = d.source in _DIGITS_CONTAINS[ref]
+    if ref in NAMED_SPLITS:
+        trained_on = d.source in _CONTAINS[ref]
     else:
         trained_on = Path(d.source).expanduser().resolve() == Path(ref).expanduser().resolve()
     return Reference(ref, to_uint8(data.x), data.x, grey_levels(ref, d.image_size), trained_on)

@@ -61,7 +61,8 @@ class EvalOptions(SamplingOptions):
     )
     reference: str | None = option(
         None,
-        "real images to compare with: digits:test, digits:train, digits, a folder or an .npz with 'images' "
+        "real images to compare with: digits:test, digits:train, digits, fashion-mnist:test, fashion-mnist:train, "
+        "a folder or an .npz with 'images' "
         "(default: the run's held-out part)",
     )
     samples: str | None = option(
@@ -71,7 +72,8 @@ class EvalOptions(SamplingOptions):
     )
     features: str | None = option(
         None,
-        "feature space: digits (the shipped digits net; default for 8×8 images) or inception "
+        "feature space: digits (the shipped digits net; default for 8×8 images), fashion (the shipped "
+        "Fashion-MNIST net; default for 28×28 grey images) or inception "
         "(needs torch-fidelity or pytorch-fid with weights on disk)",
         choices=FEATURE_SETS,
     )
@@ -118,7 +120,7 @@ def evaluate_run(run, **options) -> EvalResult:
     from ..data import load_run_data
     from ..data.images import to_uint8
     from ..eval import check_counts, evaluate_samples
-    from ..eval.features import get_features
+    from ..eval.features import default_features, get_features
     from ..eval.references import load_npz_images, run_reference
 
     o = options_from(EvalOptions, options)
@@ -142,7 +144,7 @@ def evaluate_run(run, **options) -> EvalResult:
         raise ParameterError(
             f"samples are {list(shape)} (H, W, C) but the reference {ref.name} is {list(ref.images.shape[1:])}"
         )
-    feature_name = o.features or ("digits" if shape[:2] == (8, 8) else "inception")
+    feature_name = o.features or default_features(shape)
     features = get_features(feature_name) if (set(metrics) - {"memorization"} or o.table) else None
     if features is not None and set(metrics) - {"memorization"}:
         dim = np.asarray(features(ref.images[:2])).shape[1]

@@ -143,10 +143,13 @@ class DiffusionConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the training data come from: ``digits``, ``toy:NAME`` or a folder of images."""
+    """Where the training data come from: ``digits``, ``fashion-mnist``, ``toy:NAME`` or a folder of images."""
 
     source: str = option(
-        "digits", "digits (default), digits:train, toy:gmm|moons|swissroll|circles, or a folder of images", name="data"
+        "digits",
+        "digits (default), digits:train, fashion-mnist (its 60,000 training images), "
+        "toy:gmm|moons|swissroll|circles, or a folder of images",
+        name="data",
     )
     image_size: int | None = option(None, "image folders: resize and centre-crop to this size (default 32; digits: 8)")
     channels: int | None = option(None, "image folders: 1 (grey) or 3 (RGB, default)", choices=(1, 3))
@@ -189,6 +192,11 @@ class DataConfig:
             raise ValueError(
                 f"holdout is for image folders; {self.source!r} has its own split "
                 "(train on digits:train, evaluate on digits:test)"
+            )
+        if self.holdout > 0 and self.source.startswith("fashion-mnist"):
+            raise ValueError(
+                f"holdout is for image folders; {self.source!r} has its own split "
+                "(train on fashion-mnist:train, evaluate on fashion-mnist:test)"
             )
 
 

@@ -6,7 +6,7 @@ trained on; the test part is never touched):
 
     fid, kid, kid_std     ``eval_num`` samples (DPM-Solver++, 10 steps, clipped x̂₀, start noise
                           fixed by the run's seed) against the val images in a feature space: the
-                          shipped digits features for 8×8 images, else Inception (``ddkit.eval``)
+                          shipped digits (8×8) or Fashion-MNIST (28×28 grey) features, else Inception (``ddkit.eval``)
     closer_than_real      share of samples nearer a training image than the val images typically
                           are (``ddkit.eval.memorization``: fresh samples 0.5, copies near 1);
                           also nn_median, nn_median_real (pixel distances)
@@ -39,7 +39,7 @@ from torch import nn
 from ..checks import ParameterError
 from ..data import Dataset, load_run_data
 from ..data.images import to_uint8
-from ..eval.features import get_features
+from ..eval.features import default_features, get_features
 from ..eval.fid import fid, min_samples_fid, reference_stats
 from ..eval.kid import kid
 from ..eval.memorization import nearest_distances
@@ -85,17 +85,19 @@ class EvalState:
 
 
 def feature_extractor(config: RunConfig, val: Dataset):
-    """The feature space of the run's images (digits features for 8×8, else Inception), or a
+    """The feature space of the run's images (:func:`~ddkit.eval.features.default_features`: the
+    digits features for 8×8, the Fashion-MNIST features for 28×28 grey, else Inception), or a
     one-line error before training when none fits (Inception needs its weights on disk)."""
     size = val.x.shape[-1]
-    if size == 8:
-        return get_features("digits")
+    name = default_features((size, size, val.x.shape[1]))
+    if name != "inception":
+        return get_features(name)
     try:
         return get_features("inception")
     except ValueError as e:
         raise ParameterError(
             f"`val`: evaluating {size}×{size} images during training needs Inception features "
-            f"(the digits features are for 8×8): {e}"
+            f"(the shipped features are for 8×8 and 28×28 grey images): {e}"
         ) from None
 
 

@@ -1,0 +1,126 @@
+"""The Fashion-MNIST feature network: a small CNN classifier for clean 28×28 grey images whose
+penultimate activations play the role Inception's pool features play for ImageNet-sized images.
+
+    x             float32 [N, 1, 28, 28] in [-1, 1] (ddkit's model space)
+    features(x)   [N, feature_dim] (128), the penultimate SiLU activations
+    forward(x)    logits [N, 10]
+
+``train_fashion_feature_net`` is what ``scripts/train_fashion_features.py`` runs (on
+fashion-mnist:train only) to make the weights shipped in
+``ddkit/eval/fashion_features.safetensors``; evaluation loads those
+(:class:`ddkit.eval.features.FashionFeatures`) and never trains.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["FashionFeatureNet", "train_fashion_feature_net", "class_accuracy"]
+
+
+class FashionFeatureNet(nn.Module):
+    """x: [N, 1, 28, 28] in [-1, 1] → features(x): [N, feature_dim] → forward(x): logits [N, 10].
+
+    Three 3×3 convolutions with SiLU, average-pooled 28 → 14 → 7 → 3, then one linear layer to the
+    features (BatchNorm-free, so features do not depend on the batch).
+    """
+
+    def __init__(self, width: int = 32, feature_dim: int = 128):
+        super().__init__()
+        self.feature_dim = feature_dim
+        w = width
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, w, 3, padding=1),
+            nn.SiLU(),
+            nn.AvgPool2d(2),  # [N, w, 14, 14]
+            nn.Conv2d(w, 2 * w, 3, padding=1),
+            nn.SiLU(),
+            nn.AvgPool2d(2),  # [N, 2w, 7, 7]
+            nn.Conv2d(2 * w, 4 * w, 3, padding=1),
+            nn.SiLU(),
+            nn.AvgPool2d(2),  # [N, 4w, 3, 3]
+        )
+        self.fc = nn.Linear(4 * w * 9, feature_dim)
+        self.head = nn.Linear(feature_dim, 10)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate activations, [N, feature_dim]."""
+        return F.silu(self.fc(self.conv(x).flatten(1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _augment(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image of x [N, 1, H, W] shifted by up to max_shift pixels (background −1 fills in) and
+    mirrored left–right with probability 1/2 (clothing survives a mirror)."""
+    n, c, h, w = x.shape
+    flip = torch.rand(n, generator=generator) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    if max_shift == 0:
+        return x
+    padded = F.pad(x, (max_shift,) * 4, value=-1.0)
+    dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]  # [N, 1, H, 1]
+    out = padded.gather(2, rows.expand(n, c, h, w + 2 * max_shift))
+    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :].expand(n, c, h, w)
+    return out.gather(3, cols)
+
+
+def train_fashion_feature_net(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    seed: int = 0,
+    epochs: int = 10,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    max_shift: int = 2,
+    log=None,
+) -> FashionFeatureNet:
+    """Train a FashionFeatureNet on images float32 [N, 1, 28, 28] in [-1, 1] with labels int64 [N],
+    deterministic given ``seed`` (the global RNG is left untouched). Adam, cosine decay of the
+    learning rate to 0, label smoothing 0.1; augmentation: shifts of up to ``max_shift`` pixels and
+    left–right mirrors. ``log(epoch, mean_loss)`` is called after each epoch. Returns the net in eval mode."""
+    if images.ndim != 4 or tuple(images.shape[1:]) != (1, 28, 28):
+        raise ValueError(f"images must be [N, 1, 28, 28], got {list(images.shape)}")
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"labels must have shape [{images.shape[0]}], got {list(labels.shape)}")
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = FashionFeatureNet()
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    steps = epochs * math.ceil(images.shape[0] / batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    for epoch in range(epochs):
+        perm = torch.randperm(images.shape[0], generator=gen)
+        total, count = 0.0, 0
+        for i in range(0, images.shape[0], batch_size):
+            idx = perm[i : i + batch_size]
+            loss = F.cross_entropy(net(_augment(images[idx], max_shift, gen)), labels[idx], label_smoothing=0.1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total, count = total + float(loss.detach()) * len(idx), count + len(idx)
+        if log is not None:
+            log(epoch, total / count)
+    return net.eval()
+
+
+@torch.no_grad()
+def class_accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> tuple[float, list]:
+    """(overall accuracy, accuracy per class 0..9) of ``net`` on x [N, 1, 28, 28] with labels y [N]."""
+    pred = torch.cat([net(x[i : i + batch_size]).argmax(1) for i in range(0, x.shape[0], batch_size)])
+    right = pred == y
+    per_class = [float(right[y == k].double().mean()) if (y == k).any() else float("nan") for k in range(10)]
+    return float(right.double().mean()), per_class
