@@ -33,10 +33,11 @@ from torch import nn
 from ..checks import ParameterError, positive_int
 from ..consistency import ConsistencyNetwork
 from ..data import Dataset, load_run_data
-from ..data.images import save_grid, save_loss_curve, save_points_plot, to_uint8
+from ..data.images import save_grid, to_uint8
 from ..generate import generate
 from ..options import option
 from ..parameterization import eps_network
+from ..plots import have_matplotlib, plot_loss_curve, plot_points
 from ..samplers.consistency import SIGMA_MID, consistency_grid
 from .checkpoint import latest_checkpoint, load_matching, load_weights
 from .config import DEVICES, PRECISIONS, RunConfig, TrainConfig, count_or_fraction
@@ -167,10 +168,13 @@ class ECTObjective:
             **self.eval_sampling(),
         )
         path = RunDir(out).samples(step)
-        save_grid(to_uint8(x), path) if image else save_points_plot(x.numpy(), path)
-        if history:
+        if image:
+            save_grid(to_uint8(x), path)
+        elif have_matplotlib():
+            plot_points(x.numpy(), path)
+        if history and have_matplotlib():
             steps, losses = zip(*history)
-            save_loss_curve(list(steps), list(losses), RunDir(out).loss_plot)
+            plot_loss_curve(list(steps), list(losses), RunDir(out).loss_plot)
 
 
 # ---- the student run ---------------------------------------------------------------------------------
