@@ -64,7 +64,10 @@ class TunedTimesteps:
 
     ``timesteps``: the K (heun: (K+1)/2) decreasing model timesteps, ints or fractional floats;
     ``sigmas``: their σ; ``score_before``: RMSE against the teacher of each hand-made spacing
-    (``baseline``: the sampler's default); ``score_after``: the tuned sequence's RMSE."""
+    (``baseline``: the sampler's default); ``score_after``: the tuned sequence's RMSE.
+    ``objective`` "klub" (:func:`tune_timesteps_klub`): ``score_before``/``score_after`` are
+    validation scores, ``candidates`` maps each candidate grid to its timesteps, its KL bound and its
+    validation score, and ``chosen`` names the one kept."""
 
     sampler: str
     nfe: int
@@ -80,6 +83,9 @@ class TunedTimesteps:
     num_timesteps: int = 0
     model: dict | None = None
     version: str = ""
+    objective: str = "rmse"
+    candidates: dict = field(default_factory=dict)
+    chosen: str = ""
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -451,4 +457,140 @@ def tune_timesteps(
         num_timesteps=schedule.num_timesteps,
         model=model,
         version=__version__,
+    )
+
+
+# ---- the KL upper bound (AYS): candidates made on training data, chosen on the validation part -
+OBJECTIVES = ("klub", "rmse")
+"""``ddkit tune-steps --objective``: klub (:func:`tune_timesteps_klub`, the default) or rmse
+(:func:`tune_timesteps`)."""
+KLUB_WEIGHTS = (0.25, 0.5, 0.75)  # refinements between the bound's grid and kl-optimal, in θ = atan(σ/c)
+KLUB_METHOD = (
+    "AYS KL upper bound (eq. 10) on {n_train} training points, estimated along Brownian paths over {fine} "
+    "log-spaced σ (trapezoid in log σ) and minimised by dynamic programming; candidates: that grid, "
+    "kl-optimal (c = {c:.4g}) and {refine} grids between them in atan(σ/c); chosen on the validation part"
+)
+
+
+def check_objective(objective: str) -> str:
+    if objective not in OBJECTIVES:
+        raise ParameterError(f"`objective` must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    return objective
+
+
+def _to_timesteps(schedule: Schedule, sigmas_desc) -> list:
+    t = t_from_sigma(schedule, np.asarray(sigmas_desc, dtype=np.float64)).tolist()
+    return [int(round(v)) if abs(v - round(v)) < 1e-9 else float(v) for v in t]
+
+
+def klub_candidates(
+    model_fn: ModelFn,
+    schedule: Schedule,
+    x0: torch.Tensor,
+    points: int,
+    *,
+    sigma_data: float,
+    fine: int = 64,
+    generator: torch.Generator | None = None,
+    batch_size: int = 256,
+) -> tuple[dict, dict]:
+    """The candidate σ-grids of ``points`` points from the schedule's σ_{T-1} down to σ_0: "klub" (the
+    bound's dynamic-programming optimum over ``fine`` log-spaced σ, estimated on the training
+    points x0 [N, ...]), "kl-optimal" (AYS Theorem 3.1 with c = ``sigma_data``) and "between-W"
+    for W in :data:`KLUB_WEIGHTS`. Returns ({name: decreasing σ list}, {name: KL bound})."""
+    from . import klub
+    from .timesteps import kl_optimal, sigma_range
+
+    integer("points", points, low=2)
+    lo, hi = sigma_range(schedule)
+    fine_sigmas = np.exp(np.linspace(math.log(lo), math.log(hi), max(int(fine), points)))
+    fine_sigmas[0], fine_sigmas[-1] = lo, hi
+    cost = klub.klub_costs(
+        klub.denoiser(model_fn, schedule), x0, fine_sigmas, generator=generator, batch_size=batch_size
+    )
+    dp = fine_sigmas[klub.least_cost_path(cost, points)][::-1]
+    kl = kl_optimal(schedule, points, sigma_max=hi, sigma_data=sigma_data).numpy()
+    grids = {"klub": dp, "kl-optimal": kl}
+    for w in KLUB_WEIGHTS:
+        grids[f"between-{w:g}"] = klub.interpolate_theta(dp, kl, w, sigma_data)
+    bound = {}
+    for name, g in grids.items():  # each candidate's bound, its points moved to the nearest fine σ
+        idx = sorted({int(np.argmin(np.abs(np.log(fine_sigmas) - math.log(v)))) for v in g})
+        bound[name] = klub.path_cost(cost, idx) if len(idx) == points else math.nan
+    return {k: [float(v) for v in g] for k, g in grids.items()}, bound
+
+
+def tune_timesteps_klub(
+    model_fn: ModelFn,
+    schedule: Schedule,
+    *,
+    sampler: str,
+    nfe: int,
+    x0: torch.Tensor,
+    x_T: torch.Tensor,
+    score_fn,
+    sigma_data: float,
+    order: int | None = None,
+    clip_x0=None,
+    fine: int = 64,
+    seed: int = 0,
+    batch_size: int = 256,
+    validation: str = "",
+    model: dict | None = None,
+) -> TunedTimesteps:
+    """Timesteps for ``sampler`` at ``nfe`` evaluations chosen on the law: the candidates of
+    :func:`klub_candidates` (made on the training points x0 [N, ...]) and every hand-made spacing
+    are sampled from the start noise x_T [M, ...] and scored by ``score_fn(samples) -> float`` (lower
+    is better; a distance to the validation part, e.g. FID, never to the training points). The best
+    bound's candidate … kl-optimal is kept (hand-made spacings are scores only). ``validation`` says
+    in the record what ``score_fn`` measures. Returns the :class:`TunedTimesteps` record."""
+    check_tuning(sampler, nfe, 3, schedule.num_timesteps, order)  # the teacher is unused here
+    if order is None and "order" in get_sampler(sampler).options:
+        order = inspect.signature(get_sampler(sampler).fn).parameters["order"].default
+    options = {} if order is None else {"order": int(order)}
+    n = _points(sampler, nfe)
+    g = torch.Generator().manual_seed(int(seed))
+    grids, bound = klub_candidates(
+        model_fn, schedule, x0, n, sigma_data=sigma_data, fine=fine, generator=g, batch_size=batch_size
+    )
+
+    def score(**grid) -> float:
+        x = _run_batches(sampler, model_fn, schedule, x_T, batch_size, clip_x0, options, **grid)
+        return float(score_fn(x))
+
+    candidates = {}
+    for name, sig in grids.items():
+        seq = _to_timesteps(schedule, sig)
+        candidates[name] = {"timesteps": seq, "klub": bound[name], "score": score(timesteps=seq)}
+    before = {}
+    for spacing in ALL_SPACINGS:
+        try:
+            before[spacing] = score(steps=nfe, spacing=spacing)
+        except ValueError:  # e.g. a σ-grid on a zero-terminal-SNR schedule
+            continue
+    chosen = min(candidates, key=lambda k: candidates[k]["score"])
+    seq = candidates[chosen]["timesteps"]
+    from . import __version__
+
+    return TunedTimesteps(
+        sampler=sampler,
+        nfe=int(nfe),
+        timesteps=tuple(seq),
+        sigmas=tuple(sampling_grid(schedule, timesteps=seq).sigmas),
+        options=options,
+        method=KLUB_METHOD.format(
+            n_train=int(x0.shape[0]), fine=max(int(fine), n), c=sigma_data, refine=len(KLUB_WEIGHTS)
+        )
+        + (f" ({validation})" if validation else ""),
+        teacher={},
+        baseline=default_spacing(sampler),
+        score_before=before,
+        score_after=candidates[chosen]["score"],
+        num=int(x_T.shape[0]),
+        num_timesteps=schedule.num_timesteps,
+        model=model,
+        version=__version__,
+        objective="klub",
+        candidates=candidates,
+        chosen=chosen,
     )
