@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .checks import decreasing, integer, is_int
+from .checks import ParameterError, decreasing, integer, is_int
 
 SPACINGS = ("uniform", "quadratic", "trailing", "linspace")  # need only T
 """The index spacings, which need only T (:func:`make_timesteps`)."""
@@ -457,3 +457,42 @@ def dpm_solver_timesteps(schedule, steps: int, spacing: str) -> list:
     """The ``steps`` decreasing timesteps the multistep solvers evaluate the model at (see
     :func:`sampling_grid` with ``solver=True``)."""
     return list(sampling_grid(schedule, steps, spacing, solver=True).t)
+
+
+def sigma_grid_options(
+    schedule,
+    options: dict,
+    *,
+    default_spacing: str,
+    points_of,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+    sigma_data: float | None = None,
+) -> dict:
+    """A sampler's ``options`` (steps, spacing, …) with ``steps``/``spacing`` replaced by the explicit
+    ``sigmas`` of :func:`sigma_spacing` when ``sigma_min``/``sigma_max`` are given, or when the spacing
+    is kl-optimal and the run's ``sigma_data`` is known; unchanged otherwise. ``points_of(steps)``:
+    the grid points that ``steps`` evaluations buy; ``default_spacing``/``steps`` as the sampler's
+    defaults. ValueErrors for σ bounds with a spacing that is not a σ-grid, or out of order."""
+    spacing = options.get("spacing") or default_spacing
+    wants = sigma_min is not None or sigma_max is not None
+    if not wants and not (spacing == "kl-optimal" and sigma_data is not None):
+        return options
+    if spacing not in SIGMA_SPACINGS:
+        raise ParameterError(
+            f"`sigma_min`/`sigma_max` apply to the σ-grid spacings ({', '.join(SIGMA_SPACINGS)}), "
+            f"not `spacing` {spacing!r}"
+        )
+    if sigma_min is not None and sigma_max is not None and not sigma_max > sigma_min:
+        raise ParameterError(f"`sigma_max` must be above `sigma_min`, got {sigma_max:g} <= {sigma_min:g}")
+    if "timesteps" in options or "sigmas" in options:
+        raise ParameterError("`sigma_min`/`sigma_max` shape a spacing's grid; an explicit grid is already whole")
+    sig = sigma_spacing(
+        schedule,
+        points_of(options.get("steps")),
+        spacing,
+        sigma_min=sigma_min,
+        sigma_max=sigma_max,
+        sigma_data=sigma_data,
+    )
+    return {k: v for k, v in options.items() if k not in ("steps", "spacing")} | {"sigmas": sig.tolist()}

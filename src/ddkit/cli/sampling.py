@@ -8,15 +8,16 @@ from __future__ import annotations
 import argparse
 import inspect
 import sys
+import warnings
 from dataclasses import dataclass
 
 import torch
 
 from ..generate import PRECISIONS, LabelCycle, ModelFnFor, autocast_network, generate_batches, sample_shape
 from ..samplers import SAMPLERS, get_sampler
-from ..samplers.edm import CHURN_OPTIONS
+from ..samplers.edm import CHURN_OPTIONS, PoorGridWarning, edm_points, heun_warning
 from ..schedule import Schedule
-from ..timesteps import ALL_SPACINGS, TUNED, sampling_grid
+from ..timesteps import ALL_SPACINGS, TUNED, sampling_grid, sigma_grid_options
 from ..training.config import DEVICES, RunConfig
 from ..training.precision import resolve_precision
 from ..training.tuned import tuned_options
@@ -46,8 +47,9 @@ def add_sampling_arguments(p: argparse.ArgumentParser, *, count: bool = True) ->
         choices=ALL_SPACINGS + (TUNED,),
         default=None,
         help="timestep spacing, for every sampler that takes steps (default: the sampler's): index spacings "
-        "uniform, quadratic, trailing, linspace; logsnr (uniform in log-SNR); σ-grids karras (EDM eq. 5) and "
-        "exponential; tuned: RUN/timesteps/SAMPLER-STEPS.json, made by ddkit tune-steps",
+        "uniform, quadratic, trailing, linspace; logsnr (uniform in log-SNR); σ-grids karras (EDM eq. 5), "
+        "exponential and kl-optimal (AYS Theorem 3.1, c = the run's σ_data or 0.5); tuned: "
+        "RUN/timesteps/SAMPLER-STEPS.json, made by ddkit tune-steps",
     )
     grid = g.add_mutually_exclusive_group()
     grid.add_argument(
@@ -68,6 +70,11 @@ def add_sampling_arguments(p: argparse.ArgumentParser, *, count: bool = True) ->
         help="an explicit strictly decreasing sequence of noise levels σ = √((1-ᾱ)/ᾱ) within the schedule's "
         "range (a trailing 0 is allowed), instead of --steps/--spacing",
     )
+    for name, help_ in (
+        ("sigma-min", "lowest σ of a σ-grid spacing (default: the schedule's σ_0)"),
+        ("sigma-max", "highest σ of a σ-grid spacing, where sampling starts (default: min(σ_{T-1}, 80))"),
+    ):
+        g.add_argument(f"--{name}", type=float, default=None, metavar="SIGMA", help=help_)
     g.add_argument(
         "--order",
         type=int,
@@ -159,9 +166,11 @@ def _number(text: str) -> int | float:
 OPTION_NAMES = ("steps", "eta", "spacing", "order") + CHURN_OPTIONS
 
 
-def sampler_options(args, schedule: Schedule) -> dict:
+def sampler_options(args, schedule: Schedule, sigma_data: float | None = None) -> dict:
     """The chosen sampler's options from the command line, checked (one-line errors); ``--spacing
-    tuned`` becomes the run's tuned ``timesteps`` (:func:`ddkit.training.tuned.tuned_options`)."""
+    tuned`` becomes the run's tuned ``timesteps`` (:func:`ddkit.training.tuned.tuned_options`);
+    ``--sigma-min``/``--sigma-max`` and kl-optimal with the run's ``sigma_data`` an explicit σ-grid
+    (:func:`ddkit.timesteps.sigma_grid_options`)."""
     spec = get_sampler(args.sampler)
     options = {name: getattr(args, name, None) for name in OPTION_NAMES}
     given = {k: v for k, v in options.items() if v is not None}
@@ -191,7 +200,27 @@ def sampler_options(args, schedule: Schedule) -> dict:
             checkpoint=args.checkpoint,
             ema=not args.no_ema,
         )
+    given = sigma_grid_options(
+        schedule,
+        given,
+        default_spacing=str(getattr(inspect.signature(spec.fn).parameters.get("spacing"), "default", "")),
+        points_of=lambda n: edm_points(n or _default_steps(spec), heun=args.sampler == "heun"),
+        sigma_min=getattr(args, "sigma_min", None),
+        sigma_max=getattr(args, "sigma_max", None),
+        sigma_data=sigma_data,
+    )
+    if args.sampler == "heun":  # one line now, not the sampler's Python warning later
+        message = heun_warning(schedule, **{k: v for k, v in (given | grid).items() if k in HEUN_GRID_ARGS})
+        if message:
+            print(
+                f"ddkit: warning: {message.replace('sampler dpm++ with steps', '--sampler dpm++ --steps')}",
+                file=sys.stderr,
+            )
+            warnings.filterwarnings("ignore", category=PoorGridWarning)
     return given | grid
+
+
+HEUN_GRID_ARGS = ("steps", "spacing", "timesteps", "sigmas")
 
 
 def _default_steps(spec) -> int:
@@ -248,7 +277,7 @@ def plan(args, model, schedule: Schedule, config: RunConfig) -> Plan:
     sampler and guidance wrapper sees ε."""
 
     model = config.diffusion.eps_network(model, schedule)
-    options = sampler_options(args, schedule)
+    options = sampler_options(args, schedule, config.diffusion.sigma_data)
     model = autocast_network(model, sampling_precision(args, model), args.device)
     labels = guidance_labels(args, config)
     fn_for = model_fn_for(args, model, schedule, config)
