@@ -544,7 +544,7 @@ def tune_timesteps_klub(
     is better; a distance to the validation part, e.g. FID, never to the training points). The best
     bound's candidate … kl-optimal is kept (hand-made spacings are scores only). ``validation`` says
     in the record what ``score_fn`` measures. Returns the :class:`TunedTimesteps` record."""
-    check_tuning(sampler, nfe, 3, schedule.num_timesteps, order)  # the teacher is unused here
+    check_tuning(sampler, nfe, None, schedule.num_timesteps, order)  # (no teacher here)
     if order is None and "order" in get_sampler(sampler).options:
         order = inspect.signature(get_sampler(sampler).fn).parameters["order"].default
     options = {} if order is None else {"order": int(order)}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..training.config import DEVICES
 from ..training.tuned import TUNE_SEED, tune_run
-from ..tuning import TUNABLE
+from ..tuning import OBJECTIVES, TUNABLE
 from .sampling import CHECKPOINT_HELP
 
 
@@ -15,10 +15,13 @@ def add_parser(sub) -> None:
         "tune-steps",
         help="optimise a sampler's timesteps for a run's model",
         description=(
-            "Tune the NFE timesteps of a deterministic sampler for a run's weights (no data: start noise only). "
-            "The method: GITS-style dynamic programming over a DPM-Solver++ teacher's trajectory, then a direct "
-            "search of the sampler's end-point error against the teacher. Writes RUN/timesteps/SAMPLER-NFE.json "
-            "(the sequence, the method, the teacher, the error before and after, the ddkit version); "
+            "Tune the NFE timesteps of a deterministic sampler for a run's weights. --objective klub (default): "
+            "the grid minimising Align Your Steps' KL upper bound on the run's training data (dynamic programming), "
+            "the kl-optimal grid and grids between them are scored on the validation part and the best kept. "
+            "--objective rmse (no data): GITS-style dynamic programming over a DPM-Solver++ teacher's trajectory, "
+            "then a direct search of the sampler's end-point error against the teacher. Writes "
+            "RUN/timesteps/SAMPLER-NFE.json (the sequence, the method, the objective, the candidates' scores, "
+            "the ddkit version); "
             "`ddkit sample RUN --sampler SAMPLER --steps NFE --spacing tuned` uses it."
         ),
     )
@@ -30,6 +33,14 @@ def add_parser(sub) -> None:
         required=True,
         metavar="K",
         help="model evaluations K >= 2, below --teacher-steps (heun: odd, N = (K+1)/2 points)",
+    )
+    p.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default="klub",
+        help="klub (default): AYS's KL bound on the run's training data, candidates chosen on its validation "
+        "part (FID; a held-out slice of the training data when the run has none); rmse: end-point error "
+        "against a DPM-Solver++ teacher (no data)",
     )
     p.add_argument("--order", type=int, choices=(1, 2, 3), default=None, help="dpm++ and unipc order (default 2)")
     p.add_argument("--num", type=int, default=256, help="start-noise draws tuned on (default %(default)s)")
@@ -71,7 +82,17 @@ def run(args) -> int:
         device=args.device,
         batch_size=args.batch_size,
         max_evals=args.max_evals,
+        objective=args.objective,
     )
+    if record.objective == "klub":
+        scores = ", ".join(f"{k} {v['score']:.4g}" for k, v in record.candidates.items())
+        print(f"validation scores (lower is better): {scores}; chosen {record.chosen}")
+        hand = min(record.score_before, key=record.score_before.get, default=None)
+        if hand:
+            print(f"best hand-made spacing: {hand} {record.score_before[hand]:.4g}")
+        print("timesteps: " + " ".join(f"{t:.6g}" if isinstance(t, float) else str(t) for t in record.timesteps))
+        print(f"wrote {path}")
+        return 0
     before = record.score_before.get(record.baseline, float("nan"))
     best_name = min((k for k in record.score_before if k != "dp"), key=record.score_before.get, default=None)
     print(
