@@ -125,14 +125,16 @@ def klub_costs(
     return cost
 
 
-def least_cost_path(cost: np.ndarray, n: int) -> list[int]:
-    """The n indices 0 = i_0 < i_1 < … < i_{n-1} = M-1 of a fine grid that minimise
+def least_cost_path(cost: np.ndarray, n: int, end: int | None = None) -> list[int]:
+    """The n indices 0 = i_0 < i_1 < … < i_{n-1} = ``end`` (default M-1) of a fine grid that minimise
     Σ_j cost[i_{j-1}, i_j] (``cost`` [M, M], used above the diagonal): exact dynamic programming."""
     cost = np.asarray(cost, dtype=np.float64)
     M = cost.shape[0]
     if cost.ndim != 2 or cost.shape[1] != M or M < 2:
         raise ValueError(f"cost must be a square [M, M] array with M >= 2, got shape {list(cost.shape)}")
-    integer("n", n, low=2, high=M)
+    end = M - 1 if end is None else integer("end", end, low=1, high=M - 1)
+    integer("n", n, low=2, high=end + 1)
+    M = end + 1
     # best[k, j]: least cost of a path of k+1 points from 0 to j
     best = np.full((n, M), np.inf)
     back = np.zeros((n, M), dtype=np.int64)

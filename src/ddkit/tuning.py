@@ -32,6 +32,7 @@ import inspect
 import json
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -42,7 +43,7 @@ from .checks import ParameterError, integer, is_int
 from .parameterization import ModelFn
 from .samplers import get_sampler, run_sampler
 from .samplers.common import check_order
-from .samplers.edm import edm_points
+from .samplers.edm import PoorGridWarning, edm_points
 from .schedule import Schedule
 from .timesteps import ALL_SPACINGS, sampling_grid, t_from_sigma
 
@@ -219,6 +220,12 @@ class Teacher:
 
 
 def _run_batches(name, model_fn, schedule, x_T, batch_size, clip_x0, options, callback=None, **grid):
+    with warnings.catch_warnings():  # grids tried and scored here may be poor on purpose
+        warnings.simplefilter("ignore", PoorGridWarning)
+        return _run_batches_loud(name, model_fn, schedule, x_T, batch_size, clip_x0, options, callback, **grid)
+
+
+def _run_batches_loud(name, model_fn, schedule, x_T, batch_size, clip_x0, options, callback=None, **grid):
     out = []
     for start in range(0, x_T.shape[0], batch_size):
         cb = None if callback is None else (lambda info, s=start: callback(s, info))
@@ -294,16 +301,17 @@ class _Problem:
     def grid_of(self, spacing: str, steps: int) -> list:
         """The points the sampler visits with a hand-made spacing (read from its callback)."""
         seen: list = []
-        run_sampler(
+        _run_batches(
             self.sampler,
             self.model_fn,
-            self.teacher.x_T[:1],
             self.schedule,
-            clip_x0=self.teacher.clip_x0,
+            self.teacher.x_T[:1],
+            1,
+            self.teacher.clip_x0,
+            self.options,
+            lambda start, info: seen.append(info.t),
             steps=steps,
             spacing=spacing,
-            callback=lambda info: seen.append(info.t),
-            **self.options,
         )
         return seen
 
@@ -465,10 +473,12 @@ OBJECTIVES = ("klub", "rmse")
 """``ddkit tune-steps --objective``: klub (:func:`tune_timesteps_klub`, the default) or rmse
 (:func:`tune_timesteps`)."""
 KLUB_WEIGHTS = (0.25, 0.5, 0.75)  # refinements between the bound's grid and kl-optimal, in θ = atan(σ/c)
+KLUB_TOPS = (20.0, 5.0, 2.0)  # lower starts tried besides min(σ_{T-1}, 80) (:func:`klub_tops`)
 KLUB_METHOD = (
     "AYS KL upper bound (eq. 10) on {n_train} training points, estimated along Brownian paths over {fine} "
-    "log-spaced σ (trapezoid in log σ) and minimised by dynamic programming; candidates: that grid, "
-    "kl-optimal (c = {c:.4g}) and {refine} grids between them in atan(σ/c); chosen on the validation part"
+    "log-spaced σ (trapezoid in log σ) and minimised by dynamic programming; candidates, from each top σ "
+    "of {tops}: that grid, kl-optimal (c = {c:.4g}) and {refine} grids between them in atan(σ/c); chosen on "
+    "the validation part"
 )
 
 
@@ -494,30 +504,53 @@ def klub_candidates(
     generator: torch.Generator | None = None,
     batch_size: int = 256,
 ) -> tuple[dict, dict]:
-    """The candidate σ-grids of ``points`` points from the schedule's σ_{T-1} down to σ_0: "klub" (the
-    bound's dynamic-programming optimum over ``fine`` log-spaced σ, estimated on the training
-    points x0 [N, ...]), "kl-optimal" (AYS Theorem 3.1 with c = ``sigma_data``) and "between-W"
-    for W in :data:`KLUB_WEIGHTS`. Returns ({name: decreasing σ list}, {name: KL bound})."""
+    """The candidate σ-grids of ``points`` points down to σ_0, from each top σ of :func:`klub_tops`:
+    "klub@TOP" (the bound's dynamic-programming optimum over ``fine`` log-spaced σ, estimated on the
+    training points x0 [N, ...]), "kl-optimal@TOP" (AYS Theorem 3.1 with c = ``sigma_data``) and
+    "between-W@TOP" for W in :data:`KLUB_WEIGHTS`. Returns ({name: decreasing σ list}, {name: bound}).
+
+    The bound takes the start as exact, so it cannot weigh where to start: a trained ε's error is
+    multiplied by σ in x̂₀ = x̃ − σ·ε̂ at the first point, and a lower start reads the noise as x
+    there. The top is therefore left to the validation score."""
     from . import klub
     from .timesteps import kl_optimal, sigma_range
 
     integer("points", points, low=2)
-    lo, hi = sigma_range(schedule)
-    fine_sigmas = np.exp(np.linspace(math.log(lo), math.log(hi), max(int(fine), points)))
-    fine_sigmas[0], fine_sigmas[-1] = lo, hi
+    lo = sigma_range(schedule)[0]
+    tops = klub_tops(schedule)
+    fine_sigmas = np.exp(np.linspace(math.log(lo), math.log(tops[0]), max(int(fine), points)))
+    fine_sigmas[0], fine_sigmas[-1] = lo, tops[0]
     cost = klub.klub_costs(
         klub.denoiser(model_fn, schedule), x0, fine_sigmas, generator=generator, batch_size=batch_size
     )
-    dp = fine_sigmas[klub.least_cost_path(cost, points)][::-1]
-    kl = kl_optimal(schedule, points, sigma_max=hi, sigma_data=sigma_data).numpy()
-    grids = {"klub": dp, "kl-optimal": kl}
-    for w in KLUB_WEIGHTS:
-        grids[f"between-{w:g}"] = klub.interpolate_theta(dp, kl, w, sigma_data)
-    bound = {}
-    for name, g in grids.items():  # each candidate's bound, its points moved to the nearest fine σ
-        idx = sorted({int(np.argmin(np.abs(np.log(fine_sigmas) - math.log(v)))) for v in g})
-        bound[name] = klub.path_cost(cost, idx) if len(idx) == points else math.nan
-    return {k: [float(v) for v in g] for k, g in grids.items()}, bound
+    grids, bound = {}, {}
+    log_fine = np.log(fine_sigmas)
+    for top in tops:
+        end = int(np.argmin(np.abs(log_fine - math.log(top))))
+        if end + 1 < points:
+            continue
+        hi = float(fine_sigmas[end])
+        dp = fine_sigmas[klub.least_cost_path(cost, points, end)][::-1]
+        kl = kl_optimal(schedule, points, sigma_max=hi, sigma_data=sigma_data).numpy()
+        mine = {"klub": dp, "kl-optimal": kl} | {
+            f"between-{w:g}": klub.interpolate_theta(dp, kl, w, sigma_data) for w in KLUB_WEIGHTS
+        }
+        for name, g in mine.items():  # each candidate's bound, its points moved to the nearest fine σ
+            key = f"{name}@{hi:.3g}"
+            grids[key] = [float(v) for v in g]
+            idx = sorted({int(np.argmin(np.abs(log_fine - math.log(v)))) for v in g})
+            bound[key] = klub.path_cost(cost, idx) if len(idx) == points else math.nan
+    return grids, bound
+
+
+def klub_tops(schedule: Schedule) -> list[float]:
+    """The top σ of the candidate grids: min(σ_{T-1}, 80) (where σ-grids start), and 20, 5 and 2
+    where below it."""
+    from .timesteps import DEFAULT_SIGMA_MAX, sigma_range
+
+    lo, hi = sigma_range(schedule)
+    first = min(hi, DEFAULT_SIGMA_MAX)
+    return [first] + [s for s in KLUB_TOPS if lo < s < first]
 
 
 def tune_timesteps_klub(
@@ -579,7 +612,11 @@ def tune_timesteps_klub(
         sigmas=tuple(sampling_grid(schedule, timesteps=seq).sigmas),
         options=options,
         method=KLUB_METHOD.format(
-            n_train=int(x0.shape[0]), fine=max(int(fine), n), c=sigma_data, refine=len(KLUB_WEIGHTS)
+            n_train=int(x0.shape[0]),
+            fine=max(int(fine), n),
+            c=sigma_data,
+            refine=len(KLUB_WEIGHTS),
+            tops=", ".join(f"{v:.3g}" for v in klub_tops(schedule)),
         )
         + (f" ({validation})" if validation else ""),
         teacher={},
