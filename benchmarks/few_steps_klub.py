@@ -61,7 +61,11 @@ def main(argv=None) -> int:
     p.add_argument("--nfe", type=int, nargs="+", default=[4, 5])
     p.add_argument("--max-evals", type=int, default=60, help="the RMSE search's budget")
     p.add_argument("--json", type=Path, default=Path("benchmarks/few_steps_klub.json"))
+    p.add_argument("--report", action="store_true", help="only print the --json file's table")
     args = p.parse_args(argv)
+    if args.report:
+        print(table(json.loads(args.json.read_text())))
+        return 0
     torch.set_num_threads(1)
     if not (args.run / "config.json").is_file():
         _train(args.run)
@@ -121,6 +125,34 @@ def main(argv=None) -> int:
             name = f"DPM-Solver++ 2, {'KLUB-chosen' if objective == 'klub' else 'RMSE-tuned'}"
             row(name, nfe, SAMPLER, timesteps=rec["timesteps"], order=ORDER)
     return 0
+
+
+def table(result: dict) -> str:
+    """The rows as a markdown table: FID ± sd, the paired FID difference to DDIM-50 (mean ± sd of
+    the per-set differences), KID, closer-than-real."""
+    rows = result["rows"]
+    ref = next((r for r in rows if r["name"] == "DDIM-50 uniform"), None)
+    lines = [
+        "| grid | NFE | FID | ÷ DDIM-50 | paired − DDIM-50 | KID | closer-than-real |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r["nfe"] == 0:
+            lines.append(f"| {r['name']} (real level) | | {r['fid']:.2f} ± {r['fid_sd']:.2f} | | | | |")
+            continue
+        ratio = diff = ""
+        if ref is not None and r is not ref:
+            d = np.array(r["fids"]) - np.array(ref["fids"])
+            ratio, diff = f"{r['fid'] / ref['fid']:.2f}", f"{d.mean():+.2f} ± {d.std(ddof=1) / np.sqrt(len(d)):.2f}"
+        lines.append(
+            f"| {r['name']} | {r['nfe']} | {r['fid']:.2f} ± {r['fid_sd']:.2f} | {ratio} | {diff} | "
+            f"{r['kid']:.4f} | {r['closer_than_real']:.3f} |"
+        )
+    for key, rec in sorted(result.get("grids", {}).items()):
+        t = " ".join(f"{v:.4g}" for v in rec["timesteps"])
+        extra = f", chosen {rec['chosen']}" if rec.get("chosen") else ""
+        lines.append(f"\n{key}: timesteps {t}{extra}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
