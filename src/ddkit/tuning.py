@@ -474,6 +474,8 @@ OBJECTIVES = ("klub", "rmse")
 (:func:`tune_timesteps`)."""
 KLUB_WEIGHTS = (0.25, 0.5, 0.75)  # refinements between the bound's grid and kl-optimal, in θ = atan(σ/c)
 KLUB_TOPS = (20.0, 5.0, 2.0)  # lower starts tried besides min(σ_{T-1}, 80) (:func:`klub_tops`)
+# samplers that step from their last point to σ = 0: an (n+1)-point candidate, its σ_min dropped
+SOLVERS = ("dpm++", "unipc")
 KLUB_METHOD = (
     "AYS KL upper bound (eq. 10) on {n_train} training points, estimated along Brownian paths over {fine} "
     "log-spaced σ (trapezoid in log σ) and minimised by dynamic programming; candidates, from each top σ "
@@ -575,17 +577,23 @@ def tune_timesteps_klub(
     :func:`klub_candidates` (made on the training points x0 [N, ...]) and every hand-made spacing
     are sampled from the start noise x_T [M, ...] and scored by ``score_fn(samples) -> float`` (lower
     is better; a distance to the validation part, e.g. FID, never to the training points). The best
-    bound's candidate … kl-optimal is kept (hand-made spacings are scores only). ``validation`` says
+    best candidate is kept (hand-made spacings are scores only). dpm++ and unipc walk the first
+    ``nfe`` points of (``nfe`` + 1)-point candidates, as they do a spacing's grid. ``validation`` says
     in the record what ``score_fn`` measures. Returns the :class:`TunedTimesteps` record."""
     check_tuning(sampler, nfe, None, schedule.num_timesteps, order)  # (no teacher here)
     if order is None and "order" in get_sampler(sampler).options:
         order = inspect.signature(get_sampler(sampler).fn).parameters["order"].default
     options = {} if order is None else {"order": int(order)}
     n = _points(sampler, nfe)
+    # the multistep solvers step from their last point to σ = 0 themselves: as with their spacings
+    # (sampling_grid's solver=True), they walk the first n points of an (n+1)-point grid to σ_min
+    solver = sampler in SOLVERS
     g = torch.Generator().manual_seed(int(seed))
     grids, bound = klub_candidates(
-        model_fn, schedule, x0, n, sigma_data=sigma_data, fine=fine, generator=g, batch_size=batch_size
+        model_fn, schedule, x0, n + solver, sigma_data=sigma_data, fine=fine, generator=g, batch_size=batch_size
     )
+    if solver:
+        grids = {k: v[:-1] for k, v in grids.items()}
 
     def score(**grid) -> float:
         x = _run_batches(sampler, model_fn, schedule, x_T, batch_size, clip_x0, options, **grid)
