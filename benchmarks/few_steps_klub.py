@@ -130,7 +130,7 @@ def main(argv=None) -> int:
 def table(result: dict) -> str:
     """The rows as a markdown table: FID ± sd, the paired FID difference to DDIM-50 (mean ± sd of
     the per-set differences), KID, closer-than-real."""
-    rows = result["rows"]
+    rows = sorted(result["rows"], key=lambda r: (r["nfe"] not in (0, 50), r["nfe"]))  # stable: as run
     ref = next((r for r in rows if r["name"] == "DDIM-50 uniform"), None)
     lines = [
         "| grid | NFE | FID | ÷ DDIM-50 | paired − DDIM-50 | KID | closer-than-real |",
