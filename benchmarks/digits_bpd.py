@@ -21,8 +21,9 @@ import torch
 
 import ddkit
 from ddkit.data import load_data
-from ddkit.eval.likelihood import nll_bpd, plot_bound_terms
+from ddkit.eval.likelihood import nll_bpd
 from ddkit.nn import build_model
+from ddkit.plots import plot_bound_terms
 
 DIGITS_LEVELS = 17
 

@@ -31,7 +31,7 @@ from ddkit.generate import start_noise
 from ddkit.samplers import run_sampler
 from ddkit.training.tuned import tune_run
 
-HAND = ("uniform", "trailing", "logsnr", "karras", "exponential", "kl-optimal")
+HAND = ("leading", "trailing", "logsnr", "karras", "exponential", "kl-optimal")
 SAMPLER, ORDER = "dpm++", 2
 
 
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
             }
         )
         save()
-    row("DDIM-50 uniform", 50, "ddim", steps=50)
+    row("DDIM-50 leading", 50, "ddim", steps=50)
     for nfe in args.nfe:
         for spacing in HAND:
             row(f"DPM-Solver++ 2, {spacing}", nfe, SAMPLER, steps=nfe, spacing=spacing, order=ORDER)
@@ -131,7 +131,7 @@ def table(result: dict) -> str:
     """The rows as a markdown table: FID ± sd, the paired FID difference to DDIM-50 (mean ± sd of
     the per-set differences), KID, closer-than-real."""
     rows = sorted(result["rows"], key=lambda r: (r["nfe"] not in (0, 50), r["nfe"]))  # stable: as run
-    ref = next((r for r in rows if r["name"] == "DDIM-50 uniform"), None)
+    ref = next((r for r in rows if r["name"] == "DDIM-50 leading"), None)
     lines = [
         "| grid | NFE | FID | ÷ DDIM-50 | paired − DDIM-50 | KID | closer-than-real |",
         "|---|---|---|---|---|---|---|",

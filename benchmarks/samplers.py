@@ -149,13 +149,13 @@ def ddkit_configs(nfe: int, schedule, clip=None, tuned=None, full=True):
         out.append(
             (
                 "ddkit",
-                "DDPM-like (DDIM η=1, uniform)",
+                "DDPM-like (DDIM η=1, leading)",
                 nfe,
                 lambda f, x: ddkit.ddim_sample(f, x, schedule, steps=nfe, eta=1.0, generator=gen(), clip_x0=clip),
             )
         )
-    grids = ("uniform", "quadratic", "logsnr", "karras", "exponential") if full else ("uniform",)
-    solver_grids = ("uniform", "trailing", "logsnr", "karras", "exponential") if full else ("uniform", "karras")
+    grids = ("leading", "quadratic", "logsnr", "karras", "exponential") if full else ("leading",)
+    solver_grids = ("leading", "trailing", "logsnr", "karras", "exponential") if full else ("leading", "karras")
     out += [_ddkit(f"DDIM η=0, {sp}", nfe, schedule, "ddim", clip, steps=nfe, spacing=sp) for sp in grids]
     for order in (2, 3):
         for sp in solver_grids:
@@ -166,7 +166,7 @@ def ddkit_configs(nfe: int, schedule, clip=None, tuned=None, full=True):
                 _ddkit(f"UniPC {order} bh2, {sp}", nfe, schedule, "unipc", clip, steps=nfe, order=order, spacing=sp)
             )
         if full:
-            for sp in ("uniform", "logsnr"):
+            for sp in ("leading", "logsnr"):
                 out.append(
                     (
                         "ddkit",
@@ -298,16 +298,16 @@ def oracle_verdict(result: dict, nfe: int) -> dict:
 
 def digits_configs(nfe_list, schedule, tuned):
     """The digits' short list at every NFE (the network is slow on a CPU): ddkit's DPM-Solver++ 3 and
-    UniPC 2 on uniform steps (the best hand-made grids on the digits), DDIM at the target NFEs, Heun
+    UniPC 2 on leading steps (the best hand-made grids on the digits), DDIM at the target NFEs, Heun
     at odd NFE, the tuned timesteps, and diffusers' DPM-Solver and UniPC on their default (leading)
     spacing; and the reference, ddkit's DDIM at 50 steps."""
     clip = (-1.0, 1.0)
     out = []
     for nfe in nfe_list:
         if nfe <= 5:
-            out.append(_ddkit("DDIM η=0, uniform", nfe, schedule, "ddim", clip, steps=nfe))
-        out.append(_ddkit("DPM-Solver++ 3, uniform", nfe, schedule, "dpm++", clip, steps=nfe, order=3))
-        out.append(_ddkit("UniPC 2 bh2, uniform", nfe, schedule, "unipc", clip, steps=nfe, order=2))
+            out.append(_ddkit("DDIM η=0, leading", nfe, schedule, "ddim", clip, steps=nfe))
+        out.append(_ddkit("DPM-Solver++ 3, leading", nfe, schedule, "dpm++", clip, steps=nfe, order=3))
+        out.append(_ddkit("UniPC 2 bh2, leading", nfe, schedule, "unipc", clip, steps=nfe, order=2))
         if nfe % 2:
             out.append(_ddkit("Heun, karras", nfe, schedule, "heun", clip, steps=nfe))
         for (label, n), record in tuned.items():
@@ -329,7 +329,7 @@ def digits_configs(nfe_list, schedule, tuned):
                     ),
                 )
             )
-    out.append(_ddkit("DDIM η=0, uniform", 50, schedule, "ddim", clip, steps=50))
+    out.append(_ddkit("DDIM η=0, leading", 50, schedule, "ddim", clip, steps=50))
     return out
 
 
@@ -391,7 +391,7 @@ def run_digits(nfe_list, run: str, num: int, repeats: int, max_evals: int, parti
 
 def digits_verdict(result: dict, nfe: int, target: float) -> dict | None:
     rows = result["rows"]
-    ref = next(r for r in rows if r["family"] == "ddkit" and r["name"] == "DDIM η=0, uniform" and r["nfe"] == 50)
+    ref = next(r for r in rows if r["family"] == "ddkit" and r["name"] == "DDIM η=0, leading" and r["nfe"] == 50)
     candidates = [r for r in rows if r["family"] == "ddkit" and r["nfe"] == nfe and np.isfinite(r["fid"])]
     if not candidates or not np.isfinite(ref["fid"]):
         return None

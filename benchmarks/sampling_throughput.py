@@ -86,7 +86,7 @@ def networks(run: str | None, which: list[str]):
 
 def ddkit_batch(model, schedule, sampler: str, steps: int, batch: int, device: str):
     def run():
-        kw = {"steps": steps} | ({"spacing": "uniform"} if sampler == "ddim" else {})
+        kw = {"steps": steps} | ({"spacing": "leading"} if sampler == "ddim" else {})
         for _, x in generate_batches(
             model, schedule, batch, sampler=sampler, batch_size=batch, seed=0, clip_x0=(-1.0, 1.0), device=device, **kw
         ):

@@ -161,11 +161,11 @@ class Contender:
     def _loss(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         dtype = PRECISIONS[self.precision]
 
-        def model_fn(x_t: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
+        def net(x_t: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
             return self.call(self.model, x_t, tt).float()
 
         with torch.autocast(self.args.device, dtype=dtype, enabled=dtype is not None):
-            return diffusion_loss(model_fn, self.schedule, x0, t=t, noise=noise)
+            return diffusion_loss(net, self.schedule, x0, t=t, noise=noise)
 
     def step(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> float:
         """One optimizer step; returns its wall-clock seconds (device synchronised)."""

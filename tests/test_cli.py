@@ -12,26 +12,8 @@ from PIL import Image
 
 from ddkit.cli import main
 
-TINY = [
-    "--model-channels",
-    "16",
-    "--batch-size",
-    "32",
-    "--ckpt-every",
-    "2",
-    "--sample-every",
-    "100",
-    "--log-every",
-    "1",
-    "--no-progress",
-]
-
-
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("cli") / "run"
-    assert main(["train", "--out", str(run), "--steps", "3", *TINY]) == 0
-    return run
+# the settings of conftest.py's shared runs (digits_run, cond_run, toy_run), for the runs a test trains itself
+TINY = ["--model-channels", "8", "--batch-size", "32", "--ckpt-every", "2", "--sample-every", "100", "--no-progress"]
 
 
 def _error_line(capsys):
@@ -47,6 +29,7 @@ def test_train_writes_a_run(digits_run):
     assert (digits_run / "samples" / "step-000003.png").is_file()
 
 
+@pytest.mark.slow
 def test_resume_continues_to_a_larger_budget(digits_run, tmp_path):
     import shutil
 
@@ -92,6 +75,7 @@ def test_sample_npz_and_grid(digits_run, tmp_path, capsys):
     assert not np.array_equal(np.load(again)["images"], images)
 
 
+@pytest.mark.slow
 def test_sample_ddpm_no_ema_and_checkpoint(digits_run, tmp_path):
     out = tmp_path / "s.npz"
     ckpt = digits_run / "checkpoints" / "step-000002"
@@ -116,16 +100,15 @@ def test_sample_ddpm_no_ema_and_checkpoint(digits_run, tmp_path):
     assert np.load(out)["images"].shape == (2, 8, 8, 1)
 
 
-def test_class_conditional_run_writes_labels(tmp_path):
-    run = tmp_path / "cond"
-    assert main(["train", "--out", str(run), "--steps", "1", "--class-cond", *TINY]) == 0
+def test_class_conditional_run_writes_labels(cond_run, tmp_path):
     out = tmp_path / "s.npz"
-    assert main(["sample", str(run), "--num", "12", "--steps", "2", "--out", str(out)]) == 0
+    assert main(["sample", str(cond_run), "--num", "12", "--steps", "2", "--out", str(out)]) == 0
     data = np.load(out)
     assert data["labels"].dtype == np.int64 and data["labels"].tolist() == [i % 10 for i in range(12)]
     assert data["images"].shape == (12, 8, 8, 1)
 
 
+@pytest.mark.slow
 def test_toy_run_writes_points(tmp_path):
     run = tmp_path / "toy"
     assert (
@@ -159,6 +142,7 @@ def test_toy_run_writes_points(tmp_path):
     assert np.load(out)["points"].shape == (50, 2)
 
 
+@pytest.mark.slow
 def test_image_folder_with_classes(tmp_path):
     root = tmp_path / "imgs"
     rng = np.random.default_rng(0)
@@ -196,6 +180,7 @@ def test_image_folder_with_classes(tmp_path):
     assert np.load(out)["images"].shape == (3, 16, 16, 3)
 
 
+@pytest.mark.slow
 def test_default_batch_fits_a_small_image_folder(tmp_path, capsys):
     root = tmp_path / "few"
     root.mkdir()
@@ -284,6 +269,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, digits_run, setup, a
     assert needle in _error_line(capsys)
 
 
+@pytest.mark.slow
 def test_subprocess_exit_code_and_help(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "ddkit", "train", "--data", str(tmp_path / "missing")], capture_output=True, text=True

@@ -2,9 +2,10 @@
 torchrun with --max-restarts), then resume: nothing is lost beyond --ckpt-every steps, no checkpoint
 is left half-written, and the final weights and EMA equal an uninterrupted run's bit for bit.
 
-No test hooks: checkpoints are written every 2 steps of a tiny MLP, so a checkpoint write is most of
-each step's time and many of the kills land inside one (each is counted: a ``.tmp-*`` folder left
-behind). Subprocesses run single-threaded (OMP_NUM_THREADS=1): the same arithmetic in every run."""
+The test chooses where each kill lands, whatever the machine's speed: the process runs under
+tests/pause_at.py, stops itself at a chosen call (a training step, or a flush inside a checkpoint
+write, which leaves a ``.tmp-*`` folder behind) and is killed there. Subprocesses run
+single-threaded (OMP_NUM_THREADS=1): the same arithmetic in every run."""
 
 import json
 import os
@@ -19,6 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import pause_at
 from ddkit.training.checkpoint import latest_checkpoint, list_checkpoints
 
 CKPT_EVERY = 2
@@ -86,27 +88,38 @@ def _assert_clean(run: Path) -> None:
     assert len(list_checkpoints(run)) == len(names)
 
 
-def test_sigkill_at_random_points_then_resume_is_bit_identical(tmp_path):
-    steps = 400  # enough that 10 kills land before the end even on a quiet, fast machine
+def _kill_point(rng: random.Random) -> str:
+    """Where one process stops to be killed, counted from its start (it resumes at a checkpoint, so
+    its first checkpoint comes CKPT_EVERY steps later): before its 3rd to 6th training step (between
+    checkpoints), or at one of the six flushes of its second checkpoint (five inside the ``.tmp-*``
+    folder, one after the rename)."""
+    if rng.random() < 0.5:
+        return f"ddkit.training.trainer:Trainer.train_step:{rng.randint(CKPT_EVERY + 1, 3 * CKPT_EVERY)}:before"
+    return f"ddkit.training.checkpoint:_fsync:{rng.randint(7, 12)}:before"
+
+
+@pytest.mark.slow
+def test_sigkill_at_chosen_points_then_resume_is_bit_identical(tmp_path):
+    steps = 60  # more than 10 processes of at most 2·CKPT_EVERY steps reach
     ref = tmp_path / "ref"
     subprocess.run(_train(ref, steps), env=ENV, check=True, capture_output=True, timeout=600)
-    run, rng, kills = tmp_path / "run", random.Random(20250101), []
+    run, rng, kills, arm = tmp_path / "run", random.Random(20250101), [], tmp_path / "arm"
     for _ in range(10):
         start = _ckpt_step(run)
+        arm.touch()
+        args = _train(run, steps, "--resume")[3:]  # without "python -m ddkit"
         proc = subprocess.Popen(
-            _train(run, steps, "--resume"), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            pause_at.command(arm, [_kill_point(rng)], args),
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
-        _wait_for(lambda: _ckpt_step(run) > start, proc)  # this process has trained and saved once
-        time.sleep(rng.uniform(0.0, 0.25))
-        if proc.poll() is not None:
-            break
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        pause_at.kill_paused(proc)
         in_write = any(p.name.startswith(".tmp-") for p in (run / "checkpoints").iterdir())
         reached, saved = _logged_step(run), _ckpt_step(run)
         kills.append((reached, saved, in_write))
+        assert saved > start, kills  # every process saved once before its kill
         assert 0 <= reached - saved <= CKPT_EVERY, kills  # at most --ckpt-every steps lost
-    assert len(kills) == 10, kills
     assert kills[-1][1] < steps
     # the same command once more finishes the run (and cleans what the last kill left)
     done = subprocess.run(_train(run, steps, "--resume"), env=ENV, capture_output=True, text=True, timeout=600)
@@ -115,6 +128,7 @@ def test_sigkill_at_random_points_then_resume_is_bit_identical(tmp_path):
     _assert_clean(run)
     print(f"kills (logged step, checkpoint step, inside a write): {kills}")
     assert sum(k[2] for k in kills) >= 1, kills  # some kills landed inside a checkpoint write
+    assert sum(k[0] > k[1] for k in kills) >= 1, kills  # and some between two checkpoints
 
 
 def _children(pid: int) -> list[int]:
@@ -129,7 +143,7 @@ def _children(pid: int) -> list[int]:
     return sorted(out)
 
 
-def _torchrun(run: Path, steps: int, *extra: str) -> list[str]:
+def _torchrun(run: Path, steps: int, *extra: str, pause: tuple[Path, str] | None = None) -> list[str]:
     # --standalone: a c10d rendezvous on a free port (the static one of --master_port does not restart).
     # Every restarted group shares the agent's TCPStore; ddkit keys each attempt apart
     # (training.distributed.init_distributed), so the restarted gloo group never reads a killed
@@ -141,8 +155,7 @@ def _torchrun(run: Path, steps: int, *extra: str) -> list[str]:
         "--standalone",
         "--nproc_per_node=2",
         "--max-restarts=3",
-        "-m",
-        "ddkit",
+        *(pause_at.command(pause[0], [pause[1]], [])[1:] if pause else ["-m", "ddkit"]),  # the script, not python
         "train",
         "--out",
         str(run),
@@ -155,6 +168,7 @@ def _torchrun(run: Path, steps: int, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_torchrun_worker_killed_group_restarts_and_resumes(tmp_path):
     steps = 40
     ref = tmp_path / "ref"
@@ -162,17 +176,24 @@ def test_torchrun_worker_killed_group_restarts_and_resumes(tmp_path):
     with open(tmp_path / "ref.err", "w") as ref_log:
         r = subprocess.run(_torchrun(ref, steps), env=ENV, stdout=subprocess.DEVNULL, stderr=ref_log, timeout=600)
     assert r.returncode == 0, (tmp_path / "ref.err").read_text()[-2000:]
-    run = tmp_path / "run"
+    run, arm = tmp_path / "run", tmp_path / "arm"
+    arm.touch()  # rank 0 (which alone writes checkpoints) pauses once its third one (step 6) is in place
+    pause = (arm, "ddkit.training.trainer:save_checkpoint:3:after")
     log = open(tmp_path / "torchrun.err", "w")  # a file, not a pipe: nothing can hold it open after exit
     proc = subprocess.Popen(
-        _torchrun(run, steps), env=ENV, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
+        _torchrun(run, steps, pause=pause), env=ENV, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
     )
     try:
-        _wait_for(lambda: _ckpt_step(run) >= 6, proc)
+        _wait_for(lambda: len(_children(proc.pid)) == 2, proc)
         workers = _children(proc.pid)
-        assert len(workers) == 2, workers
-        os.kill(workers[1], signal.SIGKILL)  # rank 1 (workers start in rank order)
+        paused = lambda: [w for w in workers if pause_at.process_state(w) in ("T", "t")]  # noqa: E731
+        _wait_for(lambda: paused(), proc)
+        assert proc.poll() is None, "torchrun ended before the pause"
+        (rank0,) = paused()  # rank 0 alone writes checkpoints, so it alone pauses
+        (rank1,) = [w for w in workers if w != rank0]
         lost_from = _logged_step(run)
+        os.kill(rank1, signal.SIGKILL)  # waiting for rank 0 at the barrier after the save
+        os.kill(rank0, signal.SIGCONT)  # rank 0 goes on, and meets its dead peer
         proc.wait(timeout=420)
     except subprocess.TimeoutExpired:
         pytest.fail(
@@ -186,6 +207,6 @@ def test_torchrun_worker_killed_group_restarts_and_resumes(tmp_path):
     err = (tmp_path / "torchrun.err").read_text()
     assert proc.returncode == 0, err[-2000:]
     assert "exitcode: -9" in err, err[-2000:]  # the agent saw the killed worker, restarted, and finished
-    assert lost_from < steps  # the kill landed before the end
+    assert lost_from == 6 and not arm.exists()  # the kill landed where the test chose: after step 6's checkpoint
     _assert_same_weights(ref, run)
     _assert_clean(run)

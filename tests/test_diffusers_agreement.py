@@ -43,7 +43,7 @@ def _diffusers_ddim(fn, x, steps, eta=0.0, spacing="leading", generator=None):
 @pytest.mark.parametrize("steps", [10, 50, 100])
 def test_ddim_eta0_matches_diffusers(steps):
     x_T = _x_T()
-    ours = ddkit.ddim_sample(_fn(), x_T, S, steps=steps, eta=0.0, spacing="uniform")
+    ours = ddkit.ddim_sample(_fn(), x_T, S, steps=steps, eta=0.0, spacing="leading")
     ref = _diffusers_ddim(_fn(), x_T, steps)
     torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
 
@@ -57,7 +57,7 @@ def test_ddim_eta_positive_matches_diffusers_with_the_same_generator():
 
 @pytest.mark.parametrize("variance, name", [("small", "fixed_small"), ("large", "fixed_large")])
 def test_ddpm_matches_diffusers_with_the_same_generator(variance, name):
-    s = ddkit.Schedule.linear(timesteps=200, beta_start=1e-3, beta_end=0.05)
+    s = ddkit.Schedule.linear(num_timesteps=200, beta_start=1e-3, beta_end=0.05)
     fn = GMM.eps_fn(s.alpha_bars)
     sched = DDPMScheduler(
         num_train_timesteps=200,
@@ -88,7 +88,7 @@ def test_difference_float64_schedule_is_closer_to_exact_than_diffusers():
     assert ref_sched.dtype == torch.float32 and S.alpha_bars.dtype == torch.float64
     torch.testing.assert_close(S.alpha_bars.float(), ref_sched, rtol=1e-5, atol=1e-7)
 
-    s = ddkit.Schedule.linear(timesteps=200, beta_start=1e-3, beta_end=0.05)
+    s = ddkit.Schedule.linear(num_timesteps=200, beta_start=1e-3, beta_end=0.05)
     fn = GMM.eps_fn(s.alpha_bars)
     sched = DDPMScheduler(
         num_train_timesteps=200,

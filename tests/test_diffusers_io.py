@@ -77,7 +77,7 @@ def test_ddpm_layout_loads_into_ddkit_unet_and_ddim_matches_diffusers(tmp_path, 
     assert model_fn.config.backend == "ddkit" and isinstance(model_fn.network, UNet)
     assert torch.equal(schedule.betas, ddkit.Schedule.linear(1000).betas)
     x_T = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(3))
-    ours = ddkit.ddim_sample(model_fn, x_T, schedule, steps=10, spacing="uniform", clip_x0=(-1, 1))
+    ours = ddkit.ddim_sample(model_fn, x_T, schedule, steps=10, spacing="leading", clip_x0=(-1, 1))
     ref = diffusers_ddim(unet, sched.config, x_T, 10)
     assert (ref - x_T).abs().mean() > 0.1
     torch.testing.assert_close(ours, ref, atol=1e-4, rtol=0)
@@ -94,7 +94,7 @@ def test_other_unet2d_runs_in_diffusers_module_and_matches_for_each_target(tmp_p
     assert model_fn.config.backend == "diffusers" and model_fn.config.prediction != "epsilon"
     torch.testing.assert_close(schedule.alpha_bars.float(), sched.alphas_cumprod, rtol=1e-5, atol=1e-7)
     x_T = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(4))
-    ours = ddkit.ddim_sample(model_fn, x_T, schedule, steps=8, spacing="uniform", clip_x0=(-1, 1))
+    ours = ddkit.ddim_sample(model_fn, x_T, schedule, steps=8, spacing="leading", clip_x0=(-1, 1))
     ref = diffusers_ddim(unet, sched.config, x_T, 8)
     torch.testing.assert_close(ours, ref, atol=1e-4, rtol=0)
 
@@ -132,6 +132,7 @@ def run_dir(tmp_path_factory):
     return tiny_run(tmp_path_factory.mktemp("run"))
 
 
+@pytest.mark.slow
 def test_export_loads_in_diffusers_with_the_same_eps(run_dir, tmp_path, capsys):
     out = tmp_path / "exported"
     assert main(["export", str(run_dir), "--diffusers", str(out)]) == 0
@@ -155,6 +156,7 @@ def test_export_loads_in_diffusers_with_the_same_eps(run_dir, tmp_path, capsys):
     torch.testing.assert_close(back(x, t), ours, atol=0, rtol=0)
 
 
+@pytest.mark.slow
 def test_class_conditional_export_keeps_the_null_label(tmp_path):
     run = tiny_run(tmp_path / "run", class_cond=True, schedule="linear")
     out = tmp_path / "out"

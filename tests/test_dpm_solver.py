@@ -10,10 +10,16 @@ from diffusers import DPMSolverMultistepScheduler
 import ddkit
 from conftest import energy_distance
 from ddkit.oracle import GaussianMixture
-from ddkit.samplers import dpm_solver_timesteps, get_sampler, run_sampler
+from ddkit.samplers import get_sampler, run_sampler
+from ddkit.timesteps import logsnr, sampling_grid
 
 S = ddkit.Schedule.linear()
 GMM = GaussianMixture.default_2d()
+
+
+def dpm_solver_timesteps(schedule, steps, spacing):
+    """The multistep solvers' evaluation points."""
+    return list(sampling_grid(schedule, steps, spacing, solver=True).t)
 
 
 def _x_T(n=512, seed=0, dim=2):
@@ -43,7 +49,7 @@ def _diffusers_dpm(fn, x, steps, order, spacing="linspace", timesteps=None, **kw
 
 @pytest.mark.parametrize("order", [2, 3])
 @pytest.mark.parametrize("steps", [5, 10, 20])
-@pytest.mark.parametrize("ours, theirs", [("linspace", "linspace"), ("uniform", "leading"), ("trailing", "trailing")])
+@pytest.mark.parametrize("ours, theirs", [("linspace", "linspace"), ("leading", "leading"), ("trailing", "trailing")])
 def test_matches_diffusers_dpmsolver_multistep(order, steps, ours, theirs):
     """Same timesteps as diffusers' spacings, same samples to float32 precision (diffusers keeps
     alphas_cumprod in float32, ddkit in float64: the differences measured are ≤ 4e-5)."""
@@ -64,19 +70,19 @@ def test_logsnr_steps_match_diffusers_on_the_same_timesteps(order):
 
 
 def test_logsnr_grid_is_diffusers_lu_lambdas_grid():
-    """make_timesteps_logsnr(S) rounds the same uniform-λ grid as diffusers' use_lu_lambdas.
+    """logsnr(S) rounds the same uniform-λ grid as diffusers' use_lu_lambdas.
     Difference (documented): diffusers then steps with the unrounded σ while its model sees the
     rounded t; ddkit uses the schedule's own ᾱ at the visited t, so the two samples differ by
     more than rounding (still close: both are 2nd-order solvers on nearly the same grid)."""
     fn, x_T = GMM.eps_fn(S.alpha_bars), _x_T()
     ref, ref_timesteps = _diffusers_dpm(fn, x_T, 10, 2, use_lu_lambdas=True)
-    assert ddkit.make_timesteps_logsnr(S, 10).tolist() == ref_timesteps
+    assert logsnr(S, 10).tolist() == ref_timesteps
     ours = ddkit.dpm_solver_sample(fn, x_T, S, order=2, timesteps=ref_timesteps)
     assert 1e-4 < (ours - ref).abs().max().item() < 0.1
 
 
 def test_logsnr_timesteps_uniform_in_lambda():
-    seq = ddkit.make_timesteps_logsnr(S, 10)
+    seq = logsnr(S, 10)
     lam = ddkit.log_snr(S)[seq]
     assert seq[0] == 999 and seq[-1] == 0 and bool((seq[:-1] > seq[1:]).all())
     steps = lam[1:] - lam[:-1]
@@ -122,11 +128,11 @@ def test_single_gaussian_converges_to_the_exact_flow_map():
 
 def test_orders_beat_ddim_on_the_gmm_at_10_steps():
     """Energy distance to true samples at 10 model evaluations (linear schedule, logSNR steps for
-    DPM-Solver++, DDIM's own uniform spacing). Measured: DDIM 0.0097, order 2 0.0026, order 3 0.0022
+    DPM-Solver++, DDIM's own leading spacing). Measured: DDIM 0.0097, order 2 0.0026, order 3 0.0022
     with a floor of 0.0018 (two true sample sets)."""
     fn, x_T = GMM.eps_fn(S.alpha_bars), _x_T(4000)
     data = GMM.sample(4000, torch.Generator().manual_seed(1))[0].float()
-    ddim = energy_distance(ddkit.ddim_sample(fn, x_T, S, steps=10, spacing="uniform"), data)
+    ddim = energy_distance(ddkit.ddim_sample(fn, x_T, S, steps=10, spacing="leading"), data)
     dpm2 = energy_distance(ddkit.dpm_solver_sample(fn, x_T, S, steps=10, order=2, spacing="logsnr"), data)
     dpm3 = energy_distance(ddkit.dpm_solver_sample(fn, x_T, S, steps=10, order=3, spacing="logsnr"), data)
     assert dpm3 < dpm2 < ddim / 2, (dpm3, dpm2, ddim)
@@ -150,7 +156,7 @@ def test_all_timesteps_and_clipping():
     fn, x_T = GMM.eps_fn(S.alpha_bars), _x_T(8)
     small = ddkit.Schedule.linear(20, 1e-3, 0.2)
     f20 = GMM.eps_fn(small.alpha_bars)
-    assert dpm_solver_timesteps(small, 20, "uniform") == list(range(19, -1, -1))
+    assert dpm_solver_timesteps(small, 20, "leading") == list(range(19, -1, -1))
     assert torch.isfinite(ddkit.dpm_solver_sample(f20, x_T, small, steps=20, order=3)).all()
     clipped = ddkit.dpm_solver_sample(fn, 3 * x_T, S, steps=5, clip_x0=(-0.5, 0.5))
     assert clipped.abs().max().item() <= 0.5 + 1e-6

@@ -12,18 +12,15 @@ from ddkit.data import load_data
 from ddkit.data.images import to_uint8
 from ddkit.data.inputs import load_images, load_mask
 
-TINY = ["--model-channels", "8", "--batch-size", "32", "--sample-every", "100", "--no-progress"]
 FAST = ["--steps", "3"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, digits_run, cond_run):
     root = tmp_path_factory.mktemp("edit_cli")
-    runs = {"uncond": root / "uncond", "cond": root / "cond"}
-    assert main(["train", "--out", str(runs["uncond"]), "--steps", "2", *TINY]) == 0
-    assert main(["train", "--out", str(runs["cond"]), "--steps", "2", "--class-cond", *TINY]) == 0
+    runs = {"uncond": digits_run, "cond": cond_run}  # conftest.py's shared runs
     images = to_uint8(load_data("digits:test").x[:5])
     np.savez(root / "in.npz", images=images)
     np.savez(root / "other.npz", images=images[::-1].copy())

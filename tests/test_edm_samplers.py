@@ -71,7 +71,7 @@ def test_model_evaluations(gmm):
         heun_sample(counting, x, schedule, steps=6)
 
 
-@pytest.mark.parametrize("spacing", ["karras", "uniform", "trailing", "logsnr"])
+@pytest.mark.parametrize("spacing", ["karras", "leading", "trailing", "logsnr"])
 def test_euler_without_churn_is_ddim(gmm, spacing):
     """d = (x̃ − D)/σ = ε, so an Euler step in σ is DDIM's η = 0 step (Song et al. 2020, eq. 14)."""
     schedule = ddkit.Schedule.cosine()

@@ -62,6 +62,7 @@ def test_self_distance_closed_forms():
         GaussianMixture(torch.zeros(1, 3), torch.ones(1), torch.ones(1)).self_distance()
 
 
+@pytest.mark.slow
 def test_energy_to_mixture_is_unbiased_and_sensitive():
     gmm = GaussianMixture.default_2d()
     null = [energy_distance_to_mixture(gmm.sample(4000, torch.Generator().manual_seed(s))[0], gmm) for s in range(8)]

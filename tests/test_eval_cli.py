@@ -13,29 +13,12 @@ from ddkit.data.images import to_uint8
 from ddkit.eval import evaluate_samples
 from ddkit.training.config import RunConfig
 
-TINY = [
-    "--model-channels",
-    "16",
-    "--batch-size",
-    "32",
-    "--ckpt-every",
-    "2",
-    "--sample-every",
-    "100",
-    "--log-every",
-    "1",
-    "--no-progress",
-]
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def train_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("eval") / "run"
-    assert main(["train", "--data", "digits:train", "--out", str(run), "--steps", "2", *TINY]) == 0
-    return run
+def train_run(digits_run):
+    return digits_run  # conftest.py's shared run: 3 steps on digits:train
 
 
 @pytest.fixture(scope="module")
@@ -139,13 +122,8 @@ def test_eval_errors(train_run, capsys, tmp_path):
     assert "--reference must be" in _error(capsys, train_run, "--reference", "digits:val")
 
 
-def test_nll_on_a_toy_run_is_refused(tmp_path, capsys):
-    run = tmp_path / "toy"
-    assert (
-        main(["train", "--data", "toy:moons", "--out", str(run), "--steps", "1", "--batch-size", "64", "--no-progress"])
-        == 0
-    )
-    assert "--nll need an image run" in _error(capsys, run, "--nll")
+def test_nll_on_a_toy_run_is_refused(toy_run, capsys):
+    assert "--nll need an image run" in _error(capsys, toy_run, "--nll")
 
 
 def test_nll_through_eval(train_run, capsys, tmp_path):
@@ -161,6 +139,7 @@ def _digit_folder(path, count):
     return path
 
 
+@pytest.mark.slow
 def test_train_holdout_split_is_recorded_and_never_trained_on(tmp_path, capsys):
     folder = _digit_folder(tmp_path / "imgs", 40)
     run = tmp_path / "run"

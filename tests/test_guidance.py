@@ -114,7 +114,7 @@ def test_larger_cfg_scales_concentrate_samples(gmm, schedule):
 
 def test_guidance_interval_skips_the_unconditional_branch_outside_it(gmm, schedule):
     net = exact_cond_net(gmm, schedule)
-    steps = ddkit.make_timesteps(1000, 10, "uniform").tolist()  # 900, 800, …, 0
+    steps = ddkit.make_timesteps(1000, 10, "leading").tolist()  # 900, 800, …, 0
     inside = [t for t in steps if 300 <= t <= 700]
     model_fn = classifier_free_guidance(net, 2, 3.0, interval=(300, 700))
     x_T = torch.randn(6, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
@@ -143,11 +143,11 @@ def test_rescale_matches_the_conditional_std(gmm, schedule):
     x = torch.randn(32, 2, generator=g, dtype=torch.float64)
     t = torch.full((32,), 400)
     guided = classifier_free_guidance(net, 1, 4.0)(x, t)
-    assert torch.equal(classifier_free_guidance(net, 1, 4.0, rescale=0.0)(x, t), guided)
-    full = classifier_free_guidance(net, 1, 4.0, rescale=1.0)(x, t)
+    assert torch.equal(classifier_free_guidance(net, 1, 4.0, guidance_rescale=0.0)(x, t), guided)
+    full = classifier_free_guidance(net, 1, 4.0, guidance_rescale=1.0)(x, t)
     cond = net(x, t, torch.full((32,), 1))
     assert torch.allclose(full.std(dim=1), cond.std(dim=1), atol=1e-10)
-    half = classifier_free_guidance(net, 1, 4.0, rescale=0.5)(x, t)
+    half = classifier_free_guidance(net, 1, 4.0, guidance_rescale=0.5)(x, t)
     assert torch.allclose(half, 0.5 * full + 0.5 * guided, atol=1e-12)
 
 
@@ -210,7 +210,7 @@ def test_bad_arguments_name_the_allowed_values(gmm, schedule):
     with pytest.raises(ValueError, match=r"0 <= t_lo <= t_hi"):
         classifier_free_guidance(net, 0, 2.0, interval=(-1, 300))
     with pytest.raises(ValueError, match=r"rescale must be in \[0, 1\]"):
-        classifier_free_guidance(net, 0, 2.0, rescale=1.5)
+        classifier_free_guidance(net, 0, 2.0, guidance_rescale=1.5)
     with pytest.raises(ValueError, match="null_label is required"):
         classifier_free_guidance(lambda x, t, y: x, 0, 2.0)
     assert classifier_free_guidance(lambda x, t, y: x, 0, 2.0, null_label=8) is not None

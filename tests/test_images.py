@@ -1,4 +1,5 @@
-"""Tests for ddkit.images: uint8 conversion, grids and PNG plots."""
+"""Tests for ddkit.data.images (uint8 conversion, grids) and the figures of ddkit.plots that the
+trainer draws (the scatter of 2-D samples, the loss curve)."""
 
 import os
 from pathlib import Path
@@ -8,13 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ddkit.data.images import (
-    make_grid,
-    save_grid,
-    save_loss_curve,
-    save_points_plot,
-    to_uint8,
-)
+from ddkit.data.images import make_grid, save_grid, to_uint8
+from ddkit.plots import plot_loss_curve, plot_points, smooth
 
 
 def test_to_uint8_mapping_and_layout():
@@ -121,49 +117,63 @@ def _open_rgb(path: Path) -> np.ndarray:
         return np.asarray(loaded.convert("RGB"))
 
 
+BLUE = (31, 119, 180)  # matplotlib's C0 (tab:blue)
+ORANGE = (255, 127, 14)  # C1
+
+
+def _near(image: np.ndarray, colour, tol: int = 40) -> np.ndarray:
+    return (np.abs(image.astype(int) - np.array(colour)) <= tol).all(2)
+
+
 def test_points_plot_size_and_content(tmp_path):
     points = torch.tensor([[0.5, 0.5], [-0.5, -0.5], [float("nan"), 0.0], [9.0, 9.0]])
-    path = save_points_plot(points, tmp_path / "points.png", size=200, lim=1.0, labels=torch.tensor([0, 1, 0, 1]))
+    path = plot_points(points, tmp_path / "points.png", size=200, lim=1.0, labels=torch.tensor([0, 1, 0, 1]))
     image = _open_rgb(path)
     assert image.shape == (200, 200, 3)
-    # (0.5, 0.5) → column 150, row 199 − 150 = 49, in palette colour 0
-    assert tuple(image[49, 150]) == (31, 119, 180)
-    assert tuple(image[149, 50]) == (255, 127, 14)  # (−0.5, −0.5) → row 199 − 50, label 1
-    coloured = (image != 255).any(2) & (image != 200).any(2) & (image != 0).any(2)
-    assert coloured.sum() == 2  # the NaN and out-of-range points are not drawn
+    # the axes fill the figure: (0.5, 0.5) lands near column 150, row 50, in label 0's colour
+    blue, orange = _near(image, BLUE), _near(image, ORANGE)
+    assert blue[45:56, 145:156].any() and not blue[:, :100].any()
+    assert orange[145:156, 45:56].any() and not orange[:, 100:].any()  # (−0.5, −0.5), label 1
+    assert not (blue | orange)[:30, 170:].any()  # (9, 9) is outside, the NaN point is not drawn
 
 
 def test_points_plot_default_limits_include_all_points(tmp_path):
     points = np.random.default_rng(0).normal(size=(1000, 2)) * 3
-    image = _open_rgb(save_points_plot(points, tmp_path / "p.png", size=256))
-    drawn = (image == (31, 119, 180)).all(2)
-    assert image.shape == (256, 256, 3) and drawn.sum() > 900  # a few dots overlap
+    image = _open_rgb(plot_points(points, tmp_path / "p.png", size=256))
+    drawn = _near(image, BLUE)
+    assert image.shape == (256, 256, 3) and drawn.sum() > 500
+    rows, columns = np.nonzero(drawn)
+    assert abs(rows.mean() - 128) < 15 and abs(columns.mean() - 128) < 15  # centred, as the points are
 
 
 def test_points_plot_rejects_bad_shape(tmp_path):
     with pytest.raises(ValueError, match=r"\[N, 2\]"):
-        save_points_plot(np.zeros((4, 3)), tmp_path / "p.png")
+        plot_points(np.zeros((4, 3)), tmp_path / "p.png")
 
 
 def test_loss_curve_png(tmp_path):
     steps = np.arange(1, 501)
     losses = 1.0 / np.sqrt(steps) + 0.01 * np.random.default_rng(0).random(500)
     losses[7] = np.nan  # skipped
-    path = save_loss_curve(steps, losses, tmp_path / "loss.png", size=(400, 300))
-    image = _open_rgb(path)
-    assert image.shape == (300, 400, 3)
-    blue = (image == (31, 119, 180)).all(2)
+    image = _open_rgb(plot_loss_curve(steps, losses, tmp_path / "loss.png"))
+    assert image.shape == (360, 640, 3)
+    blue = _near(image, BLUE, tol=10)
     assert blue.sum() > 300  # the smoothed curve is drawn
     # decreasing loss: the curve starts high on the left and ends low on the right
-    rows = np.nonzero(blue)[0]
-    columns = np.nonzero(blue)[1]
-    assert rows[columns < 100].mean() < rows[columns > 300].mean()
+    rows, columns = np.nonzero(blue)
+    assert rows[columns < columns.min() + 50].mean() < rows[columns > columns.max() - 50].mean()
+
+
+def test_smooth_is_a_debiased_moving_average():
+    assert np.allclose(smooth(np.full(10, 3.0), 4), 3.0)  # debiased: a constant stays itself
+    out = smooth(np.array([0.0, 1.0]), 2)  # β = 0.5: (0.5·1) / (1 − 0.25)
+    assert out[0] == 0.0 and out[1] == pytest.approx(0.5 / 0.75)
 
 
 def test_loss_curve_handles_edge_cases(tmp_path):
     for name, losses in [("neg", [0.5, -0.1, 0.2]), ("one", [0.3]), ("none", [])]:
         steps = list(range(len(losses)))
-        image = _open_rgb(save_loss_curve(steps, losses, tmp_path / f"{name}.png"))
+        image = _open_rgb(plot_loss_curve(steps, losses, tmp_path / f"{name}.png"))
         assert image.shape == (360, 640, 3)
     with pytest.raises(ValueError, match="same length"):
-        save_loss_curve([1, 2], [0.1], tmp_path / "bad.png")
+        plot_loss_curve([1, 2], [0.1], tmp_path / "bad.png")

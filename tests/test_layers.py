@@ -1,11 +1,12 @@
-"""The layers, read from the imports of every module: math ← nn ← data ← training ← eval ← cli.
-
-The nevers: the math imports nothing from nn/, data/, training/, eval/, interop/ or cli/; the
-samplers see only ``model_fn`` (they import the math alone, and every registered sampler's first
-parameter is ``model_fn``); nothing but cli/ imports cli/."""
+"""The layers, read from the imports of every module (at any depth: an import inside a function
+counts too, so none may go upward to dodge a circle). Each top-level module or package imports only
+those before it in ORDER; ``ddkit/__init__.py`` (the public names), ``__main__`` and ``_compat``
+sit on top. The same order is written in ``ddkit/__init__.py``'s docstring and the README. The
+samplers see only ``model_fn`` (every registered sampler's first parameter)."""
 
 import ast
 import inspect
+import re
 from pathlib import Path
 
 import pytest
@@ -14,22 +15,35 @@ import ddkit
 from ddkit.samplers import SAMPLERS
 
 SRC = Path(ddkit.__file__).parent
-MATH = (
-    "schedule",
+ORDER = (
+    "version",
+    "options",
+    "checks",
+    "rng",
     "timesteps",
+    "schedule",
     "forward",
     "parameterization",
     "losses",
     "guidance",
-    "samplers",
-    "checks",
-    "rng",
     "latents",
     "oracle",
+    "samplers",
     "edit",
+    "klub",
     "tuning",
+    "generate",
+    "plots",
+    "nn",
+    "data",
+    "eval",
+    "training",
+    "interop",
+    "tasks",
+    "cli",
 )
-MACHINERY = ("nn", "data", "training", "eval", "interop", "cli", "generate", "plots")
+ON_TOP = ("", "__main__", "_compat")  # "": ddkit/__init__.py
+RANK = {name: i for i, name in enumerate(ORDER)}
 
 
 def _module_name(path: Path) -> str:
@@ -52,7 +66,9 @@ def _imports(path: Path) -> set[str]:
                 module = ".".join(base + ([node.module] if node.module else []))
             else:
                 module = node.module or ""
-            if module.startswith("ddkit"):
+            if module == "ddkit":  # `from . import x` at the top: x is a module (or the package's own name)
+                found |= {f"ddkit.{a.name}" for a in node.names}
+            elif module.startswith("ddkit"):
                 found.add(module)
                 found |= {f"{module}.{a.name}" for a in node.names}  # `from . import x` names a module
     return found
@@ -70,16 +86,25 @@ def test_every_module_was_read():
     assert "ddkit.samplers.ddim" in MODULES and "ddkit.cli.train" in MODULES and len(MODULES) > 50
 
 
-@pytest.mark.parametrize("name", sorted(m for m in MODULES if _top(m) in MATH))
-def test_the_math_imports_no_machinery(name):
-    bad = sorted(i for i in MODULES[name] if _top(i) in MACHINERY)
-    assert not bad, f"{name} (math) imports {bad}"
+def test_every_top_level_module_has_a_place_in_the_order():
+    tops = {_top(m) for m in MODULES} - set(ON_TOP)
+    assert not sorted(tops - set(ORDER)), "add each new module or package to ORDER (and the docs' order)"
+    assert not sorted(set(ORDER) - tops), "ORDER names a module that no longer exists"
 
 
-@pytest.mark.parametrize("name", sorted(m for m in MODULES if _top(m) == "samplers"))
-def test_samplers_import_only_the_math(name):
-    bad = sorted(i for i in MODULES[name] if _top(i) not in MATH)
-    assert not bad, f"{name} imports {bad}: a sampler sees only model_fn"
+@pytest.mark.parametrize("name", sorted(m for m in MODULES if _top(m) not in ON_TOP))
+def test_every_import_goes_down_the_order(name):
+    here = RANK[_top(name)]
+    bad = sorted(i for i in MODULES[name] if RANK.get(_top(i), len(ORDER)) > here)  # the package root: on top
+    assert not bad, f"{name} ({_top(name)}) imports {bad}, which come after it in {ORDER}"
+
+
+@pytest.mark.parametrize("doc", ["src/ddkit/__init__.py", "README.md"])
+def test_the_docs_state_the_same_order(doc):
+    text = (SRC.parent.parent / doc).read_text()
+    chain = re.search(r"version ←[^\n]*(?:\n\s*←[^\n]*)*", text)
+    assert chain, f"{doc} does not write the layer order"
+    assert tuple(re.split(r"\s*←\s*", chain.group(0).strip())) == ORDER
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
@@ -104,3 +129,16 @@ def test_the_checks_would_catch_a_violation(tmp_path):
     finally:
         fake.unlink()
     assert "ddkit.training" in found and "ddkit.samplers.common" in found
+    assert RANK[_top("ddkit.training")] > RANK["samplers"]
+
+
+def test_an_import_of_the_package_root_is_upward(tmp_path):
+    """``from . import __version__`` in a module (the circle tuning once closed this way) is seen."""
+    fake = SRC / "_probe_for_test.py"
+    try:
+        fake.write_text("def f():\n    from . import __version__\n    from . import checks\n")
+        found = _imports(fake)
+    finally:
+        fake.unlink()
+    assert found == {"ddkit.__version__", "ddkit.checks"}
+    assert RANK.get(_top("ddkit.__version__"), len(ORDER)) == len(ORDER)

@@ -53,7 +53,7 @@ def test_timesteps_are_uniform_and_seeded():
 def test_loss_errors():
     with pytest.raises(ValueError, match="mean, none"):
         ddkit.diffusion_loss(lambda x, t: x, S, torch.ones(2, 2), reduction="sum")
-    with pytest.raises(ValueError, match=r"model_fn returned shape \[2, 1\]"):
+    with pytest.raises(ValueError, match=r"net returned shape \[2, 1\]"):
         ddkit.diffusion_loss(lambda x, t: x[:, :1], S, torch.ones(2, 2))
 
 

@@ -30,6 +30,7 @@ def test_native_bf16_agrees_with_cpuinfo():
     assert cpu_has_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
 
 
+@pytest.mark.slow
 def test_train_records_the_resolved_choice_and_says_it(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--out", str(run), "--steps", "1", "--batch-size", "16", "--model-channels", "8",

@@ -67,6 +67,7 @@ def test_v_target_and_bad_names():
     assert RunConfig.from_dict({**cfg.to_dict(), "diffusion": {"schedule": "cosine"}}).diffusion.prediction == "eps"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prediction", ["x0", "v"])
 def test_x0_and_v_runs_train_and_sample_through_the_cli(tmp_path, prediction):
     """A small MLP on toy:gmm, 150 steps: samples from every sampler (through eps_network) land on

@@ -1,9 +1,11 @@
+import inspect
 import math
 
 import pytest
 import torch
 
 import ddkit
+import ddkit.samplers
 from conftest import energy_distance
 from ddkit.oracle import GaussianMixture
 from ddkit.samplers.ddpm import ddpm_variance
@@ -122,7 +124,7 @@ def test_one_ddim_step_with_ddpm_sigma_is_one_ddpm_step(t, clip):
 
 
 def test_ddim_eta1_every_step_is_ddpm_small(gmm):
-    s = ddkit.Schedule.linear(timesteps=200, beta_start=1e-3, beta_end=0.05)
+    s = ddkit.Schedule.linear(num_timesteps=200, beta_start=1e-3, beta_end=0.05)
     fn = gmm.eps_fn(s.alpha_bars)
     x_T = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     a = ddkit.ddim_sample(fn, x_T, s, steps=200, eta=1.0, generator=torch.Generator().manual_seed(9))
@@ -146,7 +148,7 @@ def test_eta0_is_deterministic_and_generators_reproduce(gmm):
 def test_samplers_keep_dtype_and_shape(gmm, dtype):
     fn = lambda x, t: torch.zeros_like(x)  # noqa: E731
     x_T = torch.randn(3, 1, 4, 4, dtype=dtype)
-    s = ddkit.Schedule.linear(timesteps=20)
+    s = ddkit.Schedule.linear(num_timesteps=20)
     for out in (
         ddkit.ddpm_sample(fn, x_T, s),
         ddkit.ddim_sample(fn, x_T, s, steps=5, eta=0.3),
@@ -188,8 +190,8 @@ def test_clip_keeps_final_sample_in_range(gmm):
         (lambda fn, x: ddkit.ddim_sample(fn, x, S, eta=1.5), r"eta must be in \[0, 1\]"),
         (lambda fn, x: ddkit.ddim_sample(fn, x, S, steps=0), r"steps must be an integer in \[1, 1000\]"),
         (lambda fn, x: ddkit.ddim_sample(fn, x, S, steps=1001), r"steps must be an integer in \[1, 1000\]"),
-        (lambda fn, x: ddkit.ddim_sample(fn, x, S, spacing="bogus"), "allowed: uniform, quadratic, trailing, linspace"),
-        (lambda fn, x: ddkit.ddim_invert(fn, x, S, spacing="bogus"), "allowed: uniform, quadratic, trailing, linspace"),
+        (lambda fn, x: ddkit.ddim_sample(fn, x, S, spacing="bogus"), "allowed: leading, quadratic, trailing, linspace"),
+        (lambda fn, x: ddkit.ddim_invert(fn, x, S, spacing="bogus"), "allowed: leading, quadratic, trailing, linspace"),
         (lambda fn, x: ddkit.ddpm_sample(fn, x, S, variance="learned"), "variance must be one of small, large"),
         (lambda fn, x: ddkit.ddim_sample(lambda a, t: a[:, :1], x, S), r"model_fn returned shape \[2, 1\]"),
         (lambda fn, x: ddkit.ddim_sample(fn, x.long(), S), "floating-point"),
@@ -201,3 +203,17 @@ def test_clip_keeps_final_sample_in_range(gmm):
 def test_invalid_arguments(call, match):
     with pytest.raises(ValueError, match=match):
         call(lambda a, t: torch.zeros_like(a), torch.randn(2, 2))
+
+
+@pytest.mark.parametrize("name", sorted(ddkit.samplers.SAMPLERS))
+def test_the_registry_holds_each_samplers_defaults(name):
+    """SamplerSpec.defaults (read by the CLI and tuning) are the defaults a direct call uses."""
+    spec = ddkit.samplers.SAMPLERS[name]
+    params = inspect.signature(spec.fn).parameters
+    assert {k: params[k].default for k in spec.defaults} == spec.defaults
+
+
+def test_a_misspelt_common_keyword_is_refused():
+    fn = GaussianMixture.default_2d().eps_fn(S.alpha_bars)
+    with pytest.raises(TypeError, match="clip_xo"):
+        ddkit.ddim_sample(fn, torch.randn(2, 2), S, steps=4, clip_xo=(-1, 1))

@@ -11,7 +11,7 @@ from ddkit.timesteps import make_timesteps
 
 
 def test_linear_matches_ddpm_definition():
-    s = ddkit.Schedule.linear(timesteps=1000, beta_start=1e-4, beta_end=0.02)
+    s = ddkit.Schedule.linear(num_timesteps=1000, beta_start=1e-4, beta_end=0.02)
     expected = np.linspace(1e-4, 0.02, 1000, dtype=np.float64)
     for name in ("betas", "alphas", "alpha_bars"):
         assert getattr(s, name).dtype == torch.float64
@@ -26,7 +26,7 @@ def test_linear_matches_ddpm_definition():
 def test_cosine_matches_nichol_dhariwal_and_diffusers():
     from diffusers import DDPMScheduler
 
-    s = ddkit.Schedule.cosine(timesteps=1000)
+    s = ddkit.Schedule.cosine(num_timesteps=1000)
     f = lambda t: math.cos((t / 1000 + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
     for t in (1, 10, 500, 900):  # unclipped region: ᾱ_t = f(t)/f(0)
         assert s.alpha_bars[t - 1].item() == pytest.approx(f(t) / f(0), rel=1e-9)
@@ -36,7 +36,7 @@ def test_cosine_matches_nichol_dhariwal_and_diffusers():
 
 
 def test_posterior_variance_and_prev():
-    s = ddkit.Schedule.linear(timesteps=50)
+    s = ddkit.Schedule.linear(num_timesteps=50)
     assert s.alpha_bars_prev[0] == 1.0
     torch.testing.assert_close(s.alpha_bars_prev[1:], s.alpha_bars[:-1])
     beta_tilde = (1 - s.alpha_bars_prev) / (1 - s.alpha_bars) * s.betas
@@ -57,8 +57,8 @@ def test_config_round_trip(s):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"timesteps": 0}, "positive integer"),
-        ({"timesteps": 10, "beta_start": 0.1, "beta_end": 0.01}, "beta_start <= beta_end"),
+        ({"num_timesteps": 0}, "positive integer"),
+        ({"num_timesteps": 10, "beta_start": 0.1, "beta_end": 0.01}, "beta_start <= beta_end"),
     ],
 )
 def test_bad_schedules(kwargs, match):
@@ -92,7 +92,7 @@ def test_all_steps_visit_every_timestep(T, spacing):
 
 @pytest.mark.parametrize("steps", [10, 50, 7, 333])
 @pytest.mark.parametrize(
-    "spacing, diffusers_name", [("uniform", "leading"), ("trailing", "trailing"), ("linspace", "linspace")]
+    "spacing, diffusers_name", [("leading", "leading"), ("trailing", "trailing"), ("linspace", "linspace")]
 )
 def test_spacings_match_diffusers(steps, spacing, diffusers_name):
     from diffusers import DDIMScheduler
@@ -119,17 +119,17 @@ def test_quadratic_repairs_ddims_repeated_steps():
     assert ours[-4:].tolist() == [3, 2, 1, 0]
 
 
-def test_uniform_is_ddims_stride():
-    assert make_timesteps(1000, 50, "uniform").tolist() == list(range(980, -1, -20))
+def test_leading_is_ddims_stride():
+    assert make_timesteps(1000, 50, "leading").tolist() == list(range(980, -1, -20))
 
 
 @pytest.mark.parametrize(
     "steps, spacing, match",
     [
-        (0, "uniform", r"steps must be an integer in \[1, 1000\]"),
-        (1001, "uniform", r"steps must be an integer in \[1, 1000\]"),
-        (2.5, "uniform", "steps must be an integer"),
-        (10, "cosine", "allowed: uniform, quadratic, trailing, linspace"),
+        (0, "leading", r"steps must be an integer in \[1, 1000\]"),
+        (1001, "leading", r"steps must be an integer in \[1, 1000\]"),
+        (2.5, "leading", "steps must be an integer"),
+        (10, "cosine", "allowed: leading, quadratic, trailing, linspace"),
     ],
 )
 def test_bad_timestep_arguments(steps, spacing, match):

@@ -58,7 +58,7 @@ def test_samplers_never_read_the_device(net, name, spacing):
     [
         lambda net, s: classifier_free_guidance(net, torch.tensor([0, 1, 2, 0]), 3.0, interval=(50, 150)),
         lambda net, s: classifier_free_guidance(net, 1, 0.0),
-        lambda net, s: classifier_free_guidance(net, 1, 2.5, rescale=0.7),
+        lambda net, s: classifier_free_guidance(net, 1, 2.5, guidance_rescale=0.7),
         lambda net, s: lambda x, t: eps_network(net, "v", s)(x, t, torch.zeros(4, dtype=torch.long, device=META)),
         lambda net, s: lambda x, t: eps_network(net, "x0", s)(x, t, None),
     ],
@@ -90,7 +90,7 @@ def test_guidance_interval_is_the_same_on_host_and_device_paths(net, monkeypatch
     x = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     t = torch.tensor([10, 60, 100, 150, 151, 199])
     y = torch.tensor([0, 1, 2, 0, 1, 2])
-    fn = classifier_free_guidance(model, y, 3.0, interval=(50, 150), rescale=0.5)
+    fn = classifier_free_guidance(model, y, 3.0, interval=(50, 150), guidance_rescale=0.5)
     with torch.no_grad():
         host = fn(x, t)
         monkeypatch.setattr(guidance, "_select_rows", lambda x: False)

@@ -1,8 +1,10 @@
-"""The quality-vs-steps table (ddkit.eval.table): layout, files, shared start noise, and its cells
-agreeing with sampling and scoring by hand."""
+"""The quality-vs-steps table (ddkit.eval.table, and benchmarks/oracle_table.py on the exact ε):
+layout, files, shared start noise, and its cells agreeing with sampling and scoring by hand."""
 
 import csv
+import importlib.util
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +14,17 @@ import ddkit
 from ddkit.data.images import to_uint8
 from ddkit.eval import evaluate_samples
 from ddkit.eval.energy import energy_distance_to_mixture
-from ddkit.eval.table import QualityTable, oracle_quality_table, quality_table, sample_quality_table
+from ddkit.eval.table import QualityTable, quality_table, sample_quality_table
 from ddkit.generate import generate
 from ddkit.nn import UNet
+
+# the oracle's table is a benchmark (benchmarks/oracle_table.py), tested here as the table's exact case
+_spec = importlib.util.spec_from_file_location(
+    "oracle_table", Path(__file__).resolve().parents[1] / "benchmarks" / "oracle_table.py"
+)
+oracle_table = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(oracle_table)
+oracle_quality_table = oracle_table.oracle_quality_table
 
 
 def test_oracle_table_layout_files_and_floor(tmp_path, gmm):

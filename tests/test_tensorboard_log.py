@@ -11,6 +11,7 @@ pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
 
+@pytest.mark.slow
 def test_train_logs_scalars_and_sample_grids(tmp_path):
     run = tmp_path / "run"
     assert main(["train", "--out", str(run), "--steps", "4", "--batch-size", "16", "--model-channels", "8",

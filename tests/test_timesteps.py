@@ -178,3 +178,11 @@ def test_every_sampler_starts_from_start_t(gmm, name):
     else:
         assert first == t0
     assert energy_distance_to_mixture(out.double(), gmm) < 0.02
+
+
+def test_steps_none_is_every_timestep_from_the_start():
+    """DDPM's ancestral walk: every timestep from T-1 (or start_t) down, the schedule's own ᾱ."""
+    S = ddkit.Schedule.linear(num_timesteps=50)
+    grid = sampling_grid(S, None)
+    assert grid.t == tuple(range(49, -1, -1)) and grid.alpha_bars == tuple(S.alpha_bar(t) for t in grid.t)
+    assert sampling_grid(S, None, start_t=20).t == tuple(range(20, -1, -1))

@@ -1,4 +1,4 @@
-"""Tests for ddkit.toy: Gaussian mixtures, their exact score / ε, and the toy data sets."""
+"""Tests for ddkit.data.toy and ddkit.oracle: Gaussian mixtures, their exact score / ε, and the toy data sets."""
 
 import math
 

@@ -59,6 +59,7 @@ def test_run_folder_layout(tmp_path):
     assert (run / "samples" / "step-000006.png").is_file() and (run / "loss.png").is_file()
 
 
+@pytest.mark.slow
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
     full = train(tiny_config(), tmp_path / "full", progress=False)
     part = train(tiny_config(), tmp_path / "part", progress=False)

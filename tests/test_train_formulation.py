@@ -28,6 +28,7 @@ def _same_weights(a: dict, b: dict) -> bool:
     return set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_augment_0_is_bit_identical_to_no_option(tmp_path):
     plain = ddkit.train(out=tmp_path / "plain", progress=False, **TINY)
     zero = ddkit.train(out=tmp_path / "zero", progress=False, augment=0.0, **TINY)
@@ -60,6 +61,7 @@ def test_config_records_the_decisions(tmp_path):
     assert back.diffusion.target == "eps" and back.train.augment == 0 and back.model.augment_dim == 0
 
 
+@pytest.mark.slow
 def test_resume_is_exact_and_refuses_to_change_the_formulation(tmp_path):
     opts = dict(TINY, steps=6, ckpt_every=3, augment=0.5, **EDM)
     whole = ddkit.train(out=tmp_path / "whole", progress=False, **opts)
@@ -72,6 +74,7 @@ def test_resume_is_exact_and_refuses_to_change_the_formulation(tmp_path):
     ddkit.train(out=half, resume=True, progress=False, steps=6, augment_ops="aniso,rotate,scale,translate")
 
 
+@pytest.mark.slow
 def test_edm_and_augmenting_runs_sample_evaluate_and_export(tmp_path, capsys):
     """Every sampler, guidance and export see the runs through eps_network; an augmenting run
     exports without its augmentation layer (the same network at zero labels); an EDM run cannot be

@@ -13,8 +13,7 @@ import ddkit
 from ddkit.cli import main
 from ddkit.eval.energy import energy_distance_to_mixture
 from ddkit.samplers import run_sampler
-from ddkit.timesteps import tuned
-from ddkit.tuning import TunedTimesteps, teacher_solution
+from ddkit.tuning import TunedTimesteps, teacher_solution, tuned
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -33,7 +32,7 @@ def test_tuned_beats_every_hand_made_grid(oracle_tuned, gmm):
     schedule, fn, _, _, rec = oracle_tuned
     assert rec.sampler == "dpm++" and rec.nfe == 5 and len(rec.timesteps) == 5 and rec.options == {"order": 2}
     assert rec.score_after < min(rec.score_before.values())
-    assert rec.baseline == "uniform" and set(rec.score_before) >= {"uniform", "logsnr", "karras", "exponential", "dp"}
+    assert rec.baseline == "leading" and set(rec.score_before) >= {"leading", "logsnr", "karras", "exponential", "dp"}
     assert rec.teacher == {"sampler": "dpm++", "order": 2, "spacing": "trailing", "steps": 200}
     assert "dynamic programming" in rec.method and rec.version == ddkit.__version__
     t = list(rec.timesteps)
@@ -43,7 +42,7 @@ def test_tuned_beats_every_hand_made_grid(oracle_tuned, gmm):
     tuned_score = energy_distance_to_mixture(run_sampler("dpm++", fn, x, schedule, timesteps=t).double(), gmm)
     hand = min(
         energy_distance_to_mixture(run_sampler("dpm++", fn, x, schedule, steps=5, spacing=sp).double(), gmm)
-        for sp in ("uniform", "logsnr", "exponential")
+        for sp in ("leading", "logsnr", "exponential")
     )
     assert tuned_score < hand
 
@@ -207,3 +206,26 @@ def test_tune_steps_klub_records_candidates(runs, capsys):
     for name, cand in record["candidates"].items():
         top = name.split("@")[1]
         assert record["candidates"][f"klub@{top}"]["klub"] <= cand["klub"] * (1 + 1e-9)
+
+
+def test_a_record_written_before_the_renames_loads_with_the_new_names(tmp_path):
+    """0.1 wrote DDIM's leading spacing as "uniform"; its files load with the new name."""
+    old = {
+        "format": "ddkit-tuned-timesteps",
+        "format_version": 1,
+        "sampler": "ddim",
+        "nfe": 3,
+        "timesteps": [999, 500, 20],
+        "sigmas": [1.0, 0.5, 0.1],
+        "options": {},
+        "baseline": "uniform",
+        "score_before": {"uniform": 0.3, "trailing": 0.2, "dp": 0.1},
+        "score_after": 0.05,
+        "num_timesteps": 1000,
+        "version": "0.1.0",
+    }
+    path = tmp_path / "ddim-3.json"
+    path.write_text(json.dumps(old))
+    rec = TunedTimesteps.load(path)
+    assert rec.baseline == "leading" and rec.score_before == {"leading": 0.3, "trailing": 0.2, "dp": 0.1}
+    assert tuned(path, ddkit.Schedule.linear(), sampler="ddim", nfe=3) == [999, 500, 20]

@@ -8,11 +8,11 @@ from diffusers import UniPCMultistepScheduler
 
 import ddkit
 from conftest import energy_distance
-from ddkit.cli import build_parser
-from ddkit.cli.common import UsageError
-from ddkit.cli.sampling import sampler_options
+from ddkit.checks import ParameterError
 from ddkit.oracle import GaussianMixture
-from ddkit.samplers import dpm_solver_timesteps, get_sampler, run_sampler
+from ddkit.samplers import get_sampler, run_sampler
+from ddkit.tasks.sampling import SamplingOptions, sampler_options
+from ddkit.timesteps import ALL_SPACINGS, sampling_grid
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -20,6 +20,11 @@ S = ddkit.Schedule.linear()
 GMM = GaussianMixture.default_2d()
 MU, SD = torch.tensor([[0.7, -1.2]], dtype=torch.float64), 0.3  # the Gaussian data N(μ, s²I)
 GAUSS = GaussianMixture(MU, torch.tensor([SD]), torch.ones(1))
+
+
+def dpm_solver_timesteps(schedule, steps, spacing):
+    """The multistep solvers' evaluation points."""
+    return list(sampling_grid(schedule, steps, spacing, solver=True).t)
 
 
 def _x_T(n=512, seed=0, dim=2):
@@ -52,11 +57,11 @@ def _diffusers_unipc(fn, x, steps, order, variant, spacing, corrector=True):
 @pytest.mark.parametrize("variant", ["bh1", "bh2"])
 @pytest.mark.parametrize("order", [1, 2, 3])
 @pytest.mark.parametrize("steps", [5, 10, 20])
-@pytest.mark.parametrize("ours, theirs", [("linspace", "linspace"), ("uniform", "leading"), ("trailing", "trailing")])
+@pytest.mark.parametrize("ours, theirs", [("linspace", "linspace"), ("leading", "leading"), ("trailing", "trailing")])
 def test_matches_diffusers_unipc_multistep(variant, order, steps, ours, theirs):
     """Same timesteps as diffusers' spacings, same samples to float32 precision (diffusers computes
     the coefficients in float32, ddkit in float64): the largest difference measured over these 54
-    cases is 2.0e-5 (bh2, order 2, 20 uniform steps)."""
+    cases is 2.0e-5 (bh2, order 2, 20 leading steps)."""
     fn, x_T = GMM.eps_fn(S.alpha_bars), _x_T()
     ref, ref_timesteps = _diffusers_unipc(fn, x_T, steps, order, variant, theirs)
     assert dpm_solver_timesteps(S, steps, ours) == ref_timesteps
@@ -73,7 +78,7 @@ def test_predictor_alone_matches_diffusers_with_the_corrector_disabled(order):
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-4)
 
 
-@pytest.mark.parametrize("spacing", ["trailing", "uniform", "logsnr"])
+@pytest.mark.parametrize("spacing", ["trailing", "leading", "logsnr"])
 def test_order_one_predictor_is_ddim_and_the_corrector_changes_it(spacing):
     """UniP-1 is DDIM η = 0 (measured ≤ 2.2e-6 in float32); UniC-1 corrects it (by 0.20–0.52 here),
     so order 1 with the corrector, the default, is not DDIM."""
@@ -89,7 +94,7 @@ def test_second_order_bh2_predictor_is_dpm_solver_pp_2m():
     """ρ = ½ and B(h) = e^{-h} - 1 turn UniP-2 into DPM-Solver++'s Algorithm 2 (same timesteps and
     lower-order rule at order 2)."""
     fn, x_T = GMM.eps_fn(S.alpha_bars), _x_T()
-    for spacing, steps in (("uniform", 10), ("logsnr", 20)):
+    for spacing, steps in (("leading", 10), ("logsnr", 20)):
         ours = ddkit.unipc_sample(fn, x_T, S, steps=steps, order=2, spacing=spacing, corrector=False)
         dpm = ddkit.dpm_solver_sample(fn, x_T, S, steps=steps, order=2, spacing=spacing)
         torch.testing.assert_close(ours, dpm, rtol=0, atol=1e-5)
@@ -145,14 +150,14 @@ def test_single_gaussian_converges_faster_than_dpm_solver_pp(order, variant):
 
 @pytest.mark.parametrize("order", [2, 3])
 @pytest.mark.parametrize("variant", ["bh1", "bh2"])
-def test_ten_uniform_steps_at_least_as_accurate_as_dpm_solver_pp(order, variant):
-    """At 10 steps with the default uniform spacing (max error as above; measured DPM-Solver++
+def test_ten_leading_steps_at_least_as_accurate_as_dpm_solver_pp(order, variant):
+    """At 10 steps with the default leading spacing (max error as above; measured DPM-Solver++
     0.021 / 0.017 at orders 2 / 3, UniPC bh1 0.0029 / 0.0031, bh2 0.016 / 0.015). Not so with
     logSNR steps at 10 (see the table above: there DPM-Solver++ 2 is the best of these, 0.016 against
     UniPC 2 bh2's 0.051, and at order 3 bh2 ties, 0.15). The final sample's error against the exact
-    flow map is dominated at 10 uniform steps by the shared last step from t = 90 (0.38–0.40 all)."""
-    ours = _solver_error(ddkit.unipc_sample, 10, "uniform", order=order, variant=variant)
-    dpm = _solver_error(ddkit.dpm_solver_sample, 10, "uniform", order=order)
+    flow map is dominated at 10 leading steps by the shared last step from t = 90 (0.38–0.40 all)."""
+    ours = _solver_error(ddkit.unipc_sample, 10, "leading", order=order, variant=variant)
+    dpm = _solver_error(ddkit.dpm_solver_sample, 10, "leading", order=order)
     assert ours < 0.95 * dpm, (ours, dpm)
 
 
@@ -170,7 +175,7 @@ def test_beats_dpm_solver_pp_on_the_gmm_at_10_steps():
 
 def test_every_spacing_and_explicit_timesteps():
     fn, x_T = GMM.eps_fn(S.alpha_bars), _x_T(64)
-    for spacing in ddkit.schedule.ALL_SPACINGS:
+    for spacing in ALL_SPACINGS:
         seq = dpm_solver_timesteps(S, 8, spacing)
         out = ddkit.unipc_sample(fn, x_T, S, steps=8, order=3, spacing=spacing)
         assert torch.isfinite(out).all()
@@ -201,13 +206,12 @@ def test_registered_with_options_and_through_guidance():
     )
 
 
-def test_cli_options():
-    args = build_parser().parse_args(
-        ["sample", "RUN", "--sampler", "unipc", "--order", "3", "--steps", "8", "--spacing", "logsnr"]
-    )
-    assert sampler_options(args, S) == {"steps": 8, "order": 3, "spacing": "logsnr"}
-    with pytest.raises(UsageError, match="--sampler unipc does not take --eta"):
-        sampler_options(build_parser().parse_args(["sample", "RUN", "--sampler", "unipc", "--eta", "0.5"]), S)
+def test_sampling_options():
+    options = SamplingOptions(sampler="unipc", order=3, steps=8, spacing="logsnr")
+    assert sampler_options(options, S) == {"steps": 8, "order": 3, "spacing": "logsnr"}
+    with pytest.raises(ParameterError, match="sampler unipc does not take eta") as caught:
+        sampler_options(SamplingOptions(sampler="unipc", eta=0.5), S)
+    assert caught.value.render(lambda name: "--" + name) == "--sampler unipc does not take --eta"
 
 
 def test_bad_arguments_name_the_allowed_values():
@@ -217,7 +221,7 @@ def test_bad_arguments_name_the_allowed_values():
             ddkit.unipc_sample(fn, x_T, S, order=order)
     with pytest.raises(ValueError, match="variant must be one of bh1, bh2, got 'bh3'"):
         ddkit.unipc_sample(fn, x_T, S, variant="bh3")
-    allowed = "uniform, quadratic, trailing, linspace, logsnr"
+    allowed = "leading, quadratic, trailing, linspace, logsnr"
     with pytest.raises(ValueError, match=f"unknown spacing 'cosine'; allowed: {allowed}"):
         ddkit.unipc_sample(fn, x_T, S, spacing="cosine")
     with pytest.raises(ValueError, match="steps must be an integer in"):

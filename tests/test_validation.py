@@ -121,6 +121,7 @@ def test_folder_val_comes_out_of_what_holdout_leaves(tmp_path):
     assert torch.equal(load_run_data(no_val, 0, "heldout").x.flatten(1), parts["heldout"])  # val leaves it alone
 
 
+@pytest.mark.slow
 def test_val_is_recorded_and_old_configs_still_load(evaluated):
     saved = json.loads((evaluated / "config.json").read_text())
     assert saved["data"]["val"] == 129 and saved["data"]["val_seed"] == 0
@@ -229,6 +230,7 @@ def test_load_sample_and_eval_choose_best_or_last(evaluated, tmp_path, capsys):
     assert json.loads(out.out)["checkpoint"] == "best" and "using the best checkpoint" in out.err
 
 
+@pytest.mark.slow
 def test_early_stop_stops_after_k_evaluations_without_a_better_one(tmp_path, monkeypatch, capsys):
     fids = iter([5.0, 4.0, 4.5, 4.2, 3.0, 2.0])  # best at step 4; 6 and 8 are worse: stop at 8
     closer = iter([0.3, 0.65, 0.7, 0.9, 0.9, 0.9])  # passes 0.6 at step 4: one warning

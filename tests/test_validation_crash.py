@@ -1,23 +1,21 @@
-"""kill -9 at random moments of a real ``ddkit train`` with evaluation on (issue 15 §1), then resume:
+"""kill -9 at chosen moments of a real ``ddkit train`` with evaluation on (issue 15 §1), then resume:
 the final weights, the best checkpoint and the logged evaluations equal an uninterrupted run's bit for
 bit, and no checkpoint is left half-written. (tests/test_crash.py does the same without evaluation.)
 
-Evaluation takes most of each step's time here (every 2 steps of a tiny UNet), so many kills land
-inside one, or inside the writes of a new best (a step checkpoint, then RUN/checkpoints/best)."""
+The kills land where the test chooses (:data:`KILL_POINTS`), whatever the machine's speed: inside
+an evaluation, between a new best's step checkpoint and RUN/checkpoints/best, and inside a write."""
 
 import json
 import os
-import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+import pause_at
 from ddkit.training.checkpoint import latest_checkpoint, list_checkpoints, read_best
 
 ARGS = [
@@ -75,30 +73,40 @@ def _assert_same(a: dict, b: dict) -> None:
         assert all(torch.equal(a[name][k], b[name][k]) for k in a[name]), name
 
 
+# Where each of the three processes stops to be killed (tests/pause_at.py), each after it saved a step
+# checkpoint: (1) a new best's step checkpoint is written but RUN/checkpoints/best not yet (the first
+# evaluation, step 2, is always a new best); (2) inside an evaluation (step 4's: samples drawn, not
+# yet scored); (3) inside the second checkpoint write of the third process (a step checkpoint or a
+# best, its files and manifest written, not yet renamed into place: a complete ``.tmp-*`` folder).
+KILL_POINTS = [
+    "ddkit.training.selection:ModelSelection.save_best:1:before",
+    "ddkit.training.validation:Validator._scores:1:before",
+    "ddkit.training.checkpoint:_write_checkpoint_files:2:after",
+]
+
+
 @pytest.mark.slow
 def test_sigkill_with_evaluation_on_then_resume_is_bit_identical(tmp_path):
     ref = tmp_path / "ref"
     done = subprocess.run(_train(ref), env=ENV, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    run, rng, kills = tmp_path / "run", random.Random(20251202), []
-    for _ in range(3):
+    run, arm, kills = tmp_path / "run", tmp_path / "arm", []
+    for point in KILL_POINTS:
         start = _ckpt_step(run)
-        proc = subprocess.Popen(_train(run, "--resume"), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 300
-        while _ckpt_step(run) <= start and proc.poll() is None:  # this process has trained and saved once
-            assert time.monotonic() < deadline, "training made no progress"
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 1.5))
-        if proc.poll() is not None:
-            break
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        arm.touch()
+        cmd = pause_at.command(arm, [point], _train(run, "--resume")[3:])  # without "python -m ddkit"
+        proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pause_at.kill_paused(proc)
         names = [p.name for p in (run / "checkpoints").iterdir()]
-        kills.append((_ckpt_step(run), sorted(n for n in names if n.startswith(".tmp-"))))
-    assert kills and kills[-1][0] < STEPS, kills
+        best = read_best(run)
+        kills.append((_ckpt_step(run), sorted(n for n in names if n.startswith(".tmp-")), best and best["step"]))
+        assert _ckpt_step(run) > start, kills  # each process saved a step checkpoint before its kill
+    print(f"kills (checkpoint step, temporary folders left, best step): {kills}")
+    assert kills[0] == (2, [], None), kills  # a new best's step checkpoint without its best
+    assert kills[1] == (3, [], 2), kills  # the resume wrote that best; then killed inside step 4's evaluation
+    assert kills[2][1] and kills[2][0] < STEPS, kills  # a complete checkpoint folder not yet in place
     done = subprocess.run(_train(run, "--resume"), env=ENV, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    print(f"kills (checkpoint step, temporary folders left): {kills}")
     _assert_same(_weights(latest_checkpoint(ref)), _weights(latest_checkpoint(run)))
     assert read_best(run)["step"] == read_best(ref)["step"] and read_best(run)["score"] == read_best(ref)["score"]
     _assert_same(_weights(ref / "checkpoints" / "best"), _weights(run / "checkpoints" / "best"))

@@ -1,12 +1,20 @@
 """ddkit: denoising diffusion models (DDPM, DDIM, guidance) for PyTorch.
 
 The core is a set of pure functions over one model interface, ``model_fn(x_t, t) -> ε`` with
-``t`` a tensor [N] of 0-based training timesteps. The layers: the math (``schedule``,
-``timesteps``, ``forward``, ``parameterization``, ``losses``, ``samplers``, ``guidance``, …) ←
-``nn`` ← ``data`` ← ``training`` ← ``eval`` ← ``cli``.
+``t`` a tensor [N] of 0-based training timesteps. The layers, each module importing only those
+before it (``tests/test_layers.py`` enforces it, function-level imports included):
+
+    version ← options ← checks ← rng ← timesteps ← schedule ← forward ← parameterization ← losses
+    ← guidance ← latents ← oracle ← samplers ← edit ← klub ← tuning ← generate ← plots ← nn ← data
+    ← eval ← training ← interop ← tasks ← cli
+
+the math first (grids, schedules, the forward process, ε/x̂₀/v, losses, guidance wrappers, the
+exact oracle, the samplers, editing and timestep tuning on top of them), then the machinery
+(networks, data sets, metrics, the trainer, diffusers interop), ``tasks`` (what the commands do,
+callable from Python: ``sample_run``, ``evaluate_run``, ``edit_run``, ``tune_steps``) and the
+command line, which only parses. This module only gathers the public names.
 """
 
-from . import _compat
 from .forward import q_mean_variance, q_posterior, q_sample
 from .guidance import autoguidance, classifier_free_guidance, classifier_guidance
 from .interop.diffusers import export_diffusers, load_diffusers
@@ -36,28 +44,15 @@ from .samplers import (
     unipc_sample,
 )
 from .schedule import Schedule
-from .timesteps import SPACINGS, log_snr, make_timesteps, make_timesteps_logsnr
+from .tasks import edit_run, evaluate_run, sample_run, tune_steps
+from .timesteps import SPACINGS, log_snr, make_timesteps
 from .training import load, train, train_classifier
 from .tuning import TunedTimesteps, tune_timesteps
-
-_compat.install()
-
-
-def __getattr__(name: str):
-    """``ddkit.config``, ``ddkit.toy`` … (the 0.1 module paths) as attributes, as they were."""
-    if f"ddkit.{name}" in _compat.MOVED:
-        import importlib
-
-        return importlib.import_module(f"ddkit.{name}")
-    raise AttributeError(f"module 'ddkit' has no attribute {name!r}")
-
-
-__version__ = "0.1.0"
+from .version import __version__ as __version__
 
 __all__ = [
     "Schedule",
     "make_timesteps",
-    "make_timesteps_logsnr",
     "log_snr",
     "SPACINGS",
     "dpm_solver_sample",
@@ -97,4 +92,8 @@ __all__ = [
     "train_classifier",
     "load_diffusers",
     "export_diffusers",
+    "sample_run",
+    "evaluate_run",
+    "edit_run",
+    "tune_steps",
 ]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
@@ -188,8 +187,3 @@ class ParameterError(ValueError):
     def render(self, name: Callable[[str], str]) -> str:
         """The message with each `parameter` written as ``name(parameter)``."""
         return re.sub(r"`([A-Za-z_][A-Za-z0-9_]*)`", lambda m: name(m.group(1)), self.template)
-
-
-def deprecated(old: str, new: str, stacklevel: int = 3) -> None:
-    """A DeprecationWarning for an old name, pointing at the caller (Python shows it once per call site)."""
-    warnings.warn(f"{old} is deprecated; use {new}", DeprecationWarning, stacklevel=stacklevel)

@@ -64,15 +64,18 @@ def network_num_classes(net) -> int | None:
     return k
 
 
-def _check_interval(interval) -> tuple[int, int] | None:
+def _check_interval(interval, num_timesteps: int | None = None, name: str = "interval") -> tuple[int, int] | None:
+    """``interval`` as (t_lo, t_hi) with 0 <= t_lo <= t_hi (<= T - 1 when ``num_timesteps`` T is
+    given); the error names the parameter ``name``."""
     if interval is None:
         return None
     try:
         lo, hi = (int(v) for v in interval)
     except (TypeError, ValueError):
-        raise ValueError(f"interval must be a pair (t_lo, t_hi) of training timesteps, got {interval!r}") from None
-    if lo < 0 or lo > hi:
-        raise ValueError(f"interval must satisfy 0 <= t_lo <= t_hi (training timesteps), got ({lo}, {hi})")
+        raise ParameterError(f"`{name}` must be a pair (t_lo, t_hi) of training timesteps, got {interval!r}") from None
+    high = "" if num_timesteps is None else f" <= {num_timesteps - 1}"
+    if lo < 0 or lo > hi or (num_timesteps is not None and hi > num_timesteps - 1):
+        raise ParameterError(f"`{name}` must satisfy 0 <= t_lo <= t_hi{high} (training timesteps), got ({lo}, {hi})")
     return lo, hi
 
 
@@ -93,7 +96,7 @@ def classifier_free_guidance(
     *,
     null_label: int | None = None,
     interval: tuple[int, int] | None = None,
-    rescale: float = 0.0,
+    guidance_rescale: float = 0.0,
 ) -> ModelFn:
     """Classifier-free guidance (Ho & Salimans 2022) for a network ``net(x_t, t, y) -> ε``:
 
@@ -110,8 +113,8 @@ def classifier_free_guidance(
     interval: ``(t_lo, t_hi)`` in training timesteps (Kynkäänniemi et al. 2024): guidance only
     where t_lo ≤ t ≤ t_hi; elsewhere the conditional prediction alone, and the unconditional
     branch is not evaluated for those rows.
-    rescale: φ ∈ [0, 1] (Lin et al. 2023): the guided ε blended by φ with its copy rescaled to the
-    conditional ε's per-sample standard deviation (:func:`rescale_guided`).
+    guidance_rescale: φ ∈ [0, 1] (Lin et al. 2023; diffusers' name): the guided ε blended by φ with
+    its copy rescaled to the conditional ε's per-sample standard deviation (:func:`rescale_guided`).
     """
     w = _check_scale("scale", scale)
     num_classes = network_num_classes(net)
@@ -121,9 +124,9 @@ def classifier_free_guidance(
         null_label = num_classes
     labels = _check_labels(labels, num_classes)
     bounds = _check_interval(interval)
-    phi = float(rescale)
+    phi = float(guidance_rescale)
     if not 0.0 <= phi <= 1.0:
-        raise ValueError(f"rescale must be in [0, 1], got {rescale!r}")
+        raise ValueError(f"guidance_rescale must be in [0, 1], got {guidance_rescale!r}")
 
     device_labels = _DeviceLabels(labels)
 
@@ -235,7 +238,7 @@ def _check_param_scale(name: str, scale) -> float:
 class GuidanceSettings:
     """Which guidance applies to a network, decided once by :func:`resolve_guidance`.
 
-    cfg_scale: classifier-free guidance scale (None: none); interval, rescale: its options;
+    cfg_scale: classifier-free guidance scale (None: none); interval, guidance_rescale: its options;
     auto_scale: autoguidance weight (None: no weak model); classifier_scale: 0 for none.
     """
 
@@ -243,7 +246,7 @@ class GuidanceSettings:
     auto_scale: float | None = None
     classifier_scale: float = 0.0
     interval: tuple[int, int] | None = None
-    rescale: float = 0.0
+    guidance_rescale: float = 0.0
 
 
 def resolve_guidance(
@@ -255,7 +258,7 @@ def resolve_guidance(
     classifier_scale: float | None = None,
     weak: bool = False,
     interval=None,
-    rescale: float | None = None,
+    guidance_rescale: float | None = None,
 ) -> GuidanceSettings:
     """Decide which guidance ``guidance_scale`` means for a network and check the options.
 
@@ -264,7 +267,7 @@ def resolve_guidance(
     - on an unconditional network with a classifier and no ``classifier_scale``: the classifier scale;
     - otherwise a scale other than 1 is an error (an unconditional network has nothing to guide with).
 
-    ``interval`` and ``rescale`` apply to classifier-free guidance only. ``classifier_scale``
+    ``interval`` and ``guidance_rescale`` apply to classifier-free guidance only. ``classifier_scale``
     defaults to 1 with a classifier. Errors name the parameters.
     """
     w = 1.0 if guidance_scale is None else _check_param_scale("guidance_scale", guidance_scale)
@@ -283,22 +286,10 @@ def resolve_guidance(
             f"`guidance_scale` {w:g} needs labels: this network is unconditional; use a "
             "class-conditional network, `classifier` or `weak`"
         )
-    bounds = None
-    if interval is not None:
-        try:
-            lo, hi = (int(v) for v in interval)
-        except (TypeError, ValueError):
-            raise ParameterError(
-                f"`guidance_interval` must be a pair of training timesteps, got {interval!r}"
-            ) from None
-        if not 0 <= lo <= hi <= num_timesteps - 1:
-            raise ParameterError(
-                f"`guidance_interval` must satisfy 0 <= T_LO <= T_HI <= {num_timesteps - 1}, got {lo} {hi}"
-            )
-        bounds = (lo, hi)
-    phi = 0.0 if rescale is None else float(rescale)
+    bounds = _check_interval(interval, num_timesteps, "guidance_interval")
+    phi = 0.0 if guidance_rescale is None else float(guidance_rescale)
     if not 0.0 <= phi <= 1.0:
-        raise ParameterError(f"`guidance_rescale` must be in [0, 1], got {rescale}")
+        raise ParameterError(f"`guidance_rescale` must be in [0, 1], got {guidance_rescale}")
     if cfg is None and (interval is not None or phi):
         raise ParameterError(
             "`guidance_interval`/`guidance_rescale` apply to classifier-free guidance: they need "
@@ -323,13 +314,13 @@ def guided_model_fn(
     is class-conditional), then classifier guidance by ``classifier``."""
     conditional = network_num_classes(net) is not None
     if labels is None:  # a class-conditional network without labels: its unconditional prediction
-        if settings.cfg_scale not in (None, 1.0) or settings.interval is not None or settings.rescale:
+        if settings.cfg_scale not in (None, 1.0) or settings.interval is not None or settings.guidance_rescale:
             raise ParameterError("`guidance_scale` (and its interval and rescale) needs labels: give `label`")
         if settings.classifier_scale:
             raise ParameterError("`classifier` guidance needs labels: give `label`")
     if settings.cfg_scale is not None and labels is not None:
         fn = classifier_free_guidance(
-            net, labels, settings.cfg_scale, interval=settings.interval, rescale=settings.rescale
+            net, labels, settings.cfg_scale, interval=settings.interval, guidance_rescale=settings.guidance_rescale
         )
     else:
         fn = _bind(net, labels if conditional else None)

@@ -20,6 +20,7 @@ without touching the trainer.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -74,7 +75,7 @@ def draw_timesteps(
 
 
 def diffusion_loss(
-    model_fn: ModelFn,
+    net: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     schedule: Schedule,
     x0: torch.Tensor,
     generator: torch.Generator | None = None,
@@ -88,9 +89,11 @@ def diffusion_loss(
     t_probs: torch.Tensor | None = None,
     sigma_data: float | None = None,
 ) -> torch.Tensor:
-    """L_simple: mean squared error between the drawn noise ε and ``model_fn(x_t, t)`` (or, with
-    ``prediction`` "x0" | "v" | "edm", between that target and the network's output; "edm" feeds the
-    network (c_in·x̃, c_noise) and needs ``sigma_data``).
+    """L_simple: mean squared error between the drawn noise ε and the raw network's output
+    ``net(x_t, t)`` (or, with ``prediction`` "x0" | "v" | "edm", between that target and the
+    output; "edm" feeds the network (c_in·x̃, c_noise) and needs ``sigma_data``). ``net`` is what
+    the network outputs, not an ε ``model_fn`` (which :func:`ddkit.parameterization.model_fn_from`
+    makes of it); bind labels with a lambda.
 
     x0: [N, ...]. ``t`` (LongTensor [N]) and ``noise`` ([N, ...]) are drawn with ``generator``
     (t uniform over 0..T-1, or from ``t_probs`` [T], e.g. :func:`timestep_probs`; standard normal
@@ -106,9 +109,9 @@ def diffusion_loss(
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     target = prediction_target(prediction, x0, noise, t, schedule, sigma_data)
     x_t = q_sample(schedule, x0, t, noise)
-    out = model_fn(*network_input(prediction, x_t, t, schedule, sigma_data))
+    out = net(*network_input(prediction, x_t, t, schedule, sigma_data))
     if out.shape != x0.shape:
-        raise ValueError(f"model_fn returned shape {list(out.shape)}, expected {list(x0.shape)}")
+        raise ValueError(f"net returned shape {list(out.shape)}, expected {list(x0.shape)}")
     per_sample = (out.float() - target.float()).pow(2).reshape(n, -1).mean(dim=1)
     if weighting == "min-snr":
         snr = schedule.gather(schedule.snr, t, per_sample)

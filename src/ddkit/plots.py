@@ -1,14 +1,17 @@
-"""Figures (matplotlib): the bound's per-timestep terms, the quality-vs-steps table, validation
-curves during training, and the benchmarks' plots. matplotlib is optional (``pip install
-'ddkit[plot]'``): :func:`have_matplotlib` lets a command check before its work and skip a plot with
-one note rather than fail after it. (The trainer's previews, the sample grid, the 2-D scatter and
-the loss curve, are drawn with Pillow in :mod:`ddkit.data.images` and need nothing more.)
+"""Figures, all drawn with matplotlib: the 2-D scatter of toy samples, the training loss curve,
+the bound's per-timestep terms, the quality-vs-steps table, validation curves during training, and
+the benchmarks' plots. matplotlib is optional (``pip install 'ddkit[plot]'``): :func:`have_matplotlib`
+lets a command check before its work and skip a plot with one note rather than fail after it.
+(Sample grids are images, not figures: :mod:`ddkit.data.images` writes them with Pillow.)
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 MISSING = "plots need matplotlib: pip install matplotlib (or pip install 'ddkit[plot]')"
 
@@ -117,11 +120,96 @@ def plot_validation(evals: list[dict], path: str | Path, *, select: str = "fid",
     return save_figure(fig, path, tight=False)
 
 
+def _as_points(points) -> np.ndarray:
+    if hasattr(points, "detach"):  # a tensor
+        points = points.detach().cpu().double().numpy()
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"points must have shape [N, 2], got {list(points.shape)}")
+    return points
+
+
+def plot_points(points, path: str | Path, *, lim: float | None = None, labels=None, size: int = 512) -> Path:
+    """Scatter plot of 2-D samples as a size×size PNG.
+
+    points: [N, 2]. The axes span [−lim, lim] in both coordinates (default: 1.05 × the largest finite
+    |coordinate|, at least 1e-6); non-finite points are not drawn. labels: optional [N] integers,
+    each label in its own colour (matplotlib's tab10, cycled). Grey axes cross at the origin."""
+    points = _as_points(points)
+    if size < 16:
+        raise ValueError(f"size must be >= 16 pixels, got {size}")
+    finite = np.isfinite(points).all(axis=1)
+    if lim is None:
+        largest = np.abs(points[finite]).max() if finite.any() else 1.0
+        lim = max(1.05 * float(largest), 1e-6)
+    if not lim > 0:
+        raise ValueError(f"lim must be positive, got {lim}")
+    colours = np.zeros(len(points), dtype=np.int64)
+    if labels is not None:
+        labels = np.asarray(labels.cpu() if hasattr(labels, "cpu") else labels).astype(np.int64).reshape(-1)
+        if labels.shape != (len(points),):
+            raise ValueError(f"labels must have shape [{len(points)}], got {list(labels.shape)}")
+        colours = labels % 10
+    fig = new_figure(figsize=(size / 100, size / 100), dpi=100)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.axhline(0.0, color="0.8", lw=0.8, zorder=0)
+    ax.axvline(0.0, color="0.8", lw=0.8, zorder=0)
+    palette = np.array([f"C{i}" for i in range(10)])
+    ax.scatter(points[finite, 0], points[finite, 1], s=max(4.0, (size / 128) ** 2), c=palette[colours[finite]], lw=0)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return save_figure(fig, path, tight=False)
+
+
+def smooth(values: np.ndarray, window: float) -> np.ndarray:
+    """Debiased exponential moving average with time constant ``window`` samples."""
+    beta = 1.0 - 1.0 / max(1.0, window)
+    out = np.empty(len(values), dtype=np.float64)
+    mean, weight = 0.0, 0.0
+    for i, v in enumerate(values):
+        mean = beta * mean + (1 - beta) * v
+        weight = beta * weight + (1 - beta)
+        out[i] = mean / weight
+    return out
+
+
+def plot_loss_curve(steps: Sequence[float], losses: Sequence[float], path: str | Path, *, log_y: bool = True) -> Path:
+    """The training loss against the step as a PNG: the raw losses in light grey and a smoothed
+    curve (:func:`smooth`, over ~2 % of the points) in blue. The y axis is logarithmic when ``log_y``
+    and every finite loss is positive. Non-finite losses are skipped; with none left the plot says
+    "no data"."""
+    steps = np.asarray(steps, dtype=np.float64).reshape(-1)
+    losses = np.asarray(losses, dtype=np.float64).reshape(-1)
+    if steps.shape != losses.shape:
+        raise ValueError(f"steps and losses must have the same length, got {len(steps)} and {len(losses)}")
+    keep = np.isfinite(steps) & np.isfinite(losses)
+    order = np.argsort(steps[keep], kind="stable")
+    steps, losses = steps[keep][order], losses[keep][order]
+    fig = new_figure(figsize=(6.4, 3.6), dpi=100)
+    ax = fig.add_subplot()
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    if len(losses) == 0:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+        return save_figure(fig, path)
+    if log_y and bool((losses > 0).all()):
+        ax.set_yscale("log")
+    ax.plot(steps, losses, color="0.8", lw=1, marker="o" if len(losses) == 1 else None)
+    if len(losses) > 1:
+        ax.plot(steps, smooth(losses, len(losses) / 50), color="C0", lw=2)
+    return save_figure(fig, path)
+
+
 __all__ = [
     "MISSING",
     "have_matplotlib",
     "new_figure",
     "save_figure",
+    "plot_points",
+    "plot_loss_curve",
+    "smooth",
     "plot_bound_terms",
     "plot_quality_table",
     "plot_validation",

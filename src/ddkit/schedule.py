@@ -16,7 +16,6 @@ where they are used. The sequences a sampler walks live in :mod:`ddkit.timesteps
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass, field
 
@@ -79,24 +78,20 @@ class Schedule:
         num_timesteps: int = 1000,
         beta_start: float = 1e-4,
         beta_end: float = 0.02,
-        *,
-        timesteps: int | None = None,
     ) -> Schedule:
         """DDPM's linear schedule over T = ``num_timesteps``: β_t evenly spaced from ``beta_start``
-        to ``beta_end``. (``timesteps=`` is the old name of ``num_timesteps``, still accepted.)"""
-        T = _num_timesteps(num_timesteps, timesteps)
+        to ``beta_end``."""
+        T = _num_timesteps(num_timesteps)
         if not 0 < beta_start <= beta_end <= 1:
             raise ValueError(f"need 0 < beta_start <= beta_end <= 1, got beta_start={beta_start}, beta_end={beta_end}")
         betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
         return cls(betas, "linear", {"num_timesteps": T, "beta_start": beta_start, "beta_end": beta_end})
 
     @classmethod
-    def cosine(
-        cls, num_timesteps: int = 1000, s: float = 0.008, max_beta: float = 0.999, *, timesteps: int | None = None
-    ) -> Schedule:
+    def cosine(cls, num_timesteps: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> Schedule:
         """Nichol & Dhariwal (2021) eq. (17): ᾱ(t) = f(t)/f(0), f(t) = cos²((t/T + s)/(1 + s) · π/2),
         β_t = min(1 - ᾱ(t)/ᾱ(t-1), max_beta), with T = ``num_timesteps``."""
-        T = _num_timesteps(num_timesteps, timesteps)
+        T = _num_timesteps(num_timesteps)
         if not 0 < max_beta <= 1:
             raise ValueError(f"max_beta must be in (0, 1], got {max_beta}")
         steps = np.arange(T + 1, dtype=np.float64) / T
@@ -107,7 +102,7 @@ class Schedule:
     @classmethod
     def scaled_linear(cls, num_timesteps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012) -> Schedule:
         """β_t = (linspace(√beta_start, √beta_end, T))² (diffusers' "scaled_linear", Stable Diffusion's)."""
-        T = _num_timesteps(num_timesteps, None)
+        T = _num_timesteps(num_timesteps)
         if not 0 < beta_start <= beta_end <= 1:
             raise ValueError(f"need 0 < beta_start <= beta_end <= 1, got beta_start={beta_start}, beta_end={beta_end}")
         betas = torch.linspace(beta_start**0.5, beta_end**0.5, T, dtype=torch.float64) ** 2
@@ -139,12 +134,6 @@ class Schedule:
     def num_timesteps(self) -> int:
         """T, the number of diffusion (training) timesteps."""
         return self.betas.numel()
-
-    @property
-    def timesteps(self) -> int:
-        """Deprecated: the old name of :attr:`num_timesteps` (T); warns."""
-        checks.deprecated("Schedule.timesteps", "Schedule.num_timesteps")
-        return self.num_timesteps
 
     def __len__(self) -> int:
         return self.num_timesteps
@@ -199,12 +188,9 @@ class Schedule:
         return ab.reshape(-1, *([1] * (like.ndim - 1)))
 
 
-def _num_timesteps(num_timesteps: int, timesteps: int | None) -> int:
-    """T from the constructors' keyword, or from its deprecated name ``timesteps`` (warns)."""
-    if timesteps is not None:
-        checks.deprecated("the timesteps= keyword of Schedule.linear/cosine", "num_timesteps=", stacklevel=4)
-    T = num_timesteps if timesteps is None else timesteps
-    return checks.integer("num_timesteps (T)", T, low=1)
+def _num_timesteps(num_timesteps: int) -> int:
+    """T, checked: an integer >= 1."""
+    return checks.integer("num_timesteps (T)", num_timesteps, low=1)
 
 
 def check_t(t: torch.Tensor, n: int, num_timesteps: int) -> torch.Tensor:
@@ -223,21 +209,3 @@ def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
     alpha_bars[-1] = min(2.0**-24, alpha_bars[-2].item() / 2)
     alphas = torch.cat([alpha_bars[:1], alpha_bars[1:] / alpha_bars[:-1]])
     return 1 - alphas
-
-
-# names that moved to ddkit.timesteps (importable from here for older code)
-_MOVED = (
-    "SPACINGS",
-    "SCHEDULE_SPACINGS",
-    "ALL_SPACINGS",
-    "make_timesteps",
-    "make_timesteps_logsnr",
-    "log_snr",
-    "check_alpha_bars",
-)
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        return getattr(importlib.import_module("ddkit.timesteps"), name)
-    raise AttributeError(f"module 'ddkit.schedule' has no attribute {name!r}")

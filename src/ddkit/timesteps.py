@@ -9,7 +9,7 @@ Notation (VP schedule, float64):
 A sampler visits a decreasing sequence of points, each a model timestep t and its ᾱ, and after
 the last point steps to ᾱ = 1 (σ = 0). The points come from one of:
 
-- a *spacing* of ``steps`` integer timesteps: :func:`uniform`, :func:`quadratic`,
+- a *spacing* of ``steps`` integer timesteps: :func:`leading`, :func:`quadratic`,
   :func:`trailing`, :func:`linspace` (diffusers' names and DDIM's), :func:`logsnr` (uniform in λ);
 - a *σ-grid*: :func:`karras` (EDM eq. 5), :func:`exponential` (uniform in log σ) or
   :func:`kl_optimal` (AYS Theorem 3.1), from σ_max = min(σ_{T-1}, :data:`DEFAULT_SIGMA_MAX`) down to
@@ -26,7 +26,6 @@ spacing is one function here.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,13 +33,16 @@ import torch
 
 from .checks import ParameterError, decreasing, integer, is_int
 
-SPACINGS = ("uniform", "quadratic", "trailing", "linspace")  # need only T
+SPACINGS = ("leading", "quadratic", "trailing", "linspace")  # need only T
 """The index spacings, which need only T (:func:`make_timesteps`)."""
 SCHEDULE_SPACINGS = ("logsnr",)  # need the schedule
 SIGMA_SPACINGS = ("karras", "exponential", "kl-optimal")  # σ-grids
 ALL_SPACINGS = SPACINGS + SCHEDULE_SPACINGS + SIGMA_SPACINGS
 """Every ``spacing`` a sampler takes: the index spacings (:data:`SPACINGS`, which need only T),
 ``logsnr`` (needs the schedule) and the σ-grids ``karras``, ``exponential`` and ``kl-optimal``."""
+# spacing names of earlier versions, as files written then hold them: only file readers map them
+# (ddkit.tuning.TunedTimesteps.from_dict); the library takes the new names alone
+RENAMED_SPACINGS = {"uniform": "leading"}
 # not computed from the schedule: a sequence tuned for one model (ddkit.tuning; RUN/timesteps/NAME-K.json)
 TUNED = "tuned"
 KARRAS_RHO = 7.0
@@ -66,7 +68,7 @@ def _num_timesteps(schedule_or_T) -> int:
     return schedule_or_T if is_int(schedule_or_T) else schedule_or_T.num_timesteps
 
 
-def uniform(schedule, steps: int) -> torch.Tensor:
+def leading(schedule, steps: int) -> torch.Tensor:
     """DDIM's τ = 0, c, 2c, … with c = T // S (diffusers' "leading"), decreasing: LongTensor [S].
     ``schedule``: a Schedule or T."""
     T = _num_timesteps(schedule)
@@ -124,12 +126,12 @@ def logsnr(schedule, steps: int, *, top: int | None = None) -> torch.Tensor:
     return torch.from_numpy(seq.copy())
 
 
-_INDEX_SPACINGS = {"uniform": uniform, "quadratic": quadratic, "trailing": trailing, "linspace": linspace}
+_INDEX_SPACINGS = {"leading": leading, "quadratic": quadratic, "trailing": trailing, "linspace": linspace}
 
 
-def make_timesteps(num_timesteps: int, steps: int, spacing: str = "uniform", schedule=None) -> torch.Tensor:
+def make_timesteps(num_timesteps: int, steps: int, spacing: str = "leading", schedule=None) -> torch.Tensor:
     """The ``steps`` 0-based timesteps of ``spacing`` out of T = ``num_timesteps``, strictly
-    decreasing: LongTensor [steps] (uniform | quadratic | trailing | linspace; ``logsnr`` needs
+    decreasing: LongTensor [steps] (leading | quadratic | trailing | linspace; ``logsnr`` needs
     ``schedule``). See the functions of the same names."""
     _check_steps(num_timesteps, steps)
     if spacing == "logsnr":
@@ -142,11 +144,6 @@ def make_timesteps(num_timesteps: int, steps: int, spacing: str = "uniform", sch
         allowed = SPACINGS + SCHEDULE_SPACINGS
         raise ValueError(f"unknown spacing {spacing!r}; allowed: {', '.join(allowed)}")
     return _INDEX_SPACINGS[spacing](num_timesteps, steps)
-
-
-def make_timesteps_logsnr(schedule, steps: int) -> torch.Tensor:
-    """:func:`logsnr` under its older name."""
-    return logsnr(schedule, steps)
 
 
 # ---- σ-grids -----------------------------------------------------------------------------------
@@ -252,15 +249,6 @@ def sigma_spacing(
     elif spacing == "kl-optimal":
         kw["sigma_data"] = DEFAULT_SIGMA_DATA if sigma_data is None else sigma_data
     return _SIGMA_SPACINGS[spacing](schedule, steps, **kw)
-
-
-def tuned(path, schedule, *, sampler: str, nfe: int) -> list:
-    """The timesteps of a tuned-timesteps file (``ddkit tune-steps``, :func:`ddkit.tune_timesteps`)
-    for ``sampler`` at ``nfe`` model evaluations: checked to be made for them and for a schedule of
-    this T, strictly decreasing within [0, T-1]. Pass them as ``timesteps=``."""
-    from .tuning import TunedTimesteps  # the record's owner (it imports this module)
-
-    return TunedTimesteps.load(path).check(schedule, sampler=sampler, nfe=nfe, where=str(path))
 
 
 def t_from_sigma(schedule, sigmas) -> np.ndarray:
@@ -389,7 +377,7 @@ def _grid_from_timesteps(schedule, timesteps) -> Grid:
 def sampling_grid(
     schedule,
     steps: int | None = None,
-    spacing: str = "uniform",
+    spacing: str = "leading",
     *,
     timesteps=None,
     sigmas=None,
@@ -399,7 +387,8 @@ def sampling_grid(
 ) -> Grid:
     """The points a sampler visits: ``timesteps`` or ``sigmas`` if given, else ``steps`` points of
     ``spacing`` (:data:`ALL_SPACINGS`) from ``start_t`` (default T-1; the first point is exactly
-    there) down to t = 0 (σ-grids: :func:`sigma_spacing`, from σ(start_t) if given).
+    there) down to t = 0 (σ-grids: :func:`sigma_spacing`, from σ(start_t) if given); ``steps=None``:
+    every timestep from ``start_t`` down. Every sampler resolves its grid here, once, before its loop.
 
     With ``start_t`` the first point is ``start_t`` itself (the spacing over 0 … start_t, its top point
     moved there), so that the sampler's input is x at start_t (SDEdit, image-to-image).
@@ -420,7 +409,7 @@ def sampling_grid(
         grid = _grid_from_sigmas(schedule, _check_sigmas(schedule, sigmas))
     elif spacing == TUNED:
         raise ValueError(
-            "spacing 'tuned' is a sequence made for one model: pass timesteps=ddkit.timesteps.tuned(path, ...) "
+            "spacing 'tuned' is a sequence made for one model: pass timesteps=ddkit.tuning.tuned(path, ...) "
             "(ddkit sample --spacing tuned reads RUN/timesteps/SAMPLER-STEPS.json)"
         )
     elif spacing in _SIGMA_SPACINGS:
@@ -428,6 +417,8 @@ def sampling_grid(
         grid = _grid_from_sigmas(
             schedule, sigma_spacing(schedule, steps, spacing, sigma_max=sigma_max, rho=rho).tolist()
         )
+    elif steps is None:  # every timestep from the top down (DDPM's ancestral sampling)
+        grid = _grid(schedule, list(range(_start(schedule, start_t), -1, -1)))
     else:
         top = _start(schedule, start_t)
         grid = _grid(schedule, _spacing_points(schedule, steps, spacing, top, solver, force_top=start_t is not None))
@@ -443,20 +434,8 @@ def check_alpha_bars(schedule, grid) -> None:
     if bad:
         raise ValueError(
             f"the schedule has ᾱ = 0 at timestep {bad[0]} (zero terminal SNR), where x̂₀ from ε "
-            "divides by zero; sample with a sequence that starts below it (e.g. spacing 'uniform')"
+            "divides by zero; sample with a sequence that starts below it (e.g. spacing 'leading')"
         )
-
-
-def resolve_timesteps(schedule, steps: int, spacing: str, timesteps: Sequence[int] | None) -> list:
-    """The timesteps of :func:`sampling_grid` (``timesteps`` if given): ints, and fractional ones
-    for σ-grids; kept for older code."""
-    return list(sampling_grid(schedule, steps, spacing, timesteps=timesteps).t)
-
-
-def dpm_solver_timesteps(schedule, steps: int, spacing: str) -> list:
-    """The ``steps`` decreasing timesteps the multistep solvers evaluate the model at (see
-    :func:`sampling_grid` with ``solver=True``)."""
-    return list(sampling_grid(schedule, steps, spacing, solver=True).t)
 
 
 def sigma_grid_options(
@@ -476,8 +455,11 @@ def sigma_grid_options(
     defaults. ValueErrors for σ bounds with a spacing that is not a σ-grid, or out of order."""
     spacing = options.get("spacing") or default_spacing
     wants = sigma_min is not None or sigma_max is not None
-    if not wants and not (spacing == "kl-optimal" and sigma_data is not None):
+    explicit = "timesteps" in options or "sigmas" in options
+    if not wants and (explicit or not (spacing == "kl-optimal" and sigma_data is not None)):
         return options
+    if explicit:
+        raise ParameterError("`sigma_min`/`sigma_max` shape a spacing's grid; an explicit grid is already whole")
     if spacing not in SIGMA_SPACINGS:
         raise ParameterError(
             f"`sigma_min`/`sigma_max` apply to the σ-grid spacings ({', '.join(SIGMA_SPACINGS)}), "
@@ -485,8 +467,6 @@ def sigma_grid_options(
         )
     if sigma_min is not None and sigma_max is not None and not sigma_max > sigma_min:
         raise ParameterError(f"`sigma_max` must be above `sigma_min`, got {sigma_max:g} <= {sigma_min:g}")
-    if "timesteps" in options or "sigmas" in options:
-        raise ParameterError("`sigma_min`/`sigma_max` shape a spacing's grid; an explicit grid is already whole")
     sig = sigma_spacing(
         schedule,
         points_of(options.get("steps")),

@@ -28,7 +28,6 @@ record (``RUN/timesteps/NAME-K.json`` where a run keeps it).
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -45,7 +44,8 @@ from .samplers import get_sampler, run_sampler
 from .samplers.common import check_order
 from .samplers.edm import PoorGridWarning, edm_points
 from .schedule import Schedule
-from .timesteps import ALL_SPACINGS, sampling_grid, t_from_sigma
+from .timesteps import ALL_SPACINGS, RENAMED_SPACINGS, sampling_grid, t_from_sigma
+from .version import __version__
 
 FORMAT = "ddkit-tuned-timesteps"
 FORMAT_VERSION = 1
@@ -111,6 +111,7 @@ class TunedTimesteps:
                 f"{where} has format_version {d.get('format_version')!r}; this ddkit reads {FORMAT_VERSION}"
             )
         names = set(cls.__dataclass_fields__)
+        d = _upgrade(d)
         try:
             rec = cls(**{k: v for k, v in d.items() if k in names})
             return rec.__class__(**{**asdict(rec), "timesteps": tuple(rec.timesteps), "sigmas": tuple(rec.sigmas)})
@@ -147,9 +148,26 @@ class TunedTimesteps:
         return seq
 
 
+def _upgrade(d: dict) -> dict:
+    """A record as this version names things: spacings renamed since it was written
+    (:data:`ddkit.timesteps.RENAMED_SPACINGS`, e.g. "uniform" → "leading") take their new names."""
+    new = RENAMED_SPACINGS
+    before = d.get("score_before")
+    if isinstance(before, dict):
+        d = {**d, "score_before": {new.get(k, k): v for k, v in before.items()}}
+    return {**d, "baseline": new.get(d.get("baseline"), d.get("baseline"))} if "baseline" in d else d
+
+
+def tuned(path, schedule: Schedule, *, sampler: str, nfe: int) -> list:
+    """The timesteps of a tuned-timesteps file (``ddkit tune-steps``, :func:`tune_timesteps`) for
+    ``sampler`` at ``nfe`` model evaluations: checked to be made for them and for a schedule of
+    this T, strictly decreasing within [0, T-1]. Pass them as ``timesteps=``."""
+    return TunedTimesteps.load(path).check(schedule, sampler=sampler, nfe=nfe, where=str(path))
+
+
 def default_spacing(sampler: str) -> str:
-    """The spacing ``sampler`` uses when none is given (its function's default)."""
-    return str(inspect.signature(get_sampler(sampler).fn).parameters["spacing"].default)
+    """The spacing ``sampler`` uses when none is given (its registry spec's default)."""
+    return str(get_sampler(sampler).defaults["spacing"])
 
 
 def _points(sampler: str, nfe: int) -> int:
@@ -421,9 +439,8 @@ def tune_timesteps(
     teacher_steps = check_tuning(sampler, nfe, teacher_steps, schedule.num_timesteps, order)
     if not isinstance(x_T, torch.Tensor) or not x_T.is_floating_point() or x_T.ndim < 2:
         raise ValueError("x_T must be a floating-point tensor [N, ...] of start noise")
-    params = inspect.signature(get_sampler(sampler).fn).parameters
     if order is None and "order" in get_sampler(sampler).options:
-        order = params["order"].default  # recorded, so that sampling with another order is refused
+        order = get_sampler(sampler).defaults["order"]  # recorded, so that sampling with another order is refused
     options = {} if order is None else {"order": int(order)}
     batch_size = integer("batch_size", batch_size, low=1)
     if teacher is None:
@@ -447,8 +464,6 @@ def tune_timesteps(
     scores["dp"] = problem.rmse(candidates["dp"])
     start = min(scores, key=lambda name: scores[name])
     seq, score = _search(problem, list(candidates[start]), scores[start], sweeps, max_evals)
-    from . import __version__
-
     grid = sampling_grid(schedule, timesteps=seq)
     return TunedTimesteps(
         sampler=sampler,
@@ -582,7 +597,7 @@ def tune_timesteps_klub(
     in the record what ``score_fn`` measures. Returns the :class:`TunedTimesteps` record."""
     check_tuning(sampler, nfe, None, schedule.num_timesteps, order)  # (no teacher here)
     if order is None and "order" in get_sampler(sampler).options:
-        order = inspect.signature(get_sampler(sampler).fn).parameters["order"].default
+        order = get_sampler(sampler).defaults["order"]
     options = {} if order is None else {"order": int(order)}
     n = _points(sampler, nfe)
     # the multistep solvers step from their last point to σ = 0 themselves: as with their spacings
@@ -611,8 +626,6 @@ def tune_timesteps_klub(
             continue
     chosen = min(candidates, key=lambda k: candidates[k]["score"])
     seq = candidates[chosen]["timesteps"]
-    from . import __version__
-
     return TunedTimesteps(
         sampler=sampler,
         nfe=int(nfe),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from ..tasks.sampling import CHECKPOINT_HELP
 from .common import UsageError
-from .sampling import CHECKPOINT_HELP
 
 
 def add_parser(sub) -> None:

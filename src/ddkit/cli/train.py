@@ -1,30 +1,15 @@
 """``ddkit train``: train a diffusion model into a run folder (one process or under torchrun).
 
-The options are :data:`ddkit.training.TRAIN_OPTIONS`; this module parses them and calls
-:func:`ddkit.train`, which makes every decision."""
+The options are the option fields of the config dataclasses
+(:data:`ddkit.training.api.TRAIN_SECTIONS`); this module parses them and calls :func:`ddkit.train`,
+which makes every decision."""
 
 from __future__ import annotations
 
-import argparse
 import os
 
-from ..training.api import TRAIN_OPTIONS, Option
-
-
-def add_option(p: argparse.ArgumentParser, option: Option) -> None:
-    """One library option as a command-line flag (``batch_size`` → ``--batch-size``)."""
-    kwargs = {"dest": option.name, "help": option.help}
-    if option.flag:
-        kwargs.update(action="store_true", default=None if option.default is None else option.default)
-    else:
-        kwargs.update(type=option.type, default=option.default)
-        if option.repeat:
-            kwargs["action"] = "append"
-        if option.choices is not None:
-            kwargs["choices"] = option.choices
-        if option.metavar is not None:
-            kwargs["metavar"] = option.metavar
-    p.add_argument(option.cli, **kwargs)
+from ..training.api import OPTIONS_BY_NAME, TRAIN_SECTIONS
+from .common import add_options, given
 
 
 def add_parser(sub) -> None:
@@ -38,16 +23,15 @@ def add_parser(sub) -> None:
             "options as keywords."
         ),
     )
-    for option in TRAIN_OPTIONS:
-        add_option(p, option)
+    for section, cls in TRAIN_SECTIONS.items():
+        add_options(p, cls, none=section != "run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args) -> int:
     from ..training.api import train
 
-    options = {o.name: getattr(args, o.name) for o in TRAIN_OPTIONS}
-    out = train(progress=False if args.no_progress else None, **options)
+    out = train(progress=False if args.no_progress else None, **given(args, OPTIONS_BY_NAME))
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 speaks
         print(f"trained {out} (samples in {out / 'samples'}, log in {out / 'log.jsonl'})")
     return 0

@@ -28,7 +28,7 @@ from ..checks import ParameterError, choice, integer, number
 from ..parameterization import ModelFn, clip_eps
 from ..rng import Generator, randn
 from ..samplers import ddim_sigma, ddim_step
-from ..samplers.common import Callback, call_model, check_sample_args, report, steps_iter
+from ..samplers.common import Callback, call_model, check_sample_args, step_info, steps_iter
 from ..schedule import Schedule
 from ..timesteps import sampling_grid
 from .masks import check_mask
@@ -87,7 +87,7 @@ def inpaint(
     resample: int | None = None,
     eta: float = 1.0,
     generator: Generator = None,
-    spacing: str = "uniform",
+    spacing: str = "leading",
     timesteps: Sequence[int] | None = None,
     clip_x0=None,
     progress: bool = False,
@@ -132,7 +132,7 @@ def inpaint(
         eps = call_model(model_fn, x, grid.t[a])
         ab_next = grid.alpha_bar_after(a)
         if callback is not None:
-            report(callback, evals, grid.t[a], ab, x, clip_eps(x, eps, ab, clip_x0)[0])
+            callback(step_info(evals, grid.t[a], ab, x, clip_eps(x, eps, ab, clip_x0)[0]))
         x = ddim_step(x, eps, ab, ab_next, sigma=ddim_sigma(ab, ab_next, eta), clip_x0=clip_x0, generator=generator)
         evals += 1
     return torch.where(m, x_known, x)

@@ -109,7 +109,7 @@ def restore(
     eta: float | None = None,
     shape: Sequence[int] | None = None,
     generator: Generator = None,
-    spacing: str = "uniform",
+    spacing: str = "leading",
     timesteps: Sequence[int] | None = None,
     clip_x0=None,
     progress: bool = False,

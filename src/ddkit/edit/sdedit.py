@@ -12,8 +12,6 @@ with DDIM η = 0 on the same grid the edit is (close to) the identity at any str
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 
 from ..checks import ParameterError, number
@@ -40,7 +38,7 @@ def _steps_for(sampler: str, steps: int | None, t0: int) -> int | None:
             raise ParameterError(f"sampler {sampler!r} takes no `steps` (it walks every timestep from t₀)")
         return None
     if steps is None:
-        steps = inspect.signature(spec.fn).parameters["steps"].default
+        steps = spec.defaults["steps"]
     return min(int(steps), t0 + 1)
 
 
@@ -77,7 +75,7 @@ def sdedit(
         raise ParameterError("sdedit chooses the grid from `strength`: pass `steps` and `spacing`, not a grid")
     grid = {"steps": steps} if steps is not None else {}
     if invert:
-        spacing = sampler_options.get("spacing") or "uniform"
+        spacing = sampler_options.get("spacing") or "leading"  # ddim_invert's default
         x_t = ddim_invert(
             model_fn, x0, schedule, steps=steps or t0 + 1, spacing=spacing, start_t=t0, refine=refine, progress=progress
         )

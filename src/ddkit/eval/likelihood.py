@@ -29,10 +29,9 @@ from tqdm.auto import tqdm
 from ..checks import is_int
 from ..losses import prior_kl, vb_terms
 from ..parameterization import ModelFn
-from ..plots import plot_bound_terms  # noqa: F401  (its older import path)
 from ..schedule import Schedule
 
-__all__ = ["BoundTerms", "nll_bpd", "plot_bound_terms"]
+__all__ = ["BoundTerms", "nll_bpd"]
 
 
 @dataclass(frozen=True)

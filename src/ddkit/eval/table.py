@@ -4,9 +4,9 @@ Rows η ∈ {0, 0.2, 0.5, 1} (η = 1 over all T steps is DDPM), columns S ∈ {1
 steps. Every cell draws the same samples' start noise (``ddkit.generate``: sample i's x_T comes from
 (seed, i) alone), so the cells differ only by the sampler; the whole table is repeated for each
 start-noise set in ``seeds`` and a cell reports the mean and standard deviation over them. The
-score is FID (or KID) against held-out images for a network (``sample_quality_table``), or the
-energy distance to fresh true samples for the Gaussian-mixture oracle, whose ε is exact
-(``oracle_quality_table``): that separates the sampler's error from the network's.
+score is FID (or KID) against held-out images for a network (``sample_quality_table``); any other
+sampler and score go through ``quality_table`` (benchmarks/oracle_table.py scores the exact ε of a
+Gaussian mixture with it, which separates the sampler's error from the network's).
 
     table = sample_quality_table(model, schedule, steps_list=(10, 20), etas=(0, 1), num=500, seeds=(0, 1))
     print(table.format()); table.save("out/")    # quality_table.csv, .md and .png
@@ -26,14 +26,11 @@ import torch
 
 from ..checks import is_int
 from ..data.images import to_uint8
-from ..generate import ModelFnFor, generate, start_noise
-from ..oracle import GaussianMixture
+from ..generate import ModelFnFor, generate
 from ..plots import plot_quality_table
-from ..samplers import run_sampler
 from ..schedule import Schedule
-from .energy import energy_distance, energy_distance_to_mixture
 
-__all__ = ["STEPS", "ETAS", "QualityTable", "quality_table", "sample_quality_table", "oracle_quality_table"]
+__all__ = ["STEPS", "ETAS", "QualityTable", "quality_table", "sample_quality_table"]
 
 STEPS = (10, 20, 50, 100, 1000)
 ETAS = (0.0, 0.2, 0.5, 1.0)
@@ -255,82 +252,4 @@ def sample_quality_table(
         floor=floor,
         progress=progress,
         note=f"{num} samples against {ref_name}",
-    )
-
-
-def oracle_quality_table(
-    mixture: GaussianMixture,
-    schedule: Schedule,
-    *,
-    steps_list: Sequence[int] = STEPS,
-    etas: Sequence[float] = ETAS,
-    num: int = 2000,
-    seeds: Sequence[int] = (0, 1, 2),
-    spacing: str | None = None,
-    progress: bool = False,
-) -> QualityTable:
-    """The table with the exact ε of a Gaussian mixture (``mixture.eps_fn``), scored by the energy
-    distance of ``num`` DDIM samples to the mixture's law.
-
-    For a 1- or 2-D mixture the score is against the exact law (:func:`energy_distance_to_mixture`:
-    unbiased, no second sample), so what remains is the sampler's own error plus the samples' noise;
-    the floor row scores ``num`` true samples the same way (mean ≈ 0, its sd the noise level). In
-    more dimensions it is the V-statistic against ``num`` fresh true samples per seed, and the floor
-    two independent true sets. The start noise is per sample (as in ``generate``), the η > 0 noise
-    from one generator per seed."""
-    _check_grid(steps_list, etas, seeds, schedule)
-    model_fn = mixture.eps_fn(schedule.alpha_bars)
-    cache: dict = {}
-    exact = mixture.dim in (1, 2)
-
-    def truth(seed, which):
-        key = ("truth", seed, which)
-        if key not in cache:
-            cache[key] = mixture.sample(num, torch.Generator().manual_seed(10_000 * (which + 1) + seed))[0]
-        return cache[key]
-
-    def sample_fn(steps, eta, seed):
-        # start noise per sample, as in generate (drawn once per seed); the sampler's own noise (η > 0)
-        # from one generator per cell: thousands of per-sample generators cost more than the exact ε
-        if ("x_T", seed) not in cache:
-            cache[("x_T", seed)] = start_noise(seed, range(num), (mixture.dim,))[0].double()
-        return run_sampler(
-            "ddim",
-            model_fn,
-            cache[("x_T", seed)],
-            schedule,
-            generator=torch.Generator().manual_seed(seed),
-            steps=steps,
-            eta=eta,
-            spacing=spacing,
-        )
-
-    if exact:
-
-        def score_fn(x, seed):
-            return energy_distance_to_mixture(x, mixture)
-
-        floors = [score_fn(truth(seed, 1), seed) for seed in seeds]
-        note = (
-            f"{num} points against the mixture's exact law (exact ε); the real-data level is {num} true "
-            "samples scored the same way"
-        )
-    else:
-
-        def score_fn(x, seed):
-            return energy_distance(x, truth(seed, 0))
-
-        floors = [energy_distance(truth(seed, 0), truth(seed, 1)) for seed in seeds]
-        note = f"{num} points against fresh true samples (exact ε)"
-    return quality_table(
-        sample_fn,
-        score_fn,
-        schedule=schedule,
-        steps_list=steps_list,
-        etas=etas,
-        seeds=seeds,
-        metric="energy distance",
-        floor=(float(np.mean(floors)), float(np.std(floors, ddof=1)) if len(floors) > 1 else 0.0),
-        progress=progress,
-        note=note,
     )

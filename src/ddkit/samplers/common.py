@@ -1,5 +1,14 @@
-"""Pieces shared by the samplers: argument checks, the model call, the per-step callback, (α, σ, λ)
-at a point of the grid and the progress bar."""
+"""What every sampler shares, so that a sampler module holds only its update rule and its options:
+:class:`Sampling` checks the common arguments and resolves the grid once
+(:func:`ddkit.timesteps.sampling_grid`), and its step helper :meth:`Sampling.denoise` turns the
+model's ε into x̂₀, clips it, applies ``denoised_fn`` and reports to the ``callback``.
+
+The common keywords every sampler takes (:data:`COMMON`): ``generator`` (a ``torch.Generator``,
+:class:`ddkit.rng.SampleGenerators` or None; unused by the deterministic samplers), ``progress``
+(a tqdm bar), ``clip_x0`` (None or (low, high): x̂₀ is clamped), ``timesteps`` or ``sigmas`` (an
+explicit decreasing grid), ``start_t`` (the spacing starts there; x_T is then x at that
+timestep), ``callback(info)`` (each step's :class:`StepInfo`) and ``denoised_fn(x0, info) -> x0``
+(changes each x̂₀ after clipping, before the step uses it)."""
 
 from __future__ import annotations
 
@@ -9,8 +18,11 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
-from ..parameterization import ModelFn
+from ..parameterization import ModelFn, eps_from_x0, x0_from_eps
 from ..rng import Generator, randn
+from ..timesteps import sampling_grid
+
+COMMON = ("generator", "progress", "clip_x0", "timesteps", "sigmas", "start_t", "callback", "denoised_fn")
 
 
 class StepInfo(dict):
@@ -37,27 +49,6 @@ def step_info(i: int, t, alpha_bar: float, x_t: torch.Tensor, x0: torch.Tensor) 
     """The :class:`StepInfo` of step i."""
     sigma = math.sqrt((1.0 - alpha_bar) / alpha_bar) if alpha_bar > 0 else math.inf
     return StepInfo(i=i, t=t, sigma=sigma, alpha_bar=alpha_bar, x_t=x_t, x0=x0, x=x_t, denoised=x0)
-
-
-def report(callback: Callback, i: int, t, alpha_bar: float, x_t: torch.Tensor, x0: torch.Tensor) -> None:
-    """Call ``callback`` (if any) with the :class:`StepInfo` of step i."""
-    if callback is not None:
-        callback(step_info(i, t, alpha_bar, x_t, x0))
-
-
-def apply_denoised_fn(
-    denoised_fn: DenoisedFn, i: int, t, alpha_bar: float, x_t: torch.Tensor, x0: torch.Tensor
-) -> torch.Tensor:
-    """x̂₀ after ``denoised_fn(x0, info)`` (guided-diffusion's ``denoised_fn``, here with the step's
-    :class:`StepInfo`): a projection or correction of the data prediction [N, ...] before the step
-    uses it (DDNM's range–null-space projection, DPS's gradient step). Checks the returned shape."""
-    if denoised_fn is None:
-        return x0
-    out = denoised_fn(x0, step_info(i, t, alpha_bar, x_t, x0))
-    if not isinstance(out, torch.Tensor) or out.shape != x0.shape:
-        got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"denoised_fn must return a tensor of x̂₀'s shape {list(x0.shape)}, got {got}")
-    return out.to(x0.dtype)
 
 
 def check_sample_args(x: torch.Tensor, clip_x0, callback: Callback = None, denoised_fn: DenoisedFn = None) -> None:
@@ -87,6 +78,59 @@ def call_model(model_fn: ModelFn, x: torch.Tensor, t) -> torch.Tensor:
     if eps.shape != x.shape:
         raise ValueError(f"model_fn returned shape {list(eps.shape)}, expected the input's {list(x.shape)}")
     return eps.to(x.dtype)
+
+
+class Sampling:
+    """One sampling run's shared pieces, made once before the loop: the checked arguments, the
+    ``grid`` (:class:`~ddkit.timesteps.Grid` of ``steps``/``spacing``, or ``timesteps``/``sigmas``,
+    from ``start_t``; ``solver``: the multistep solvers' grid) and the step helper
+    :meth:`denoise`. Iterating it gives the step indices (with a progress bar named ``desc``)."""
+
+    def __init__(
+        self, desc: str, model_fn: ModelFn, x_T: torch.Tensor, schedule, steps, spacing, *, solver=False, **common
+    ):
+        unknown = sorted(set(common) - set(COMMON))
+        if unknown:
+            raise TypeError(f"unexpected sampler keyword(s) {', '.join(unknown)}; the common ones: {', '.join(COMMON)}")
+        c = dict.fromkeys(COMMON) | common
+        check_sample_args(x_T, c["clip_x0"], c["callback"], c["denoised_fn"])
+        grid_of = {"timesteps": c["timesteps"], "sigmas": c["sigmas"], "start_t": c["start_t"], "solver": solver}
+        self.grid = sampling_grid(schedule, steps, spacing, **grid_of)
+        self.desc, self.model_fn, self.generator, self.progress = desc, model_fn, c["generator"], c["progress"]
+        self.clip_x0, self.callback, self.denoised_fn = c["clip_x0"], c["callback"], c["denoised_fn"]
+
+    def __iter__(self):
+        return iter(steps_iter(range(len(self.grid)), self.progress, self.desc))
+
+    def report(self, i: int, t, alpha_bar: float, x_t: torch.Tensor, x0: torch.Tensor) -> None:
+        """Call the ``callback`` (if any) with the :class:`StepInfo` of step i."""
+        if self.callback is not None:
+            self.callback(step_info(i, t, alpha_bar, x_t, x0))
+
+    def denoise(self, x: torch.Tensor, i: int, t, alpha_bar: float, *, sigma=None, report: bool = True):
+        """The step helper: ε̂ = model_fn(x_t, t) at step i, x̂₀ = (x_t − √(1−ᾱ)·ε̂)/√ᾱ (DDIM eq. 9),
+        clamped to ``clip_x0``, changed by ``denoised_fn`` and (``report``) reported to the callback.
+        ``denoised_fn(x0, info)`` is guided-diffusion's hook with the step's :class:`StepInfo`: a
+        projection or correction of x̂₀ (DDNM's range–null-space projection, DPS's gradient step).
+        Returns (x̂₀, ε) [N, ...] each, ε re-derived from x̂₀ where clipping or ``denoised_fn`` changed
+        it. With ``sigma``, x is EDM's x̃ = x_t/√ᾱ at that σ: then x̂₀ = D = x̃ − σ·ε̂ and the returned
+        ε is d = (x̃ − D)/σ."""
+        x_t = x if sigma is None else x * math.sqrt(alpha_bar)
+        eps = call_model(self.model_fn, x_t, t)
+        x0 = x0_from_eps(x_t, eps, alpha_bar) if sigma is None else x - sigma * eps
+        if self.clip_x0 is not None:
+            x0 = x0.clamp(self.clip_x0[0], self.clip_x0[1])
+        if self.denoised_fn is not None:  # checked: a tensor of x̂₀'s shape, in its dtype
+            out = self.denoised_fn(x0, step_info(i, t, alpha_bar, x_t, x0))
+            if not isinstance(out, torch.Tensor) or out.shape != x0.shape:
+                got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                raise ValueError(f"denoised_fn must return a tensor of x̂₀'s shape {list(x0.shape)}, got {got}")
+            x0 = out.to(x0.dtype)
+        if self.clip_x0 is not None or self.denoised_fn is not None:
+            eps = eps_from_x0(x_t, x0, alpha_bar) if sigma is None else (x - x0) / sigma
+        if report:
+            self.report(i, t, alpha_bar, x_t, x0)
+        return x0, eps
 
 
 def alpha_sigma_lambda(alpha_bar: float) -> tuple[float, float, float]:

@@ -24,7 +24,7 @@ last x̂₀ exactly. So ``steps`` model evaluations take ``steps`` steps, and th
 points are (:func:`ddkit.timesteps.sampling_grid` with ``solver=True``) the first ``steps`` points
 of a grid of ``steps + 1`` that ends at t = 0 — the t = 0 point is replaced by σ = 0 rather than
 spending an evaluation there — or, for ``"trailing"`` and σ-grids, the ``steps`` points themselves.
-For uniform, linspace and trailing spacings this is exactly diffusers' own timestep sequence.
+For leading, linspace and trailing spacings this is exactly diffusers' own timestep sequence.
 """
 
 from __future__ import annotations
@@ -36,18 +36,7 @@ import torch
 
 from ..parameterization import ModelFn
 from ..schedule import Schedule
-from ..timesteps import dpm_solver_timesteps, sampling_grid  # noqa: F401  (dpm_solver_timesteps: older path)
-from .common import (
-    Callback,
-    DenoisedFn,
-    alpha_sigma_lambda,
-    apply_denoised_fn,
-    call_model,
-    check_order,
-    check_sample_args,
-    report,
-    steps_iter,
-)
+from .common import Sampling, alpha_sigma_lambda, check_order
 
 # below this many steps the second-to-last step drops to order ≤ 2 (the paper's and diffusers' rule)
 LOWER_ORDER_FINAL_BELOW = 15
@@ -66,26 +55,23 @@ def dpm_solver_step(
 
     x: [N, ...] at s; ``x0s``: the data predictions x̂₀ at s, s', s'' (newest first), [N, ...] each;
     ``lambdas``: their λ (newest first); σ_s and the target's α_t, σ_t, λ_t (λ_t = ∞: σ_t = 0)."""
-    order = len(x0s)
-    if not math.isfinite(lambda_t) or order == 1:
-        if not math.isfinite(lambda_t):  # σ_t = 0: the exact solution of the first-order step is x̂₀
-            return x0s[0].clone()
-        h = lambda_t - lambdas[0]
-        return (sigma_t / sigma_s) * x - alpha_t * math.expm1(-h) * x0s[0]
+    if not math.isfinite(lambda_t):  # σ_t = 0: the exact solution of the first-order step is x̂₀
+        return x0s[0].clone()
     h = lambda_t - lambdas[0]
     phi1 = math.expm1(-h)  # e^{-h} - 1
-    m0, m1 = x0s[0], x0s[1]
+    if len(x0s) == 1:
+        return (sigma_t / sigma_s) * x - alpha_t * phi1 * x0s[0]
     r0 = (lambdas[0] - lambdas[1]) / h
-    d1_0 = (m0 - m1) / r0
-    if order == 2:  # Algorithm 2: D = (1 + 1/(2r))·x̂₀_s - 1/(2r)·x̂₀_s'
-        return (sigma_t / sigma_s) * x - alpha_t * phi1 * (m0 + 0.5 * d1_0)
+    d1_0 = (x0s[0] - x0s[1]) / r0
+    if len(x0s) == 2:  # Algorithm 2: D = (1 + 1/(2r))·x̂₀_s - 1/(2r)·x̂₀_s'
+        return (sigma_t / sigma_s) * x - alpha_t * phi1 * (x0s[0] + 0.5 * d1_0)
     r1 = (lambdas[1] - lambdas[2]) / h
-    d1_1 = (m1 - x0s[2]) / r1
+    d1_1 = (x0s[1] - x0s[2]) / r1
     d1 = d1_0 + (r0 / (r0 + r1)) * (d1_0 - d1_1)
     d2 = (d1_0 - d1_1) / (r0 + r1)
     phi2 = phi1 / h + 1.0
     phi3 = (phi1 + h) / h**2 - 0.5
-    return (sigma_t / sigma_s) * x - alpha_t * phi1 * m0 + alpha_t * phi2 * d1 - alpha_t * phi3 * d2
+    return (sigma_t / sigma_s) * x - alpha_t * phi1 * x0s[0] + alpha_t * phi2 * d1 - alpha_t * phi3 * d2
 
 
 def _step_order(i: int, num: int, order: int, lower_order_final: bool) -> int:
@@ -106,42 +92,26 @@ def dpm_solver_sample(
     *,
     steps: int = 10,
     order: int = 2,
-    spacing: str = "uniform",
+    spacing: str = "leading",
     lower_order_final: bool = True,
-    generator: torch.Generator | None = None,
-    progress: bool = False,
-    clip_x0=None,
-    timesteps: Sequence[int] | None = None,
-    sigmas: Sequence[float] | None = None,
-    start_t: int | None = None,
-    callback: Callback = None,
-    denoised_fn: DenoisedFn = None,
+    **common,
 ) -> torch.Tensor:
     """DPM-Solver++ (multistep, data prediction) from x_T [N, ...] → x_0 [N, ...] in ``steps``
     model evaluations; deterministic (``generator`` is accepted for the common signature).
 
-    Defaults: order 2 and ``spacing="uniform"`` (the measurements behind them: the docs'
+    Defaults: order 2 and ``spacing="leading"`` (the measurements behind them: the docs'
     "Benchmarks and results"). ``order``: 1 (DDIM), 2 (the paper's Algorithm 2) or 3. ``spacing``: any of
-    :data:`ddkit.timesteps.ALL_SPACINGS`, or an explicit decreasing ``timesteps`` or ``sigmas``
-    sequence of evaluation points (the final step then goes from its last entry to σ = 0);
-    ``start_t``: the spacing starts there. ``clip_x0=(low, high)`` clamps every x̂₀ (the data
-    prediction) before it is used, then ``denoised_fn(x0, info) -> x0`` changes it (if given);
-    ``callback(info)`` gets each step's StepInfo.
+    :data:`ddkit.timesteps.ALL_SPACINGS`; with an explicit decreasing ``timesteps`` or ``sigmas``
+    sequence of evaluation points the final step goes from its last entry to σ = 0. ``common``: the
+    keywords every sampler takes (:mod:`ddkit.samplers.common`).
     """
-    check_sample_args(x_T, clip_x0, callback, denoised_fn)
     check_order(order)
-    grid = sampling_grid(schedule, steps, spacing, timesteps=timesteps, sigmas=sigmas, start_t=start_t, solver=True)
-    x = x_T
-    x0s: list[torch.Tensor] = []
-    lambdas: list[float] = []
-    for i in steps_iter(range(len(grid)), progress, "DPM-Solver++"):
+    run = Sampling("DPM-Solver++", model_fn, x_T, schedule, steps, spacing, solver=True, **common)
+    x, grid, x0s, lambdas = x_T, run.grid, [], []
+    for i in run:
         alpha_s, sigma_s, lambda_s = alpha_sigma_lambda(grid.alpha_bars[i])
-        x0 = (x - sigma_s * call_model(model_fn, x, grid.t[i])) / alpha_s  # DDIM eq. 9
-        if clip_x0 is not None:
-            x0 = x0.clamp(clip_x0[0], clip_x0[1])
-        x0 = apply_denoised_fn(denoised_fn, i, grid.t[i], grid.alpha_bars[i], x, x0)
-        report(callback, i, grid.t[i], grid.alpha_bars[i], x, x0)
-        x0s, lambdas = [x0] + x0s[:2], [lambda_s] + lambdas[:2]
+        x0s = [run.denoise(x, i, grid.t[i], grid.alpha_bars[i])[0]] + x0s[:2]
+        lambdas = [lambda_s] + lambdas[:2]
         alpha_t, sigma_t, lambda_t = alpha_sigma_lambda(grid.alpha_bar_after(i))
         o = _step_order(i, len(grid), order, lower_order_final)
         x = dpm_solver_step(x, x0s[:o], lambdas[:o], sigma_s, alpha_t, sigma_t, lambda_t)

@@ -35,18 +35,7 @@ from ..checks import is_int, number
 from ..parameterization import ModelFn
 from ..schedule import Schedule
 from ..timesteps import sampling_grid, t_from_sigma
-from .common import (
-    Callback,
-    DenoisedFn,
-    apply_denoised_fn,
-    call_model,
-    check_sample_args,
-    noise_like,
-    report,
-    steps_iter,
-)
-
-CHURN_OPTIONS = ("s_churn", "s_tmin", "s_tmax", "s_noise")
+from .common import Sampling, noise_like
 
 
 def check_churn(s_churn: float, s_tmin: float, s_tmax: float, s_noise: float) -> None:
@@ -102,92 +91,38 @@ def edm_points(steps: int, heun: bool) -> int:
     whose N points cost 2N − 1); an even ``steps`` for Heun is an error."""
     if not is_int(steps) or steps < 1:
         raise ValueError(f"steps must be a positive integer (model evaluations), got {steps!r}")
-    if not heun:
-        return int(steps)
-    if steps % 2 == 0:
-        raise ValueError(
-            f"steps (model evaluations) must be odd for heun: N grid points cost 2N − 1 evaluations "
-            f"(the last step is Euler), got {steps}"
-        )
-    return (int(steps) + 1) // 2
+    if heun and steps % 2 == 0:
+        raise ValueError(f"steps (model evaluations) must be odd for heun: N grid points cost 2N − 1, got {steps}")
+    return (int(steps) + 1) // 2 if heun else int(steps)
 
 
-class _Denoiser:
-    """D(x̃; σ) and d = (x̃ − D)/σ from the ε-network, at grid points (their own t) or any σ."""
-
-    def __init__(self, model_fn: ModelFn, schedule: Schedule, clip_x0, denoised_fn: DenoisedFn = None):
-        self.model_fn, self.schedule, self.clip_x0, self.denoised_fn = model_fn, schedule, clip_x0, denoised_fn
-
-    def t_of(self, sigma: float):
-        """A σ off the grid: its fractional model timestep (clamped to [0, T-1])."""
-        return float(t_from_sigma(self.schedule, [sigma])[0])
-
-    def __call__(self, x: torch.Tensor, sigma: float, t, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(D, d, x_t) at x̃ = ``x`` [N, ...] and noise level σ (model timestep ``t``, step ``i``);
-        x_t = √ᾱ·x̃. D is clipped to ``clip_x0`` and then changed by ``denoised_fn``, if given."""
-        alpha_bar = 1.0 / (1.0 + sigma * sigma)
-        x_t = x * math.sqrt(alpha_bar)
-        eps = call_model(self.model_fn, x_t, t)
-        denoised = x - sigma * eps
-        if self.clip_x0 is None and self.denoised_fn is None:
-            return denoised, eps, x_t
-        if self.clip_x0 is not None:
-            denoised = denoised.clamp(self.clip_x0[0], self.clip_x0[1])
-        denoised = apply_denoised_fn(self.denoised_fn, i, t, alpha_bar, x_t, denoised)
-        return denoised, (x - denoised) / sigma, x_t
-
-
-def _edm_sample(
-    model_fn: ModelFn,
-    x_T: torch.Tensor,
-    schedule: Schedule,
-    *,
-    heun: bool,
-    steps: int,
-    spacing: str,
-    s_churn: float,
-    s_tmin: float,
-    s_tmax: float,
-    s_noise: float,
-    generator,
-    progress: bool,
-    clip_x0,
-    timesteps,
-    sigmas,
-    start_t,
-    callback: Callback,
-    denoised_fn: DenoisedFn,
-) -> torch.Tensor:
-    check_sample_args(x_T, clip_x0, callback, denoised_fn)
-    check_churn(s_churn, s_tmin, s_tmax, s_noise)
-    points = edm_points(steps, heun) if timesteps is None and sigmas is None else None
-    grid = sampling_grid(schedule, points, spacing, timesteps=timesteps, sigmas=sigmas, start_t=start_t)
-    sig = grid.sigmas + [0.0]
+def _edm_sample(model_fn, x_T, schedule, heun: bool, steps, spacing, churn: tuple, common: dict) -> torch.Tensor:
+    """Algorithm 2 on x̃ = x_t/√ᾱ (the module's notation); ``churn`` = (S_churn, S_tmin, S_tmax, S_noise)."""
+    check_churn(*churn)
+    explicit = common.get("timesteps") is not None or common.get("sigmas") is not None
+    points = None if explicit else edm_points(steps, heun)
+    run = Sampling("Heun" if heun else "Euler", model_fn, x_T, schedule, points, spacing, **common)
+    grid, sig = run.grid, run.grid.sigmas + [0.0]
     message = heun_grid_message(sig) if heun else None
     if message:
         warnings.warn(message, PoorGridWarning, stacklevel=4)
-    num = len(grid)
-    denoise = _Denoiser(model_fn, schedule, clip_x0, denoised_fn)
     x = x_T * (1.0 / math.sqrt(grid.alpha_bars[0]))  # x̃ = x_t/√ᾱ
-    for i in steps_iter(range(num), progress, "Heun" if heun else "Euler"):
-        sigma, sigma_next = sig[i], sig[i + 1]
-        gamma = churn_gamma(sigma, num, s_churn, s_tmin, s_tmax)
-        if gamma > 0:
+    for i in run:
+        sigma, sigma_next, t = sig[i], sig[i + 1], grid.t[i]
+        gamma = churn_gamma(sigma, len(grid), *churn[:3])
+        if gamma > 0:  # churn: add noise up to σ̂ = σ·(1 + γ), evaluated at σ̂'s own (fractional) t
             sigma_hat = sigma * (1.0 + gamma)
-            x = x + (math.sqrt(sigma_hat**2 - sigma**2) * s_noise) * noise_like(x, generator)
-            t_hat = denoise.t_of(sigma_hat)
-        else:
-            sigma_hat, t_hat = sigma, grid.t[i]
-        denoised, d, x_t = denoise(x, sigma_hat, t_hat, i)
-        if callback is not None:
-            report(callback, i, t_hat, 1.0 / (1.0 + sigma_hat**2), x_t, denoised)
+            x = x + (math.sqrt(sigma_hat**2 - sigma**2) * churn[3]) * noise_like(x, run.generator)
+            sigma, t = sigma_hat, float(t_from_sigma(schedule, [sigma_hat])[0])
+        denoised, d = run.denoise(x, i, t, 1.0 / (1.0 + sigma * sigma), sigma=sigma)
         if sigma_next == 0:  # the last step: Euler, which lands on D
             x = denoised
             continue
-        x_next = x + (sigma_next - sigma_hat) * d
+        x_next = x + (sigma_next - sigma) * d
         if heun:
-            _, d_next, _ = denoise(x_next, sigma_next, grid.t[i + 1], i + 1)
-            x_next = x + (sigma_next - sigma_hat) * (0.5 * (d + d_next))
+            ab_next = 1.0 / (1.0 + sigma_next * sigma_next)
+            d_next = run.denoise(x_next, i + 1, grid.t[i + 1], ab_next, sigma=sigma_next, report=False)[1]
+            x_next = x + (sigma_next - sigma) * (0.5 * (d + d_next))
         x = x_next
     return x
 
@@ -204,47 +139,20 @@ def euler_sample(
     s_tmin: float = 0.0,
     s_tmax: float = math.inf,
     s_noise: float = 1.0,
-    generator=None,
-    progress: bool = False,
-    clip_x0=None,
-    timesteps: Sequence | None = None,
-    sigmas: Sequence[float] | None = None,
-    start_t: int | None = None,
-    callback: Callback = None,
-    denoised_fn: DenoisedFn = None,
+    **common,
 ) -> torch.Tensor:
     """EDM's Euler sampler (Algorithm 2 without the second-order correction) from x_T [N, ...] (x at
     the grid's first point, in x_T's dtype) → x_0 [N, ...] in ``steps`` model evaluations.
 
     ``spacing``: any of :data:`ddkit.timesteps.ALL_SPACINGS` (default ``kl-optimal``, AYS Theorem 3.1:
-    the DDIM optimum for Gaussian data, and on the oracle below karras ρ=7 at every NFE), or an
-    explicit decreasing ``timesteps`` or ``sigmas`` grid (each point one evaluation; the last step
-    goes to σ = 0); ``start_t``: the spacing starts there. ``s_churn`` > 0 adds noise before each
-    step whose σ lies in [s_tmin, s_tmax] (γ = min(s_churn/N, √2−1), noise scaled by ``s_noise``),
-    drawn from ``generator`` (per sample with :class:`ddkit.rng.SampleGenerators`). Without churn
-    this is DDIM η = 0 on the same grid. ``clip_x0`` clamps D; ``denoised_fn(x0, info) -> x0`` then
-    changes it before the step (DDNM's projection, DPS); ``callback`` gets each step's StepInfo.
+    the DDIM optimum for Gaussian data, and on the oracle below karras ρ=7 at every NFE); an
+    explicit ``timesteps`` or ``sigmas`` grid costs one evaluation a point (the last step goes to
+    σ = 0). ``s_churn`` > 0 adds noise before each step whose σ lies in [s_tmin, s_tmax]
+    (γ = min(s_churn/N, √2−1), noise scaled by ``s_noise``), drawn from ``generator``. Without churn
+    this is DDIM η = 0 on the same grid. ``common``: the keywords every sampler takes
+    (:mod:`ddkit.samplers.common`); ``clip_x0`` clamps D and ``denoised_fn`` then changes it.
     """
-    return _edm_sample(
-        model_fn,
-        x_T,
-        schedule,
-        heun=False,
-        steps=steps,
-        spacing=spacing,
-        s_churn=s_churn,
-        s_tmin=s_tmin,
-        s_tmax=s_tmax,
-        s_noise=s_noise,
-        generator=generator,
-        progress=progress,
-        clip_x0=clip_x0,
-        timesteps=timesteps,
-        sigmas=sigmas,
-        start_t=start_t,
-        callback=callback,
-        denoised_fn=denoised_fn,
-    )
+    return _edm_sample(model_fn, x_T, schedule, False, steps, spacing, (s_churn, s_tmin, s_tmax, s_noise), common)
 
 
 @torch.no_grad()
@@ -259,14 +167,7 @@ def heun_sample(
     s_tmin: float = 0.0,
     s_tmax: float = math.inf,
     s_noise: float = 1.0,
-    generator=None,
-    progress: bool = False,
-    clip_x0=None,
-    timesteps: Sequence | None = None,
-    sigmas: Sequence[float] | None = None,
-    start_t: int | None = None,
-    callback: Callback = None,
-    denoised_fn: DenoisedFn = None,
+    **common,
 ) -> torch.Tensor:
     """EDM's Heun sampler (Algorithm 2: second order, the last step Euler) from x_T [N, ...] → x_0
     [N, ...]. ``steps`` counts model evaluations and must be odd: N = (steps+1)/2 grid points cost
@@ -275,23 +176,4 @@ def heun_sample(
     matches diffusers' ``HeunDiscreteScheduler`` on the same σ-grid. ``callback`` is called once per
     step, with the first evaluation's D.
     """
-    return _edm_sample(
-        model_fn,
-        x_T,
-        schedule,
-        heun=True,
-        steps=steps,
-        spacing=spacing,
-        s_churn=s_churn,
-        s_tmin=s_tmin,
-        s_tmax=s_tmax,
-        s_noise=s_noise,
-        generator=generator,
-        progress=progress,
-        clip_x0=clip_x0,
-        timesteps=timesteps,
-        sigmas=sigmas,
-        start_t=start_t,
-        callback=callback,
-        denoised_fn=denoised_fn,
-    )
+    return _edm_sample(model_fn, x_T, schedule, True, steps, spacing, (s_churn, s_tmin, s_tmax, s_noise), common)

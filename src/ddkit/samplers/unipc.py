@@ -47,18 +47,7 @@ import torch
 
 from ..parameterization import ModelFn
 from ..schedule import Schedule
-from ..timesteps import sampling_grid
-from .common import (
-    Callback,
-    DenoisedFn,
-    alpha_sigma_lambda,
-    apply_denoised_fn,
-    call_model,
-    check_order,
-    check_sample_args,
-    report,
-    steps_iter,
-)
+from .common import Sampling, alpha_sigma_lambda, check_order
 
 VARIANTS = ("bh1", "bh2")
 
@@ -87,29 +76,20 @@ def unipc_coefficients(rs: Sequence[float], h: float, variant: str) -> tuple[flo
     return b, torch.linalg.solve(R, torch.tensor(g, dtype=torch.float64)).tolist()
 
 
-def _uni_update(
-    x: torch.Tensor,
-    x0_s: torch.Tensor,
-    ds: Sequence[torch.Tensor],
-    rs: Sequence[float],
-    sigma_s: float,
-    alpha_t: float,
-    sigma_t: float,
-    h: float,
-    variant: str,
-) -> torch.Tensor:
-    """x_t = (σ_t/σ_s)·x_s - α_t·(e^{-h}-1)·x̂₀_s - α_t·B(h)·Σ_k ρ_k·D_k, ρ from ``rs``; [N, ...]."""
-    b, rhos = unipc_coefficients(rs, h, variant)
-    x_t = (sigma_t / sigma_s) * x - (alpha_t * math.expm1(-h)) * x0_s
-    for rho, d in zip(rhos, ds):
-        x_t = x_t - (alpha_t * b * rho) * d
-    return x_t
-
-
-def _differences(x0s: Sequence[torch.Tensor], lambdas: Sequence[float], h: float):
-    """r_k = (λ_{s_k} - λ_s)/h and D_k = (x̂₀_{s_k} - x̂₀_s)/r_k for the earlier points k ≥ 1."""
+def _uni_update(x, x0s, lambdas, x0_t, sigma_s: float, alpha_t: float, sigma_t: float, lambda_t: float, variant):
+    """x_t = (σ_t/σ_s)·x_s - α_t·(e^{-h}-1)·x̂₀_s - α_t·B(h)·Σ_k ρ_k·D_k [N, ...] with r_k = (λ_{s_k} - λ_s)/h
+    and D_k = (x̂₀_{s_k} - x̂₀_s)/r_k for the earlier points k ≥ 1, and for the corrector (``x0_t``
+    given) a last r = 1, D = x̂₀_t - x̂₀_s."""
+    h = lambda_t - lambdas[0]
     rs = [(lam - lambdas[0]) / h for lam in lambdas[1:]]
-    return rs, [(m - x0s[0]) / r for m, r in zip(x0s[1:], rs)]
+    ds = [(m - x0s[0]) / r for m, r in zip(x0s[1:], rs)]
+    if x0_t is not None:
+        rs, ds = rs + [1.0], ds + [x0_t - x0s[0]]
+    b, rhos = unipc_coefficients(rs, h, variant)
+    x_next = (sigma_t / sigma_s) * x - (alpha_t * math.expm1(-h)) * x0s[0]
+    for rho, d in zip(rhos, ds):
+        x_next = x_next - (alpha_t * b * rho) * d
+    return x_next
 
 
 def unipc_predictor_step(
@@ -129,9 +109,7 @@ def unipc_predictor_step(
     takes the first-order step, whose exact value is x̂₀_s."""
     if not math.isfinite(lambda_t):
         return x0s[0].clone()
-    h = lambda_t - lambdas[0]
-    rs, ds = _differences(x0s, lambdas, h)
-    return _uni_update(x, x0s[0], ds, rs, sigma_s, alpha_t, sigma_t, h, variant)
+    return _uni_update(x, x0s, lambdas, None, sigma_s, alpha_t, sigma_t, lambda_t, variant)
 
 
 def unipc_corrector_step(
@@ -151,9 +129,7 @@ def unipc_corrector_step(
     λ_t must be finite (there is no model evaluation at σ = 0 to correct with)."""
     if not math.isfinite(lambda_t):
         raise ValueError("the corrector needs a finite λ_t (σ_t > 0); the step to σ = 0 has no corrector")
-    h = lambda_t - lambdas[0]
-    rs, ds = _differences(x0s, lambdas, h)
-    return _uni_update(x, x0s[0], ds + [x0_t - x0s[0]], rs + [1.0], sigma_s, alpha_t, sigma_t, h, variant)
+    return _uni_update(x, x0s, lambdas, x0_t, sigma_s, alpha_t, sigma_t, lambda_t, variant)
 
 
 def _predictor_order(i: int, num: int, order: int, lower_order_final: bool) -> int:
@@ -174,53 +150,37 @@ def unipc_sample(
     *,
     steps: int = 10,
     order: int = 2,
-    spacing: str = "uniform",
+    spacing: str = "leading",
     variant: str = "bh2",
     lower_order_final: bool = True,
     corrector: bool = True,
-    generator: torch.Generator | None = None,
-    progress: bool = False,
-    clip_x0=None,
-    timesteps: Sequence[int] | None = None,
-    sigmas: Sequence[float] | None = None,
-    start_t: int | None = None,
-    callback: Callback = None,
-    denoised_fn: DenoisedFn = None,
+    **common,
 ) -> torch.Tensor:
     """UniPC (multistep UniP-p + UniC, data prediction) from x_T [N, ...] → x_0 [N, ...] in
     ``steps`` model evaluations; deterministic (``generator`` is accepted for the common signature).
 
     ``order``: p = 1, 2 (default, as diffusers) or 3. ``variant``: "bh2" (B(h) = e^{-h} - 1, the
     default, as diffusers) or "bh1" (B(h) = -h). ``corrector=False`` runs UniP alone (then order 1
-    is DDIM η = 0, and order 2 with "bh2" is DPM-Solver++(2M)). ``spacing``: uniform | quadratic |
-    trailing | linspace | logsnr, the same evaluation timesteps as :func:`dpm_solver_sample` (see
-    :func:`~ddkit.timesteps.sampling_grid` with ``solver=True``), an explicit decreasing ``timesteps``
-    or ``sigmas`` sequence (the final step then goes from its last entry to σ = 0), and ``start_t``.
-    ``clip_x0=(low, high)`` clamps every x̂₀ before use, then ``denoised_fn(x0, info) -> x0`` changes
-    it (if given); ``callback(info)`` gets each step's StepInfo.
+    is DDIM η = 0, and order 2 with "bh2" is DPM-Solver++(2M)). ``spacing`` and an explicit grid as
+    :func:`dpm_solver_sample` (the same evaluation timesteps); ``common``: the keywords every
+    sampler takes (:mod:`ddkit.samplers.common`). The callback sees x after the corrector.
     """
-    check_sample_args(x_T, clip_x0, callback, denoised_fn)
     check_order(order)
     _check_variant(variant)
-    grid = sampling_grid(schedule, steps, spacing, timesteps=timesteps, sigmas=sigmas, start_t=start_t, solver=True)
-    seq = grid.t
-    x = x_T
-    x0s: list[torch.Tensor] = []
-    lambdas: list[float] = []
+    run = Sampling("UniPC", model_fn, x_T, schedule, steps, spacing, solver=True, **common)
+    x, seq, x0s, lambdas = x_T, run.grid.t, [], []
     last = None  # (x_s, σ_s, p) of the predictor step that led to the current point
-    for i in steps_iter(range(len(seq)), progress, "UniPC"):
-        alpha_s, sigma_s, lambda_s = alpha_sigma_lambda(grid.alpha_bars[i])
-        x0 = (x - sigma_s * call_model(model_fn, x, seq[i])) / alpha_s  # DDIM eq. 9, at x̃
-        if clip_x0 is not None:
-            x0 = x0.clamp(clip_x0[0], clip_x0[1])
-        x0 = apply_denoised_fn(denoised_fn, i, seq[i], grid.alpha_bars[i], x, x0)
+    for i in run:
+        ab = run.grid.alpha_bars[i]
+        alpha_s, sigma_s, lambda_s = alpha_sigma_lambda(ab)
+        x0 = run.denoise(x, i, seq[i], ab, report=False)[0]  # at the predicted x̃
         if corrector and last is not None and i < len(seq) - 1:
             x_prev, sigma_prev, p = last  # UniC-p at t = seq[i]
             x = unipc_corrector_step(x_prev, x0s[:p], lambdas[:p], x0, sigma_prev, alpha_s, sigma_s, lambda_s, variant)
-        report(callback, i, seq[i], grid.alpha_bars[i], x, x0)
+        run.report(i, seq[i], ab, x, x0)
         x0s, lambdas = [x0] + x0s[:2], [lambda_s] + lambdas[:2]
         p = _predictor_order(i, len(seq), order, lower_order_final)
         last = (x, sigma_s, p)
-        alpha_t, sigma_t, lambda_t = alpha_sigma_lambda(grid.alpha_bar_after(i))
+        alpha_t, sigma_t, lambda_t = alpha_sigma_lambda(run.grid.alpha_bar_after(i))
         x = unipc_predictor_step(x, x0s[:p], lambdas[:p], sigma_s, alpha_t, sigma_t, lambda_t, variant)
     return x

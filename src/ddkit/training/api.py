@@ -1,8 +1,9 @@
 """``ddkit.train(...)``: training from Python with the options, defaults and decisions of ``ddkit train``.
 
 Every option of ``ddkit train`` is a keyword here with the same name (``--batch-size`` is
-``batch_size``) and the same default: :data:`TRAIN_OPTIONS` is the one table both read, and the CLI
-builds its parser from it. Every decision of ``ddkit train`` is made here, not in the command line:
+``batch_size``) and the same default: both read the option fields of the config dataclasses
+(:data:`TRAIN_SECTIONS`; help, flag and resume rule in each field's metadata, :mod:`ddkit.options`),
+listed in :data:`TRAIN_OPTIONS`. Every decision of ``ddkit train`` is made here, not in the command line:
 
 - the network for the data set (:func:`ddkit.nn.default_model_config`), with an augmentation layer
   as wide as the labels of the augmentation's operations;
@@ -25,327 +26,84 @@ from typing import Any
 
 from ..checks import ParameterError
 from ..data import Dataset, load_data, load_run_data
-from ..losses import NOISE_LEVELS, P_MEAN, P_STD, WEIGHTINGS
 from ..nn import ClassifierConfig, default_model_config
-from ..parameterization import PRECONDITIONINGS, PREDICTIONS
-from ..schedule import SCHEDULES
-from .augment import OPS, check_ops, default_ops, label_dim
-from .config import (
-    DEFAULT_EVAL_EVERY,
-    DEVICES,
-    LOGGERS,
-    PRECISIONS,
-    SELECT,
-    DataConfig,
-    DiffusionConfig,
-    RunConfig,
-    TrainConfig,
-)
+from ..options import OptionSpec, field_default, option, option_fields, option_name
+from .augment import check_ops, default_ops, label_dim
+from .config import DataConfig, DiffusionConfig, RunConfig, TrainConfig, budget
 from .distributed import DistContext, check_divisible_batch, fit_batch, init_distributed, shutdown_distributed
 from .objectives import ClassifierObjective, split_heldout
 from .rundir import RunDir
 from .trainer import Trainer
 
-_T = TrainConfig()
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The options of ``ddkit train`` / :func:`train` that are not saved in config.json: where and how
+    this process runs."""
+
+    out: str = option("runs/digits", "run folder (default {default})")
+    resume: bool = option(
+        False,
+        "continue from the newest complete checkpoint in out, or start there from scratch when it has none; "
+        "may extend steps/minutes, refuses options that contradict its config.json (automatic under torchrun "
+        "after a restart)",
+        switch=True,
+    )
+    dist_timeout: float = option(
+        1800.0,
+        "under torchrun: how long a process waits for the others to join the group and in each collective "
+        "before it fails, so that torchrun can restart the group (default {default:g})",
+        metavar="SECONDS",
+    )
 
 
-def count_or_fraction(text: str) -> int | float:
-    """``val`` on the command line: "200" is a number of images (int), "0.15" a fraction (float)."""
-    try:
-        return int(text)
-    except ValueError:
-        return float(text)
+@dataclass(frozen=True)
+class ModelOptions:
+    """The options of ``ddkit train`` that size the network (:func:`ddkit.nn.default_model_config`
+    chooses the rest for the data set)."""
+
+    model_channels: int | None = option(None, "UNet base channels (default 32) or MLP width (default 256)")
+    dropout: float | None = option(None, "UNet dropout (default 0: measured best for short runs on the digits)")
 
 
-def comma_list(text: str) -> tuple[str, ...]:
-    """A comma-separated list on the command line (``--augment-ops translate,scale``)."""
-    return tuple(part.strip() for part in text.split(",") if part.strip())
+# config section → the dataclass whose option fields are ``ddkit train``'s options, in --help's order
+TRAIN_SECTIONS = {
+    "run": RunOptions,
+    "data": DataConfig,
+    "train": TrainConfig,
+    "model": ModelOptions,
+    "diffusion": DiffusionConfig,
+}
 
 
 @dataclass(frozen=True)
 class Option:
-    """One option of ``ddkit train`` / :func:`train`: the keyword ``name`` (``--name-with-dashes`` on
-    the command line), where it goes in the config (``section``: model, diffusion, data, train, or
-    run for what is not saved), its type, default and help."""
+    """One option of ``ddkit train`` / :func:`train`, read from its field: the keyword ``name``,
+    where it goes (``section``: model, diffusion, data, train, or run for what is not saved), its
+    default as a keyword (None: not given, the config's default applies) and its spec."""
 
     name: str
     section: str
-    type: Any = None
-    default: Any = None
-    help: str = ""
-    choices: tuple | None = None
-    metavar: str | None = None
-    flag: bool = False  # a switch (store_true)
-    repeat: bool = False  # may be given several times (a list)
-    cli_name: str | None = None  # the flag, when it is not --name-with-dashes
-
-    @property
-    def cli(self) -> str:
-        return self.cli_name or "--" + self.name.replace("_", "-")
+    default: Any
+    spec: OptionSpec
 
 
-TRAIN_OPTIONS: tuple[Option, ...] = (
-    # the run and its data
-    Option("out", "run", str, "runs/digits", "run folder (default runs/digits)"),
-    Option(
-        "data",
-        "data",
-        str,
-        None,
-        "digits (default), digits:train, toy:gmm|moons|swissroll|circles, or a folder of images",
-    ),
-    Option(
-        "image_size", "data", int, None, "image folders: resize and centre-crop to this size (default 32; digits: 8)"
-    ),
-    Option("channels", "data", int, None, "image folders: 1 (grey) or 3 (RGB, default)", choices=(1, 3)),
-    Option("toy_size", "data", int, None, "toy data: the number of points drawn (default 20000)"),
-    Option(
-        "holdout",
-        "data",
-        float,
-        None,
-        "image folders: hold this fraction of the images out (a fixed split "
-        "drawn with holdout_seed, recorded in config.json); never trained on, the default reference of "
-        "ddkit eval (default 0; the digits have digits:train/digits:test instead)",
-        metavar="FRACTION",
-    ),
-    Option("holdout_seed", "data", int, None, "seed of the holdout split (default 0)"),
-    # the validation part and evaluation during training (training.validation)
-    Option(
-        "val",
-        "data",
-        count_or_fraction,
-        None,
-        "carve a validation part out of the training data (digits:train's 1,297, or what --holdout leaves): "
-        "N images or a FRACTION, drawn with val_seed, recorded in config.json, never trained on; it is "
-        f"evaluated every eval_every steps (default {DEFAULT_EVAL_EVERY}) and selects RUN/checkpoints/best",
-        metavar="N|FRACTION",
-    ),
-    Option("val_seed", "data", int, None, "seed of the validation split (default 0)"),
-    Option(
-        "eval_every",
-        "train",
-        int,
-        None,
-        f"evaluate the EMA weights on the val part every N steps (default {DEFAULT_EVAL_EVERY} with --val): "
-        "FID/KID against it, memorisation (closer), the val/train loss gap; to log.jsonl, RUN/val.png, TensorBoard",
-        metavar="N",
-    ),
-    Option(
-        "eval_num",
-        "train",
-        int,
-        None,
-        f"samples per evaluation (DPM-Solver++, 10 steps, fixed start noise; default {_T.eval_num})",
-    ),
-    Option(
-        "select",
-        "train",
-        str,
-        None,
-        "what chooses RUN/checkpoints/best: the lowest val fid (default), kid or loss",
-        choices=SELECT,
-    ),
-    Option(
-        "early_stop",
-        "train",
-        int,
-        None,
-        "stop after K evaluations without a better select score (writes the final checkpoint; needs --val)",
-        metavar="K",
-    ),
-    # the budget and the optimiser
-    Option("steps", "train", int, None, f"optimizer steps (default {_T.steps} when minutes is not given)"),
-    Option("minutes", "train", float, None, "wall-clock budget; with steps, whichever ends first"),
-    Option(
-        "batch_size",
-        "train",
-        int,
-        None,
-        f"global batch size, split over processes (default {_T.batch_size}, or the data set's size if smaller)",
-    ),
-    Option("lr", "train", float, None, f"peak AdamW learning rate (default {_T.lr})"),
-    Option("warmup", "train", int, None, f"linear warm-up steps (default {_T.warmup})"),
-    Option("weight_decay", "train", float, None, f"AdamW weight decay (default {_T.weight_decay:g})"),
-    Option("ema_decay", "train", float, None, f"EMA decay (default {_T.ema_decay})"),
-    Option("grad_clip", "train", float, None, f"gradient norm clip, 0 for none (default {_T.grad_clip})"),
-    # the network and the diffusion
-    Option("model_channels", "model", int, None, "UNet base channels (default 32) or MLP width (default 256)"),
-    Option("dropout", "model", float, None, "UNet dropout (default 0: measured best for short runs on the digits)"),
-    Option(
-        "schedule",
-        "diffusion",
-        str,
-        None,
-        "noise schedule: cosine (default, measured better on the digits) or linear (DDPM's)",
-        choices=SCHEDULES,
-    ),
-    Option("num_timesteps", "diffusion", int, None, "diffusion (training) timesteps T (default 1000)"),
-    Option(
-        "prediction",
-        "diffusion",
-        str,
-        None,
-        "what the network predicts and the loss targets: eps (default), x0 or v = √ᾱ·ε - √(1-ᾱ)·x0",
-        choices=PREDICTIONS,
-    ),
-    Option(
-        "loss_weighting",
-        "train",
-        str,
-        None,
-        "per-timestep loss weight: uniform (the plain MSE on what the network outputs: L_simple for eps; default), "
-        "min-snr (min(SNR, γ) on the x0 error, Hang et al. 2023) or edm (EDM's λ = 1/c_out², with "
-        "--preconditioning edm: the same loss as uniform there)",
-        choices=WEIGHTINGS,
-    ),
-    Option("snr_gamma", "train", float, None, f"γ of min-snr weighting (default {_T.snr_gamma:g})"),
-    # EDM's training formulation (Karras et al. 2022) and non-leaking augmentation
-    Option(
-        "preconditioning",
-        "diffusion",
-        str,
-        None,
-        "none (default) or edm: EDM's preconditioning on this schedule (Table 1: the network F sees "
-        "c_in·x̃ and c_noise = ¼ ln σ, D = c_skip·x̃ + c_out·F); sets what the network outputs, so no --prediction",
-        choices=PRECONDITIONINGS,
-    ),
-    Option(
-        "sigma_data",
-        "diffusion",
-        float,
-        None,
-        "EDM's σ_data (with --preconditioning edm; default: measured on the training data, recorded in config.json)",
-    ),
-    Option(
-        "noise_levels",
-        "train",
-        str,
-        None,
-        "training distribution of t: uniform over the T steps (default) or lognormal "
-        "(EDM's ln σ ~ N(p_mean, p_std²), carried onto the discrete t)",
-        choices=NOISE_LEVELS,
-    ),
-    Option("p_mean", "train", float, None, f"mean of ln σ for --noise-levels lognormal (default {P_MEAN:g})"),
-    Option(
-        "p_std", "train", float, None, f"standard deviation of ln σ for --noise-levels lognormal (default {P_STD:g})"
-    ),
-    Option(
-        "augment",
-        "train",
-        float,
-        None,
-        "non-leaking augmentation (EDM §5): apply each operation of --augment-ops to each image with "
-        "probability P in [0, 1) (default 0: none); the network is told which it sees, samples have none",
-        metavar="P",
-    ),
-    Option(
-        "augment_ops",
-        "train",
-        comma_list,
-        None,
-        f"comma-separated operations among {','.join(OPS)} (default: all but xflip for the digits, all for a folder)",
-        metavar="OPS",
-    ),
-    Option("class_cond", "train", bool, None, "condition on labels (with label dropout, for guidance)", flag=True),
-    Option("label_dropout", "train", float, None, f"probability of the null label (default {_T.label_dropout})"),
-    # bookkeeping
-    Option("ckpt_every", "train", int, None, f"checkpoint every N steps (default {_T.ckpt_every})"),
-    Option("sample_every", "train", int, None, f"sample grid every N steps (default {_T.sample_every})"),
-    Option("log_every", "train", int, None, f"log.jsonl line every N steps (default {_T.log_every})"),
-    Option(
-        "keep_checkpoints",
-        "train",
-        int,
-        None,
-        f"keep the newest K checkpoints (default {_T.keep_checkpoints})",
-        metavar="K",
-    ),
-    Option(
-        "keep_steps",
-        "train",
-        int,
-        None,
-        "never prune the checkpoint of step N (repeatable; e.g. an early one to "
-        "guide with: ddkit sample RUN --guide-with RUN/checkpoints/step-N)",
-        metavar="N",
-        repeat=True,
-        cli_name="--keep-step",
-    ),
-    Option(
-        "skip_nonfinite",
-        "train",
-        int,
-        None,
-        "skip up to K batches whose loss is NaN/inf (logged) instead of stopping at the first (default 0)",
-        metavar="K",
-    ),
-    Option("seed", "train", int, None, f"random seed (default {_T.seed})"),
-    Option("device", "train", str, None, "cpu (default) or cuda", choices=DEVICES),
-    Option(
-        "precision",
-        "train",
-        str,
-        None,
-        "auto (default: bf16 where the hardware has it and it measurably "
-        "helps, else fp32; the log says which), fp32, bf16, or fp16 (cuda, with grad scaling)",
-        choices=PRECISIONS,
-    ),
-    Option(
-        "log_to",
-        "train",
-        str,
-        None,
-        "also log loss, lr, images/s, sample grids and metrics to TensorBoard "
-        "event files in RUN/tensorboard (needs pip install ddkit[tensorboard]); default none",
-        choices=LOGGERS,
-    ),
-    # how this process runs
-    Option(
-        "resume",
-        "run",
-        bool,
-        False,
-        "continue from the newest complete checkpoint in out, or start there from "
-        "scratch when it has none; may extend steps/minutes, refuses options that contradict its config.json "
-        "(automatic under torchrun after a restart)",
-        flag=True,
-    ),
-    Option(
-        "dist_timeout",
-        "run",
-        float,
-        1800.0,
-        "under torchrun: how long a process waits for the others to join "
-        "the group and in each collective before it fails, so that torchrun can restart the group "
-        "(default 1800)",
-        metavar="SECONDS",
-    ),
+TRAIN_OPTIONS: tuple[Option, ...] = tuple(
+    Option(option_name(f, spec), section, field_default(f) if section == "run" else None, spec)
+    for section, cls in TRAIN_SECTIONS.items()
+    for f, spec in option_fields(cls)
 )
-"""Every option of ``ddkit train`` and :func:`train`, in the order ``ddkit train --help`` shows them."""
+"""Every option of ``ddkit train`` and :func:`train`, read from the fields of :data:`TRAIN_SECTIONS`."""
 OPTIONS_BY_NAME = {o.name: o for o in TRAIN_OPTIONS}
 
-RESUME_MAY_CHANGE = (
-    "steps",
-    "minutes",
-    "device",
-    "precision",
-    "ckpt_every",
-    "sample_every",
-    "log_every",
-    "keep_checkpoints",
-    "skip_nonfinite",
-    "keep_steps",
-    "log_to",
-    "eval_every",
-    "early_stop",
-)
-"""What ``resume`` may change: the budget and bookkeeping, nothing that changes the mathematics
-(precision and device change the arithmetic but not the run's definition, so they may change too).
-Evaluation runs on its own generators and never changes the weights, so its cadence (``eval_every``)
-and ``early_stop`` (a budget) may change; ``val`` and ``val_seed`` may not (they choose the training
-images), nor ``eval_num`` and ``select`` (the best checkpoint so far was chosen by them). The
-augmentation, the preconditioning, ``sigma_data`` and the noise levels define the run and may not."""
+RESUME_MAY_CHANGE = tuple(o.name for o in TRAIN_OPTIONS if o.spec.resume)
+"""What ``resume`` may change (the fields marked ``resume=True``): the budget and bookkeeping, nothing
+that changes the mathematics (precision and device change the arithmetic but not the run's
+definition, so they may change too). Evaluation runs on its own generators and never changes the
+weights, so its cadence (``eval_every``) and ``early_stop`` (a budget) may change; ``val`` and
+``val_seed`` may not (they choose the training images), nor ``eval_num`` and ``select`` (the best
+checkpoint so far was chosen by them). The augmentation, the preconditioning, ``sigma_data`` and the
+noise levels define the run and may not."""
 
 
 class ResumeConflict(ParameterError):
@@ -375,9 +133,7 @@ def new_run_config(options: dict) -> tuple[RunConfig, Dataset]:
     """A new run's config from :func:`train`'s options (None = the default), and the data set it
     was sized from: the default network for the data, the batch cut to a smaller data set."""
     _check_names(options)
-    train = _section(options, "train")
-    if options.get("minutes") is not None and options.get("steps") is None:
-        train["steps"] = None
+    train = budget(_section(options, "train"))
     check_formulation_options(options)
     train_cfg = TrainConfig(**train)
     diff_cfg = DiffusionConfig(**_section(options, "diffusion"))
@@ -436,10 +192,8 @@ def resume_run_config(saved: RunConfig, options: dict, config_path: Path) -> Run
     ]
     if conflicts:
         raise ResumeConflict(config_path, conflicts)
-    budget = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items() if k in RESUME_MAY_CHANGE}
-    if "minutes" in budget and "steps" not in budget:
-        budget["steps"] = None  # a minutes budget alone replaces the step budget, as for a new run
-    return replace(saved, train=replace(saved.train, **budget))
+    changed = budget({k: tuple(v) if isinstance(v, list) else v for k, v in given.items() if k in RESUME_MAY_CHANGE})
+    return replace(saved, train=replace(saved.train, **changed))
 
 
 def run_config(options: dict, *, resume: bool = False) -> tuple[RunConfig, Dataset | None]:
@@ -540,6 +294,49 @@ CLASSIFIER_DEFAULTS = dict(steps=600, lr=1e-3, warmup=50, ckpt_every=200, sample
 CLASSIFIER_HELDOUT_FRACTION = 0.1
 
 
+@dataclass(frozen=True)
+class ClassifierOptions:
+    """The options of ``ddkit train-classifier`` that are not fields of the config dataclasses (the
+    others: :data:`CLASSIFIER_SECTIONS`)."""
+
+    out: str = option("runs/classifier", "run folder (default {default})")
+    like: str | None = option(
+        None, "take the schedule (and T) from this diffusion run, the one the classifier will guide", metavar="RUN"
+    )
+    model_channels: int = option(32, "base channels of the trunk (default {default})")
+    num_res_blocks: int = option(1, "residual blocks per level (default {default})")
+    dropout: float = option(0.0, "dropout in the residual blocks (default {default})")
+    resume: bool = option(False, "continue from the newest checkpoint in --out", switch=True)
+
+
+# the config fields that are options of ddkit train-classifier, by section
+CLASSIFIER_SECTIONS = {
+    DataConfig: ("data", "image_size", "channels"),
+    DiffusionConfig: ("schedule", "num_timesteps"),
+    TrainConfig: (
+        "steps",
+        "minutes",
+        "batch_size",
+        "lr",
+        "warmup",
+        "ema_decay",
+        "ckpt_every",
+        "sample_every",
+        "log_every",
+        "keep_checkpoints",
+        "seed",
+        "device",
+        "precision",
+    ),
+}
+# where the classifier's options mean something else than a diffusion run's
+CLASSIFIER_HELP = {
+    "data": "labelled data: digits:train (default), digits, or a folder of images in class sub-folders",
+    "schedule": "noise schedule (default cosine; must match the diffusion run it guides)",
+    "sample_every": "held-out accuracy in log.jsonl every N steps (default {default})",
+}
+
+
 def classifier_run_config(
     *,
     data: str | None = None,
@@ -581,9 +378,7 @@ def classifier_run_config(
         attn_resolutions=trunk.attn_resolutions,
         dropout=dropout,
     )
-    given = {k: v for k, v in train_options.items() if v is not None}
-    if given.get("minutes") is not None and given.get("steps") is None:
-        given["steps"] = None
+    given = budget({k: v for k, v in train_options.items() if v is not None})
     return RunConfig(
         model=model,
         diffusion=diffusion,
@@ -617,7 +412,7 @@ def train_classifier(
 ) -> Path:
     """Train a noise-conditional classifier for classifier guidance into ``out`` (``ddkit
     train-classifier``): options of :func:`classifier_run_config`, and on ``resume`` only the budget
-    and bookkeeping (steps, minutes, device, precision, ckpt_every, sample_every)."""
+    and bookkeeping (:data:`RESUME_MAY_CHANGE`)."""
 
     with process_group(options.get("device"), dist_timeout, dist) as (dist, _):
         resume = resume or dist.restart_count > 0
@@ -626,12 +421,8 @@ def train_classifier(
             config = RunConfig.load(saved)
             if type(config.model).__name__ != "ClassifierConfig":
                 raise ParameterError(f"`resume`: {out} is not a classifier run")
-            budget = {
-                k: options[k]
-                for k in ("steps", "minutes", "device", "precision", "ckpt_every", "sample_every")
-                if options.get(k) is not None
-            }
-            config = replace(config, train=replace(config.train, **budget))
+            changed = {k: options[k] for k in RESUME_MAY_CHANGE if options.get(k) is not None}
+            config = replace(config, train=replace(config.train, **budget(changed)))
             fresh = False
         else:
             config, fresh = classifier_run_config(**options), True

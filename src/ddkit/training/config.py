@@ -17,9 +17,10 @@ from typing import Any
 from .. import checks
 from ..losses import NOISE_LEVELS, P_MEAN, P_STD, WEIGHTINGS
 from ..nn import MLPConfig, UNetConfig, config_from_dict, config_to_dict
+from ..options import option
 from ..parameterization import PRECONDITIONINGS, PREDICTIONS, check_terminal_snr, eps_network, target_name
 from ..schedule import SCHEDULES, Schedule
-from .augment import check_ops, check_probability, label_dim
+from .augment import OPS, check_ops, check_probability, label_dim
 
 CONFIG_VERSION = 2
 MAX_TIMESTEPS = 100_000  # T beyond this is a typo (the schedule alone would take T·48 bytes)
@@ -37,6 +38,27 @@ DEFAULT_EVAL_EVERY = 200
 MAX_EVAL_NUM = 100_000
 
 
+def count_or_fraction(text: str) -> int | float:
+    """``val`` on the command line: "200" is a number of images (int), "0.15" a fraction (float)."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def comma_list(text: str) -> tuple[str, ...]:
+    """A comma-separated list on the command line (``--augment-ops translate,scale``)."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def budget(train: dict) -> dict:
+    """The training options ``train`` with the budget rule applied: ``minutes`` given without
+    ``steps`` replaces the step budget (steps None), for a new run and on resume alike."""
+    if train.get("minutes") is not None and train.get("steps") is None:
+        return {**train, "steps": None}
+    return train
+
+
 @dataclass(frozen=True)
 class DiffusionConfig:
     """The noise schedule over T = 1000 steps: cosine (Nichol & Dhariwal; the default, measured
@@ -46,13 +68,29 @@ class DiffusionConfig:
     the network is EDM's F and ``prediction`` stays eps, unused) with the data's standard deviation
     ``sigma_data`` (None until the trainer measures it on the training data and records it)."""
 
-    schedule: str = "cosine"
-    num_timesteps: int = 1000
+    schedule: str = option(
+        "cosine",
+        "noise schedule: cosine (default, measured better on the digits) or linear (DDPM's)",
+        choices=SCHEDULES,
+    )
+    num_timesteps: int = option(1000, "diffusion (training) timesteps T (default {default})")
     beta_start: float = 1e-4
     beta_end: float = 0.02
-    prediction: str = "eps"
-    preconditioning: str = "none"
-    sigma_data: float | None = None
+    prediction: str = option(
+        "eps",
+        "what the network predicts and the loss targets: eps (default), x0 or v = √ᾱ·ε - √(1-ᾱ)·x0",
+        choices=PREDICTIONS,
+    )
+    preconditioning: str = option(
+        "none",
+        "none (default) or edm: EDM's preconditioning on this schedule (Table 1: the network F sees "
+        "c_in·x̃ and c_noise = ¼ ln σ, D = c_skip·x̃ + c_out·F); sets what the network outputs, so no --prediction",
+        choices=PRECONDITIONINGS,
+    )
+    sigma_data: float | None = option(
+        None,
+        "EDM's σ_data (with --preconditioning edm; default: measured on the training data, recorded in config.json)",
+    )
 
     def __post_init__(self) -> None:
         checks.choice("schedule", self.schedule, SCHEDULES)
@@ -93,19 +131,34 @@ class DiffusionConfig:
 class DataConfig:
     """Where the training data come from: ``digits``, ``toy:NAME`` or a folder of images."""
 
-    source: str = "digits"
-    image_size: int | None = None
-    channels: int | None = None
-    toy_size: int = 20000
+    source: str = option(
+        "digits", "digits (default), digits:train, toy:gmm|moons|swissroll|circles, or a folder of images", name="data"
+    )
+    image_size: int | None = option(None, "image folders: resize and centre-crop to this size (default 32; digits: 8)")
+    channels: int | None = option(None, "image folders: 1 (grey) or 3 (RGB, default)", choices=(1, 3))
+    toy_size: int = option(20000, "toy data: the number of points drawn (default {default})")
     # image folders: this fraction of the images (a fixed split drawn with holdout_seed, data.holdout_split)
     # is held out for evaluation and never trained on
-    holdout: float = 0.0
-    holdout_seed: int = 0
+    holdout: float = option(
+        0.0,
+        "image folders: hold this fraction of the images out (a fixed split drawn with holdout_seed, recorded "
+        "in config.json); never trained on, the default reference of ddkit eval (default 0; the digits have "
+        "digits:train/digits:test instead)",
+        metavar="FRACTION",
+    )
+    holdout_seed: int = option(0, "seed of the holdout split (default {default})")
     # the validation part: val images (a count >= 1) or a fraction in (0, 1) of the training data
     # (what holdout leaves), drawn with val_seed (data.split_val); evaluated during training
     # (training.validation), never trained on
-    val: int | float = 0
-    val_seed: int = 0
+    val: int | float = option(
+        0,
+        "carve a validation part out of the training data (digits:train's 1,297, or what --holdout leaves): "
+        "N images or a FRACTION, drawn with val_seed, recorded in config.json, never trained on; it is "
+        f"evaluated every eval_every steps (default {DEFAULT_EVAL_EVERY}) and selects RUN/checkpoints/best",
+        type=count_or_fraction,
+        metavar="N|FRACTION",
+    )
+    val_seed: int = option(0, "seed of the validation split (default {default})")
 
     def __post_init__(self) -> None:
         checks.fraction("holdout", self.holdout, high_open=True, what="a fraction in [0, 1)")
@@ -131,45 +184,110 @@ class TrainConfig:
     gradient clipping, an EMA of the weights, and the budget (``steps`` and/or ``minutes``).
     ``batch_size`` is the global batch, split over processes."""
 
-    steps: int | None = 1200
-    minutes: float | None = None
-    batch_size: int = 256
-    lr: float = 2e-3
-    warmup: int = 100
+    steps: int | None = option(1200, "optimizer steps (default {default} when --minutes is not given)", resume=True)
+    minutes: float | None = option(None, "wall-clock budget; with --steps, whichever ends first", resume=True)
+    batch_size: int = option(
+        256, "global batch size, split over processes (default {default}, or the data set's size if smaller)"
+    )
+    lr: float = option(2e-3, "peak AdamW learning rate (default {default})")
+    warmup: int = option(100, "linear warm-up steps (default {default})")
     min_lr_ratio: float = 0.02
-    weight_decay: float = 0.0
+    weight_decay: float = option(0.0, "AdamW weight decay (default {default:g})")
     adam_betas: tuple[float, float] = (0.9, 0.99)
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    ckpt_every: int = 1000
-    sample_every: int = 1000
-    log_every: int = 25
-    keep_checkpoints: int = 2
-    loss_weighting: str = "uniform"
-    snr_gamma: float = 5.0
-    class_cond: bool = False
-    label_dropout: float = 0.1
-    seed: int = 0
-    device: str = "cpu"
-    precision: str = "auto"
-    log_to: str = "none"
-    skip_nonfinite: int = 0
-    keep_steps: tuple[int, ...] = ()
+    grad_clip: float = option(1.0, "gradient norm clip, 0 for none (default {default})")
+    ema_decay: float = option(0.999, "EMA decay (default {default})")
+    ckpt_every: int = option(1000, "checkpoint every N steps (default {default})", resume=True)
+    sample_every: int = option(1000, "sample grid every N steps (default {default})", resume=True)
+    log_every: int = option(25, "log.jsonl line every N steps (default {default})", resume=True)
+    keep_checkpoints: int = option(2, "keep the newest K checkpoints (default {default})", metavar="K", resume=True)
+    loss_weighting: str = option(
+        "uniform",
+        "per-timestep loss weight: uniform (the plain MSE on what the network outputs: L_simple for eps; default), "
+        "min-snr (min(SNR, γ) on the x0 error, Hang et al. 2023) or edm (EDM's λ = 1/c_out², with "
+        "--preconditioning edm: the same loss as uniform there)",
+        choices=WEIGHTINGS,
+    )
+    snr_gamma: float = option(5.0, "γ of min-snr weighting (default {default:g})")
+    class_cond: bool = option(False, "condition on labels (with label dropout, for guidance)", switch=True)
+    label_dropout: float = option(0.1, "probability of the null label (default {default})")
+    seed: int = option(0, "random seed (default {default})")
+    device: str = option("cpu", "cpu (default) or cuda", choices=DEVICES, resume=True)
+    precision: str = option(
+        "auto",
+        "auto (default: bf16 where the hardware has it and it measurably helps, else fp32; the log says which), "
+        "fp32, bf16, or fp16 (cuda, with grad scaling)",
+        choices=PRECISIONS,
+        resume=True,
+    )
+    log_to: str = option(
+        "none",
+        "also log loss, lr, images/s, sample grids and metrics to TensorBoard event files in RUN/tensorboard "
+        "(needs pip install ddkit[tensorboard]); default none",
+        choices=LOGGERS,
+        resume=True,
+    )
+    skip_nonfinite: int = option(
+        0,
+        "skip up to K batches whose loss is NaN/inf (logged) instead of stopping at the first (default 0)",
+        metavar="K",
+        resume=True,
+    )
+    keep_steps: tuple[int, ...] = option(
+        (),
+        "never prune the checkpoint of step N (repeatable; e.g. an early one to guide with: ddkit sample RUN "
+        "--guide-with RUN/checkpoints/step-N)",
+        flag="--keep-step",
+        type=int,
+        metavar="N",
+        repeat=True,
+        resume=True,
+    )
     # evaluation during training on the data's val part (training.validation): every eval_every
     # steps (default DEFAULT_EVAL_EVERY when there is a val part), eval_num samples; the best by
-    # `select` is RUN/checkpoints/best; stop after early_stop evaluations without a better one
-    eval_every: int | None = None
-    eval_num: int = 500
-    select: str = "fid"
-    early_stop: int | None = None
+    # `select` is RUN/checkpoints/best; stop after early_stop evaluations without a better one.
+    # Evaluation runs on its own generators and never changes the weights, so its cadence and
+    # early_stop (a budget) may change on resume; val, eval_num and select may not (the best
+    # checkpoint so far was chosen by them)
+    eval_every: int | None = option(
+        None,
+        f"evaluate the EMA weights on the val part every N steps (default {DEFAULT_EVAL_EVERY} with --val): "
+        "FID/KID against it, memorisation (closer), the val/train loss gap; to log.jsonl, RUN/val.png, TensorBoard",
+        metavar="N",
+        resume=True,
+    )
+    eval_num: int = option(500, "samples per evaluation (DPM-Solver++, 10 steps, fixed start noise; default {default})")
+    select: str = option(
+        "fid", "what chooses RUN/checkpoints/best: the lowest val fid (default), kid or loss", choices=SELECT
+    )
+    early_stop: int | None = option(
+        None,
+        "stop after K evaluations without a better select score (writes the final checkpoint; needs --val)",
+        metavar="K",
+        resume=True,
+    )
     # non-leaking augmentation (training.augment): each operation of augment_ops (None: the data
     # set's default, resolved and recorded when the run starts) with probability augment
-    augment: float = 0.0
-    augment_ops: tuple[str, ...] | None = None
+    augment: float = option(
+        0.0,
+        "non-leaking augmentation (EDM §5): apply each operation of --augment-ops to each image with "
+        "probability P in [0, 1) (default 0: none); the network is told which it sees, samples have none",
+        metavar="P",
+    )
+    augment_ops: tuple[str, ...] | None = option(
+        None,
+        f"comma-separated operations among {','.join(OPS)} (default: all but xflip for the digits, all for a folder)",
+        type=comma_list,
+        metavar="OPS",
+    )
     # the training distribution of t (losses.timestep_probs): uniform, or EDM's log-normal σ
-    noise_levels: str = "uniform"
-    p_mean: float = P_MEAN
-    p_std: float = P_STD
+    noise_levels: str = option(
+        "uniform",
+        "training distribution of t: uniform over the T steps (default) or lognormal "
+        "(EDM's ln σ ~ N(p_mean, p_std²), carried onto the discrete t)",
+        choices=NOISE_LEVELS,
+    )
+    p_mean: float = option(P_MEAN, "mean of ln σ for --noise-levels lognormal (default {default:g})")
+    p_std: float = option(P_STD, "standard deviation of ln σ for --noise-levels lognormal (default {default:g})")
 
     def __post_init__(self) -> None:
         if self.steps is None and self.minutes is None:

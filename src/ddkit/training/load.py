@@ -108,11 +108,15 @@ def check_same_data(
     m, o = config.model, other.model
     for name, label in (("image_size", "image size"), ("in_channels", "channel count")):
         if getattr(o, name, None) != getattr(m, name, None):
-            raise ValueError(f"{what} has {label} {getattr(o, name, None)} but the run has {getattr(m, name, None)}")
+            raise ParameterError(
+                f"{what} has {label} {getattr(o, name, None)} but the run has {getattr(m, name, None)}"
+            )
     if other_schedule.num_timesteps != schedule.num_timesteps or not torch.allclose(
         other_schedule.alpha_bars, schedule.alpha_bars, rtol=0, atol=1e-12
     ):
-        raise ValueError(f"{what} was trained with another schedule ({other_schedule!r}) than the run ({schedule!r})")
+        raise ParameterError(
+            f"{what} was trained with another schedule ({other_schedule!r}) than the run ({schedule!r})"
+        )
 
 
 def load_weak_model(
@@ -135,10 +139,10 @@ def load_weak_model(
     elif path.is_dir() and path.parent.name == RunDir.CHECKPOINTS and RunDir(path.parent.parent).is_run():
         run, ckpt = path.parent.parent, path
     else:
-        raise ValueError(f"{what}: not a run folder nor a checkpoint folder RUN/checkpoints/step-N")
+        raise ParameterError(f"{what}: not a run folder nor a checkpoint folder RUN/checkpoints/step-N")
     weak, weak_schedule, weak_config = load(run, checkpoint=ckpt, ema=ema, device=device)
     if is_classifier(weak_config):
-        raise ValueError(f"{what} is a classifier run; use it as the classifier")
+        raise ParameterError(f"{what} is a classifier run; use it as the classifier")
     check_same_data(what, weak_config, weak_schedule, config, schedule)
     return weak_config.diffusion.eps_network(weak, weak_schedule)
 
@@ -156,7 +160,7 @@ def load_classifier(
     what = what or f"the classifier {path}"
     cls_config = RunConfig.load(RunDir(path).config)
     if not is_classifier(cls_config):
-        raise ValueError(f"{what} is not a classifier run (made by ddkit train-classifier)")
+        raise ParameterError(f"{what} is not a classifier run (made by ddkit train-classifier)")
     classifier, cls_schedule, cls_config = load(path, device=device)
     check_same_data(what, cls_config, cls_schedule, config, schedule)
     return classifier, cls_config

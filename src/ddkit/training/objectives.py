@@ -98,14 +98,14 @@ class DiffusionObjective:
             y = torch.where(drop, torch.full_like(y, self.num_classes), y)
         else:
             y = None
-        model_fn = lambda x, t: net(x, t, y)  # noqa: E731
+        net_y = lambda x, t: net(x, t, y)  # noqa: E731  (the raw network, labels bound)
         if tc.augment > 0:
             x0, labels = augment(x0, tc.augment, tc.augment_ops, generator)
             if self.tell_augment:
-                model_fn = lambda x, t: net(x, t, y, augment_labels=labels)  # noqa: E731
+                net_y = lambda x, t: net(x, t, y, augment_labels=labels)  # noqa: E731
         if self.t_probs is not None and self.t_probs.device != x0.device:
             self.t_probs = self.t_probs.to(x0.device)
-        return self._loss(model_fn, x0, generator=generator, t_probs=self.t_probs)
+        return self._loss(net_y, x0, generator=generator, t_probs=self.t_probs)
 
     def per_sample_loss(
         self, net: nn.Module, x0: torch.Tensor, y: torch.Tensor | None, t: torch.Tensor, noise: torch.Tensor
@@ -116,10 +116,10 @@ class DiffusionObjective:
         y = y if self.config.train.class_cond else None
         return self._loss(lambda x, t_: net(x, t_, y), x0, t=t, noise=noise, reduction="none")
 
-    def _loss(self, model_fn, x0: torch.Tensor, **draws) -> torch.Tensor:
+    def _loss(self, net, x0: torch.Tensor, **draws) -> torch.Tensor:
         tc, d = self.config.train, self.config.diffusion
         return diffusion_loss(
-            model_fn,
+            net,
             self.schedule,
             x0,
             weighting=tc.loss_weighting,

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
-from ..data.images import save_grid, save_loss_curve, save_points_plot, to_uint8
+from ..data.images import save_grid, to_uint8
 from ..generate import generate
 from ..parameterization import eps_network
-from ..plots import MISSING, have_matplotlib
+from ..plots import MISSING, have_matplotlib, plot_loss_curve, plot_points
 from .rundir import RunDir
 from .tensorboard_log import make_logger
 
@@ -31,7 +31,9 @@ def write_progress_images(
     out: Path, step: int, ema_model, schedule, data, train_cfg, history, prediction: str = "eps"
 ) -> None:
     """RUN/samples/step-NNNNNN.png from the EMA model (DDIM, 50 steps, η = 0, fixed seed; a network
-    that predicts ``prediction`` = x0 or v is converted to ε first) and RUN/loss.png from the logged losses."""
+    that predicts ``prediction`` = x0 or v is converted to ε first; a scatter plot for 2-D points) and
+    RUN/loss.png from the logged losses. The scatter and the loss curve are matplotlib figures, skipped
+    without it (the :class:`Reporter` says so once, before training)."""
     ema_model = eps_network(ema_model, prediction, schedule)
     num = PREVIEW_IMAGES if data.kind == "image" else PREVIEW_POINTS
     labels = preview_labels(num, data.num_classes) if train_cfg.class_cond else None
@@ -49,11 +51,11 @@ def write_progress_images(
     if data.kind == "image":
         nrow = data.num_classes if labels is not None else None
         save_grid(to_uint8(x), path, nrow=nrow)
-    else:
-        save_points_plot(x.numpy(), path, labels=None if labels is None else labels.numpy())
-    if history:
+    elif have_matplotlib():
+        plot_points(x.numpy(), path, labels=None if labels is None else labels.numpy())
+    if history and have_matplotlib():
         steps, losses = zip(*history)
-        save_loss_curve(list(steps), list(losses), RunDir(out).loss_plot)
+        plot_loss_curve(list(steps), list(losses), RunDir(out).loss_plot)
 
 
 class Reporter:
@@ -68,6 +70,11 @@ class Reporter:
         self.val_plot: str | None = None  # the select metric, when RUN/val.png is drawn
         self._window: list[torch.Tensor] = []
         self._since = time.perf_counter()
+        if is_main and not have_matplotlib():
+            print(
+                f"ddkit: note: {MISSING}; RUN/loss.png and the scatter previews of 2-D data are skipped",
+                file=sys.stderr,
+            )
 
     def resume(self, step: int) -> None:
         """Drop what the log holds past ``step`` and take the loss history from the rest."""
