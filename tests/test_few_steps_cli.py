@@ -97,3 +97,37 @@ def test_bad_trajectory_paths(run, tmp_path, capsys):
     assert "--trajectory must name a .npz file" in _error_line(capsys)
     assert main([*base, "--trajectory", str(tmp_path / "nowhere" / "t.npz")]) == 2
     assert "does not exist" in _error_line(capsys)
+
+
+@pytest.mark.slow
+def test_sigma_bounds_and_kl_optimal(run, tmp_path, capsys):
+    out = tmp_path / "s.npz"
+    base = ["sample", str(run), "--num", "3", "--out", str(out)]
+    for args in (
+        ["--sampler", "euler", "--steps", "4", "--spacing", "kl-optimal"],
+        ["--sampler", "heun", "--steps", "7", "--sigma-min", "0.05", "--sigma-max", "2"],
+        ["--sampler", "dpm++", "--steps", "4", "--spacing", "karras", "--sigma-max", "1"],
+    ):
+        assert main([*base, *args]) == 0
+        with np.load(out) as z:
+            assert z["images"].shape == (3, 8, 8, 1)
+    capsys.readouterr()
+    # a Heun grid known to overshoot: one warning line naming a better choice, and the samples
+    assert main([*base, "--sampler", "heun", "--steps", "3"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ddkit: warning: heun:") and "--sampler dpm++ --steps 3" in err[0]
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--sigma-min", "0.5", "--sigma-max", "0.5", "--spacing", "karras"], "--sigma-max must be above --sigma-min"),
+        (["--sigma-min", "0.5", "--sigma-max", "0.1", "--sampler", "heun"], "--sigma-max must be above --sigma-min"),
+        (["--sigma-min", "0.1"], "σ-grid spacings"),
+        (["--sigma-max", "1e9", "--spacing", "exponential"], "σ range"),
+    ],
+)
+@pytest.mark.slow
+def test_bad_sigma_bounds(run, tmp_path, capsys, args, match):
+    assert main(["sample", str(run), "--num", "2", "--out", str(tmp_path / "s.npz"), *args]) == 2
+    assert match in _error_line(capsys)

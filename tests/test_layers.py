@@ -31,6 +31,7 @@ ORDER = (
     "samplers",
     "consistency",
     "edit",
+    "klub",
     "tuning",
     "generate",
     "plots",

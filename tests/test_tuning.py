@@ -102,7 +102,7 @@ def test_bad_tuning_input(gmm, kw, match):
 
 # ---- the command line ---------------------------------------------------------------------------
 TINY = ["--model-channels", "8", "--batch-size", "16", "--ckpt-every", "2", "--sample-every", "100", "--no-progress"]
-TUNE = ["--num", "16", "--teacher-steps", "30", "--max-evals", "6"]
+TUNE = ["--num", "16", "--teacher-steps", "30", "--max-evals", "6", "--objective", "rmse"]
 
 
 @pytest.fixture(scope="module")
@@ -172,11 +172,40 @@ def test_spacing_tuned_refusals(runs, tmp_path, capsys):
         (["--sampler", "dpm++", "--nfe", "4", "--s-churn", "1"], "unrecognized arguments: --s-churn"),
         (["--sampler", "ddim", "--nfe", "4", "--order", "2"], "does not take --order"),
         (["--sampler", "ddpm", "--nfe", "4"], "invalid choice"),
+        (["--sampler", "ddim", "--nfe", "4", "--objective", "kl"], "invalid choice"),
+        (["--sampler", "ddim", "--nfe", "4", "--num", "16"], "needs at least 129 samples"),
     ],
 )
 def test_tune_steps_bad_input(runs, capsys, args, match):
     assert main(["tune-steps", str(runs[0]), *args]) == 2
     assert match in _error_line(capsys)
+
+
+@pytest.mark.slow
+def test_tune_steps_klub_records_candidates(runs, capsys):
+    run = runs[0]
+    assert main(["tune-steps", str(run), "--sampler", "ddim", "--nfe", "4", "--num", "130"]) == 0
+    out = capsys.readouterr().out
+    assert "chosen" in out and "wrote" in out
+    record = json.loads((run / "timesteps" / "ddim-4.json").read_text())
+    assert record["objective"] == "klub" and record["chosen"] in record["candidates"]
+    assert {name.split("@")[0] for name in record["candidates"]} == {
+        "klub",
+        "kl-optimal",
+        "between-0.25",
+        "between-0.5",
+        "between-0.75",
+    }
+    for cand in record["candidates"].values():
+        assert len(cand["timesteps"]) == 4 and np.isfinite(cand["score"]) and cand["klub"] > 0
+    chosen = record["candidates"][record["chosen"]]
+    assert record["timesteps"] == chosen["timesteps"] and record["score_after"] == chosen["score"]
+    assert min(c["score"] for c in record["candidates"].values()) == chosen["score"]
+    assert "FID against a held-out 0.1 of the training data" in record["method"]
+    # from each top, the KL bound's own grid has the least bound
+    for name, cand in record["candidates"].items():
+        top = name.split("@")[1]
+        assert record["candidates"][f"klub@{top}"]["klub"] <= cand["klub"] * (1 + 1e-9)
 
 
 def test_a_record_written_before_the_renames_loads_with_the_new_names(tmp_path):

@@ -5,8 +5,8 @@ The core is a set of pure functions over one model interface, ``model_fn(x_t, t)
 before it (``tests/test_layers.py`` enforces it, function-level imports included):
 
     version ← options ← checks ← rng ← timesteps ← schedule ← forward ← parameterization ← losses
-    ← guidance ← latents ← oracle ← samplers ← consistency ← edit ← tuning ← generate ← plots ← nn
-    ← data ← eval ← training ← interop ← tasks ← cli
+    ← guidance ← latents ← oracle ← samplers ← consistency ← edit ← klub ← tuning ← generate ← plots
+    ← nn ← data ← eval ← training ← interop ← tasks ← cli
 
 the math first (grids, schedules, the forward process, ε/x̂₀/v, losses, guidance wrappers, the
 exact oracle, the samplers, editing and timestep tuning on top of them), then the machinery

@@ -11,10 +11,12 @@ the last point steps to ᾱ = 1 (σ = 0). The points come from one of:
 
 - a *spacing* of ``steps`` integer timesteps: :func:`leading`, :func:`quadratic`,
   :func:`trailing`, :func:`linspace` (diffusers' names and DDIM's), :func:`logsnr` (uniform in λ);
-- a *σ-grid*: :func:`karras` (EDM eq. 5) or :func:`exponential` (uniform in log σ), or any
-  decreasing ``sigmas=[…]``; each σ is mapped to a fractional model timestep by interpolating
-  log σ linearly between the discrete steps (:func:`t_from_sigma`), as diffusers' Euler and Heun
-  schedulers do, and the sampler uses that σ exactly;
+- a *σ-grid*: :func:`karras` (EDM eq. 5), :func:`exponential` (uniform in log σ) or
+  :func:`kl_optimal` (AYS Theorem 3.1), from σ_max = min(σ_{T-1}, :data:`DEFAULT_SIGMA_MAX`) down to
+  σ_0 unless told otherwise (:func:`sigma_spacing`), or any decreasing ``sigmas=[…]``; each σ is
+  mapped to a fractional model timestep by interpolating log σ linearly between the discrete steps
+  (:func:`t_from_sigma`), as diffusers' Euler and Heun schedulers do, and the sampler uses that σ
+  exactly;
 - an explicit decreasing ``timesteps=[…]`` sequence.
 
 :func:`sampling_grid` resolves these into a :class:`Grid`; every sampler calls it, so a new
@@ -29,21 +31,28 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .checks import decreasing, integer, is_int
+from .checks import ParameterError, decreasing, integer, is_int
 
 SPACINGS = ("leading", "quadratic", "trailing", "linspace")  # need only T
 """The index spacings, which need only T (:func:`make_timesteps`)."""
 SCHEDULE_SPACINGS = ("logsnr",)  # need the schedule
-SIGMA_SPACINGS = ("karras", "exponential")  # σ-grids
+SIGMA_SPACINGS = ("karras", "exponential", "kl-optimal")  # σ-grids
 ALL_SPACINGS = SPACINGS + SCHEDULE_SPACINGS + SIGMA_SPACINGS
 """Every ``spacing`` a sampler takes: the index spacings (:data:`SPACINGS`, which need only T),
-``logsnr`` (needs the schedule) and the σ-grids ``karras`` and ``exponential``."""
+``logsnr`` (needs the schedule) and the σ-grids ``karras``, ``exponential`` and ``kl-optimal``."""
 # spacing names of earlier versions, as files written then hold them: only file readers map them
 # (ddkit.tuning.TunedTimesteps.from_dict); the library takes the new names alone
 RENAMED_SPACINGS = {"uniform": "leading"}
 # not computed from the schedule: a sequence tuned for one model (ddkit.tuning; RUN/timesteps/NAME-K.json)
 TUNED = "tuned"
 KARRAS_RHO = 7.0
+DEFAULT_SIGMA_MAX = 80.0
+"""Where σ-grids start unless told otherwise (EDM's σ_max), when the schedule's own σ_{T-1} is higher:
+the cosine schedule's β clipped to 0.999 puts σ_{T-1} ≈ 2·10⁴, 32× σ_{T-2}, and a grid from there
+spends its points above any σ where the denoiser changes (docs/few-steps.md, "Why heun broke")."""
+DEFAULT_SIGMA_DATA = 0.5
+"""c of :func:`kl_optimal` when the data's standard deviation is not known (EDM's σ_data for images
+in [-1, 1])."""
 # σ-grids computed in float32 (diffusers' ``scheduler.sigmas``) miss the schedule's ends by rounding
 SIGMA_RTOL = 1e-6
 
@@ -188,7 +197,58 @@ def exponential(
     return torch.linspace(math.log(sigma_max), math.log(sigma_min), steps, dtype=torch.float64).exp()
 
 
-_SIGMA_SPACINGS = {"karras": karras, "exponential": exponential}
+def kl_optimal(
+    schedule,
+    steps: int,
+    *,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+    sigma_data: float = DEFAULT_SIGMA_DATA,
+) -> torch.Tensor:
+    """AYS Theorem 3.1 (Sabour et al. 2024): σ_i = c·tan((1−i/n)·atan(σ_max/c) + (i/n)·atan(σ_min/c))
+    for i = 0 … n with n = S-1 and c = ``sigma_data``, from σ_max to σ_min (default: the schedule's
+    range): float64 [S], decreasing. Uniform in θ = atan(σ/c); for data N(μ, c²I) it is the grid on
+    which DDIM (η = 0) reaches σ_min with the least KL to the true marginal there."""
+    sigma_min, sigma_max = _sigma_bounds(schedule, steps, sigma_min, sigma_max)
+    if not (isinstance(sigma_data, (int, float)) and math.isfinite(sigma_data) and sigma_data > 0):
+        raise ValueError(f"sigma_data must be a positive number, got {sigma_data!r}")
+    if steps == 1:
+        return torch.tensor([sigma_max], dtype=torch.float64)
+    c = float(sigma_data)
+    theta = torch.linspace(math.atan(sigma_max / c), math.atan(sigma_min / c), steps, dtype=torch.float64)
+    out = c * torch.tan(theta)
+    out[0], out[-1] = sigma_max, sigma_min  # exact ends (tan∘atan rounds)
+    return out
+
+
+_SIGMA_SPACINGS = {"karras": karras, "exponential": exponential, "kl-optimal": kl_optimal}
+
+
+def sigma_spacing(
+    schedule,
+    steps: int,
+    spacing: str,
+    *,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+    sigma_data: float | None = None,
+    rho: float = KARRAS_RHO,
+) -> torch.Tensor:
+    """The σ-grid of ``spacing`` (karras, exponential, kl-optimal) with ``steps`` points, float64 [S]
+    decreasing, with the defaults samplers use: σ_min = σ_0 and σ_max = min(σ_{T-1},
+    :data:`DEFAULT_SIGMA_MAX`) (above it a grid wastes points; the start noise is read as x at σ_max),
+    ``sigma_data`` (kl-optimal's c) :data:`DEFAULT_SIGMA_DATA`. A ValueError names a bad σ range."""
+    if spacing not in _SIGMA_SPACINGS:
+        raise ValueError(f"unknown σ-grid spacing {spacing!r}; allowed: {', '.join(SIGMA_SPACINGS)}")
+    hi = sigma_range(schedule)[1]
+    if sigma_max is None:
+        sigma_max = min(hi, DEFAULT_SIGMA_MAX)
+    kw = {"sigma_min": sigma_min, "sigma_max": sigma_max}
+    if spacing == "karras":
+        kw["rho"] = rho
+    elif spacing == "kl-optimal":
+        kw["sigma_data"] = DEFAULT_SIGMA_DATA if sigma_data is None else sigma_data
+    return _SIGMA_SPACINGS[spacing](schedule, steps, **kw)
 
 
 def t_from_sigma(schedule, sigmas) -> np.ndarray:
@@ -327,8 +387,8 @@ def sampling_grid(
 ) -> Grid:
     """The points a sampler visits: ``timesteps`` or ``sigmas`` if given, else ``steps`` points of
     ``spacing`` (:data:`ALL_SPACINGS`) from ``start_t`` (default T-1; the first point is exactly
-    there) down to t = 0 (σ-grids: σ(start_t) down to σ_0); ``steps=None``: every timestep from
-    ``start_t`` down. Every sampler resolves its grid here, once, before its loop.
+    there) down to t = 0 (σ-grids: :func:`sigma_spacing`, from σ(start_t) if given); ``steps=None``:
+    every timestep from ``start_t`` down. Every sampler resolves its grid here, once, before its loop.
 
     With ``start_t`` the first point is ``start_t`` itself (the spacing over 0 … start_t, its top point
     moved there), so that the sampler's input is x at start_t (SDEdit, image-to-image).
@@ -353,10 +413,9 @@ def sampling_grid(
             "(ddkit sample --spacing tuned reads RUN/timesteps/SAMPLER-STEPS.json)"
         )
     elif spacing in _SIGMA_SPACINGS:
-        top = _start(schedule, start_t)
-        kw = {"rho": rho} if spacing == "karras" else {}
+        sigma_max = None if start_t is None else float(schedule.sigmas[_start(schedule, start_t)])
         grid = _grid_from_sigmas(
-            schedule, _SIGMA_SPACINGS[spacing](schedule, steps, sigma_max=float(schedule.sigmas[top]), **kw).tolist()
+            schedule, sigma_spacing(schedule, steps, spacing, sigma_max=sigma_max, rho=rho).tolist()
         )
     elif steps is None:  # every timestep from the top down (DDPM's ancestral sampling)
         grid = _grid(schedule, list(range(_start(schedule, start_t), -1, -1)))
@@ -377,3 +436,43 @@ def check_alpha_bars(schedule, grid) -> None:
             f"the schedule has ᾱ = 0 at timestep {bad[0]} (zero terminal SNR), where x̂₀ from ε "
             "divides by zero; sample with a sequence that starts below it (e.g. spacing 'leading')"
         )
+
+
+def sigma_grid_options(
+    schedule,
+    options: dict,
+    *,
+    default_spacing: str,
+    points_of,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+    sigma_data: float | None = None,
+) -> dict:
+    """A sampler's ``options`` (steps, spacing, …) with ``steps``/``spacing`` replaced by the explicit
+    ``sigmas`` of :func:`sigma_spacing` when ``sigma_min``/``sigma_max`` are given, or when the spacing
+    is kl-optimal and the run's ``sigma_data`` is known; unchanged otherwise. ``points_of(steps)``:
+    the grid points that ``steps`` evaluations buy; ``default_spacing``/``steps`` as the sampler's
+    defaults. ValueErrors for σ bounds with a spacing that is not a σ-grid, or out of order."""
+    spacing = options.get("spacing") or default_spacing
+    wants = sigma_min is not None or sigma_max is not None
+    explicit = "timesteps" in options or "sigmas" in options
+    if not wants and (explicit or not (spacing == "kl-optimal" and sigma_data is not None)):
+        return options
+    if explicit:
+        raise ParameterError("`sigma_min`/`sigma_max` shape a spacing's grid; an explicit grid is already whole")
+    if spacing not in SIGMA_SPACINGS:
+        raise ParameterError(
+            f"`sigma_min`/`sigma_max` apply to the σ-grid spacings ({', '.join(SIGMA_SPACINGS)}), "
+            f"not `spacing` {spacing!r}"
+        )
+    if sigma_min is not None and sigma_max is not None and not sigma_max > sigma_min:
+        raise ParameterError(f"`sigma_max` must be above `sigma_min`, got {sigma_max:g} <= {sigma_min:g}")
+    sig = sigma_spacing(
+        schedule,
+        points_of(options.get("steps")),
+        spacing,
+        sigma_min=sigma_min,
+        sigma_max=sigma_max,
+        sigma_data=sigma_data,
+    )
+    return {k: v for k, v in options.items() if k not in ("steps", "spacing")} | {"sigmas": sig.tolist()}

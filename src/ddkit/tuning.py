@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,7 +42,7 @@ from .checks import ParameterError, integer, is_int
 from .parameterization import ModelFn
 from .samplers import get_sampler, run_sampler
 from .samplers.common import check_order
-from .samplers.edm import edm_points
+from .samplers.edm import PoorGridWarning, edm_points
 from .schedule import Schedule
 from .timesteps import ALL_SPACINGS, RENAMED_SPACINGS, sampling_grid, t_from_sigma
 from .version import __version__
@@ -64,7 +65,10 @@ class TunedTimesteps:
 
     ``timesteps``: the K (heun: (K+1)/2) decreasing model timesteps, ints or fractional floats;
     ``sigmas``: their σ; ``score_before``: RMSE against the teacher of each hand-made spacing
-    (``baseline``: the sampler's default); ``score_after``: the tuned sequence's RMSE."""
+    (``baseline``: the sampler's default); ``score_after``: the tuned sequence's RMSE.
+    ``objective`` "klub" (:func:`tune_timesteps_klub`): ``score_before``/``score_after`` are
+    validation scores, ``candidates`` maps each candidate grid to its timesteps, its KL bound and its
+    validation score, and ``chosen`` names the one kept."""
 
     sampler: str
     nfe: int
@@ -80,6 +84,9 @@ class TunedTimesteps:
     num_timesteps: int = 0
     model: dict | None = None
     version: str = ""
+    objective: str = "rmse"
+    candidates: dict = field(default_factory=dict)
+    chosen: str = ""
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -231,6 +238,12 @@ class Teacher:
 
 
 def _run_batches(name, model_fn, schedule, x_T, batch_size, clip_x0, options, callback=None, **grid):
+    with warnings.catch_warnings():  # grids tried and scored here may be poor on purpose
+        warnings.simplefilter("ignore", PoorGridWarning)
+        return _run_batches_loud(name, model_fn, schedule, x_T, batch_size, clip_x0, options, callback, **grid)
+
+
+def _run_batches_loud(name, model_fn, schedule, x_T, batch_size, clip_x0, options, callback=None, **grid):
     out = []
     for start in range(0, x_T.shape[0], batch_size):
         cb = None if callback is None else (lambda info, s=start: callback(s, info))
@@ -306,16 +319,17 @@ class _Problem:
     def grid_of(self, spacing: str, steps: int) -> list:
         """The points the sampler visits with a hand-made spacing (read from its callback)."""
         seen: list = []
-        run_sampler(
+        _run_batches(
             self.sampler,
             self.model_fn,
-            self.teacher.x_T[:1],
             self.schedule,
-            clip_x0=self.teacher.clip_x0,
+            self.teacher.x_T[:1],
+            1,
+            self.teacher.clip_x0,
+            self.options,
+            lambda start, info: seen.append(info.t),
             steps=steps,
             spacing=spacing,
-            callback=lambda info: seen.append(info.t),
-            **self.options,
         )
         return seen
 
@@ -466,4 +480,175 @@ def tune_timesteps(
         num_timesteps=schedule.num_timesteps,
         model=model,
         version=__version__,
+    )
+
+
+# ---- the KL upper bound (AYS): candidates made on training data, chosen on the validation part -
+OBJECTIVES = ("klub", "rmse")
+"""``ddkit tune-steps --objective``: klub (:func:`tune_timesteps_klub`, the default) or rmse
+(:func:`tune_timesteps`)."""
+KLUB_WEIGHTS = (0.25, 0.5, 0.75)  # refinements between the bound's grid and kl-optimal, in θ = atan(σ/c)
+KLUB_TOPS = (20.0, 5.0, 2.0)  # lower starts tried besides min(σ_{T-1}, 80) (:func:`klub_tops`)
+# samplers that step from their last point to σ = 0: an (n+1)-point candidate, its σ_min dropped
+SOLVERS = ("dpm++", "unipc")
+KLUB_METHOD = (
+    "AYS KL upper bound (eq. 10) on {n_train} training points, estimated along Brownian paths over {fine} "
+    "log-spaced σ (trapezoid in log σ) and minimised by dynamic programming; candidates, from each top σ "
+    "of {tops}: that grid, kl-optimal (c = {c:.4g}) and {refine} grids between them in atan(σ/c); chosen on "
+    "the validation part"
+)
+
+
+def check_objective(objective: str) -> str:
+    if objective not in OBJECTIVES:
+        raise ParameterError(f"`objective` must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    return objective
+
+
+def _to_timesteps(schedule: Schedule, sigmas_desc) -> list:
+    t = t_from_sigma(schedule, np.asarray(sigmas_desc, dtype=np.float64)).tolist()
+    return [int(round(v)) if abs(v - round(v)) < 1e-9 else float(v) for v in t]
+
+
+def klub_candidates(
+    model_fn: ModelFn,
+    schedule: Schedule,
+    x0: torch.Tensor,
+    points: int,
+    *,
+    sigma_data: float,
+    fine: int = 64,
+    generator: torch.Generator | None = None,
+    batch_size: int = 256,
+) -> tuple[dict, dict]:
+    """The candidate σ-grids of ``points`` points down to σ_0, from each top σ of :func:`klub_tops`:
+    "klub@TOP" (the bound's dynamic-programming optimum over ``fine`` log-spaced σ, estimated on the
+    training points x0 [N, ...]), "kl-optimal@TOP" (AYS Theorem 3.1 with c = ``sigma_data``) and
+    "between-W@TOP" for W in :data:`KLUB_WEIGHTS`. Returns ({name: decreasing σ list}, {name: bound}).
+
+    The bound takes the start as exact, so it cannot weigh where to start: a trained ε's error is
+    multiplied by σ in x̂₀ = x̃ − σ·ε̂ at the first point, and a lower start reads the noise as x
+    there. The top is therefore left to the validation score."""
+    from . import klub
+    from .timesteps import kl_optimal, sigma_range
+
+    integer("points", points, low=2)
+    lo = sigma_range(schedule)[0]
+    tops = klub_tops(schedule)
+    fine_sigmas = np.exp(np.linspace(math.log(lo), math.log(tops[0]), max(int(fine), points)))
+    fine_sigmas[0], fine_sigmas[-1] = lo, tops[0]
+    cost = klub.klub_costs(
+        klub.denoiser(model_fn, schedule), x0, fine_sigmas, generator=generator, batch_size=batch_size
+    )
+    grids, bound = {}, {}
+    log_fine = np.log(fine_sigmas)
+    for top in tops:
+        end = int(np.argmin(np.abs(log_fine - math.log(top))))
+        if end + 1 < points:
+            continue
+        hi = float(fine_sigmas[end])
+        dp = fine_sigmas[klub.least_cost_path(cost, points, end)][::-1]
+        kl = kl_optimal(schedule, points, sigma_max=hi, sigma_data=sigma_data).numpy()
+        mine = {"klub": dp, "kl-optimal": kl} | {
+            f"between-{w:g}": klub.interpolate_theta(dp, kl, w, sigma_data) for w in KLUB_WEIGHTS
+        }
+        for name, g in mine.items():  # each candidate's bound, its points moved to the nearest fine σ
+            key = f"{name}@{hi:.3g}"
+            grids[key] = [float(v) for v in g]
+            idx = sorted({int(np.argmin(np.abs(log_fine - math.log(v)))) for v in g})
+            bound[key] = klub.path_cost(cost, idx) if len(idx) == points else math.nan
+    return grids, bound
+
+
+def klub_tops(schedule: Schedule) -> list[float]:
+    """The top σ of the candidate grids: min(σ_{T-1}, 80) (where σ-grids start), and 20, 5 and 2
+    where below it."""
+    from .timesteps import DEFAULT_SIGMA_MAX, sigma_range
+
+    lo, hi = sigma_range(schedule)
+    first = min(hi, DEFAULT_SIGMA_MAX)
+    return [first] + [s for s in KLUB_TOPS if lo < s < first]
+
+
+def tune_timesteps_klub(
+    model_fn: ModelFn,
+    schedule: Schedule,
+    *,
+    sampler: str,
+    nfe: int,
+    x0: torch.Tensor,
+    x_T: torch.Tensor,
+    score_fn,
+    sigma_data: float,
+    order: int | None = None,
+    clip_x0=None,
+    fine: int = 64,
+    seed: int = 0,
+    batch_size: int = 256,
+    validation: str = "",
+    model: dict | None = None,
+) -> TunedTimesteps:
+    """Timesteps for ``sampler`` at ``nfe`` evaluations chosen on the law: the candidates of
+    :func:`klub_candidates` (made on the training points x0 [N, ...]) and every hand-made spacing
+    are sampled from the start noise x_T [M, ...] and scored by ``score_fn(samples) -> float`` (lower
+    is better; a distance to the validation part, e.g. FID, never to the training points). The best
+    best candidate is kept (hand-made spacings are scores only). dpm++ and unipc walk the first
+    ``nfe`` points of (``nfe`` + 1)-point candidates, as they do a spacing's grid. ``validation`` says
+    in the record what ``score_fn`` measures. Returns the :class:`TunedTimesteps` record."""
+    check_tuning(sampler, nfe, None, schedule.num_timesteps, order)  # (no teacher here)
+    if order is None and "order" in get_sampler(sampler).options:
+        order = get_sampler(sampler).defaults["order"]
+    options = {} if order is None else {"order": int(order)}
+    n = _points(sampler, nfe)
+    # the multistep solvers step from their last point to σ = 0 themselves: as with their spacings
+    # (sampling_grid's solver=True), they walk the first n points of an (n+1)-point grid to σ_min
+    solver = sampler in SOLVERS
+    g = torch.Generator().manual_seed(int(seed))
+    grids, bound = klub_candidates(
+        model_fn, schedule, x0, n + solver, sigma_data=sigma_data, fine=fine, generator=g, batch_size=batch_size
+    )
+    if solver:
+        grids = {k: v[:-1] for k, v in grids.items()}
+
+    def score(**grid) -> float:
+        x = _run_batches(sampler, model_fn, schedule, x_T, batch_size, clip_x0, options, **grid)
+        return float(score_fn(x))
+
+    candidates = {}
+    for name, sig in grids.items():
+        seq = _to_timesteps(schedule, sig)
+        candidates[name] = {"timesteps": seq, "klub": bound[name], "score": score(timesteps=seq)}
+    before = {}
+    for spacing in ALL_SPACINGS:
+        try:
+            before[spacing] = score(steps=nfe, spacing=spacing)
+        except ValueError:  # e.g. a σ-grid on a zero-terminal-SNR schedule
+            continue
+    chosen = min(candidates, key=lambda k: candidates[k]["score"])
+    seq = candidates[chosen]["timesteps"]
+    return TunedTimesteps(
+        sampler=sampler,
+        nfe=int(nfe),
+        timesteps=tuple(seq),
+        sigmas=tuple(sampling_grid(schedule, timesteps=seq).sigmas),
+        options=options,
+        method=KLUB_METHOD.format(
+            n_train=int(x0.shape[0]),
+            fine=max(int(fine), n),
+            c=sigma_data,
+            refine=len(KLUB_WEIGHTS),
+            tops=", ".join(f"{v:.3g}" for v in klub_tops(schedule)),
+        )
+        + (f" ({validation})" if validation else ""),
+        teacher={},
+        baseline=default_spacing(sampler),
+        score_before=before,
+        score_after=candidates[chosen]["score"],
+        num=int(x_T.shape[0]),
+        num_timesteps=schedule.num_timesteps,
+        model=model,
+        version=__version__,
+        objective="klub",
+        candidates=candidates,
+        chosen=chosen,
     )

@@ -12,10 +12,13 @@ def add_parser(sub) -> None:
         "tune-steps",
         help="optimise a sampler's timesteps for a run's model",
         description=(
-            "Tune the NFE timesteps of a deterministic sampler for a run's weights (no data: start noise only). "
-            "The method: GITS-style dynamic programming over a DPM-Solver++ teacher's trajectory, then a direct "
-            "search of the sampler's end-point error against the teacher. Writes RUN/timesteps/SAMPLER-NFE.json "
-            "(the sequence, the method, the teacher, the error before and after, the ddkit version); "
+            "Tune the NFE timesteps of a deterministic sampler for a run's weights. --objective klub (default): "
+            "the grid minimising Align Your Steps' KL upper bound on the run's training data (dynamic programming), "
+            "the kl-optimal grid and grids between them are scored on the validation part and the best kept. "
+            "--objective rmse (no data): GITS-style dynamic programming over a DPM-Solver++ teacher's trajectory, "
+            "then a direct search of the sampler's end-point error against the teacher. Writes "
+            "RUN/timesteps/SAMPLER-NFE.json (the sequence, the method, the objective, the candidates' scores, "
+            "the ddkit version); "
             "`ddkit sample RUN --sampler SAMPLER --steps NFE --spacing tuned` uses it."
         ),
     )

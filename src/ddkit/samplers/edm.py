@@ -26,13 +26,15 @@ be odd for Heun).
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Sequence
 
 import torch
 
 from ..checks import is_int, number
 from ..parameterization import ModelFn
 from ..schedule import Schedule
-from ..timesteps import t_from_sigma
+from ..timesteps import sampling_grid, t_from_sigma
 from .common import Sampling, noise_like
 
 
@@ -53,6 +55,37 @@ def churn_gamma(sigma: float, num: int, s_churn: float, s_tmin: float, s_tmax: f
     return min(s_churn / num, math.sqrt(2.0) - 1.0)
 
 
+HEUN_MAX_RATIO = 8.0
+"""The largest σ_i/σ_{i+1} of a Heun step (σ_{i+1} > 0) that :func:`heun_grid_message` lets pass."""
+
+
+class PoorGridWarning(UserWarning):
+    """A sampler and grid known to give poor samples (the message names a better choice)."""
+
+
+def heun_grid_message(sigmas: Sequence[float]) -> str | None:
+    """The one-line warning for a Heun step of the decreasing grid ``sigmas`` (ending in 0) that spans
+    a σ ratio R above :data:`HEUN_MAX_RATIO`, or None: the corrector, averaging d = (x̃ − D)/σ at
+    both ends, lands near D_i + (R − 1)/2·(D_{i+1} − D_i), an overshoot of the denoiser's change."""
+    ratios = [(a / b, a, b) for a, b in zip(sigmas, sigmas[1:]) if b > 0]
+    worst = max(ratios, default=None)
+    if worst is None or worst[0] <= HEUN_MAX_RATIO:
+        return None
+    n = 2 * (len(sigmas) - 1) - 1
+    return (
+        f"heun: its step from σ {worst[1]:.3g} to {worst[2]:.3g} (ratio {worst[0]:.3g}) overshoots; "
+        f"use more steps or sampler dpm++ with steps {n}"
+    )
+
+
+def heun_warning(schedule: Schedule, *, steps: int = 19, spacing: str = "karras", timesteps=None, sigmas=None):
+    """:func:`heun_grid_message` for the grid ``heun_sample`` would walk with these arguments."""
+    points = edm_points(steps, heun=True) if timesteps is None and sigmas is None else None
+    return heun_grid_message(
+        sampling_grid(schedule, points, spacing, timesteps=timesteps, sigmas=sigmas).sigmas + [0.0]
+    )
+
+
 def edm_points(steps: int, heun: bool) -> int:
     """The number N of grid points that ``steps`` model evaluations buy: N (Euler), (steps+1)/2 (Heun,
     whose N points cost 2N − 1); an even ``steps`` for Heun is an error."""
@@ -70,6 +103,9 @@ def _edm_sample(model_fn, x_T, schedule, heun: bool, steps, spacing, churn: tupl
     points = None if explicit else edm_points(steps, heun)
     run = Sampling("Heun" if heun else "Euler", model_fn, x_T, schedule, points, spacing, **common)
     grid, sig = run.grid, run.grid.sigmas + [0.0]
+    message = heun_grid_message(sig) if heun else None
+    if message:
+        warnings.warn(message, PoorGridWarning, stacklevel=4)
     x = x_T * (1.0 / math.sqrt(grid.alpha_bars[0]))  # x̃ = x_t/√ᾱ
     for i in run:
         sigma, sigma_next, t = sig[i], sig[i + 1], grid.t[i]
@@ -98,7 +134,7 @@ def euler_sample(
     schedule: Schedule,
     *,
     steps: int = 10,
-    spacing: str = "karras",
+    spacing: str = "kl-optimal",
     s_churn: float = 0.0,
     s_tmin: float = 0.0,
     s_tmax: float = math.inf,
@@ -108,7 +144,8 @@ def euler_sample(
     """EDM's Euler sampler (Algorithm 2 without the second-order correction) from x_T [N, ...] (x at
     the grid's first point, in x_T's dtype) → x_0 [N, ...] in ``steps`` model evaluations.
 
-    ``spacing``: any of :data:`ddkit.timesteps.ALL_SPACINGS` (default ``karras``, EDM eq. 5); an
+    ``spacing``: any of :data:`ddkit.timesteps.ALL_SPACINGS` (default ``kl-optimal``, AYS Theorem 3.1:
+    the DDIM optimum for Gaussian data, and on the oracle below karras ρ=7 at every NFE); an
     explicit ``timesteps`` or ``sigmas`` grid costs one evaluation a point (the last step goes to
     σ = 0). ``s_churn`` > 0 adds noise before each step whose σ lies in [s_tmin, s_tmax]
     (γ = min(s_churn/N, √2−1), noise scaled by ``s_noise``), drawn from ``generator``. Without churn

@@ -121,7 +121,7 @@ register_sampler(
 register_sampler(
     "euler",
     euler_sample,
-    {"steps": 10, "spacing": "karras"} | CHURN,
+    {"steps": 10, "spacing": "kl-optimal"} | CHURN,
     "EDM's Euler (Karras et al. 2022), DDIM η=0 without churn; s_churn > 0 adds noise",
 )
 register_sampler(

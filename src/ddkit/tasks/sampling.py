@@ -7,6 +7,7 @@ errors name the options (:class:`ddkit.checks.ParameterError`)."""
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import dataclass, fields, replace
 
 import torch
@@ -17,9 +18,10 @@ from ..generate import sample_shape as _sample_shape
 from ..guidance import guided_model_fn, resolve_guidance
 from ..options import option
 from ..samplers import SAMPLERS, get_sampler
+from ..samplers.edm import PoorGridWarning, edm_points, heun_warning
 from ..samplers.registry import CHURN
 from ..schedule import Schedule
-from ..timesteps import ALL_SPACINGS, TUNED, sampling_grid
+from ..timesteps import ALL_SPACINGS, TUNED, sampling_grid, sigma_grid_options
 from ..training.config import DEVICES, RunConfig
 from ..training.distill import default_sampler, student_options
 from ..training.load import is_classifier, load, load_classifier, load_weak_model
@@ -62,8 +64,9 @@ class SamplingOptions:
     spacing: str | None = option(
         None,
         "timestep spacing, for every sampler that takes steps (default: the sampler's): index spacings "
-        "leading, quadratic, trailing, linspace; logsnr (uniform in log-SNR); σ-grids karras (EDM eq. 5) and "
-        "exponential; tuned: RUN/timesteps/SAMPLER-STEPS.json, made by ddkit tune-steps",
+        "leading, quadratic, trailing, linspace; logsnr (uniform in log-SNR); σ-grids karras (EDM eq. 5), "
+        "exponential and kl-optimal (AYS Theorem 3.1, c = the run's σ_data or 0.5); tuned: "
+        "RUN/timesteps/SAMPLER-STEPS.json, made by ddkit tune-steps",
         choices=ALL_SPACINGS + (TUNED,),
     )
     timesteps: tuple | None = option(
@@ -83,6 +86,15 @@ class SamplingOptions:
         nargs="+",
         metavar="SIGMA",
         exclusive="grid",
+    )
+    sigma_min: float | None = option(
+        None, "lowest σ of a σ-grid spacing (default: the schedule's σ_0)", type=float, metavar="SIGMA"
+    )
+    sigma_max: float | None = option(
+        None,
+        "highest σ of a σ-grid spacing, where sampling starts (default: min(σ at T-1, 80))",
+        type=float,
+        metavar="SIGMA",
     )
     order: int | None = option(
         None,
@@ -199,9 +211,13 @@ def with_sampler(o: SamplingOptions, config: RunConfig) -> SamplingOptions:
     return o if o.sampler is not None else replace(o, sampler=default_sampler(config))
 
 
-def sampler_options(o: SamplingOptions, schedule: Schedule, run=None) -> dict:
+def sampler_options(o: SamplingOptions, schedule: Schedule, run=None, sigma_data: float | None = None) -> dict:
     """The chosen sampler's options, checked against the sampler and the schedule; ``spacing`` tuned
-    becomes the run's tuned ``timesteps`` (:func:`ddkit.training.tuned.tuned_options`)."""
+    becomes the run's tuned ``timesteps`` (:func:`ddkit.training.tuned.tuned_options`);
+    ``sigma_min``/``sigma_max``, and kl-optimal with the run's ``sigma_data``, an explicit σ-grid
+    (:func:`ddkit.timesteps.sigma_grid_options`). A Heun grid known to overshoot is named in one
+    line on stderr here (the sampler's own :class:`~ddkit.samplers.edm.PoorGridWarning` is then
+    silenced)."""
     spec = get_sampler(o.sampler)
     given = o.sampler_given()
     unused = sorted(set(given) - set(spec.options))
@@ -221,7 +237,24 @@ def sampler_options(o: SamplingOptions, schedule: Schedule, run=None) -> dict:
         steps = given.pop("steps", None) or _default_steps(spec)
         order = given.pop("order", None)
         given |= tuned_options(run, o.sampler, steps, schedule, order=order, checkpoint=o.checkpoint, ema=not o.no_ema)
-    return given | grid
+    given = sigma_grid_options(
+        schedule,
+        given | grid,
+        default_spacing=str(spec.defaults.get("spacing", "")),
+        points_of=lambda n: edm_points(n or _default_steps(spec), heun=o.sampler == "heun"),
+        sigma_min=o.sigma_min,
+        sigma_max=o.sigma_max,
+        sigma_data=sigma_data,
+    )
+    if o.sampler == "heun":  # one line now, not the sampler's Python warning at every batch
+        message = heun_warning(schedule, **{k: v for k, v in given.items() if k in HEUN_GRID_ARGS})
+        if message:
+            note(f"warning: {message.replace('sampler dpm++ with steps', '--sampler dpm++ --steps')}")
+            warnings.filterwarnings("ignore", category=PoorGridWarning)
+    return given
+
+
+HEUN_GRID_ARGS = ("steps", "spacing", "timesteps", "sigmas")
 
 
 def _default_steps(spec) -> int:
@@ -305,7 +338,7 @@ def plan(o: SamplingOptions, model, schedule: Schedule, config: RunConfig, run=N
     (:func:`ddkit.training.distill.student_options`)."""
     o = with_sampler(o, config)
     model = config.diffusion.eps_network(model, schedule)
-    options = student_options(config, o.sampler, sampler_options(o, schedule, run))
+    options = student_options(config, o.sampler, sampler_options(o, schedule, run, config.diffusion.sigma_data))
     model = autocast_network(model, sampling_precision(o, model), o.device)
     labels = guidance_labels(o, config)
     fn_for = guided_model_fn_for(o, model, schedule, config)

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..options import option
 from ..training.config import DEVICES
 from ..training.tuned import TUNE_SEED, tune_run
-from ..tuning import TUNABLE, TunedTimesteps
+from ..tuning import OBJECTIVES, TUNABLE, TunedTimesteps
 from .sampling import CHECKPOINT_HELP, options_from
 
 
@@ -24,6 +24,13 @@ class TuneOptions:
         "model evaluations K >= 2, below --teacher-steps (heun: odd, N = (K+1)/2 points)",
         metavar="K",
         required=True,
+    )
+    objective: str = option(
+        "klub",
+        "klub (default): AYS's KL bound on the run's training data, candidates chosen on its validation "
+        "part (FID; a held-out slice of the training data when the run has none); rmse: end-point error "
+        "against a DPM-Solver++ teacher (no data)",
+        choices=OBJECTIVES,
     )
     order: int | None = option(None, "dpm++ and unipc order (default 2)", choices=(1, 2, 3))
     num: int = option(256, "start-noise draws tuned on (default 256)")
@@ -46,20 +53,29 @@ def tune_steps(run, **options) -> tuple[TunedTimesteps, Path]:
     """
     o = options_from(TuneOptions, options)
     kwargs = {k: getattr(o, k) for k in ("sampler", "nfe", "order", "num", "teacher_steps", "seed")}
-    kwargs |= {k: getattr(o, k) for k in ("checkpoint", "device", "batch_size", "max_evals")}
+    kwargs |= {k: getattr(o, k) for k in ("checkpoint", "device", "batch_size", "max_evals", "objective")}
     return tune_run(run, ema=not o.no_ema, **kwargs)
 
 
 def tune_summary(record: TunedTimesteps, path: Path) -> str:
-    """What ``ddkit tune-steps`` prints: the error against the teacher before and after, the sequence."""
+    """What ``ddkit tune-steps`` prints: objective klub, the candidates' validation scores, the choice
+    and the best hand-made spacing; objective rmse, the error against the teacher before and after;
+    then the sequence and the file written."""
+    timesteps = "timesteps: " + " ".join(f"{t:.6g}" if isinstance(t, float) else str(t) for t in record.timesteps)
+    if record.objective == "klub":
+        scores = ", ".join(f"{k} {v['score']:.4g}" for k, v in record.candidates.items())
+        lines = [f"validation scores (lower is better): {scores}; chosen {record.chosen}"]
+        hand = min(record.score_before, key=record.score_before.get, default=None)
+        if hand:
+            lines.append(f"best hand-made spacing: {hand} {record.score_before[hand]:.4g}")
+        return "\n".join([*lines, timesteps, f"wrote {path}"])
     before = record.score_before.get(record.baseline, float("nan"))
     best = min((k for k in record.score_before if k != "dp"), key=record.score_before.get, default=None)
     return (
         f"RMSE against the teacher ({record.teacher['steps']} steps): {record.baseline} {before:.5f}"
         + (f", best hand-made {best} {record.score_before[best]:.5f}" if best else "")
         + f", tuned {record.score_after:.5f}\n"
-        + "timesteps: "
-        + " ".join(f"{t:.6g}" if isinstance(t, float) else str(t) for t in record.timesteps)
+        + timesteps
         + f"\nwrote {path}"
     )
 

@@ -13,12 +13,13 @@ import hashlib
 import shlex
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..checks import ParameterError
 from ..generate import LabelCycle, plain_model_fn, start_noise
 from ..schedule import Schedule
-from ..tuning import TunedTimesteps, check_tuning, tune_timesteps
+from ..tuning import TunedTimesteps, check_objective, check_tuning, tune_timesteps, tune_timesteps_klub
 from .load import load, resolve_weights
 from .rundir import RunDir
 
@@ -63,12 +64,16 @@ def tune_run(
     device: str | torch.device = "cpu",
     batch_size: int = 256,
     max_evals: int = 400,
+    objective: str = "klub",
 ) -> tuple[TunedTimesteps, Path]:
     """``ddkit tune-steps``: tune ``sampler``'s ``nfe`` timesteps for a run's weights on ``num``
     start-noise draws (sample i from (``seed``, i), class i mod K for a class-conditional run; x̂₀
-    clipped to [-1, 1] for images as ``ddkit sample`` does) with :func:`ddkit.tune_timesteps`, and
-    write ``RUN/timesteps/SAMPLER-NFE.json``. Uses no data. Returns (record, path)."""
+    clipped to [-1, 1] for images as ``ddkit sample`` does), and write
+    ``RUN/timesteps/SAMPLER-NFE.json``. ``objective`` "klub": AYS's KL bound on the run's training
+    data, the candidates chosen on its validation part (:func:`ddkit.tuning.tune_timesteps_klub`,
+    :func:`klub_data`); "rmse": :func:`ddkit.tune_timesteps` (no data). Returns (record, path)."""
     run = Path(run)
+    check_objective(objective)
     if not RunDir(run).is_run():
         raise ValueError(f"{run} is not a run folder (no config.json)")
     if num < 1:
@@ -86,6 +91,29 @@ def tune_run(
     num_classes = getattr(config.model, "num_classes", None)
     y = None if num_classes is None else LabelCycle(num_classes)(0, num).to(device)
     model_fn = plain_model_fn(net)(y) if y is None else _labelled(net, y)
+    if objective == "klub":
+        if y is not None:
+            raise ParameterError("`objective` klub is for unconditional runs; this one is class-conditional (use rmse)")
+        x0, val, what = klub_data(config, seed)
+        score_fn, metric = validation_score(config, val, num)
+        sigma_data = config.diffusion.sigma_data or round(float(x0.double().std()), 4)
+        record = tune_timesteps_klub(
+            model_fn,
+            schedule,
+            sampler=sampler,
+            nfe=nfe,
+            x0=x0.to(device),
+            x_T=x_T,
+            score_fn=score_fn,
+            sigma_data=sigma_data,
+            order=order,
+            clip_x0=(-1.0, 1.0) if hasattr(config.model, "image_size") else None,
+            seed=seed,
+            batch_size=min(batch_size, num),
+            validation=f"{metric} against {what}, {len(val)} points",
+            model={**ident, "seed": int(seed)},
+        )
+        return record, record.save(RunDir(run).timesteps(sampler, nfe))
     record = tune_timesteps(
         model_fn,
         schedule,
@@ -141,3 +169,49 @@ def tuned_options(
         )
     order = order if order is not None else tuned_order
     return {"timesteps": seq} | ({"order": int(order)} if order is not None else {})
+
+
+KLUB_TRAIN_POINTS = 1024  # training points the bound is estimated on (a seeded subset)
+KLUB_HELDOUT = 0.1  # the slice of the training data held out for the choice when the run has no val part
+
+
+def klub_data(config, seed: int) -> tuple[torch.Tensor, object, str]:
+    """(x0 for the bound: at most :data:`KLUB_TRAIN_POINTS` training points, the validation Dataset,
+    what it is): the run's ``val`` part, or a held-out slice of its training data (then x0 never
+    includes it). Never the test or held-out parts."""
+    from ..data.splits import holdout_split, load_run_data, take
+
+    train = load_run_data(config.data, config.train.seed, "train")
+    if getattr(config.data, "val", 0):
+        val, what = load_run_data(config.data, config.train.seed, "val"), "the run's validation part"
+    else:
+        keep, held = holdout_split(len(train), KLUB_HELDOUT, seed)
+        val = take(train, held, f"{train.source} (tuning slice)")
+        train = take(train, keep, f"{train.source} (tuning rest)")
+        what = f"a held-out {KLUB_HELDOUT:g} of the training data"
+    g = torch.Generator().manual_seed(int(seed))
+    idx = torch.randperm(len(train), generator=g)[:KLUB_TRAIN_POINTS]
+    return train.x[idx], val, what
+
+
+def validation_score(config, val, num: int):
+    """``score(samples) -> float`` on the validation Dataset: FID in the run's feature space for
+    images (digits features for 8×8, else Inception), energy distance for 2-D points; ``num``
+    samples must be enough for it."""
+    if val.kind == "points":
+        from ..eval.energy import energy_distance
+
+        return (lambda x: energy_distance(x.double().cpu(), val.x.double())), "energy distance"
+    from ..data.images import to_uint8
+    from ..eval.fid import fid, min_samples_fid, reference_stats
+    from .validation import feature_extractor
+
+    features = feature_extractor(config, val)
+    stats = reference_stats(features, to_uint8(val.x))
+    need = min_samples_fid(stats.mu.shape[0])
+    if num < need or len(val) < need:
+        raise ParameterError(
+            f"`objective` klub scores on FID, which needs at least {need} samples and validation images "
+            f"(`num` {num}, {len(val)} validation images)"
+        )
+    return (lambda x: fid(np.asarray(features(to_uint8(x)), dtype=np.float64), stats)), "FID"
