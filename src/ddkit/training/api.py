@@ -143,8 +143,19 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
         "train",
         str,
         None,
-        "what chooses RUN/checkpoints/best: the lowest val fid (default), kid or loss",
+        "what chooses RUN/checkpoints/best: the lowest val fid (default), kid or loss, or fid-fresh: the "
+        "lowest fid among the evaluations whose closer (memorisation) is at most select_closer, else the "
+        "lowest closer",
         choices=SELECT,
+    ),
+    Option(
+        "select_closer",
+        "train",
+        float,
+        None,
+        f"fid-fresh's threshold on closer, the share of samples nearer a training image than the val images "
+        f"are (default {_T.select_closer}; fresh samples 0.5)",
+        metavar="SHARE",
     ),
     Option(
         "early_stop",
@@ -344,7 +355,7 @@ RESUME_MAY_CHANGE = (
 (precision and device change the arithmetic but not the run's definition, so they may change too).
 Evaluation runs on its own generators and never changes the weights, so its cadence (``eval_every``)
 and ``early_stop`` (a budget) may change; ``val`` and ``val_seed`` may not (they choose the training
-images), nor ``eval_num`` and ``select`` (the best checkpoint so far was chosen by them). The
+images), nor ``eval_num``, ``select`` and ``select_closer`` (the best checkpoint so far was chosen by them). The
 augmentation, the preconditioning, ``sigma_data`` and the noise levels define the run and may not."""
 
 

@@ -32,7 +32,8 @@ LOGGERS = ("none", "tensorboard")
 # evaluation during training (training.validation): what selects the best checkpoint, and the
 # cadence a validation part gets when none is given (measured at about 5 % of the default digits
 # run's wall time: docs/generalisation.md)
-SELECT = ("fid", "kid", "loss")
+SELECT = ("fid", "kid", "loss", "fid-fresh")  # fid-fresh: fid among evaluations with closer <= select_closer
+DEFAULT_SELECT_CLOSER = 0.55
 DEFAULT_EVAL_EVERY = 200
 MAX_EVAL_NUM = 100_000
 
@@ -97,8 +98,9 @@ class DataConfig:
     image_size: int | None = None
     channels: int | None = None
     toy_size: int = 20000
-    # image folders: this fraction of the images (a fixed split drawn with holdout_seed, data.holdout_split)
-    # is held out for evaluation and never trained on
+    # image folders and digits:train: this fraction of the images (a fixed split drawn with holdout_seed,
+    # data.holdout_split) is held out for evaluation and never trained on; on digits:train it is a second
+    # held-out part beside digits:test, to judge model selection without touching the test split
     holdout: float = 0.0
     holdout_seed: int = 0
     # the validation part: val images (a count >= 1) or a fraction in (0, 1) of the training data
@@ -116,11 +118,9 @@ class DataConfig:
                 f"`val` (evaluation during training) is for images; {self.source!r} is 2-D points drawn from a "
                 "known law: score its samples after training (ddkit.eval.energy)"
             )
-        if self.holdout > 0 and (
-            self.source.startswith("toy:") or self.source in ("digits", "digits:train", "digits:test")
-        ):
+        if self.holdout > 0 and (self.source.startswith("toy:") or self.source in ("digits", "digits:test")):
             raise ValueError(
-                f"holdout is for image folders; {self.source!r} has its own split "
+                f"holdout is for image folders and digits:train; {self.source!r} has its own split "
                 "(train on digits:train, evaluate on digits:test)"
             )
 
@@ -161,6 +161,7 @@ class TrainConfig:
     eval_every: int | None = None
     eval_num: int = 500
     select: str = "fid"
+    select_closer: float = DEFAULT_SELECT_CLOSER  # fid-fresh's threshold on closer_than_real
     early_stop: int | None = None
     # non-leaking augmentation (training.augment): each operation of augment_ops (None: the data
     # set's default, resolved and recorded when the run starts) with probability augment
@@ -205,6 +206,7 @@ class TrainConfig:
         checks.optional_positive_int("eval_every", self.eval_every)
         checks.integer("eval_num", self.eval_num, low=2, high=MAX_EVAL_NUM)
         checks.choice("select", self.select, SELECT)
+        checks.fraction("select_closer", self.select_closer, what="a share in [0, 1]")
         checks.optional_positive_int("early_stop", self.early_stop)
         check_probability(self.augment)
         if self.augment_ops is not None:
