@@ -106,7 +106,8 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
         None,
         "image folders: hold this fraction of the images out (a fixed split "
         "drawn with holdout_seed, recorded in config.json); never trained on, the default reference of "
-        "ddkit eval (default 0; the digits have digits:train/digits:test instead)",
+        "ddkit eval (default 0; the digits have digits:train/digits:test instead; on digits:train it "
+        "carves a second held-out part, to judge model selection without touching digits:test)",
         metavar="FRACTION",
     ),
     Option("holdout_seed", "data", int, None, "seed of the holdout split (default 0)"),
