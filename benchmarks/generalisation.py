@@ -37,6 +37,7 @@ or, when it has trained, is only scored. One process, one thread:
         > runs/generalisation.log 2>&1 &
     python benchmarks/generalisation.py --plot-only     # redraw benchmarks/generalisation.png
     python benchmarks/generalisation.py --plan          # print the runs and which are done
+    python benchmarks/generalisation.py --rules         # the selection rules judged on the held-out part
 """
 
 from __future__ import annotations
@@ -80,8 +81,10 @@ RECIPES = {
 }
 AUGMENT_LEVELS = ("default", "augment-0.15", "augment-0.3")  # always in stage 2: crossed with length
 SEEDS2 = (0, 1, 2)
-# the selection rules measured: name → (select, select_closer); gu-fresh: fid among evaluations whose
-# Gu et al. memorisation ratio is at most 0.05, else the lowest ratio (post hoc only)
+# the selection rules measured: name → (select, select_closer); post hoc only: gu-fresh, fid among the
+# evaluations whose Gu et al. memorisation ratio is at most 0.05, else the lowest ratio; gap-fresh, fid
+# among those whose relative loss gap (val − train)/val is at most 0.02, else the lowest gap (train and
+# held-out denoising errors meet when a model generalises: Kadkhodaie et al. 2024)
 RULES = {
     "fid": ("fid", None),
     "kid": ("kid", None),
@@ -90,6 +93,7 @@ RULES = {
     "fid-fresh-0.5": ("fid-fresh", 0.5),
     "fid-fresh-0.6": ("fid-fresh", 0.6),
     "gu-fresh": ("gu-fresh", 0.05),
+    "gap-fresh": ("gap-fresh", 0.02),
     "last": ("last", None),
 }
 GU_RATIO = 1 / 3
@@ -114,6 +118,9 @@ def rule_pick(evals: list[dict], rule: str) -> int | None:
         return len(evals) - 1 if evals else None
     if select == "gu-fresh":
         recs = [{"fid": e["fid"], "closer_than_real": e.get("gu_ratio", math.nan)} for e in evals]
+        return pick(recs, "fid-fresh", closer)
+    if select == "gap-fresh":
+        recs = [{"fid": e["fid"], "closer_than_real": e["loss_gap"] / e["loss_val"]} for e in evals]
         return pick(recs, "fid-fresh", closer)
     return pick(evals, select, closer) if closer is not None else pick(evals, select)
 
@@ -276,6 +283,45 @@ def do_run(
     print(f"done {name}: " + ", ".join(f"{r} -> step {s}" for r, s in picks.items()), flush=True)
 
 
+# ---- the rules, judged on the held-out part -------------------------------------------------------
+def rule_table(results: dict, fresh: float = 0.55) -> list[dict]:
+    """Per rule, over the runs scored on the held-out part: the mean held-out FID and closer of its
+    picks, how often its pick is fresh there (held-out closer <= ``fresh``), and the mean regret (its
+    pick's held-out FID minus the best held-out FID among the run's fresh checkpoints; the lowest
+    held-out closer's when none is fresh). Picks are recomputed from the logged evaluations."""
+    runs = [r for r in results.values() if r["evals"] and all("heldout_fid" in e for e in r["evals"])]
+    rows = []
+    for rule in RULES:
+        fids, closers, regrets = [], [], []
+        for r in runs:
+            ev = r["evals"]
+            i = rule_pick(ev, rule)
+            if i is None:
+                continue
+            ok = [e["heldout_fid"] for e in ev if e["heldout_closer"] <= fresh]
+            best = min(ok) if ok else min(ev, key=lambda e: e["heldout_closer"])["heldout_fid"]
+            fids.append(ev[i]["heldout_fid"])
+            closers.append(ev[i]["heldout_closer"])
+            regrets.append(ev[i]["heldout_fid"] - best)
+        if fids:
+            rows.append({
+                "rule": rule, "runs": len(fids), "heldout_fid": float(np.mean(fids)),
+                "heldout_closer": float(np.mean(closers)),
+                "fresh_share": float(np.mean([c <= fresh for c in closers])), "regret": float(np.mean(regrets)),
+            })  # fmt: skip
+    return rows
+
+
+def print_rule_table(results: dict) -> None:
+    print("| rule | runs | held-out FID | held-out closer | picks fresh | regret |")
+    print("|---|---|---|---|---|---|")
+    for row in rule_table(results):
+        print(
+            f"| {row['rule']} | {row['runs']} | {row['heldout_fid']:.2f} | {row['heldout_closer']:.3f} | "
+            f"{100 * row['fresh_share']:.0f} % | {row['regret']:.2f} |"
+        )
+
+
 # ---- the figure ----------------------------------------------------------------------------------
 def draw_plot(results: dict, path: Path) -> None:
     """Validation FID and closer against the training step, one line per recipe (the mean over the
@@ -319,7 +365,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--keep-checkpoints", action="store_true", help="keep the step checkpoints once scored")
     p.add_argument("--plan", action="store_true", help="print the runs and which are done, then stop")
     p.add_argument("--plot-only", action="store_true")
+    p.add_argument("--rules", action="store_true", help="print the selection rules' table, then stop")
     a = p.parse_args(argv)
+    if a.rules:
+        print_rule_table(load_results(a.results))
+        return
     if a.plan:
         results = load_results(a.results)
         for run in plan(results):

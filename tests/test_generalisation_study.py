@@ -24,7 +24,7 @@ def _record(study, stage, recipe, seed, evals):
 
 
 def _evals(fid, closer):
-    return [{"step": 200, "fid": fid, "kid": 1.0, "loss_val": 1.0, "closer_than_real": closer}]
+    return [{"step": 200, "fid": fid, "kid": 1.0, "loss_val": 1.0, "loss_gap": 0.0, "closer_than_real": closer}]
 
 
 def test_stage_2_waits_for_stage_1_then_takes_the_augmentation_levels_and_the_best_third(study):
@@ -106,3 +106,17 @@ def test_the_study_skips_finished_runs(study, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         study.main(["--results", str(results), "--runs", str(tmp_path / "runs")])
     assert ran == [study.run_name(1, r, 0) for r in list(study.RECIPES)[3:5]]
+
+
+def test_rule_table_judges_each_rule_s_pick_on_the_held_out_part(study):
+    def ev(step, fid, closer, h_fid, h_closer, gap=0.0):
+        return {"step": step, "fid": fid, "kid": fid, "loss_val": 1.0, "loss_gap": gap, "closer_than_real": closer,
+                "heldout_fid": h_fid, "heldout_closer": h_closer, "gu_ratio": 0.0}  # fmt: skip
+
+    # fid picks the copying step 600 (held-out 9.0, closer 0.8); fid-fresh the fresh step 400 (5.0)
+    evals = [ev(200, 9.0, 0.5, 8.0, 0.5), ev(400, 6.0, 0.54, 5.0, 0.52), ev(600, 3.0, 0.7, 9.0, 0.8, gap=0.1)]
+    rows = {r["rule"]: r for r in study.rule_table({"a": {"name": "a", "evals": evals}})}
+    assert rows["fid"]["heldout_fid"] == 9.0 and rows["fid"]["regret"] == 4.0 and rows["fid"]["fresh_share"] == 0
+    assert rows["fid-fresh"]["heldout_fid"] == 5.0 and rows["fid-fresh"]["regret"] == 0.0
+    assert rows["gap-fresh"]["heldout_fid"] == 5.0 and rows["last"]["heldout_closer"] == 0.8
+    assert study.rule_table({"b": {"name": "b", "evals": [{"step": 200, "fid": 1.0}]}}) == []  # not scored yet
