@@ -374,7 +374,14 @@ def main(argv: list[str] | None = None) -> None:
         results = load_results(a.results)
         for run in plan(results):
             name = run_name(run["stage"], run["recipe"], run["seed"])
-            print(f"{name:40s} {'done' if name in results else 'to do'}")
+            out = a.runs / name
+            state = "done" if name in results else "to do"
+            if name not in results and (out / "log.jsonl").is_file():
+                shown = ", ".join(
+                    f"{e['step']}: fid {e['fid']:.1f} closer {e['closer_than_real']:.2f}" for e in evaluations(out)
+                )
+                state = f"started, checkpoint at step {trained_to(out)}; evaluations {shown or 'none yet'}"
+            print(f"{name:40s} {state}")
         return
     if not a.plot_only:
         while True:
