@@ -29,9 +29,9 @@ distance to the second nearest. Then the step checkpoints are deleted (the numbe
 run's record is appended to the JSON results file: its evaluations with both scorings and the
 step each selection rule (RULES) picks.
 
-Resuming: run the same command again. Runs in the results file are skipped; a run folder without a
-record resumes with ``ddkit train --resume`` (a killed run continues from its newest checkpoint)
-or, when it has trained, is only scored. One process, one thread:
+Resuming: run the same command again. Runs in the results file are skipped; every other run is
+trained with ``ddkit train --resume`` (a killed run continues from its newest checkpoint, a new one
+starts afresh) unless it has trained to the end, then it is only scored. One process, one thread:
 
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nohup nice -n 19 python benchmarks/generalisation.py \\
         > runs/generalisation.log 2>&1 &
@@ -190,8 +190,10 @@ def trained_to(out: Path) -> int:
     return int(found.name.split("-")[1]) if found is not None else 0
 
 
-def train(out: Path, args: list[str], resume: bool) -> None:
-    cmd = [sys.executable, "-m", "ddkit", "train", *args, *(["--resume"] if resume else [])]
+def train(args: list[str]) -> None:
+    """``ddkit train ARGS --resume``: continues the newest checkpoint, or starts afresh when the run
+    folder has no config.json (also a folder left by a kill before training began)."""
+    cmd = [sys.executable, "-m", "ddkit", "train", *args, "--resume"]
     print("$", " ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, check=True)
 
@@ -269,7 +271,7 @@ def do_run(
     out = runs_dir / name
     start = time.time()
     if trained_to(out) < steps:
-        train(out, train_args(run, steps, out, every), resume=(out / "config.json").is_file())
+        train(train_args(run, steps, out, every))
     evals = evaluations(out)
     score_checkpoints(out, evals, score_num)
     picks = {rule: evals[i]["step"] for rule in RULES if (i := rule_pick(evals, rule)) is not None}

@@ -62,27 +62,21 @@ def test_results_are_appended_and_replaced_by_name(study, tmp_path):
     assert not path.with_suffix(".tmp").exists()
 
 
-@pytest.mark.parametrize(
-    ("has_config", "trained", "expect"),
-    [(False, 0, [False]), (True, 400, [True]), (True, 1200, [])],  # fresh, resumed, only scored
-)
-def test_a_run_starts_resumes_or_is_only_scored(study, tmp_path, monkeypatch, has_config, trained, expect):
+@pytest.mark.parametrize(("trained", "expect"), [(0, 1), (400, 1), (1200, 0)])  # fresh, resumed, only scored
+def test_a_run_starts_resumes_or_is_only_scored(study, tmp_path, monkeypatch, trained, expect):
     out = tmp_path / "runs" / study.run_name(1, "edm", 0)
-    if has_config:
-        out.mkdir(parents=True)
-        (out / "config.json").write_text("{}")
     calls = []
     monkeypatch.setattr(study, "trained_to", lambda o: trained)
-    monkeypatch.setattr(study, "train", lambda o, args, resume: calls.append((args, resume)))
+    monkeypatch.setattr(study, "train", lambda args: calls.append(args))
     evals = [{**e, "step": s} for s in (200, 400) for e in _evals(3.0 if s == 200 else 2.0, 0.5)]
     monkeypatch.setattr(study, "evaluations", lambda o: [dict(e) for e in evals])
     monkeypatch.setattr(study, "score_checkpoints", lambda o, ev, n: [e.update(gu_ratio=0.0) for e in ev])
     monkeypatch.setattr(study, "prune", lambda o: None)
     results = tmp_path / "g.json"
     study.do_run({"stage": 1, "recipe": "edm", "seed": 0}, 1200, results, tmp_path / "runs", 10, False)
-    assert [resume for _, resume in calls] == expect
+    assert len(calls) == expect
     if calls:
-        args = calls[0][0]
+        args = calls[0]
         assert args[args.index("--out") + 1] == str(out) and args.count("--keep-step") == 6
         assert "--preconditioning" in args and args[args.index("--val-seed") + 1] == "0"
     rec = study.load_results(results)[out.name]
