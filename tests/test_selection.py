@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import ddkit
 from ddkit.checks import ParameterError
+from ddkit.cli import main
 from ddkit.data import holdout_split, load_data, load_run_data
 from ddkit.training import DataConfig
 from ddkit.training.checkpoint import latest_checkpoint, load_train_state, read_best
@@ -172,3 +173,16 @@ def test_fid_fresh_online_and_resumed_after_a_crash_equal_an_uninterrupted_run(t
         assert (run / "checkpoints/best" / name).read_bytes() == (ref / "checkpoints/best" / name).read_bytes()
     final = [load_train_state(latest_checkpoint(r) / "state.pt")["eval"] for r in (ref, run)]
     assert final[0] == final[1] and final[0]["best_step"] == 8 and final[0]["best_tier"] == 0
+
+
+@pytest.mark.slow
+def test_sample_says_which_rule_chose_the_checkpoint_and_its_closer(tmp_path, monkeypatch, capsys):
+    _scripted(monkeypatch)
+    run = ddkit.train(out=tmp_path / "run", progress=False, **{**TINY, "steps": 6})  # none fresh: the fallback
+    capsys.readouterr()
+    assert main(["sample", str(run), "--num", "4", "--steps", "3", "--out", str(tmp_path / "s.npz")]) == 0
+    line = [x for x in capsys.readouterr().err.splitlines() if "using the best checkpoint" in x]
+    assert (
+        len(line) == 1
+        and "(step 4, val fid-fresh: no evaluation with closer <= 0.55, the least copying (closer 0.62))" in line[0]
+    )
