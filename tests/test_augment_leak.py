@@ -40,11 +40,6 @@ def _offsets(run) -> torch.Tensor:
     return ((cx - (SIZE - 1) / 2) ** 2 + (cy - (SIZE - 1) / 2) ** 2).sqrt()
 
 
-@pytest.mark.skip(
-    reason="no training length found yet at which the told network stops leaking: at 150 to 1,500 steps "
-    "(8×8, 8 channels; ε, v and EDM's formulation) its samples leak as much as the withheld one's "
-    "(docs/generalisation-training.md, 'The leak test')"
-)
 def test_translation_does_not_leak_when_the_network_is_told(tmp_path):
     folder = _blob_folder(tmp_path / "blob")
     options = dict(

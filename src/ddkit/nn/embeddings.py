@@ -90,6 +90,9 @@ def labels_or_null(y: Tensor | None, t: Tensor, num_classes: int | None) -> Tens
     return y
 
 
+AUGMENT_LABEL_GAIN = 10.0  # the augmentation labels' scale where they enter the embedding
+
+
 def check_augment_dim(augment_dim) -> int:
     """``augment_dim``: 0 (no augmentation labels) or their width."""
     return integer("augment_dim", augment_dim, low=0, what="an int >= 0 (0: no augmentation labels)")
@@ -107,8 +110,12 @@ def augment_embedding(augment_dim: int, dim: int) -> torch.nn.Linear | None:
 
 
 def add_augment_labels(emb: Tensor, layer: torch.nn.Linear | None, labels: Tensor | None) -> Tensor:
-    """``emb`` [N, dim] plus ``layer(labels)`` for augmentation labels [N, augment_dim]; ``emb`` itself
-    when no labels are given (zero labels: an image without augmentation) or the network has no layer."""
+    """``emb`` [N, dim] plus ``layer(AUGMENT_LABEL_GAIN · labels)`` for augmentation labels
+    [N, augment_dim]; ``emb`` itself when no labels are given (zero labels: an image without
+    augmentation) or the network has no layer. The gain lets the zero-initialised layer grow fast
+    enough to be used: under Adam each weight moves about lr per step whatever its gradient, so the
+    labels' share of the embedding grows with the gain (at gain 1 a network still ignored them after
+    1,500 steps; docs/generalisation-training.md, "The leak test")."""
     if labels is None:
         return emb
     if layer is None:
@@ -118,4 +125,4 @@ def add_augment_labels(emb: Tensor, layer: torch.nn.Linear | None, labels: Tenso
             f"augment_labels must have shape [N, augment_dim] = [{emb.shape[0]}, {layer.in_features}], "
             f"got {tuple(labels.shape)}"
         )
-    return emb + layer(labels.to(emb.dtype))
+    return emb + layer(AUGMENT_LABEL_GAIN * labels.to(emb.dtype))

@@ -35,7 +35,8 @@ LOGGERS = ("none", "tensorboard")
 # evaluation during training (training.validation): what selects the best checkpoint, and the
 # cadence a validation part gets when none is given (measured at about 5 % of the default digits
 # run's wall time: docs/generalisation.md)
-SELECT = ("fid", "kid", "loss")
+SELECT = ("fid", "kid", "loss", "fid-fresh")  # fid-fresh: fid among evaluations with closer <= select_closer
+DEFAULT_SELECT_CLOSER = 0.55
 DEFAULT_EVAL_EVERY = 200
 MAX_EVAL_NUM = 100_000
 
@@ -154,13 +155,15 @@ class DataConfig:
     image_size: int | None = option(None, "image folders: resize and centre-crop to this size (default 32; digits: 8)")
     channels: int | None = option(None, "image folders: 1 (grey) or 3 (RGB, default)", choices=(1, 3))
     toy_size: int = option(20000, "toy data: the number of points drawn (default {default})")
-    # image folders: this fraction of the images (a fixed split drawn with holdout_seed, data.holdout_split)
-    # is held out for evaluation and never trained on
+    # image folders and digits:train: this fraction of the images (a fixed split drawn with holdout_seed,
+    # data.holdout_split) is held out for evaluation and never trained on; on digits:train it is a second
+    # held-out part beside digits:test, to judge model selection without touching the test split
     holdout: float = option(
         0.0,
         "image folders: hold this fraction of the images out (a fixed split drawn with holdout_seed, recorded "
         "in config.json); never trained on, the default reference of ddkit eval (default 0; the digits have "
-        "digits:train/digits:test instead)",
+        "digits:train/digits:test instead; on digits:train it carves a second held-out part, to judge model "
+        "selection without touching digits:test)",
         metavar="FRACTION",
     )
     holdout_seed: int = option(0, "seed of the holdout split (default {default})")
@@ -186,11 +189,9 @@ class DataConfig:
                 f"`val` (evaluation during training) is for images; {self.source!r} is 2-D points drawn from a "
                 "known law: score its samples after training (ddkit.eval.energy)"
             )
-        if self.holdout > 0 and (
-            self.source.startswith("toy:") or self.source in ("digits", "digits:train", "digits:test")
-        ):
+        if self.holdout > 0 and (self.source.startswith("toy:") or self.source in ("digits", "digits:test")):
             raise ValueError(
-                f"holdout is for image folders; {self.source!r} has its own split "
+                f"holdout is for image folders and digits:train; {self.source!r} has its own split "
                 "(train on digits:train, evaluate on digits:test)"
             )
         if self.holdout > 0 and self.source.startswith("fashion-mnist"):
@@ -279,7 +280,16 @@ class TrainConfig:
     )
     eval_num: int = option(500, "samples per evaluation (DPM-Solver++, 10 steps, fixed start noise; default {default})")
     select: str = option(
-        "fid", "what chooses RUN/checkpoints/best: the lowest val fid (default), kid or loss", choices=SELECT
+        "fid",
+        "what chooses RUN/checkpoints/best: the lowest val fid (default), kid or loss, or fid-fresh: the lowest "
+        "fid among the evaluations whose closer (memorisation) is at most --select-closer, else the lowest closer",
+        choices=SELECT,
+    )
+    select_closer: float = option(
+        DEFAULT_SELECT_CLOSER,
+        "fid-fresh's threshold on closer, the share of samples nearer a training image than the val images are "
+        "(default {default}; fresh samples 0.5)",
+        metavar="SHARE",
     )
     early_stop: int | None = option(
         None,
@@ -345,6 +355,7 @@ class TrainConfig:
         checks.optional_positive_int("eval_every", self.eval_every)
         checks.integer("eval_num", self.eval_num, low=2, high=MAX_EVAL_NUM)
         checks.choice("select", self.select, SELECT)
+        checks.fraction("select_closer", self.select_closer, what="a share in [0, 1]")
         checks.optional_positive_int("early_stop", self.early_stop)
         check_probability(self.augment)
         if self.augment_ops is not None:

@@ -32,11 +32,16 @@ class Weights:
     record: dict | None = None
 
     def describe(self) -> str:
-        """'the best checkpoint runs/x/checkpoints/best (step 1000, val fid 5.12)' and the like."""
+        """'the best checkpoint runs/x/checkpoints/best (step 1000, val fid 5.12, closer 0.61)' and the like:
+        the rule that chose it and the closer-than-real of its evaluation."""
         if self.kind == "best":
+            from .validation import describe_choice
+
             r = self.record or {}
-            score = r.get("score")
-            how = f", val {r.get('select')} {score:.4g}" if isinstance(score, (int, float)) else ""
+            score, closer = r.get("score"), (r.get("scores") or {}).get("closer_than_real")
+            how = ""
+            if isinstance(score, (int, float)):
+                how = ", " + describe_choice(r.get("select"), score, r.get("tier", 0), closer, r.get("select_closer"))
             return f"the best checkpoint {self.path.parent} (step {self.step}{how})"
         if self.kind == "last":
             return f"the newest checkpoint {self.path.parent} (step {self.step})"

@@ -17,7 +17,15 @@ import torch
 from .checkpoint import MODEL_METADATA, read_best, save_best
 from .config import RunConfig
 from .distributed import DistContext, from_main
-from .validation import CLOSER_WARNING, EvalState, Validator, memorisation_warning, say
+from .validation import (
+    CLOSER_WARNING,
+    FRESH_RULES,
+    EvalState,
+    Validator,
+    describe_choice,
+    memorisation_warning,
+    say,
+)
 
 
 class ModelSelection:
@@ -64,9 +72,9 @@ class ModelSelection:
         training should stop early."""
         main = self.dist.is_main
         record = self.validator.evaluate(ema.model) if main else None
-        mine = [self.validator.score(record), record["closer_than_real"]] if record is not None else [0.0, 0.0]
-        score, closer = from_main(mine, self.dist, self.device)
-        better = self.state.update(step, score)
+        mine = [*self.validator.key(record), record["closer_than_real"]] if record is not None else [0.0] * 3
+        tier, score, closer = from_main(mine, self.dist, self.device)
+        better = self.state.update(step, score, int(tier))
         if main:
             self.reporter.evaluation(step, record, better, self.state)
             if show is not None:
@@ -85,6 +93,8 @@ class ModelSelection:
         """RUN/checkpoints/best from the current weights (rank 0), with the scores that chose them."""
         tc = self.config.train
         record = {"step": step, "select": tc.select, "score": self.state.best_score, "scores": scores}
+        if tc.select in FRESH_RULES:  # the tier says whether the score is a fid or the fallback's closer
+            record.update(tier=self.state.best_tier, select_closer=tc.select_closer)
         save_best(
             self.out,
             model.state_dict(),
@@ -109,10 +119,12 @@ class ModelSelection:
         s = self.state
         if s.best_step is None:
             return "no evaluation has scored yet"
-        return (
-            f"the best checkpoint so far is {self.reporter.run.best} "
-            f"(step {s.best_step}, val {self.config.train.select} {s.best_score:.4g})"
-        )
+        tc = self.config.train
+        closer = None
+        if tc.select in FRESH_RULES and s.best_tier == 0:
+            closer = (self.reporter.eval_scores(s.best_step) or {}).get("closer_than_real")
+        how = describe_choice(tc.select, s.best_score, s.best_tier, closer, tc.select_closer)
+        return f"the best checkpoint so far is {self.reporter.run.best} (step {s.best_step}, {how})"
 
     def say_early_stop(self, step: int) -> None:
         """Log and say that training stops early at ``step``."""

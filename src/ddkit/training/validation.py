@@ -44,13 +44,16 @@ from ..eval.fid import fid, min_samples_fid, reference_stats
 from ..eval.kid import kid
 from ..eval.memorization import nearest_distances
 from ..generate import generate
-from .config import RunConfig
+from .config import DEFAULT_SELECT_CLOSER, RunConfig
 from .objectives import t_bands
 
 EVAL_SAMPLER = "dpm++"
 EVAL_STEPS = 10
 CLOSER_WARNING = 0.6  # closer_than_real above this: one warning line per run
-SELECT_KEYS = {"fid": "fid", "kid": "kid", "loss": "loss_val"}  # select → the record's key (lower is better)
+# select → the record's key (lower is better); fid-fresh: fid among the evaluations whose closer_than_real
+# is at most select_closer, else the lowest closer (:func:`selection_key`)
+SELECT_KEYS = {"fid": "fid", "kid": "kid", "loss": "loss_val", "fid-fresh": "fid"}
+FRESH_RULES = ("fid-fresh",)
 _LOSS_BATCH = 512
 _EVAL_SEED_OFFSET = 104_729  # the loss's t and noise: a stream of their own, apart from the sample seeds
 
@@ -64,6 +67,7 @@ class EvalState:
     since_best: int = 0  # evaluations since the best one
     warned: bool = False  # the memorisation warning was given
     last_step: int | None = None  # the step of the latest evaluation
+    best_tier: int = 0  # the best one's tier (:func:`selection_key`; 0 for fid, kid and loss)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,12 +77,13 @@ class EvalState:
         known = {k: v for k, v in (d or {}).items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
-    def update(self, step: int, score: float) -> bool:
-        """Record an evaluation's score; True when it is the best so far (strictly lower; NaN never)."""
+    def update(self, step: int, score: float, tier: int = 0) -> bool:
+        """Record an evaluation's (tier, score); True when it is the best so far: a lower tier, or the
+        same tier and a strictly lower score (NaN never)."""
         self.last_step = step
-        better = math.isfinite(score) and (self.best_score is None or score < self.best_score)
+        better = math.isfinite(score) and (self.best_score is None or (tier, score) < (self.best_tier, self.best_score))
         if better:
-            self.best_step, self.best_score, self.since_best = step, float(score), 0
+            self.best_step, self.best_score, self.best_tier, self.since_best = step, float(score), int(tier), 0
         else:
             self.since_best += 1
         return better
@@ -219,9 +224,53 @@ class Validator:
         record["seconds"] = time.perf_counter() - start
         return record
 
-    def score(self, record: dict) -> float:
-        """The ``select`` score of a record (lower is better)."""
-        return float(record[SELECT_KEYS[self.config.train.select]])
+    def key(self, record: dict) -> tuple[int, float]:
+        """The ``select`` (tier, score) of a record (:func:`selection_key`; lower is better)."""
+        tc = self.config.train
+        return selection_key(record, tc.select, tc.select_closer)
+
+
+def selection_key(record: dict, select: str, select_closer: float = DEFAULT_SELECT_CLOSER) -> tuple[int, float]:
+    """How ``select`` ranks an evaluation ``record``: (tier, score), lower is better, compared as a
+    pair. fid, kid, loss: (0, that score). fid-fresh: (0, fid) when closer_than_real <= ``select_closer``
+    (fresh enough), else (1, closer_than_real): any fresh evaluation beats every copying one, and
+    among copying ones the least copying wins (the fallback). The order is total, so the best of a
+    run's evaluations is the same whether chosen online, step by step, or afterwards (:func:`pick`)."""
+    if select not in SELECT_KEYS:
+        raise ParameterError(f"`select` must be one of {', '.join(SELECT_KEYS)}, got {select!r}")
+    if select in FRESH_RULES:
+        closer = float(record["closer_than_real"])
+        if not closer <= select_closer:
+            return 1, closer
+    return 0, float(record[SELECT_KEYS[select]])
+
+
+def pick(records: list[dict], select: str, select_closer: float = DEFAULT_SELECT_CLOSER) -> int | None:
+    """The index in ``records`` (evaluations in step order) that ``select`` chooses: the first of the
+    lowest (tier, score), as :meth:`EvalState.update` keeps it; None when no score is finite."""
+    state = EvalState()
+    best = None
+    for i, r in enumerate(records):
+        tier, score = selection_key(r, select, select_closer)
+        if state.update(i, score, tier):
+            best = i
+    return best
+
+
+def describe_choice(
+    select: str, score: float, tier: int = 0, closer: float | None = None, select_closer: float | None = None
+) -> str:
+    """What chose a checkpoint, for one line: 'val fid 4.2' (with ', closer 0.61' when ``closer`` is
+    given); fid-fresh: 'val fid-fresh: fid 4.2 with closer 0.52 <= 0.55', or when no evaluation was
+    fresh enough (``tier`` 1, ``score`` is then the closer) 'val fid-fresh: no evaluation with closer
+    <= 0.55, the least copying (closer 0.62)'."""
+    limit = DEFAULT_SELECT_CLOSER if select_closer is None else select_closer
+    if select in FRESH_RULES and tier == 1:
+        return f"val {select}: no evaluation with closer <= {limit:g}, the least copying (closer {score:.2f})"
+    if select in FRESH_RULES:
+        shown = "" if closer is None else f" with closer {closer:.2f} <= {limit:g}"
+        return f"val {select}: fid {score:.4g}{shown}"
+    return f"val {select} {score:.4g}" + ("" if closer is None else f", closer {closer:.2f}")
 
 
 @contextmanager
