@@ -38,13 +38,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import klub
 from .checks import ParameterError, integer, is_int
 from .parameterization import ModelFn
 from .samplers import get_sampler, run_sampler
 from .samplers.common import check_order
 from .samplers.edm import PoorGridWarning, edm_points
 from .schedule import Schedule
-from .timesteps import ALL_SPACINGS, RENAMED_SPACINGS, sampling_grid, t_from_sigma
+from .timesteps import ALL_SPACINGS, RENAMED_SPACINGS, kl_optimal, sampling_grid, sigma_range, t_from_sigma
 from .version import __version__
 
 FORMAT = "ddkit-tuned-timesteps"
@@ -336,25 +337,13 @@ class _Problem:
 
 def _dp_sequence(teacher: Teacher, n: int) -> list:
     """GITS' dynamic programme: the n fine points from the first (T-1) whose summed DDIM step costs
-    (then the last step to σ = 0) are least."""
-    points, cost = teacher.points, teacher.cost()
+    (then the last step to σ = 0) are least: :func:`ddkit.klub.least_cost_path` over the fine points
+    and the end, which is then dropped."""
+    points, cost = teacher.points, teacher.cost()  # cost: [M, M + 1], column M the step to σ = 0
     M = len(points)
-    n = min(n, M)
-    # best[k][j]: least cost of k+1 points ending at fine point j (starting at 0)
-    best = np.full((n, M), np.inf)
-    back = np.zeros((n, M), dtype=np.int64)
-    best[0, 0] = 0.0
-    for k in range(1, n):
-        for j in range(k, M):
-            totals = best[k - 1, :j] + cost[:j, j]
-            back[k, j] = int(np.argmin(totals))
-            best[k, j] = totals[back[k, j]]
-    j = int(np.argmin(best[n - 1] + cost[:, M]))
-    path = [j]
-    for k in range(n - 1, 0, -1):
-        j = int(back[k, j])
-        path.append(j)
-    return [points[i][0] for i in reversed(path)]
+    square = np.vstack([cost, np.full((1, M + 1), np.inf)])
+    path = klub.least_cost_path(square, min(n, M) + 1)[:-1]
+    return [points[i][0] for i in path]
 
 
 def _log_sigma(schedule: Schedule, t) -> float:
@@ -529,8 +518,6 @@ def klub_candidates(
     The bound takes the start as exact, so it cannot weigh where to start: a trained ε's error is
     multiplied by σ in x̂₀ = x̃ − σ·ε̂ at the first point, and a lower start reads the noise as x
     there. The top is therefore left to the validation score."""
-    from . import klub
-    from .timesteps import kl_optimal, sigma_range
 
     integer("points", points, low=2)
     lo = sigma_range(schedule)[0]
