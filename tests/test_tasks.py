@@ -99,3 +99,16 @@ def test_edit_run_is_ddkit_edit(run, tmp_path):
     s = ddkit.edit_run(run, input=str(tmp_path / "in.npz"), method="sdedit", steps=3, label=1)
     with np.load(tmp_path / "cli.npz") as z:
         assert np.array_equal(z["images"], s.images)
+
+
+def test_a_scatter_without_matplotlib_is_refused_before_any_work(toy_run, tmp_path, monkeypatch):
+    """A 2-D run's grid is a matplotlib scatter: without matplotlib, one error before sampling, and
+    no NPZ is written (the check must come before the work, not after it)."""
+    import ddkit.tasks.sample as sample
+
+    monkeypatch.setattr(sample, "have_matplotlib", lambda: False)
+    out = tmp_path / "points.npz"
+    with pytest.raises(ParameterError, match="needs matplotlib|need matplotlib"):
+        sample.sample_run(toy_run, out=out, num=4, grid=str(tmp_path / "g.png"))
+    assert not out.exists()
+    assert sample.sample_run(toy_run, out=out, num=4).points.shape == (4, 2)  # without a grid it samples

@@ -17,7 +17,7 @@ from ..data.images import save_grid, to_uint8
 from ..data.npz import NpzStream, check_room, npz_bytes
 from ..generate import Trajectory
 from ..options import option
-from ..plots import plot_points
+from ..plots import MISSING, have_matplotlib, plot_points
 from .sampling import SamplingOptions, batches, load_model, options_from, plan
 
 GRID_MAX = {"images": 1024, "points": 100_000}  # the grid or scatter shows at most the first this many
@@ -102,6 +102,8 @@ def sample_run(run=None, *, out=None, keep: bool = True, **options) -> Samples:
     model, schedule, config = load_model(run, o, o.diffusers)
     p = plan(o, model, schedule, config, run)
     key = "images" if p.is_image else "points"
+    if not p.is_image and grid_path and not have_matplotlib():
+        raise ParameterError(f"`grid` of 2-D points is a scatter plot: {MISSING}")  # before the work
     shape = (o.num, p.shape[1], p.shape[2], p.shape[0]) if p.is_image else (o.num, *p.shape)
     dtype = np.uint8 if p.is_image else np.float32
     layout = {key: (shape, dtype)} | ({"labels": ((o.num,), np.int64)} if p.labels is not None else {})
