@@ -12,8 +12,20 @@ the math first (grids, schedules, the forward process, ε/x̂₀/v, losses, guid
 exact oracle, the samplers, editing and timestep tuning on top of them), then the machinery
 (networks, data sets, metrics, the trainer, diffusers interop), ``tasks`` (what the commands do,
 callable from Python: ``sample_run``, ``evaluate_run``, ``edit_run``, ``tune_steps``) and the
-command line, which only parses. This module only gathers the public names.
+command line, which only parses. This module only gathers the public names, and sets one default
+for the OpenMP runtime before torch loads it (below).
 """
+
+import os as _os
+import sys as _sys
+
+# GNU OpenMP (torch's CPU thread pool) spins 300,000 times at each barrier before it sleeps. On a
+# machine whose cores are busy with other processes a spinning thread holds the core its partner
+# waits for, and a training step took 45 s instead of 0.15 s (docs/training.md#busy-machines). A
+# short spin costs nothing when the machine is idle. Only a default: a value the user set wins, and
+# it does nothing once torch is imported (libgomp reads it when it loads).
+if "torch" not in _sys.modules:
+    _os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 
 from .forward import q_mean_variance, q_posterior, q_sample
 from .guidance import autoguidance, classifier_free_guidance, classifier_guidance
