@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .digits_net import _random_shift
+
 __all__ = ["FashionFeatureNet", "train_fashion_feature_net", "class_accuracy"]
 
 
@@ -56,20 +58,11 @@ class FashionFeatureNet(nn.Module):
 
 
 def _augment(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Each image of x [N, 1, H, W] shifted by up to max_shift pixels (background −1 fills in) and
-    mirrored left–right with probability 1/2 (clothing survives a mirror)."""
-    n, c, h, w = x.shape
-    flip = torch.rand(n, generator=generator) < 0.5
+    """Each image of x [N, 1, H, W] mirrored left–right with probability 1/2 (clothing survives a
+    mirror), then shifted by up to max_shift pixels (:func:`ddkit.eval.digits_net._random_shift`)."""
+    flip = torch.rand(x.shape[0], generator=generator) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
-    if max_shift == 0:
-        return x
-    padded = F.pad(x, (max_shift,) * 4, value=-1.0)
-    dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
-    dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
-    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]  # [N, 1, H, 1]
-    out = padded.gather(2, rows.expand(n, c, h, w + 2 * max_shift))
-    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :].expand(n, c, h, w)
-    return out.gather(3, cols)
+    return _random_shift(x, max_shift, generator) if max_shift > 0 else x
 
 
 def train_fashion_feature_net(
