@@ -24,7 +24,9 @@ from ..data import load_digits
 __all__ = [
     "load_digits_data",
     "digits_images_to_float",
+    "FeatureNet",
     "DigitsFeatureNet",
+    "fit_classifier",
     "train_digits_feature_net",
     "feature_net_accuracy",
     "net_features",
@@ -64,16 +66,33 @@ def digits_images_to_float(images) -> torch.Tensor:
     return t.float()
 
 
-class DigitsFeatureNet(nn.Module):
+class FeatureNet(nn.Module):
+    """A small CNN classifier whose penultimate layer is a feature space: ``conv`` (ending in
+    ``flat`` values per image) → linear to ``feature_dim`` → SiLU (the features) → 10 logits."""
+
+    def __init__(self, conv: nn.Sequential, flat: int, feature_dim: int):
+        super().__init__()
+        self.feature_dim = feature_dim
+        self.conv = conv
+        self.fc = nn.Linear(flat, feature_dim)
+        self.head = nn.Linear(feature_dim, 10)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate activations, [N, feature_dim]."""
+        return F.silu(self.fc(self.conv(x).flatten(1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class DigitsFeatureNet(FeatureNet):
     """A small CNN classifier for clean 8×8 digits; its penultimate layer is the FID feature space.
 
     x: [N, 1, 8, 8] in [-1, 1] → features(x): [N, feature_dim] → forward(x): logits [N, 10].
     """
 
     def __init__(self, width: int = 32, feature_dim: int = 128):
-        super().__init__()
-        self.feature_dim = feature_dim
-        self.conv = nn.Sequential(
+        conv = nn.Sequential(
             nn.Conv2d(1, width, 3, padding=1),
             nn.SiLU(),  # [N, w, 8, 8]
             nn.Conv2d(width, 2 * width, 3, padding=1),
@@ -83,15 +102,7 @@ class DigitsFeatureNet(nn.Module):
             nn.SiLU(),
             nn.AvgPool2d(2),  # [N, 2w, 2, 2]
         )
-        self.fc = nn.Linear(2 * width * 4, feature_dim)
-        self.head = nn.Linear(feature_dim, 10)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate activations, [N, feature_dim]."""
-        return F.silu(self.fc(self.conv(x).flatten(1)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        super().__init__(conv, 2 * width * 4, feature_dim)
 
 
 def _random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -134,24 +145,39 @@ def train_digits_feature_net(
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
 
+    shift = (lambda x, gen: _random_shift(x, max_shift, gen)) if max_shift > 0 else (lambda x, gen: x)
+    return fit_classifier(DigitsFeatureNet, images, labels, shift, seed, epochs, batch_size, lr, device=device)
+
+
+def fit_classifier(
+    make_net, images, labels, augment, seed, epochs, batch_size, lr, *, device="cpu", label_smoothing=0.0, log=None
+) -> nn.Module:
+    """Train ``make_net()`` (built under ``torch.manual_seed(seed)``, the global RNG left untouched)
+    on images [N, ...] with labels int64 [N] by cross-entropy: Adam with a cosine decay of the
+    learning rate to 0 over ``epochs``, batches in a random order and ``augment(x, generator)``
+    from one generator seeded with ``seed``. ``log(epoch, mean_loss)`` after each epoch. Returns the
+    net in eval mode on ``device``."""
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = DigitsFeatureNet()
+        net = make_net()
     net.to(device).train()
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    steps_per_epoch = math.ceil(images.shape[0] / batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
-    for _ in range(epochs):
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * math.ceil(images.shape[0] / batch_size))
+    for epoch in range(epochs):
         perm = torch.randperm(images.shape[0], generator=gen)
+        total, count = 0.0, 0
         for i in range(0, images.shape[0], batch_size):
             idx = perm[i : i + batch_size]
-            xb = _random_shift(images[idx], max_shift, gen) if max_shift > 0 else images[idx]
-            loss = F.cross_entropy(net(xb.to(device)), labels[idx].to(device))
+            logits = net(augment(images[idx], gen).to(device))
+            loss = F.cross_entropy(logits, labels[idx].to(device), label_smoothing=label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
+            total, count = total + float(loss.detach()) * len(idx), count + len(idx)
+        if log is not None:
+            log(epoch, total / count)
     return net.eval()
 
 

@@ -13,18 +13,15 @@ fashion-mnist:train only) to make the weights shipped in
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .digits_net import _random_shift
+from .digits_net import FeatureNet, _random_shift, fit_classifier
 
 __all__ = ["FashionFeatureNet", "train_fashion_feature_net", "class_accuracy"]
 
 
-class FashionFeatureNet(nn.Module):
+class FashionFeatureNet(FeatureNet):
     """x: [N, 1, 28, 28] in [-1, 1] → features(x): [N, feature_dim] → forward(x): logits [N, 10].
 
     Three 3×3 convolutions with SiLU, average-pooled 28 → 14 → 7 → 3, then one linear layer to the
@@ -32,10 +29,8 @@ class FashionFeatureNet(nn.Module):
     """
 
     def __init__(self, width: int = 32, feature_dim: int = 128):
-        super().__init__()
-        self.feature_dim = feature_dim
         w = width
-        self.conv = nn.Sequential(
+        conv = nn.Sequential(
             nn.Conv2d(1, w, 3, padding=1),
             nn.SiLU(),
             nn.AvgPool2d(2),  # [N, w, 14, 14]
@@ -46,15 +41,7 @@ class FashionFeatureNet(nn.Module):
             nn.SiLU(),
             nn.AvgPool2d(2),  # [N, 4w, 3, 3]
         )
-        self.fc = nn.Linear(4 * w * 9, feature_dim)
-        self.head = nn.Linear(feature_dim, 10)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate activations, [N, feature_dim]."""
-        return F.silu(self.fc(self.conv(x).flatten(1)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        super().__init__(conv, 4 * w * 9, feature_dim)
 
 
 def _augment(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -86,28 +73,10 @@ def train_fashion_feature_net(
         raise ValueError(f"labels must have shape [{images.shape[0]}], got {list(labels.shape)}")
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
-    gen = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = FashionFeatureNet()
-    net.train()
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    steps = epochs * math.ceil(images.shape[0] / batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    for epoch in range(epochs):
-        perm = torch.randperm(images.shape[0], generator=gen)
-        total, count = 0.0, 0
-        for i in range(0, images.shape[0], batch_size):
-            idx = perm[i : i + batch_size]
-            loss = F.cross_entropy(net(_augment(images[idx], max_shift, gen)), labels[idx], label_smoothing=0.1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total, count = total + float(loss.detach()) * len(idx), count + len(idx)
-        if log is not None:
-            log(epoch, total / count)
-    return net.eval()
+    augment = lambda x, gen: _augment(x, max_shift, gen)  # noqa: E731
+    return fit_classifier(
+        FashionFeatureNet, images, labels, augment, seed, epochs, batch_size, lr, label_smoothing=0.1, log=log
+    )
 
 
 @torch.no_grad()
