@@ -70,29 +70,34 @@ PREDICTIONS = {t.diffusers_name: name for name, t in TARGETS.items() if t.diffus
 NULL_LABEL_KEY = "_ddkit_null_label"  # private keys ("_…") are ignored by diffusers' from_config
 
 # --- weights: diffusers' UNet2DModel names <-> ddkit.nn.UNet names --------------------------------
-_TO_DDKIT = [
-    (r"^time_embedding\.linear_1\.", "time_embed.0."), (r"^time_embedding\.linear_2\.", "time_embed.2."),
-    (r"^class_embedding\.", "label_embed."), (r"^conv_norm_out\.", "out_norm."),
-    (r"^conv_out\.", "out_conv."), (r"\.time_emb_proj\.", ".emb_proj."),
-    (r"\.conv_shortcut\.", ".shortcut."), (r"\.to_out\.0\.", ".proj_out."),
-    (r"\.group_norm\.", ".norm."), (r"^mid_block\.resnets\.0\.", "mid.0.res."),
-    (r"^mid_block\.attentions\.0\.", "mid.0.attn."), (r"^mid_block\.resnets\.1\.", "mid.1.res."),
-    (r"^(down|up)_blocks\.(\d+)\.resnets\.(\d+)\.", r"\1.\2.blocks.\3.res."),
-    (r"^(down|up)_blocks\.(\d+)\.attentions\.(\d+)\.", r"\1.\2.blocks.\3.attn."),
-    (r"^(down|up)_blocks\.(\d+)\.(down|up)samplers\.0\.", r"\1.\2.resample."),
+# (diffusers, ddkit) parts of names, applied in order either way; a part that does not start with "."
+# starts the name; <D> is down or up, <I> and <J> numbers
+_NAMES = [
+    ("time_embedding.linear_1.", "time_embed.0."), ("time_embedding.linear_2.", "time_embed.2."),
+    ("class_embedding.", "label_embed."), ("conv_norm_out.", "out_norm."), ("conv_out.", "out_conv."),
+    (".time_emb_proj.", ".emb_proj."), (".conv_shortcut.", ".shortcut."), (".to_out.0.", ".proj_out."),
+    (".group_norm.", ".norm."), ("mid_block.resnets.0.", "mid.0.res."),
+    ("mid_block.attentions.0.", "mid.0.attn."), ("mid_block.resnets.1.", "mid.1.res."),
+    ("<D>_blocks.<I>.resnets.<J>.", "<D>.<I>.blocks.<J>.res."),
+    ("<D>_blocks.<I>.attentions.<J>.", "<D>.<I>.blocks.<J>.attn."),
+    ("down_blocks.<I>.downsamplers.0.", "down.<I>.resample."), ("up_blocks.<I>.upsamplers.0.", "up.<I>.resample."),
 ]  # fmt: skip
-_TO_DIFFUSERS = [
-    (r"^time_embed\.0\.", "time_embedding.linear_1."), (r"^time_embed\.2\.", "time_embedding.linear_2."),
-    (r"^label_embed\.", "class_embedding."), (r"^out_norm\.", "conv_norm_out."),
-    (r"^out_conv\.", "conv_out."), (r"\.emb_proj\.", ".time_emb_proj."),
-    (r"\.shortcut\.", ".conv_shortcut."), (r"\.proj_out\.", ".to_out.0."),
-    (r"\.attn\.norm\.", ".attn.group_norm."), (r"^mid\.0\.res\.", "mid_block.resnets.0."),
-    (r"^mid\.0\.attn\.", "mid_block.attentions.0."), (r"^mid\.1\.res\.", "mid_block.resnets.1."),
-    (r"^(down|up)\.(\d+)\.blocks\.(\d+)\.res\.", r"\1_blocks.\2.resnets.\3."),
-    (r"^(down|up)\.(\d+)\.blocks\.(\d+)\.attn\.", r"\1_blocks.\2.attentions.\3."),
-    (r"^down\.(\d+)\.resample\.", r"down_blocks.\1.downsamplers.0."),
-    (r"^up\.(\d+)\.resample\.", r"up_blocks.\1.upsamplers.0."),
-]  # fmt: skip
+_PLACES = {"<D>": "(?P<D>down|up)", "<I>": r"(?P<I>\d+)", "<J>": r"(?P<J>\d+)"}
+
+
+def _rules(to_ddkit: bool) -> list[tuple[str, str]]:
+    """:data:`_NAMES` as (regex, replacement) pairs, diffusers → ddkit or back."""
+    rules = []
+    for names in _NAMES:
+        old, new = names if to_ddkit else names[::-1]
+        pattern = ("" if old.startswith(".") else "^") + re.escape(old)
+        for place, group in _PLACES.items():
+            pattern = pattern.replace(place, group)
+        rules.append((pattern, new.replace("<", r"\g<")))
+    return rules
+
+
+_TO_DDKIT, _TO_DIFFUSERS = _rules(True), _rules(False)
 
 
 def _rename(key: str, rules) -> str:
