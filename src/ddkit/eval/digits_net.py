@@ -66,6 +66,15 @@ def digits_images_to_float(images) -> torch.Tensor:
     return t.float()
 
 
+def conv_stack(channels: tuple[int, ...], pooled: tuple[bool, ...]) -> nn.Sequential:
+    """3×3 convolutions (padding 1) through ``channels`` (c_in, c_1, …), each followed by SiLU and,
+    where ``pooled`` says, a 2×2 average pool."""
+    layers = []
+    for c_in, c_out, pool in zip(channels, channels[1:], pooled):
+        layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.SiLU()] + ([nn.AvgPool2d(2)] if pool else [])
+    return nn.Sequential(*layers)
+
+
 class FeatureNet(nn.Module):
     """A small CNN classifier whose penultimate layer is a feature space: ``conv`` (ending in
     ``flat`` values per image) → linear to ``feature_dim`` → SiLU (the features) → 10 logits."""
@@ -92,17 +101,8 @@ class DigitsFeatureNet(FeatureNet):
     """
 
     def __init__(self, width: int = 32, feature_dim: int = 128):
-        conv = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1),
-            nn.SiLU(),  # [N, w, 8, 8]
-            nn.Conv2d(width, 2 * width, 3, padding=1),
-            nn.SiLU(),
-            nn.AvgPool2d(2),  # [N, 2w, 4, 4]
-            nn.Conv2d(2 * width, 2 * width, 3, padding=1),
-            nn.SiLU(),
-            nn.AvgPool2d(2),  # [N, 2w, 2, 2]
-        )
-        super().__init__(conv, 2 * width * 4, feature_dim)
+        w = width  # [N, 1, 8, 8] → [N, w, 8, 8] → [N, 2w, 4, 4] → [N, 2w, 2, 2]
+        super().__init__(conv_stack((1, w, 2 * w, 2 * w), (False, True, True)), 2 * w * 4, feature_dim)
 
 
 def _random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:

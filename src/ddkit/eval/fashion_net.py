@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .digits_net import FeatureNet, _random_shift, fit_classifier
+from .digits_net import FeatureNet, _random_shift, conv_stack, fit_classifier
 
 __all__ = ["FashionFeatureNet", "train_fashion_feature_net", "class_accuracy"]
 
@@ -29,19 +29,8 @@ class FashionFeatureNet(FeatureNet):
     """
 
     def __init__(self, width: int = 32, feature_dim: int = 128):
-        w = width
-        conv = nn.Sequential(
-            nn.Conv2d(1, w, 3, padding=1),
-            nn.SiLU(),
-            nn.AvgPool2d(2),  # [N, w, 14, 14]
-            nn.Conv2d(w, 2 * w, 3, padding=1),
-            nn.SiLU(),
-            nn.AvgPool2d(2),  # [N, 2w, 7, 7]
-            nn.Conv2d(2 * w, 4 * w, 3, padding=1),
-            nn.SiLU(),
-            nn.AvgPool2d(2),  # [N, 4w, 3, 3]
-        )
-        super().__init__(conv, 4 * w * 9, feature_dim)
+        w = width  # [N, 1, 28, 28] → [N, w, 14, 14] → [N, 2w, 7, 7] → [N, 4w, 3, 3]
+        super().__init__(conv_stack((1, w, 2 * w, 4 * w), (True, True, True)), 4 * w * 9, feature_dim)
 
 
 def _augment(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
