@@ -136,12 +136,7 @@ def load_digits(*, image_size: int = DIGITS_SIZE, channels: int = 1) -> Dataset:
 
     bunch = sk_load_digits()
     x = torch.from_numpy(bunch.images).to(torch.float32)[:, None] / 16 * 2 - 1  # [N, 1, 8, 8]
-    if image_size != DIGITS_SIZE:
-        x = F.interpolate(
-            x, size=(image_size, image_size), mode="bicubic", align_corners=False, antialias=image_size < DIGITS_SIZE
-        )
-        x = x.clamp(-1.0, 1.0)
-    x = x.repeat(1, channels, 1, 1).contiguous()
+    x = _resize(x, image_size).repeat(1, channels, 1, 1).contiguous()
     y = torch.from_numpy(bunch.target).to(torch.int64)
     names = tuple(str(k) for k in range(10))
     return Dataset(x, y, 10, names, "image", "digits")
@@ -189,8 +184,14 @@ def digits_split_indices() -> tuple[np.ndarray, np.ndarray]:
 def digits_split(data: Dataset, part: str) -> Dataset:
     """The ``part`` ("train" or "test") rows of the full digits ``data``."""
     train, test = digits_split_indices()
-    idx = torch.from_numpy({"train": train, "test": test}[part])
-    return Dataset(data.x[idx].contiguous(), data.y[idx], data.num_classes, data.class_names, "image", f"digits:{part}")
+    return take(data, {"train": train, "test": test}[part], f"digits:{part}")
+
+
+def take(data: Dataset, idx: np.ndarray, source: str) -> Dataset:
+    """The rows ``idx`` of ``data`` as a new Dataset named ``source``."""
+    idx = torch.from_numpy(np.asarray(idx, dtype=np.int64))
+    y = None if data.y is None else data.y[idx]
+    return Dataset(data.x[idx].contiguous(), y, data.num_classes, data.class_names, data.kind, source)
 
 
 def _is_image(path: Path) -> bool:
@@ -244,6 +245,19 @@ def _to_mode(image: Image.Image, mode: str) -> Image.Image:
     return image.convert(mode)
 
 
+def open_image(path: Path, what: str, mode: str | None = None) -> Image.Image:
+    """The image file ``path`` with its EXIF orientation applied (and converted to ``mode``, "L" or
+    "RGB", by :func:`_to_mode`); a one-line DataError naming ``what`` and the file when it cannot be
+    read."""
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            image = ImageOps.exif_transpose(opened)
+            return image if mode is None else _to_mode(image, mode)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as error:
+        raise DataError(f"cannot read {what} {path}: {type(error).__name__}: {error}") from None
+
+
 def load_image(path: Path | str, *, image_size: int, channels: int) -> np.ndarray:
     """One image as uint8 [image_size, image_size, channels].
 
@@ -251,13 +265,7 @@ def load_image(path: Path | str, *, image_size: int, channels: int) -> np.ndarra
     resizes (bicubic) so that the short side is image_size and centre-crops the long side
     (the crop starts at (long − image_size) // 2).
     """
-    path = Path(path)
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-            image = _to_mode(ImageOps.exif_transpose(opened), "L" if channels == 1 else "RGB")
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as error:
-        raise DataError(f"cannot read image {path}: {type(error).__name__}: {error}") from None
+    image = open_image(Path(path), "image", "L" if channels == 1 else "RGB")
     width, height = image.size
     if min(width, height) != image_size:
         ratio = image_size / min(width, height)

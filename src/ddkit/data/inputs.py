@@ -17,23 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from ..edit.masks import check_preset, mask_preset
 from ..rng import SampleGenerators
-from .datasets import IMAGE_EXTENSIONS, DataError, _to_mode
+from .datasets import IMAGE_EXTENSIONS, DataError, _to_mode, open_image
 
 GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 MASK_STREAM = 1  # the per-sample random stream of random:P masks (stream 0 is the edit's noise)
-
-
-def _open(path: Path, what: str) -> Image.Image:
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-            return ImageOps.exif_transpose(opened)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as error:
-        raise DataError(f"cannot read {what} {path}: {type(error).__name__}: {error}") from None
 
 
 def _channels(image: Image.Image) -> int:
@@ -49,7 +40,7 @@ def _check_size(what: str, path, height: int, width: int, image_size: int) -> No
 
 
 def _read_image(path: Path, image_size: int, channels: int, what: str) -> np.ndarray:
-    image = _open(path, what)
+    image = open_image(path, what)
     _check_size(what, path, image.height, image.width, image_size)
     c = _channels(image)
     if c != channels:
@@ -133,7 +124,7 @@ def load_mask(path=None, preset: str | None = None, *, num: int, image_size: int
         if m.shape[0] not in (1, num):
             raise DataError(f"mask {path} has {m.shape[0]} masks for {num} images (give 1 or {num})")
     else:
-        image = _open(path, "mask")
+        image = open_image(path, "mask")
         _check_size("mask", path, image.height, image.width, image_size)
         if _channels(image) != 1:
             raise DataError(f"mask {path} has 3 channels ({image.mode}); a mask has one (non-zero = known)")

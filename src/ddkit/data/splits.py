@@ -15,10 +15,9 @@ Every split here is :func:`holdout_split`: a seeded permutation, the first part 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from ..checks import ParameterError
-from .datasets import Dataset, load_data
+from .datasets import Dataset, load_data, take
 
 HOLDOUT_PARTS = ("train", "heldout")
 RUN_PARTS = ("train", "val", "heldout")
@@ -46,13 +45,6 @@ def holdout_split(num: int, fraction: int | float, seed: int = 0) -> tuple[np.nd
     n_held = holdout_size(num, fraction)
     perm = np.random.default_rng(seed).permutation(num)
     return np.sort(perm[n_held:]), np.sort(perm[:n_held])
-
-
-def take(data: Dataset, idx: np.ndarray, source: str) -> Dataset:
-    """The rows ``idx`` of ``data`` as a new Dataset named ``source``."""
-    idx = torch.from_numpy(np.asarray(idx, dtype=np.int64))
-    y = None if data.y is None else data.y[idx]
-    return Dataset(data.x[idx].contiguous(), y, data.num_classes, data.class_names, data.kind, source)
 
 
 def split_holdout(data: Dataset, fraction: float, seed: int, part: str) -> Dataset:
