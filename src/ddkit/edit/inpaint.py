@@ -26,9 +26,9 @@ import torch
 
 from ..checks import ParameterError, choice, integer, number
 from ..parameterization import ModelFn, clip_eps
-from ..rng import Generator, randn
+from ..rng import Generator
 from ..samplers import ddim_sigma, ddim_step
-from ..samplers.common import Callback, call_model, check_sample_args, step_info, steps_iter
+from ..samplers.common import Callback, call_model, check_sample_args, noise_like, step_info, steps_iter
 from ..schedule import Schedule
 from ..timesteps import sampling_grid
 from .masks import check_mask
@@ -117,17 +117,15 @@ def inpaint(
         grid = sampling_grid(schedule, timesteps=timesteps)
     n = len(grid)
     walk = repaint_walk(n, j, r)
-    x = randn(x_known.shape, generator, dtype=x_known.dtype, device=x_known.device)
+    x = noise_like(x_known, generator)
     evals = 0
     for a, b in steps_iter(list(zip(walk[:-1], walk[1:])), progress, method):
         ab = grid.alpha_bars[a]
         if b < a:  # jump back: x_b ~ q(x_b | x_a)
             ratio = grid.alpha_bars[b] / ab
-            x = math.sqrt(ratio) * x + math.sqrt(1.0 - ratio) * randn(
-                x.shape, generator, dtype=x.dtype, device=x.device
-            )
+            x = math.sqrt(ratio) * x + math.sqrt(1.0 - ratio) * noise_like(x, generator)
             continue
-        noise = randn(x.shape, generator, dtype=x.dtype, device=x.device)
+        noise = noise_like(x, generator)
         x = torch.where(m, math.sqrt(ab) * x_known + math.sqrt(1.0 - ab) * noise, x)  # q_sample of the known values
         eps = call_model(model_fn, x, grid.t[a])
         ab_next = grid.alpha_bar_after(a)

@@ -16,8 +16,9 @@ import torch
 
 from ..checks import ParameterError, number
 from ..parameterization import ModelFn
-from ..rng import Generator, randn
+from ..rng import Generator
 from ..samplers import ddim_invert, get_sampler, run_sampler
+from ..samplers.common import noise_like
 from ..schedule import Schedule
 
 GRID_OPTIONS = ("steps", "spacing", "timesteps", "sigmas")
@@ -81,7 +82,7 @@ def sdedit(
         )
     else:
         ab = schedule.alpha_bar(t0)
-        noise = randn(x0.shape, generator, dtype=x0.dtype, device=x0.device)
+        noise = noise_like(x0, generator)
         x_t = ab**0.5 * x0 + (1.0 - ab) ** 0.5 * noise  # q_sample at t₀ (seed eq. 3), ᾱ in float64
     return run_sampler(
         sampler, model_fn, x_t, schedule, generator=generator, progress=progress, start_t=t0, **grid, **sampler_options

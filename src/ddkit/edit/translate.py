@@ -101,14 +101,12 @@ def translate(
         source = check_labels(source, num_classes, "source")
     grid = dict(steps=steps, spacing=spacing)
     x_T = ddim_invert(make(source, 1.0), x0, schedule, refine=refine, progress=progress, **grid)
-    if not many:
-        return ddim_sample(make(target, guidance_scale), x_T, schedule, clip_x0=clip_x0, progress=progress, **grid)
-    m = target.shape[1]
+    m = target.shape[1] if many else 1  # each latent sampled once per target
     x_T = x_T.repeat_interleave(m, dim=0)
     out = ddim_sample(
         make(target.reshape(-1), guidance_scale), x_T, schedule, clip_x0=clip_x0, progress=progress, **grid
     )
-    return out.reshape(n, m, *x0.shape[1:])
+    return out.reshape(n, m, *x0.shape[1:]) if many else out
 
 
 @torch.no_grad()
