@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npy_format
 
+from ..checks import ParameterError
+
 
 def npz_bytes(arrays: dict[str, tuple[tuple[int, ...], np.dtype]]) -> int:
     """About the size of an uncompressed NPZ holding arrays of these (shape, dtype): data plus headers."""
@@ -25,11 +27,12 @@ def npz_bytes(arrays: dict[str, tuple[tuple[int, ...], np.dtype]]) -> int:
 
 def check_room(path: str | os.PathLike, need: int, what: str) -> None:
     """Refuse, before any work, to write ``need`` bytes where the disk has less free (``what`` says
-    what would be written, for the error)."""
+    what would be written, for the error: a :class:`~ddkit.checks.ParameterError`, so it may name
+    parameters in backticks)."""
     folder = Path(path).parent
     free = shutil.disk_usage(folder if folder.is_dir() else Path.cwd()).free
     if need > free:
-        raise ValueError(f"{what} would take {_size(need)}, but {folder} has only {_size(free)} free")
+        raise ParameterError(f"{what} would take {_size(need)}, but {folder} has only {_size(free)} free")
 
 
 def _size(n: float) -> str:

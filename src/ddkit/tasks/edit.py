@@ -15,6 +15,7 @@ from ..data.images import save_grid, to_uint8
 from ..data.inputs import load_images, load_mask
 from ..data.npz import check_room, npz_bytes
 from ..edit import MASK_PRESETS, METHODS, check_edit, run_edit
+from ..edit.methods import SAMPLING_OPTIONS
 from ..edit.operators import OPERATOR_NAMES
 from ..guidance import network_num_classes
 from ..options import option
@@ -28,7 +29,6 @@ from .sampling import SamplingOptions, guidance_labels, guided_model_fn_for, loa
 GRID_ROWS = 64  # the grid shows the first this many inputs
 # options of run_edit (None: the method's default)
 METHOD_OPTIONS = ("strength", "invert", "jump_length", "resample", "operator", "dps_scale", "frames")
-SAMPLING = ("sampler", "steps", "eta", "spacing", "order")
 # guidance options that translate does not take (it takes guidance_scale and classifier)
 NOT_FOR_TRANSLATE = ("label", "labels", "guidance_interval", "guidance_rescale", "classifier_scale", "guide_with")
 
@@ -116,10 +116,7 @@ def edit_run(run=None, *, out=None, keep: bool = True, **options) -> Samples:
     if labels is not None or o.method == "translate":
         layout["labels"] = ((rows,), np.int64)
     if out is not None:
-        try:
-            check_room(out, npz_bytes(layout), f"{rows} images")
-        except ValueError as err:
-            raise ParameterError(str(err)) from None
+        check_room(out, npz_bytes(layout), f"{rows} images")
     results = []
     for start in range(0, n, o.batch_size):
         stop = min(start + o.batch_size, n)
@@ -144,7 +141,7 @@ def edit_run(run=None, *, out=None, keep: bool = True, **options) -> Samples:
 
 def _method_options(o: EditOptions, x: torch.Tensor, image_size: int, channels: int) -> dict:
     """run_edit's options from ``o`` (None where not given): the mask and the second images loaded."""
-    e = {k: getattr(o, k) for k in METHOD_OPTIONS + SAMPLING}
+    e = {k: getattr(o, k) for k in METHOD_OPTIONS + SAMPLING_OPTIONS}
     if o.mask is not None or o.mask_preset is not None:
         e["mask"] = load_mask(o.mask, o.mask_preset, num=len(x), image_size=image_size, seed=o.seed)
     if o.target is not None:

@@ -108,10 +108,7 @@ def sample_run(run=None, *, out=None, keep: bool = True, **options) -> Samples:
     dtype = np.uint8 if p.is_image else np.float32
     layout = {key: (shape, dtype)} | ({"labels": ((o.num,), np.int64)} if p.labels is not None else {})
     if out is not None:
-        try:
-            check_room(out, npz_bytes(layout), f"`num` {o.num} samples")
-        except ValueError as e:
-            raise ParameterError(str(e)) from None
+        check_room(out, npz_bytes(layout), f"`num` {o.num} samples")
     trajectory = Trajectory(min(o.trajectory_num, o.num)) if trajectory_path else None
     kept, shown = [], []
     with NpzStream(out) if out is not None else _NoFile() as npz:

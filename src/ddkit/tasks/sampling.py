@@ -45,6 +45,12 @@ def _churn(help_: str):
     return option(None, help_, type=float, metavar="X")
 
 
+def _grid(what: str, type_, metavar: str):
+    """An explicit grid: the whole sequence, exclusive with the other one and with steps/spacing."""
+    help_ = f"an explicit strictly decreasing sequence of {what}, instead of --steps/--spacing"
+    return option(None, help_, type=type_, nargs="+", metavar=metavar, exclusive="grid")
+
+
 @dataclass(frozen=True)
 class SamplingOptions:
     """The options that choose the weights, the sampler, the samples drawn and their guidance
@@ -69,23 +75,11 @@ class SamplingOptions:
         "RUN/timesteps/SAMPLER-STEPS.json, made by ddkit tune-steps",
         choices=ALL_SPACINGS + (TUNED,),
     )
-    timesteps: tuple | None = option(
-        None,
-        "an explicit strictly decreasing sequence of 0-based model timesteps in [0, T-1] (fractional "
-        "ones lie between steps), instead of --steps/--spacing",
-        type=_number,
-        nargs="+",
-        metavar="T",
-        exclusive="grid",
+    timesteps: tuple | None = _grid(
+        "0-based model timesteps in [0, T-1] (fractional ones lie between steps)", _number, "T"
     )
-    sigmas: tuple | None = option(
-        None,
-        "an explicit strictly decreasing sequence of noise levels σ = √((1-ᾱ)/ᾱ) within the schedule's "
-        "range (a trailing 0 is allowed), instead of --steps/--spacing",
-        type=float,
-        nargs="+",
-        metavar="SIGMA",
-        exclusive="grid",
+    sigmas: tuple | None = _grid(
+        "noise levels σ = √((1-ᾱ)/ᾱ) within the schedule's range (a trailing 0 is allowed)", float, "SIGMA"
     )
     sigma_min: float | None = option(
         None, "lowest σ of a σ-grid spacing (default: the schedule's σ_0)", type=float, metavar="SIGMA"
