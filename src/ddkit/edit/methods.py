@@ -25,6 +25,7 @@ from .translate import DEFAULT_GUIDANCE_SCALE, interpolate, translate
 
 DEFAULT_STRENGTH = 0.5  # sdedit's strength when none is given (ddkit edit)
 SAMPLING_OPTIONS = ("sampler", "steps", "eta", "spacing", "order")
+DDIM_OPTIONS = ("steps", "eta", "spacing")  # the sampling options of the methods built on DDIM steps
 
 
 @dataclass(frozen=True)
@@ -52,24 +53,22 @@ METHODS: dict[str, EditMethod] = {
         EditMethod(
             "repaint",
             ("mask", "jump_length", "resample"),
-            ("steps", "eta", "spacing"),
+            DDIM_OPTIONS,
             "mask",
             "RePaint inpainting (Lugmayr et al. 2022): replacement plus jumps back, resampled",
         ),
-        EditMethod(
-            "replace", ("mask",), ("steps", "eta", "spacing"), "mask", "inpainting by replacing the known values"
-        ),
+        EditMethod("replace", ("mask",), DDIM_OPTIONS, "mask", "inpainting by replacing the known values"),
         EditMethod(
             "ddnm",
             ("operator", "mask"),
-            ("steps", "eta", "spacing"),
+            DDIM_OPTIONS,
             "measurement",
             "DDNM (Wang et al. 2023): range–null-space projection of x̂₀ at each DDIM step",
         ),
         EditMethod(
             "dps",
             ("operator", "mask", "dps_scale"),
-            ("steps", "eta", "spacing"),
+            DDIM_OPTIONS,
             "measurement",
             "DPS (Chung et al. 2023): a gradient step on ‖y − A(x̂₀)‖ at each step",
         ),
