@@ -36,7 +36,6 @@ FASHION_CLASSES = (
     "Bag",
     "Ankle boot",
 )
-FASHION_COUNTS = {"train": 60_000, "test": 10_000}
 DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
 ENV_DIR = "DDKIT_FASHION_MNIST_DIR"
 INSTALL_HINT = f"install it with `apt-get install dataset-fashion-mnist`, or set {ENV_DIR} to a folder with the files"

@@ -25,6 +25,16 @@ def npz_bytes(arrays: dict[str, tuple[tuple[int, ...], np.dtype]]) -> int:
     return total + 1024
 
 
+def savez_atomic(path: str | os.PathLike, **arrays) -> Path:
+    """``numpy.savez(path, **arrays)`` under a temporary name of this process in the same folder, then
+    renamed into place: never a half-written file at ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
 def check_room(path: str | os.PathLike, need: int, what: str) -> None:
     """Refuse, before any work, to write ``need`` bytes where the disk has less free (``what`` says
     what would be written, for the error: a :class:`~ddkit.checks.ParameterError`, so it may name
@@ -76,12 +86,6 @@ class NpzStream:
             raise ValueError(f"rows of shape {list(rows.shape)} do not fit the rest of {self._name!r}")
         self._entry.write(rows.tobytes())
         self._left -= rows.size
-
-    def add(self, name: str, array: np.ndarray) -> None:
-        """A whole (small) array at once."""
-        array = np.asarray(array)
-        self.begin(name, array.shape, array.dtype)
-        self.write(array)
 
     def _finish(self) -> None:
         if self._entry is not None:

@@ -21,8 +21,6 @@ from ..samplers import ddim_invert, get_sampler, run_sampler
 from ..samplers.common import noise_like
 from ..schedule import Schedule
 
-GRID_OPTIONS = ("steps", "spacing", "timesteps", "sigmas")
-
 
 def strength_timestep(schedule: Schedule, strength: float) -> int:
     """t₀ = round(strength·T) - 1 (at least 0): the 0-based timestep SDEdit starts from, for a

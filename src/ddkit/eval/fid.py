@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.npz import savez_atomic
+
 __all__ = [
     "gaussian_stats",
     "frechet_distance_from_stats",
@@ -141,9 +143,7 @@ def reference_stats(features, images: np.ndarray, *, cache_dir: str | os.PathLik
     mu, sigma = (t.numpy() for t in gaussian_stats(feats))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, feats=feats, mu=mu, sigma=sigma)
-        os.replace(tmp, path)
+        savez_atomic(path, feats=feats, mu=mu, sigma=sigma)
     return ReferenceStats(feats, mu, sigma, key)
 
 

@@ -13,7 +13,7 @@ import torch
 from ..checks import ParameterError
 from ..data.images import save_grid, to_uint8
 from ..data.inputs import load_images, load_mask
-from ..data.npz import check_room, npz_bytes
+from ..data.npz import check_room, npz_bytes, savez_atomic
 from ..edit import MASK_PRESETS, METHODS, check_edit, run_edit
 from ..edit.methods import SAMPLING_OPTIONS
 from ..edit.operators import OPERATOR_NAMES
@@ -23,7 +23,7 @@ from ..rng import SampleGenerators
 from ..samplers import SAMPLERS
 from ..training.distill import refuse_student
 from ..training.load import load_classifier
-from .sample import Samples, _atomic_savez, check_output
+from .sample import Samples, check_output
 from .sampling import SamplingOptions, guidance_labels, guided_model_fn_for, load_model, options_from
 
 GRID_ROWS = 64  # the grid shows the first this many inputs
@@ -197,7 +197,7 @@ def _write(out: Path | None, grid: Path | None, keep: bool, x: torch.Tensor, res
         arrays["labels"] = torch.cat([r.labels.reshape(-1) for r in results]).cpu().numpy().astype(np.int64)
     written = []
     if out is not None:
-        _atomic_savez(out, **arrays)
+        savez_atomic(out, **arrays)
         written.append(out)
     if grid is not None:
         outs = torch.cat([r.x for r in results]).float().cpu()[:GRID_ROWS]

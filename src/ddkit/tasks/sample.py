@@ -5,7 +5,6 @@ not fit on the disk is refused before any work."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import torch
 
 from ..checks import ParameterError
 from ..data.images import save_grid, to_uint8
-from ..data.npz import NpzStream, check_room, npz_bytes
+from ..data.npz import NpzStream, check_room, npz_bytes, savez_atomic
 from ..generate import Trajectory
 from ..options import option
 from ..plots import MISSING, have_matplotlib, plot_points
@@ -128,7 +127,7 @@ def sample_run(run=None, *, out=None, keep: bool = True, **options) -> Samples:
     written = [out] if out is not None else []
     if trajectory is not None:
         steps = trajectory.arrays()
-        _atomic_savez(trajectory_path, **steps)
+        savez_atomic(trajectory_path, **steps)
         if grid_path:
             _save_progression(steps, shown, grid_path, p.is_image)
         written += ([grid_path] if grid_path else []) + [trajectory_path]
@@ -157,13 +156,6 @@ class _NoFile:
 
     def write(self, rows) -> None:
         pass
-
-
-def _atomic_savez(path: Path, **arrays) -> None:
-    """Write an NPZ under a temporary name and rename it into place (never a half-written file)."""
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
 
 
 def _save_progression(arrays: dict, shown: list, path: Path, is_image: bool) -> None:
