@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from ..checks import is_int
+from ..checks import integer, is_int
 from ..parameterization import ModelFn
 from ..schedule import Schedule
 from .common import Sampling, noise_like
@@ -51,8 +51,7 @@ def _default_sigmas(schedule: Schedule, steps: int, start_t: int | None) -> list
     """The grid when none is given: from σ_top = σ(start_t), or min(80, the schedule's largest σ),
     [σ_top] or [σ_top, 0.821] (:func:`consistency_grid`); otherwise, or when σ_top ≤ 0.821, the first
     ``steps`` points of the (steps+1)-point karras grid from σ_top to σ_min (EDM eq. 5)."""
-    if not is_int(steps) or steps < 1:
-        raise ValueError(f"steps must be a positive integer (model evaluations), got {steps!r}")
+    integer("steps", steps, low=1, what="a positive integer (model evaluations)")
     finite = schedule.sigmas[torch.isfinite(schedule.sigmas)]
     top = float(schedule.sigmas[start_t]) if start_t is not None else min(SIGMA_MAX, float(finite[-1]))
     if start_t is None and steps <= 2 and top > SIGMA_MID:
