@@ -13,6 +13,7 @@ import torch
 from ..checks import integer, is_int
 from ..parameterization import ModelFn
 from ..schedule import Schedule
+from ..timesteps import KARRAS_RHO
 from .common import Sampling, noise_like
 
 SIGMA_MAX = 80.0
@@ -56,11 +57,8 @@ def _default_sigmas(schedule: Schedule, steps: int, start_t: int | None) -> list
     top = float(schedule.sigmas[start_t]) if start_t is not None else min(SIGMA_MAX, float(finite[-1]))
     if start_t is None and steps <= 2 and top > SIGMA_MID:
         return consistency_grid(steps, top)
-    sigma_min = float(schedule.sigmas[0])
-    rho = 7.0
-    ramp = [i / steps for i in range(steps + 1)]
-    grid = [(top ** (1 / rho) + r * (sigma_min ** (1 / rho) - top ** (1 / rho))) ** rho for r in ramp]
-    return [top] + grid[1:steps]
+    a, b = top ** (1 / KARRAS_RHO), float(schedule.sigmas[0]) ** (1 / KARRAS_RHO)  # σ_max^{1/ρ}, σ_min^{1/ρ}
+    return [top] + [(a + i / steps * (b - a)) ** KARRAS_RHO for i in range(1, steps)]
 
 
 @torch.no_grad()
@@ -78,12 +76,10 @@ def consistency_sample(
     if common.get("timesteps") is None and common.get("sigmas") is None:
         common = common | {"sigmas": _default_sigmas(schedule, steps, common.get("start_t")), "start_t": None}
     run = Sampling("consistency", model_fn, x_T, schedule, None, "leading", **common)
-    grid = run.grid
-    sig = grid.sigmas
+    grid, sig = run.grid, run.grid.sigmas
     x = x_T * (1.0 / math.sqrt(grid.alpha_bars[0]))  # x̃ = x_t/√ᾱ
     for i in run:
-        denoised, _ = run.denoise(x, i, grid.t[i], grid.alpha_bars[i], sigma=sig[i])
-        if i + 1 == len(grid):
-            return denoised
-        x = denoised + sig[i + 1] * noise_like(denoised, run.generator)
-    raise AssertionError("unreachable")
+        denoised = run.denoise(x, i, grid.t[i], grid.alpha_bars[i], sigma=sig[i])[0]
+        if i + 1 < len(grid):  # fresh noise up to the next point's σ
+            x = denoised + sig[i + 1] * noise_like(denoised, run.generator)
+    return denoised
