@@ -101,8 +101,7 @@ def _edm_sample(model_fn, x_T, schedule, heun: bool, steps, spacing, churn: tupl
     points = None if explicit else edm_points(steps, heun)
     run = Sampling("Heun" if heun else "Euler", model_fn, x_T, schedule, points, spacing, **common)
     grid, sig = run.grid, run.grid.sigmas + [0.0]
-    message = heun_grid_message(sig) if heun else None
-    if message:
+    if heun and (message := heun_grid_message(sig)):
         warnings.warn(message, PoorGridWarning, stacklevel=4)
     x = x_T * (1.0 / math.sqrt(grid.alpha_bars[0]))  # x̃ = x_t/√ᾱ
     for i in run:
