@@ -80,9 +80,8 @@ def heun_grid_message(sigmas: Sequence[float]) -> str | None:
 def heun_warning(schedule: Schedule, *, steps: int = 19, spacing: str = "karras", timesteps=None, sigmas=None):
     """:func:`heun_grid_message` for the grid ``heun_sample`` would walk with these arguments."""
     points = edm_points(steps, heun=True) if timesteps is None and sigmas is None else None
-    return heun_grid_message(
-        sampling_grid(schedule, points, spacing, timesteps=timesteps, sigmas=sigmas).sigmas + [0.0]
-    )
+    grid = sampling_grid(schedule, points, spacing, timesteps=timesteps, sigmas=sigmas)
+    return heun_grid_message(grid.sigmas + [0.0])
 
 
 def edm_points(steps: int, heun: bool) -> int:
