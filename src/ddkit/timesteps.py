@@ -261,6 +261,22 @@ def t_from_sigma(schedule, sigmas) -> np.ndarray:
     )
 
 
+def t_of_sigma(schedule, sigma: torch.Tensor) -> torch.Tensor:
+    """The fractional model timestep of each σ [N] (log σ interpolated linearly between the discrete
+    steps, the inverse of :func:`alpha_bar_at`), clamped to [0, T-1]; float64 [N] on σ's device. The
+    batched torch form of :func:`t_from_sigma`, for a network that takes σ per sample
+    (:class:`ddkit.consistency.ConsistencyNetwork`); its arithmetic, and so its last bits, differ."""
+    log_s = schedule.on(schedule.sigmas, sigma.device).log()
+    finite = torch.isfinite(log_s)
+    log_s = log_s[finite]
+    steps = torch.arange(schedule.num_timesteps, dtype=torch.float64, device=sigma.device)[finite]
+    x = sigma.to(torch.float64).log().clamp(log_s[0], log_s[-1])
+    hi = torch.searchsorted(log_s, x).clamp(1, len(log_s) - 1)
+    lo = hi - 1
+    w = (x - log_s[lo]) / (log_s[hi] - log_s[lo])
+    return steps[lo] + w * (steps[hi] - steps[lo])
+
+
 def alpha_bar_at(alpha_bars: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """ᾱ at (possibly fractional) timesteps ``t`` [N] of a schedule's ``alpha_bars`` [T]: log σ
     interpolated linearly between the discrete steps (the inverse of :func:`t_from_sigma`),

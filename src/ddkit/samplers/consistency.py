@@ -22,20 +22,6 @@ SIGMA_MID = 0.821
 """ECT's intermediate σ for two-step sampling on CIFAR-10 (a student records its own)."""
 
 
-def t_of_sigma(schedule: Schedule, sigma: torch.Tensor) -> torch.Tensor:
-    """The fractional model timestep of each σ [N] (log σ interpolated linearly between the discrete
-    steps, the inverse of :func:`ddkit.timesteps.alpha_bar_at`), clamped to [0, T-1]; float64 [N]."""
-    log_s = schedule.on(schedule.sigmas, sigma.device).log()
-    finite = torch.isfinite(log_s)
-    log_s = log_s[finite]
-    steps = torch.arange(schedule.num_timesteps, dtype=torch.float64, device=sigma.device)[finite]
-    x = sigma.to(torch.float64).log().clamp(log_s[0], log_s[-1])
-    hi = torch.searchsorted(log_s, x).clamp(1, len(log_s) - 1)
-    lo = hi - 1
-    w = (x - log_s[lo]) / (log_s[hi] - log_s[lo])
-    return steps[lo] + w * (steps[hi] - steps[lo])
-
-
 def consistency_grid(steps: int, sigma_max: float = SIGMA_MAX, sigma_mid: float = SIGMA_MID) -> list[float]:
     """The σ at which ``steps`` (1 or 2) consistency evaluations are made: [σ_max] or [σ_max, σ_mid]."""
     if not is_int(steps) or steps not in (1, 2):
