@@ -26,7 +26,7 @@ from ddkit.nn import build_model
 from ddkit.oracle import GaussianMixture
 from ddkit.parameterization import model_fn_from
 from ddkit.rng import SampleGenerators
-from ddkit.samplers import SAMPLERS, ddim_invert, run_sampler
+from ddkit.samplers import ddim_invert, run_sampler
 
 OLD_NAMES = "leading" not in TS.ALL_SPACINGS  # code before the 0.2.0 renames
 
@@ -169,7 +169,7 @@ def combinations():
                             (sample(name), common | {"steps": steps, "spacing": sp, "start_t": 50}),
                         )
             # the per-step hooks and clipping on every sampler
-            for name in SAMPLERS:
+            for name in per_sampler:  # the samplers recorded (not consistency, registered later)
                 opt = per_sampler[name][-1] | {"generator": _gen()}
                 if name != "ddpm":
                     opt["steps"] = steps_of[name][0]
@@ -261,7 +261,7 @@ def combinations():
     x_T = torch.randn(3, 1, 8, 8, generator=_gen(2))
     for prediction in ("eps", "x0", "v"):
         model = model_fn_from(net, prediction, S, y=labels)
-        for name in SAMPLERS:
+        for name in per_sampler:
             opt = {"generator": _gen()}
             if name == "ddpm":
                 opt["timesteps"] = [99, 70, 40, 10, 0]

@@ -26,8 +26,9 @@ import torch
 from torch import nn
 
 from .parameterization import sigma_from_alpha_bar
-from .samplers.consistency import SIGMA_MAX, SIGMA_MID, consistency_grid, consistency_sample, t_of_sigma
+from .samplers.consistency import SIGMA_MAX, SIGMA_MID, consistency_grid, consistency_sample
 from .schedule import Schedule
+from .timesteps import t_of_sigma
 
 
 def cm_coefficients(sigma, sigma_min: float, sigma_data: float) -> tuple:

@@ -64,23 +64,24 @@ def _check_steps(num_timesteps: int, steps: int) -> None:
         raise ValueError(f"steps must be an integer in [1, {num_timesteps}] (the schedule's T), got {steps!r}")
 
 
-def _num_timesteps(schedule_or_T) -> int:
-    return schedule_or_T if is_int(schedule_or_T) else schedule_or_T.num_timesteps
+def _num_timesteps(schedule_or_T, steps: int) -> int:
+    """T of a Schedule (or T itself), with ``steps`` checked against it."""
+    T = schedule_or_T if is_int(schedule_or_T) else schedule_or_T.num_timesteps
+    _check_steps(T, steps)
+    return T
 
 
 def leading(schedule, steps: int) -> torch.Tensor:
     """DDIM's τ = 0, c, 2c, … with c = T // S (diffusers' "leading"), decreasing: LongTensor [S].
     ``schedule``: a Schedule or T."""
-    T = _num_timesteps(schedule)
-    _check_steps(T, steps)
+    T = _num_timesteps(schedule, steps)
     return torch.from_numpy((np.arange(steps, dtype=np.int64) * (T // steps))[::-1].copy())
 
 
 def quadratic(schedule, steps: int) -> torch.Tensor:
     """DDIM's τ_i = ⌊(i/(S-1))²·0.8T⌋ (their CIFAR-10 choice), made strictly increasing where
     flooring would repeat a step (only when S is close to T), decreasing: LongTensor [S]."""
-    T = _num_timesteps(schedule)
-    _check_steps(T, steps)
+    T = _num_timesteps(schedule, steps)
     raw = np.floor(np.linspace(0.0, math.sqrt(0.8 * T), steps) ** 2).astype(np.int64)
     seq = raw.copy()
     for i in range(1, steps):  # keep strictly increasing; never exceeds T-1
@@ -91,15 +92,13 @@ def quadratic(schedule, steps: int) -> torch.Tensor:
 
 def trailing(schedule, steps: int) -> torch.Tensor:
     """round(T - k·T/S) - 1 for k = 0 … S-1: starts at T-1 (diffusers' "trailing"): LongTensor [S]."""
-    T = _num_timesteps(schedule)
-    _check_steps(T, steps)
+    T = _num_timesteps(schedule, steps)
     return torch.from_numpy((np.round(np.arange(T, 0, -T / steps)[:steps]).astype(np.int64) - 1).copy())
 
 
 def linspace(schedule, steps: int) -> torch.Tensor:
     """round(linspace(T-1, 0, S)) (diffusers' "linspace"): LongTensor [S]."""
-    T = _num_timesteps(schedule)
-    _check_steps(T, steps)
+    T = _num_timesteps(schedule, steps)
     return torch.from_numpy(np.round(np.linspace(0, T - 1, steps)).astype(np.int64)[::-1].copy())
 
 
@@ -240,9 +239,8 @@ def sigma_spacing(
     ``sigma_data`` (kl-optimal's c) :data:`DEFAULT_SIGMA_DATA`. A ValueError names a bad σ range."""
     if spacing not in _SIGMA_SPACINGS:
         raise ValueError(f"unknown σ-grid spacing {spacing!r}; allowed: {', '.join(SIGMA_SPACINGS)}")
-    hi = sigma_range(schedule)[1]
     if sigma_max is None:
-        sigma_max = min(hi, DEFAULT_SIGMA_MAX)
+        sigma_max = min(sigma_range(schedule)[1], DEFAULT_SIGMA_MAX)
     kw = {"sigma_min": sigma_min, "sigma_max": sigma_max}
     if spacing == "karras":
         kw["rho"] = rho
@@ -261,6 +259,22 @@ def t_from_sigma(schedule, sigmas) -> np.ndarray:
         log_s[finite],
         np.arange(schedule.num_timesteps, dtype=np.float64)[finite],
     )
+
+
+def t_of_sigma(schedule, sigma: torch.Tensor) -> torch.Tensor:
+    """The fractional model timestep of each σ [N] (log σ interpolated linearly between the discrete
+    steps, the inverse of :func:`alpha_bar_at`), clamped to [0, T-1]; float64 [N] on σ's device. The
+    batched torch form of :func:`t_from_sigma`, for a network that takes σ per sample
+    (:class:`ddkit.consistency.ConsistencyNetwork`); its arithmetic, and so its last bits, differ."""
+    log_s = schedule.on(schedule.sigmas, sigma.device).log()
+    finite = torch.isfinite(log_s)
+    log_s = log_s[finite]
+    steps = torch.arange(schedule.num_timesteps, dtype=torch.float64, device=sigma.device)[finite]
+    x = sigma.to(torch.float64).log().clamp(log_s[0], log_s[-1])
+    hi = torch.searchsorted(log_s, x).clamp(1, len(log_s) - 1)
+    lo = hi - 1
+    w = (x - log_s[lo]) / (log_s[hi] - log_s[lo])
+    return steps[lo] + w * (steps[hi] - steps[lo])
 
 
 def alpha_bar_at(alpha_bars: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -365,9 +379,7 @@ def _grid_from_sigmas(schedule, sigmas: list[float]) -> Grid:
 
 
 def _grid_from_timesteps(schedule, timesteps) -> Grid:
-    if isinstance(timesteps, torch.Tensor):
-        timesteps = timesteps.tolist()
-    seq = list(timesteps)
+    seq = timesteps.tolist() if isinstance(timesteps, torch.Tensor) else list(timesteps)
     if any(not (is_int(t) or isinstance(t, (float, np.floating))) or isinstance(t, bool) for t in seq):
         raise ValueError("timesteps must be numbers: 0-based training timesteps (fractional ones lie between steps)")
     seq = [int(t) if is_int(t) else float(t) for t in seq]
@@ -422,15 +434,13 @@ def sampling_grid(
     else:
         top = _start(schedule, start_t)
         grid = _grid(schedule, _spacing_points(schedule, steps, spacing, top, solver, force_top=start_t is not None))
-    check_alpha_bars(schedule, grid)
+    check_alpha_bars(grid)
     return grid
 
 
-def check_alpha_bars(schedule, grid) -> None:
-    """Refuse a grid that visits ᾱ = 0 (the last step of a zero-terminal-SNR schedule)."""
-    alpha_bars = grid.alpha_bars if isinstance(grid, Grid) else [schedule.alpha_bar(int(t)) for t in grid]
-    points = grid.t if isinstance(grid, Grid) else list(grid)
-    bad = [t for t, a in zip(points, alpha_bars) if a == 0]
+def check_alpha_bars(grid: Grid) -> None:
+    """Refuse a :class:`Grid` that visits ᾱ = 0 (the last step of a zero-terminal-SNR schedule)."""
+    bad = [t for t, a in zip(grid.t, grid.alpha_bars) if a == 0]
     if bad:
         raise ValueError(
             f"the schedule has ᾱ = 0 at timestep {bad[0]} (zero terminal SNR), where x̂₀ from ε "

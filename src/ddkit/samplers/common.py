@@ -150,6 +150,16 @@ def check_order(order: int) -> None:
         raise ValueError(f"order must be one of {', '.join(map(str, ORDERS))}, got {order!r}")
 
 
+def solver_order(i: int, num: int, order: int, lower_final: bool) -> int:
+    """The order of a multistep solver's step i of ``num`` (DPM-Solver++, UniPC): a warm-up from 1
+    (only i earlier predictions exist), at most 2 at the second-to-last step with ``lower_final``, and
+    1 at the last step, to σ = 0."""
+    o = min(order, i + 1)
+    if lower_final and i == num - 2:
+        o = min(o, 2)
+    return 1 if i == num - 1 else o
+
+
 def steps_iter(seq, progress: bool, desc: str):
     """Iterate ``seq`` with a tqdm bar when ``progress`` is true."""
     return tqdm(seq, desc=desc, leave=False, dynamic_ncols=True) if progress else seq

@@ -10,29 +10,16 @@ import math
 
 import torch
 
-from ..checks import is_int
+from ..checks import integer, is_int
 from ..parameterization import ModelFn
 from ..schedule import Schedule
+from ..timesteps import KARRAS_RHO
 from .common import Sampling, noise_like
 
 SIGMA_MAX = 80.0
 """Where one-step sampling starts (EDM's and ECT's σ_max; the cosine schedule's own is about 2×10⁴)."""
 SIGMA_MID = 0.821
 """ECT's intermediate σ for two-step sampling on CIFAR-10 (a student records its own)."""
-
-
-def t_of_sigma(schedule: Schedule, sigma: torch.Tensor) -> torch.Tensor:
-    """The fractional model timestep of each σ [N] (log σ interpolated linearly between the discrete
-    steps, the inverse of :func:`ddkit.timesteps.alpha_bar_at`), clamped to [0, T-1]; float64 [N]."""
-    log_s = schedule.on(schedule.sigmas, sigma.device).log()
-    finite = torch.isfinite(log_s)
-    log_s = log_s[finite]
-    steps = torch.arange(schedule.num_timesteps, dtype=torch.float64, device=sigma.device)[finite]
-    x = sigma.to(torch.float64).log().clamp(log_s[0], log_s[-1])
-    hi = torch.searchsorted(log_s, x).clamp(1, len(log_s) - 1)
-    lo = hi - 1
-    w = (x - log_s[lo]) / (log_s[hi] - log_s[lo])
-    return steps[lo] + w * (steps[hi] - steps[lo])
 
 
 def consistency_grid(steps: int, sigma_max: float = SIGMA_MAX, sigma_mid: float = SIGMA_MID) -> list[float]:
@@ -51,17 +38,13 @@ def _default_sigmas(schedule: Schedule, steps: int, start_t: int | None) -> list
     """The grid when none is given: from σ_top = σ(start_t), or min(80, the schedule's largest σ),
     [σ_top] or [σ_top, 0.821] (:func:`consistency_grid`); otherwise, or when σ_top ≤ 0.821, the first
     ``steps`` points of the (steps+1)-point karras grid from σ_top to σ_min (EDM eq. 5)."""
-    if not is_int(steps) or steps < 1:
-        raise ValueError(f"steps must be a positive integer (model evaluations), got {steps!r}")
+    integer("steps", steps, low=1, what="a positive integer (model evaluations)")
     finite = schedule.sigmas[torch.isfinite(schedule.sigmas)]
     top = float(schedule.sigmas[start_t]) if start_t is not None else min(SIGMA_MAX, float(finite[-1]))
     if start_t is None and steps <= 2 and top > SIGMA_MID:
         return consistency_grid(steps, top)
-    sigma_min = float(schedule.sigmas[0])
-    rho = 7.0
-    ramp = [i / steps for i in range(steps + 1)]
-    grid = [(top ** (1 / rho) + r * (sigma_min ** (1 / rho) - top ** (1 / rho))) ** rho for r in ramp]
-    return [top] + grid[1:steps]
+    a, b = top ** (1 / KARRAS_RHO), float(schedule.sigmas[0]) ** (1 / KARRAS_RHO)  # σ_max^{1/ρ}, σ_min^{1/ρ}
+    return [top] + [(a + i / steps * (b - a)) ** KARRAS_RHO for i in range(1, steps)]
 
 
 @torch.no_grad()
@@ -79,12 +62,10 @@ def consistency_sample(
     if common.get("timesteps") is None and common.get("sigmas") is None:
         common = common | {"sigmas": _default_sigmas(schedule, steps, common.get("start_t")), "start_t": None}
     run = Sampling("consistency", model_fn, x_T, schedule, None, "leading", **common)
-    grid = run.grid
-    sig = grid.sigmas
+    grid, sig = run.grid, run.grid.sigmas
     x = x_T * (1.0 / math.sqrt(grid.alpha_bars[0]))  # x̃ = x_t/√ᾱ
     for i in run:
-        denoised, _ = run.denoise(x, i, grid.t[i], grid.alpha_bars[i], sigma=sig[i])
-        if i + 1 == len(grid):
-            return denoised
-        x = denoised + sig[i + 1] * noise_like(denoised, run.generator)
-    raise AssertionError("unreachable")
+        denoised = run.denoise(x, i, grid.t[i], grid.alpha_bars[i], sigma=sig[i])[0]
+        if i + 1 < len(grid):  # fresh noise up to the next point's σ
+            x = denoised + sig[i + 1] * noise_like(denoised, run.generator)
+    return denoised

@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from ..checks import integer
+from ..checks import integer, number
 from ..parameterization import ModelFn, clip_eps, x0_from_eps
 from ..schedule import Schedule
 from .common import Sampling, noise_like, steps_iter
@@ -80,14 +80,13 @@ def ddim_sample(
     ε = (x_n - √ᾱ_n·x̂₀)/√(1-ᾱ_n), so x_m = √ᾱ_m·x̂₀ + √(1-ᾱ_m-σ²)·ε + σ·z, and the last step
     returns the changed x̂₀ itself (DDNM's projection, DPS's gradient step: :mod:`ddkit.edit`).
     """
-    if not 0.0 <= float(eta) <= 1.0:
-        raise ValueError(f"eta must be in [0, 1], got {eta}")
+    eta = number("eta", eta, low=0.0, high=1.0, what="in [0, 1]")
     run = Sampling("DDIM", model_fn, x_T, schedule, steps, spacing, **common)
     x, grid = x_T, run.grid
     for i in run:
         ab, ab_prev = grid.alpha_bars[i], grid.alpha_bar_after(i)
         x0, eps = run.denoise(x, i, grid.t[i], ab)
-        x = _update(x, x0, eps, ab_prev, ddim_sigma(ab, ab_prev, float(eta)), None, run.generator)
+        x = _update(x, x0, eps, ab_prev, ddim_sigma(ab, ab_prev, eta), None, run.generator)
     return x
 
 

@@ -17,6 +17,7 @@ import math
 
 import torch
 
+from ..checks import choice
 from ..parameterization import ModelFn, clip_eps
 from ..schedule import Schedule
 from .common import Sampling, noise_like
@@ -26,11 +27,8 @@ VARIANCES = ("small", "large")
 
 def ddpm_variance(schedule: Schedule, t: int, variance: str = "small") -> float:
     """σ_t² at 0-based step t: β̃_t for ``"small"``, β_t for ``"large"`` (DDPM §3.2)."""
-    if variance == "small":
-        return float(schedule.posterior_variance[t])
-    if variance == "large":
-        return float(schedule.betas[t])
-    raise ValueError(f"variance must be one of {', '.join(VARIANCES)}; got {variance!r}")
+    choice("variance", variance, VARIANCES)
+    return float((schedule.posterior_variance if variance == "small" else schedule.betas)[t])
 
 
 def ddpm_step(

@@ -36,9 +36,10 @@ import torch
 
 from ..parameterization import ModelFn
 from ..schedule import Schedule
-from .common import Sampling, alpha_sigma_lambda, check_order
+from .common import Sampling, alpha_sigma_lambda, check_order, solver_order
 
-# below this many steps the second-to-last step drops to order ≤ 2 (the paper's and diffusers' rule)
+# with lower_order_final, below this many steps the second-to-last step drops to order ≤ 2 (the
+# paper's and diffusers' rule; the last step, to σ = 0, is always first order)
 LOWER_ORDER_FINAL_BELOW = 15
 
 
@@ -74,16 +75,6 @@ def dpm_solver_step(
     return (sigma_t / sigma_s) * x - alpha_t * phi1 * x0s[0] + alpha_t * phi2 * d1 - alpha_t * phi3 * d2
 
 
-def _step_order(i: int, num: int, order: int, lower_order_final: bool) -> int:
-    """The order of step i of ``num``: warm-up from 1 (only i earlier predictions exist), and for
-    few steps (< 15) with ``lower_order_final`` at most 2 at the second-to-last step. (The last step,
-    to σ = 0, is always first order.)"""
-    o = min(order, i + 1)
-    if lower_order_final and num < LOWER_ORDER_FINAL_BELOW and i == num - 2:
-        o = min(o, 2)
-    return 1 if i == num - 1 else o
-
-
 @torch.no_grad()
 def dpm_solver_sample(
     model_fn: ModelFn,
@@ -113,6 +104,6 @@ def dpm_solver_sample(
         x0s = [run.denoise(x, i, grid.t[i], grid.alpha_bars[i])[0]] + x0s[:2]
         lambdas = [lambda_s] + lambdas[:2]
         alpha_t, sigma_t, lambda_t = alpha_sigma_lambda(grid.alpha_bar_after(i))
-        o = _step_order(i, len(grid), order, lower_order_final)
+        o = solver_order(i, len(grid), order, lower_order_final and len(grid) < LOWER_ORDER_FINAL_BELOW)
         x = dpm_solver_step(x, x0s[:o], lambdas[:o], sigma_s, alpha_t, sigma_t, lambda_t)
     return x

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..checks import is_int, number
+from ..checks import integer, number
 from ..parameterization import ModelFn
 from ..schedule import Schedule
 from ..timesteps import sampling_grid, t_from_sigma
@@ -40,9 +40,8 @@ from .common import Sampling, noise_like
 
 def check_churn(s_churn: float, s_tmin: float, s_tmax: float, s_noise: float) -> None:
     """S_churn ≥ 0, 0 ≤ S_tmin ≤ S_tmax (S_tmax may be ∞), S_noise ≥ 0 (EDM's Algorithm 2 options)."""
-    number("s_churn", s_churn, low=0.0, what="a finite number >= 0")
-    number("s_tmin", s_tmin, low=0.0, what="a finite number >= 0")
-    number("s_noise", s_noise, low=0.0, what="a finite number >= 0")
+    for name, value in (("s_churn", s_churn), ("s_tmin", s_tmin), ("s_noise", s_noise)):
+        number(name, value, low=0.0, what="a finite number >= 0")
     ok = isinstance(s_tmax, (int, float)) and not isinstance(s_tmax, bool) and not math.isnan(s_tmax)
     if not ok or s_tmax < s_tmin:
         raise ValueError(f"s_tmax must be a number >= s_tmin = {s_tmin:g} (inf: no upper bound), got {s_tmax!r}")
@@ -81,19 +80,17 @@ def heun_grid_message(sigmas: Sequence[float]) -> str | None:
 def heun_warning(schedule: Schedule, *, steps: int = 19, spacing: str = "karras", timesteps=None, sigmas=None):
     """:func:`heun_grid_message` for the grid ``heun_sample`` would walk with these arguments."""
     points = edm_points(steps, heun=True) if timesteps is None and sigmas is None else None
-    return heun_grid_message(
-        sampling_grid(schedule, points, spacing, timesteps=timesteps, sigmas=sigmas).sigmas + [0.0]
-    )
+    grid = sampling_grid(schedule, points, spacing, timesteps=timesteps, sigmas=sigmas)
+    return heun_grid_message(grid.sigmas + [0.0])
 
 
 def edm_points(steps: int, heun: bool) -> int:
     """The number N of grid points that ``steps`` model evaluations buy: N (Euler), (steps+1)/2 (Heun,
     whose N points cost 2N − 1); an even ``steps`` for Heun is an error."""
-    if not is_int(steps) or steps < 1:
-        raise ValueError(f"steps must be a positive integer (model evaluations), got {steps!r}")
+    steps = integer("steps", steps, low=1, what="a positive integer (model evaluations)")
     if heun and steps % 2 == 0:
         raise ValueError(f"steps (model evaluations) must be odd for heun: N grid points cost 2N − 1, got {steps}")
-    return (int(steps) + 1) // 2 if heun else int(steps)
+    return (steps + 1) // 2 if heun else steps
 
 
 def _edm_sample(model_fn, x_T, schedule, heun: bool, steps, spacing, churn: tuple, common: dict) -> torch.Tensor:
@@ -103,8 +100,7 @@ def _edm_sample(model_fn, x_T, schedule, heun: bool, steps, spacing, churn: tupl
     points = None if explicit else edm_points(steps, heun)
     run = Sampling("Heun" if heun else "Euler", model_fn, x_T, schedule, points, spacing, **common)
     grid, sig = run.grid, run.grid.sigmas + [0.0]
-    message = heun_grid_message(sig) if heun else None
-    if message:
+    if heun and (message := heun_grid_message(sig)):
         warnings.warn(message, PoorGridWarning, stacklevel=4)
     x = x_T * (1.0 / math.sqrt(grid.alpha_bars[0]))  # x̃ = x_t/√ᾱ
     for i in run:

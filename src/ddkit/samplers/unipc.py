@@ -47,7 +47,7 @@ import torch
 
 from ..parameterization import ModelFn
 from ..schedule import Schedule
-from .common import Sampling, alpha_sigma_lambda, check_order
+from .common import Sampling, alpha_sigma_lambda, check_order, solver_order
 
 VARIANTS = ("bh1", "bh2")
 
@@ -76,22 +76,6 @@ def unipc_coefficients(rs: Sequence[float], h: float, variant: str) -> tuple[flo
     return b, torch.linalg.solve(R, torch.tensor(g, dtype=torch.float64)).tolist()
 
 
-def _uni_update(x, x0s, lambdas, x0_t, sigma_s: float, alpha_t: float, sigma_t: float, lambda_t: float, variant):
-    """x_t = (σ_t/σ_s)·x_s - α_t·(e^{-h}-1)·x̂₀_s - α_t·B(h)·Σ_k ρ_k·D_k [N, ...] with r_k = (λ_{s_k} - λ_s)/h
-    and D_k = (x̂₀_{s_k} - x̂₀_s)/r_k for the earlier points k ≥ 1, and for the corrector (``x0_t``
-    given) a last r = 1, D = x̂₀_t - x̂₀_s."""
-    h = lambda_t - lambdas[0]
-    rs = [(lam - lambdas[0]) / h for lam in lambdas[1:]]
-    ds = [(m - x0s[0]) / r for m, r in zip(x0s[1:], rs)]
-    if x0_t is not None:
-        rs, ds = rs + [1.0], ds + [x0_t - x0s[0]]
-    b, rhos = unipc_coefficients(rs, h, variant)
-    x_next = (sigma_t / sigma_s) * x - (alpha_t * math.expm1(-h)) * x0s[0]
-    for rho, d in zip(rhos, ds):
-        x_next = x_next - (alpha_t * b * rho) * d
-    return x_next
-
-
 def unipc_predictor_step(
     x: torch.Tensor,
     x0s: Sequence[torch.Tensor],
@@ -106,10 +90,18 @@ def unipc_predictor_step(
 
     x: [N, ...] at s; ``x0s``: the data predictions at s, s₁, s₂ (newest first), [N, ...] each;
     ``lambdas``: their λ (newest first); σ_s and the target's α_t, σ_t, λ_t. λ_t = ∞ (σ_t = 0)
-    takes the first-order step, whose exact value is x̂₀_s."""
+    takes the first-order step, whose exact value is x̂₀_s. The update (the module's unified form):
+    x_t = (σ_t/σ_s)·x_s - α_t·(e^{-h}-1)·x̂₀_s - α_t·B(h)·Σ_k ρ_k·D_k with r_k = (λ_{s_k} - λ_s)/h and
+    D_k = (x̂₀_{s_k} - x̂₀_s)/r_k for the earlier points k ≥ 1."""
     if not math.isfinite(lambda_t):
         return x0s[0].clone()
-    return _uni_update(x, x0s, lambdas, None, sigma_s, alpha_t, sigma_t, lambda_t, variant)
+    h = lambda_t - lambdas[0]
+    rs = [(lam - lambdas[0]) / h for lam in lambdas[1:]]
+    b, rhos = unipc_coefficients(rs, h, variant)
+    x_next = (sigma_t / sigma_s) * x - (alpha_t * math.expm1(-h)) * x0s[0]
+    for rho, x0_k, r in zip(rhos, x0s[1:], rs):
+        x_next = x_next - (alpha_t * b * rho) * ((x0_k - x0s[0]) / r)
+    return x_next
 
 
 def unipc_corrector_step(
@@ -126,20 +118,11 @@ def unipc_corrector_step(
     """UniC-p: the corrected x_t from the same start x_s [N, ...] as the predictor step that gave
     x̃_t, of order p = ``len(x0s)`` (the predictor's order), with the data prediction ``x0_t``
     [N, ...] the model gave at x̃_t. Arguments otherwise as :func:`unipc_predictor_step`;
-    λ_t must be finite (there is no model evaluation at σ = 0 to correct with)."""
+    λ_t must be finite (there is no model evaluation at σ = 0 to correct with). UniC is UniP's update
+    with x̂₀_t as one more point, at λ_t: there r = (λ_t - λ_s)/h = 1 and D = x̂₀_t - x̂₀_s."""
     if not math.isfinite(lambda_t):
         raise ValueError("the corrector needs a finite λ_t (σ_t > 0); the step to σ = 0 has no corrector")
-    return _uni_update(x, x0s, lambdas, x0_t, sigma_s, alpha_t, sigma_t, lambda_t, variant)
-
-
-def _predictor_order(i: int, num: int, order: int, lower_order_final: bool) -> int:
-    """The order of step i of ``num``: warm-up from 1 (only i earlier predictions exist), with
-    ``lower_order_final`` at most the number of steps left (diffusers' UniPC rule, for every
-    ``num``: unlike DPM-Solver++'s, it does not stop at 15 steps), and 1 for the last step, to σ = 0."""
-    o = min(order, i + 1)
-    if lower_order_final:
-        o = min(o, num - i)
-    return 1 if i == num - 1 else o
+    return unipc_predictor_step(x, [*x0s, x0_t], [*lambdas, lambda_t], sigma_s, alpha_t, sigma_t, lambda_t, variant)
 
 
 @torch.no_grad()
@@ -179,7 +162,9 @@ def unipc_sample(
             x = unipc_corrector_step(x_prev, x0s[:p], lambdas[:p], x0, sigma_prev, alpha_s, sigma_s, lambda_s, variant)
         run.report(i, seq[i], ab, x, x0)
         x0s, lambdas = [x0] + x0s[:2], [lambda_s] + lambdas[:2]
-        p = _predictor_order(i, len(seq), order, lower_order_final)
+        # diffusers' UniPC rule caps the order at the steps left, for every number of steps (unlike
+        # DPM-Solver++'s, it does not stop at 15): with order ≤ 3 that is ≤ 2 at the second-to-last step
+        p = solver_order(i, len(seq), order, lower_order_final)
         last = (x, sigma_s, p)
         alpha_t, sigma_t, lambda_t = alpha_sigma_lambda(run.grid.alpha_bar_after(i))
         x = unipc_predictor_step(x, x0s[:p], lambdas[:p], sigma_s, alpha_t, sigma_t, lambda_t, variant)
