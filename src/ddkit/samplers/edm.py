@@ -66,8 +66,7 @@ def heun_grid_message(sigmas: Sequence[float]) -> str | None:
     """The one-line warning for a Heun step of the decreasing grid ``sigmas`` (ending in 0) that spans
     a σ ratio R above :data:`HEUN_MAX_RATIO`, or None: the corrector, averaging d = (x̃ − D)/σ at
     both ends, lands near D_i + (R − 1)/2·(D_{i+1} − D_i), an overshoot of the denoiser's change."""
-    ratios = [(a / b, a, b) for a, b in zip(sigmas, sigmas[1:]) if b > 0]
-    worst = max(ratios, default=None)
+    worst = max(((a / b, a, b) for a, b in zip(sigmas, sigmas[1:]) if b > 0), default=None)  # (ratio, σ_i, σ_{i+1})
     if worst is None or worst[0] <= HEUN_MAX_RATIO:
         return None
     n = 2 * (len(sigmas) - 1) - 1
