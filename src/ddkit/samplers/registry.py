@@ -12,7 +12,7 @@ x̂₀ hook).
 
 from __future__ import annotations
 
-import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,8 +28,8 @@ from .dpm_solver import dpm_solver_sample
 from .edm import euler_sample, heun_sample
 from .unipc import unipc_sample
 
-CHURN = ("s_churn", "s_tmin", "s_tmax", "s_noise")  # EDM's Algorithm 2 options (heun, euler)
-OPTIONS = ("steps", "eta", "spacing", "order", "variance", *CHURN)
+OPTIONS = ("steps", "eta", "spacing", "order", "variance", "s_churn", "s_tmin", "s_tmax", "s_noise")
+CHURN = {"s_churn": 0.0, "s_tmin": 0.0, "s_tmax": math.inf, "s_noise": 1.0}
 
 
 @dataclass(frozen=True)
@@ -58,14 +58,14 @@ SAMPLERS: dict[str, SamplerSpec] = {}
 """name → :class:`SamplerSpec` of every registered sampler (filled by :func:`register_sampler`)."""
 
 
-def register_sampler(name: str, fn: Callable[..., torch.Tensor], help: str) -> SamplerSpec:
-    """Add a sampler to the table (a new name only). Its options are the keywords of ``fn`` that are
-    in :data:`OPTIONS`, and their defaults are ``fn``'s, read once here (the signature, which a direct
-    call uses, is the one place they are written); ``help``: what it is, in one line."""
+def register_sampler(name: str, fn: Callable[..., torch.Tensor], defaults: dict, help: str) -> SamplerSpec:
+    """Add a sampler to the table (a new name only; the keys of ``defaults`` ⊆ :data:`OPTIONS`)."""
+    unknown = set(defaults) - set(OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown sampler option(s) {', '.join(sorted(unknown))}; allowed: {', '.join(OPTIONS)}")
     if name in SAMPLERS:
         raise ValueError(f"a sampler named {name!r} is already registered")
-    defaults = {k: p.default for k, p in inspect.signature(fn).parameters.items() if k in OPTIONS}
-    SAMPLERS[name] = spec = SamplerSpec(name, fn, defaults, help)
+    SAMPLERS[name] = spec = SamplerSpec(name, fn, dict(defaults), help)
     return spec
 
 
@@ -94,25 +94,40 @@ def run_sampler(name: str, model_fn: ModelFn, x_T: torch.Tensor, schedule: Sched
 
 
 register_sampler(
-    "ddim", ddim_sample, "DDIM (Song et al. 2020) on a sub-sequence of timesteps; eta 0 deterministic, 1 DDPM-like"
+    "ddim",
+    ddim_sample,
+    {"steps": 50, "eta": 0.0, "spacing": "leading"},
+    "DDIM (Song et al. 2020) on a sub-sequence of timesteps; eta 0 deterministic, 1 DDPM-like",
 )
 register_sampler(
-    "ddpm", ddpm_sample, "DDPM ancestral sampling over all T steps (Ho et al. 2020), variance small (β̃) or large (β)"
+    "ddpm",
+    ddpm_sample,
+    {"variance": "small"},
+    "DDPM ancestral sampling over all T steps (Ho et al. 2020), variance small (β̃) or large (β)",
 )
-register_sampler("dpm++", dpm_solver_sample, "DPM-Solver++ (Lu et al. 2022), ODE")
-register_sampler("unipc", unipc_sample, "UniPC bh2 (Zhao et al. 2023), ODE")
+register_sampler(
+    "dpm++", dpm_solver_sample, {"steps": 10, "order": 2, "spacing": "leading"}, "DPM-Solver++ (Lu et al. 2022), ODE"
+)
+register_sampler(
+    "unipc", unipc_sample, {"steps": 10, "order": 2, "spacing": "leading"}, "UniPC bh2 (Zhao et al. 2023), ODE"
+)
 register_sampler(
     "heun",
     heun_sample,
+    {"steps": 19, "spacing": "karras"} | CHURN,
     "EDM's Heun (Karras et al. 2022, Algorithm 2), the last step Euler; steps = model evaluations, odd "
     "(N points cost 2N-1); s_churn > 0 adds noise",
 )
 register_sampler(
-    "euler", euler_sample, "EDM's Euler (Karras et al. 2022), DDIM η=0 without churn; s_churn > 0 adds noise"
+    "euler",
+    euler_sample,
+    {"steps": 10, "spacing": "kl-optimal"} | CHURN,
+    "EDM's Euler (Karras et al. 2022), DDIM η=0 without churn; s_churn > 0 adds noise",
 )
 register_sampler(
     "consistency",
     consistency_sample,
+    {"steps": 1},
     "multistep consistency sampling (Song et al. 2023) for a student made by ddkit distill: model evaluations "
     "from σ = 80 with fresh noise between them; a student takes 1 or 2, re-noised to its recorded σ",
 )
