@@ -33,13 +33,9 @@ from .schedule import Schedule
 def cm_coefficients(sigma, sigma_min: float, sigma_data: float) -> tuple:
     """(c_skip, c_out) of the consistency function at ``sigma`` (a float or a float64 tensor):
     c_skip = σ_d²/((σ−σ_min)² + σ_d²), c_out = (σ−σ_min)·σ_d/√(σ_d² + σ²) (Song et al. 2023, App. C)."""
-    if isinstance(sigma, torch.Tensor):
-        return sigma_data**2 / ((sigma - sigma_min) ** 2 + sigma_data**2), (sigma - sigma_min) * sigma_data / (
-            sigma_data**2 + sigma**2
-        ).sqrt()
-    return sigma_data**2 / ((sigma - sigma_min) ** 2 + sigma_data**2), (sigma - sigma_min) * sigma_data / math.sqrt(
-        sigma_data**2 + sigma**2
-    )
+    sqrt = torch.sqrt if isinstance(sigma, torch.Tensor) else math.sqrt
+    c_skip = sigma_data**2 / ((sigma - sigma_min) ** 2 + sigma_data**2)
+    return c_skip, (sigma - sigma_min) * sigma_data / sqrt(sigma_data**2 + sigma**2)
 
 
 class ConsistencyNetwork(nn.Module):

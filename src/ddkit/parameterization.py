@@ -71,11 +71,9 @@ def edm_coefficients(sigma, sigma_data: float) -> tuple:
         c_skip = σ_d²/(σ²+σ_d²)   c_out = σ·σ_d/√(σ²+σ_d²)   c_in = 1/√(σ²+σ_d²)   c_noise = ¼·ln σ
 
     so that D(x̃; σ) = c_skip·x̃ + c_out·F(c_in·x̃; c_noise) (EDM eq. 7)."""
-    if isinstance(sigma, torch.Tensor):
-        norm = (sigma**2 + sigma_data**2).sqrt()
-        return sigma_data**2 / norm**2, sigma * sigma_data / norm, 1 / norm, sigma.log() / 4
-    norm = math.sqrt(sigma**2 + sigma_data**2)
-    return sigma_data**2 / norm**2, sigma * sigma_data / norm, 1 / norm, math.log(sigma) / 4
+    sqrt, log = (torch.sqrt, torch.log) if isinstance(sigma, torch.Tensor) else (math.sqrt, math.log)
+    norm = sqrt(sigma**2 + sigma_data**2)
+    return sigma_data**2 / norm**2, sigma * sigma_data / norm, 1 / norm, log(sigma) / 4
 
 
 def sigma_from_alpha_bar(alpha_bar: torch.Tensor) -> torch.Tensor:
@@ -287,9 +285,7 @@ def prediction_target(
     target = _check_prediction(prediction, schedule, sigma_data)
     if prediction == "eps":
         return eps
-    if target.preconditioned:
-        return target.target(x0, eps, _alpha_bars(target, schedule, t, x0), sigma_data)
-    return target.target(x0, eps, schedule.gather(schedule.alpha_bars, t, x0), sigma_data)
+    return target.target(x0, eps, _alpha_bars(target, schedule, t, x0), sigma_data)
 
 
 class EpsNetwork(torch.nn.Module):
