@@ -436,11 +436,10 @@ def tune_timesteps(
     elif teacher.x_T is not x_T or teacher.clip_x0 != (None if clip_x0 is None else tuple(clip_x0)):
         raise ValueError("teacher was made for another x_T or clip_x0 (teacher_solution(model_fn, schedule, x_T, ...))")
     problem = _Problem(model_fn, schedule, sampler, options, teacher, batch_size)
-    n = _points(sampler, nfe)
-    candidates = {"dp": _dp_sequence(teacher, n)} | _per_spacing(lambda spacing: problem.grid_of(spacing, nfe))
+    candidates = {"dp": _dp_sequence(teacher, _points(sampler, nfe))}
+    candidates |= _per_spacing(lambda spacing: problem.grid_of(spacing, nfe))
     before = {spacing: problem.rmse(seq) for spacing, seq in candidates.items() if spacing != "dp"}
-    scores = {name: before.get(name) for name in candidates}
-    scores["dp"] = problem.rmse(candidates["dp"])
+    scores = {"dp": problem.rmse(candidates["dp"])} | before  # the dynamic programme's first, as it wins ties
     start = min(scores, key=lambda name: scores[name])
     seq, score = _search(problem, list(candidates[start]), scores[start], sweeps, max_evals)
     return _record(
