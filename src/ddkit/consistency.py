@@ -25,7 +25,7 @@ import math
 import torch
 from torch import nn
 
-from .parameterization import sigma_from_alpha_bar
+from .parameterization import sigma_from_alpha_bar, timestep_dtype
 from .samplers.consistency import SIGMA_MAX, SIGMA_MID, consistency_grid, consistency_sample, t_of_sigma
 from .schedule import Schedule
 
@@ -56,7 +56,7 @@ class ConsistencyNetwork(nn.Module):
         """f(x̃, σ) [N, ...] at x̃ = ``x`` [N, ...] and σ [N] (each ≥ σ_min)."""
         s = sigma.to(torch.float64).reshape(-1, *([1] * (x.ndim - 1)))
         alpha_bar = 1.0 / (1.0 + s**2)
-        eps = self.eps_net(x * alpha_bar.sqrt().to(x.dtype), t_of_sigma(self.schedule, sigma).to(_t_dtype(x)), y)
+        eps = self.eps_net(x * alpha_bar.sqrt().to(x.dtype), t_of_sigma(self.schedule, sigma).to(timestep_dtype(x)), y)
         sd2 = self.sigma_data**2
         norm = (s**2 + sd2).sqrt()
         # F = (D_net − c_skip^EDM·x̃)/c_out^EDM with D_net = x̃ − σ·ε, written without dividing by σ
@@ -71,10 +71,6 @@ class ConsistencyNetwork(nn.Module):
         x = x_t / ab.sqrt().to(x_t.dtype)
         denoised = self.denoise(x, sigma.reshape(-1).clamp(min=self.sigma_min), y)
         return (x - denoised) / sigma.to(x.dtype)
-
-
-def _t_dtype(x: torch.Tensor) -> torch.dtype:
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
 __all__ = [

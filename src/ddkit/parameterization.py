@@ -81,13 +81,18 @@ def sigma_from_alpha_bar(alpha_bar: torch.Tensor) -> torch.Tensor:
     return ((1 - alpha_bar) / alpha_bar).sqrt()
 
 
+def timestep_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype of fractional timesteps (or EDM's c_noise) fed with ``x``: float64 for float64 ``x``,
+    else float32 (never half precision, which cannot tell neighbouring timesteps apart)."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
 # EDM's preconditioning on the VP schedule: x̃ = x_t/√ᾱ and σ = √((1-ᾱ)/ᾱ). ``ab`` is ᾱ in float64
 # [N, 1, …]; the coefficients are cast to the tensor's dtype where they multiply it.
 def _edm_input(x_t: torch.Tensor, t: torch.Tensor, ab: torch.Tensor, sigma_data: float):
     """(c_in·x̃, c_noise): the network's input [N, ...] and its noise label [N] (fractional)."""
     _, _, c_in, c_noise = edm_coefficients(sigma_from_alpha_bar(ab), sigma_data)
-    t_dtype = torch.float64 if x_t.dtype == torch.float64 else torch.float32  # never a half-precision σ
-    return x_t * (c_in / ab.sqrt()).to(x_t.dtype), c_noise.reshape(-1).to(t_dtype)
+    return x_t * (c_in / ab.sqrt()).to(x_t.dtype), c_noise.reshape(-1).to(timestep_dtype(x_t))
 
 
 def _edm_to_eps(x_t: torch.Tensor, out: torch.Tensor, ab: torch.Tensor, sigma_data: float) -> torch.Tensor:
