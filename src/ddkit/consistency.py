@@ -25,7 +25,7 @@ import math
 import torch
 from torch import nn
 
-from .parameterization import sigma_from_alpha_bar
+from .parameterization import sigma_from_alpha_bar, timestep_dtype
 from .samplers.consistency import SIGMA_MAX, SIGMA_MID, consistency_grid, consistency_sample
 from .schedule import Schedule
 from .timesteps import t_of_sigma
@@ -34,13 +34,9 @@ from .timesteps import t_of_sigma
 def cm_coefficients(sigma, sigma_min: float, sigma_data: float) -> tuple:
     """(c_skip, c_out) of the consistency function at ``sigma`` (a float or a float64 tensor):
     c_skip = σ_d²/((σ−σ_min)² + σ_d²), c_out = (σ−σ_min)·σ_d/√(σ_d² + σ²) (Song et al. 2023, App. C)."""
-    if isinstance(sigma, torch.Tensor):
-        return sigma_data**2 / ((sigma - sigma_min) ** 2 + sigma_data**2), (sigma - sigma_min) * sigma_data / (
-            sigma_data**2 + sigma**2
-        ).sqrt()
-    return sigma_data**2 / ((sigma - sigma_min) ** 2 + sigma_data**2), (sigma - sigma_min) * sigma_data / math.sqrt(
-        sigma_data**2 + sigma**2
-    )
+    sqrt = torch.sqrt if isinstance(sigma, torch.Tensor) else math.sqrt
+    c_skip = sigma_data**2 / ((sigma - sigma_min) ** 2 + sigma_data**2)
+    return c_skip, (sigma - sigma_min) * sigma_data / sqrt(sigma_data**2 + sigma**2)
 
 
 class ConsistencyNetwork(nn.Module):
@@ -61,7 +57,7 @@ class ConsistencyNetwork(nn.Module):
         """f(x̃, σ) [N, ...] at x̃ = ``x`` [N, ...] and σ [N] (each ≥ σ_min)."""
         s = sigma.to(torch.float64).reshape(-1, *([1] * (x.ndim - 1)))
         alpha_bar = 1.0 / (1.0 + s**2)
-        eps = self.eps_net(x * alpha_bar.sqrt().to(x.dtype), t_of_sigma(self.schedule, sigma).to(_t_dtype(x)), y)
+        eps = self.eps_net(x * alpha_bar.sqrt().to(x.dtype), t_of_sigma(self.schedule, sigma).to(timestep_dtype(x)), y)
         sd2 = self.sigma_data**2
         norm = (s**2 + sd2).sqrt()
         # F = (D_net − c_skip^EDM·x̃)/c_out^EDM with D_net = x̃ − σ·ε, written without dividing by σ
@@ -76,10 +72,6 @@ class ConsistencyNetwork(nn.Module):
         x = x_t / ab.sqrt().to(x_t.dtype)
         denoised = self.denoise(x, sigma.reshape(-1).clamp(min=self.sigma_min), y)
         return (x - denoised) / sigma.to(x.dtype)
-
-
-def _t_dtype(x: torch.Tensor) -> torch.dtype:
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
 __all__ = [

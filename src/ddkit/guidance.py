@@ -29,7 +29,18 @@ Labels = torch.Tensor | int
 
 
 def _check_scale(name: str, scale: float) -> float:
-    return number(name, scale, low=0.0, what="a finite number >= 0")
+    try:
+        return number(name, scale, low=0.0, what="a finite number >= 0")
+    except ValueError as e:
+        raise ParameterError(f"`{name}`" + str(e)[len(name) :]) from None
+
+
+def _check_rescale(guidance_rescale) -> float:
+    """φ of :func:`rescale_guided`, in [0, 1]."""
+    phi = float(guidance_rescale)
+    if not 0.0 <= phi <= 1.0:
+        raise ParameterError(f"`guidance_rescale` must be in [0, 1], got {guidance_rescale!r}")
+    return phi
 
 
 def _select_rows(x: torch.Tensor) -> bool:
@@ -124,11 +135,13 @@ def classifier_free_guidance(
         null_label = num_classes
     labels = _check_labels(labels, num_classes)
     bounds = _check_interval(interval)
-    phi = float(guidance_rescale)
-    if not 0.0 <= phi <= 1.0:
-        raise ValueError(f"guidance_rescale must be in [0, 1], got {guidance_rescale!r}")
-
+    phi = _check_rescale(guidance_rescale)
     device_labels = _DeviceLabels(labels)
+
+    def guide_all(x_t, t, y, null):
+        """(ε(x_t, y), ε̃) for every row, both branches in one batched pass of 2N rows."""
+        eps, eps_u = net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
+        return eps, rescale_guided(eps_u + w * (eps - eps_u), eps, phi).to(eps.dtype)
 
     def model_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         y = device_labels(x_t)
@@ -136,16 +149,10 @@ def classifier_free_guidance(
         if w == 1.0:
             return net(x_t, t, y)
         if bounds is None:
-            if w == 0.0:
-                return net(x_t, t, null)
-            out = net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null]))
-            eps, eps_u = out.chunk(2)
-            return rescale_guided(eps_u + w * (eps - eps_u), eps, phi).to(eps.dtype)
+            return net(x_t, t, null) if w == 0.0 else guide_all(x_t, t, y, null)[1]
         guide = (t >= bounds[0]) & (t <= bounds[1])
         if not _select_rows(x_t):  # both branches for every row, no data-dependent shapes: no sync
-            out = net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null]))
-            eps, eps_u = out.chunk(2)
-            guided = rescale_guided(eps_u + w * (eps - eps_u), eps, phi).to(eps.dtype)
+            eps, guided = guide_all(x_t, t, y, null)
             return torch.where(guide.reshape(-1, *([1] * (eps.ndim - 1))), guided, eps)
         # on the CPU: every row with its label, then only the guided rows again with the null label
         idx = guide.nonzero().squeeze(1)
@@ -153,8 +160,7 @@ def classifier_free_guidance(
         eps, eps_u = out[: len(t)], out[len(t) :]
         if idx.numel() == 0:
             return eps
-        guided = eps_u + w * (eps[idx] - eps_u)
-        guided = rescale_guided(guided, eps[idx], phi)
+        guided = rescale_guided(eps_u + w * (eps[idx] - eps_u), eps[idx], phi)
         return eps.index_copy(0, idx, guided.to(eps.dtype))
 
     return model_fn
@@ -227,13 +233,6 @@ def autoguidance(model_fn: ModelFn, weak_model_fn: ModelFn, scale: float) -> Mod
     return guided
 
 
-def _check_param_scale(name: str, scale) -> float:
-    try:
-        return _check_scale(name, scale)
-    except ValueError as e:
-        raise ParameterError(f"`{name}`" + str(e)[len(name) :]) from None
-
-
 @dataclass(frozen=True)
 class GuidanceSettings:
     """Which guidance applies to a network, decided once by :func:`resolve_guidance`.
@@ -270,8 +269,8 @@ def resolve_guidance(
     ``interval`` and ``guidance_rescale`` apply to classifier-free guidance only. ``classifier_scale``
     defaults to 1 with a classifier. Errors name the parameters.
     """
-    w = 1.0 if guidance_scale is None else _check_param_scale("guidance_scale", guidance_scale)
-    s = None if classifier_scale is None else _check_param_scale("classifier_scale", classifier_scale)
+    w = 1.0 if guidance_scale is None else _check_scale("guidance_scale", guidance_scale)
+    s = None if classifier_scale is None else _check_scale("classifier_scale", classifier_scale)
     if s is not None and not classifier:
         raise ParameterError("`classifier_scale` needs `classifier`")
     cfg = auto = None
@@ -287,9 +286,7 @@ def resolve_guidance(
             "class-conditional network, `classifier` or `weak`"
         )
     bounds = _check_interval(interval, num_timesteps, "guidance_interval")
-    phi = 0.0 if guidance_rescale is None else float(guidance_rescale)
-    if not 0.0 <= phi <= 1.0:
-        raise ParameterError(f"`guidance_rescale` must be in [0, 1], got {guidance_rescale}")
+    phi = 0.0 if guidance_rescale is None else _check_rescale(guidance_rescale)
     if cfg is None and (interval is not None or phi):
         raise ParameterError(
             "`guidance_interval`/`guidance_rescale` apply to classifier-free guidance: they need "

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from .checks import integer
+from .parameterization import timestep_dtype
 from .timesteps import t_from_sigma
 
 
@@ -46,8 +47,7 @@ def denoiser(model_fn, schedule):
 
     def D(x: torch.Tensor, sigma: float) -> torch.Tensor:
         t = float(t_from_sigma(schedule, [sigma])[0])
-        t_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-        t_batch = torch.full((x.shape[0],), t, dtype=t_dtype, device=x.device)
+        t_batch = torch.full((x.shape[0],), t, dtype=timestep_dtype(x), device=x.device)
         eps = model_fn(x * (1.0 / math.sqrt(1.0 + sigma * sigma)), t_batch)
         return x - sigma * eps.to(x.dtype)
 

@@ -48,18 +48,16 @@ class GaussianMixture:
         weights = torch.as_tensor(self.weights, dtype=torch.float64)
         if means.ndim != 2 or means.shape[0] < 1 or means.shape[1] < 1:
             raise ValueError(f"means must have shape [K, D] with K, D >= 1, got {list(means.shape)}")
-        k = means.shape[0]
-        if stds.shape != (k,):
-            raise ValueError(f"stds must have shape [K] = [{k}], got {list(stds.shape)}")
-        if weights.shape != (k,):
-            raise ValueError(f"weights must have shape [K] = [{k}], got {list(weights.shape)}")
-        for name, value in (("means", means), ("stds", stds), ("weights", weights)):
+        k, per_component = means.shape[0], (("stds", stds), ("weights", weights))
+        for name, value in per_component:
+            if value.shape != (k,):
+                raise ValueError(f"{name} must have shape [K] = [{k}], got {list(value.shape)}")
+        for name, value in (("means", means), *per_component):
             if not torch.isfinite(value).all():
                 raise ValueError(f"{name} must be finite")
-        if not (stds > 0).all():
-            raise ValueError(f"stds must be positive, got min {stds.min().item():g}")
-        if not (weights > 0).all():
-            raise ValueError(f"weights must be positive, got min {weights.min().item():g}")
+        for name, value in per_component:
+            if not (value > 0).all():
+                raise ValueError(f"{name} must be positive, got min {value.min().item():g}")
         object.__setattr__(self, "means", means)
         object.__setattr__(self, "stds", stds)
         object.__setattr__(self, "weights", weights / weights.sum())

@@ -71,11 +71,9 @@ def edm_coefficients(sigma, sigma_data: float) -> tuple:
         c_skip = σ_d²/(σ²+σ_d²)   c_out = σ·σ_d/√(σ²+σ_d²)   c_in = 1/√(σ²+σ_d²)   c_noise = ¼·ln σ
 
     so that D(x̃; σ) = c_skip·x̃ + c_out·F(c_in·x̃; c_noise) (EDM eq. 7)."""
-    if isinstance(sigma, torch.Tensor):
-        norm = (sigma**2 + sigma_data**2).sqrt()
-        return sigma_data**2 / norm**2, sigma * sigma_data / norm, 1 / norm, sigma.log() / 4
-    norm = math.sqrt(sigma**2 + sigma_data**2)
-    return sigma_data**2 / norm**2, sigma * sigma_data / norm, 1 / norm, math.log(sigma) / 4
+    sqrt, log = (torch.sqrt, torch.log) if isinstance(sigma, torch.Tensor) else (math.sqrt, math.log)
+    norm = sqrt(sigma**2 + sigma_data**2)
+    return sigma_data**2 / norm**2, sigma * sigma_data / norm, 1 / norm, log(sigma) / 4
 
 
 def sigma_from_alpha_bar(alpha_bar: torch.Tensor) -> torch.Tensor:
@@ -83,13 +81,18 @@ def sigma_from_alpha_bar(alpha_bar: torch.Tensor) -> torch.Tensor:
     return ((1 - alpha_bar) / alpha_bar).sqrt()
 
 
+def timestep_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype of fractional timesteps (or EDM's c_noise) fed with ``x``: float64 for float64 ``x``,
+    else float32 (never half precision, which cannot tell neighbouring timesteps apart)."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
 # EDM's preconditioning on the VP schedule: x̃ = x_t/√ᾱ and σ = √((1-ᾱ)/ᾱ). ``ab`` is ᾱ in float64
 # [N, 1, …]; the coefficients are cast to the tensor's dtype where they multiply it.
 def _edm_input(x_t: torch.Tensor, t: torch.Tensor, ab: torch.Tensor, sigma_data: float):
     """(c_in·x̃, c_noise): the network's input [N, ...] and its noise label [N] (fractional)."""
     _, _, c_in, c_noise = edm_coefficients(sigma_from_alpha_bar(ab), sigma_data)
-    t_dtype = torch.float64 if x_t.dtype == torch.float64 else torch.float32  # never a half-precision σ
-    return x_t * (c_in / ab.sqrt()).to(x_t.dtype), c_noise.reshape(-1).to(t_dtype)
+    return x_t * (c_in / ab.sqrt()).to(x_t.dtype), c_noise.reshape(-1).to(timestep_dtype(x_t))
 
 
 def _edm_to_eps(x_t: torch.Tensor, out: torch.Tensor, ab: torch.Tensor, sigma_data: float) -> torch.Tensor:
@@ -287,9 +290,7 @@ def prediction_target(
     target = _check_prediction(prediction, schedule, sigma_data)
     if prediction == "eps":
         return eps
-    if target.preconditioned:
-        return target.target(x0, eps, _alpha_bars(target, schedule, t, x0), sigma_data)
-    return target.target(x0, eps, schedule.gather(schedule.alpha_bars, t, x0), sigma_data)
+    return target.target(x0, eps, _alpha_bars(target, schedule, t, x0), sigma_data)
 
 
 class EpsNetwork(torch.nn.Module):

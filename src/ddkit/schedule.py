@@ -26,6 +26,7 @@ from . import checks
 from .timesteps import alpha_bar_at
 
 SCHEDULES = ("linear", "cosine")
+_NAMED = SCHEDULES + ("scaled_linear",)  # the constructors that to_config records by name
 # the per-timestep tables a Schedule keeps (float64 [T])
 _TABLES = ("betas", "alphas", "alpha_bars", "alpha_bars_prev", "snr", "sigmas", "posterior_variance")
 
@@ -113,19 +114,15 @@ class Schedule:
         """Inverse of :meth:`to_config`."""
         config = dict(config)
         name = config.pop("name", None)
-        if name == "linear":
-            return cls.linear(**config)
-        if name == "cosine":
-            return cls.cosine(**config)
-        if name == "scaled_linear":
-            return cls.scaled_linear(**config)
+        if name in _NAMED:
+            return getattr(cls, name)(**config)
         if name == "custom" and "betas" in config:
             return cls(torch.tensor(config["betas"], dtype=torch.float64))
         raise ValueError(f"unknown schedule {name!r}; allowed: {', '.join(SCHEDULES)} (or 'custom' with betas)")
 
     def to_config(self) -> dict:
         """A JSON-able description that :meth:`from_config` turns back into this schedule."""
-        if self.name in SCHEDULES + ("scaled_linear",):
+        if self.name in _NAMED:
             return {"name": self.name, **self.params}
         return {"name": "custom", "betas": self.betas.tolist()}
 
@@ -140,8 +137,7 @@ class Schedule:
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v}" for k, v in self.params.items())
-        named = self.name in SCHEDULES + ("scaled_linear",)
-        return f"Schedule.{self.name}({params})" if named else f"Schedule(T={self.num_timesteps})"
+        return f"Schedule.{self.name}({params})" if self.name in _NAMED else f"Schedule(T={self.num_timesteps})"
 
     @property
     def zero_terminal_snr(self) -> bool:

@@ -32,7 +32,7 @@ import json
 import math
 import os
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +115,7 @@ class TunedTimesteps:
         d = _upgrade(d)
         try:
             rec = cls(**{k: v for k, v in d.items() if k in names})
-            return rec.__class__(**{**asdict(rec), "timesteps": tuple(rec.timesteps), "sigmas": tuple(rec.sigmas)})
+            return replace(rec, timesteps=tuple(rec.timesteps), sigmas=tuple(rec.sigmas))
         except TypeError as e:
             raise ValueError(f"{where} lacks a field: {e}") from None
 
@@ -174,6 +174,44 @@ def default_spacing(sampler: str) -> str:
 def _points(sampler: str, nfe: int) -> int:
     """Grid points that ``nfe`` evaluations of ``sampler`` visit (heun: (nfe+1)/2)."""
     return edm_points(nfe, heun=True) if sampler == "heun" else nfe
+
+
+def _order_option(sampler: str, order: int | None) -> dict:
+    """``{"order": order}`` for a sampler that takes one (its default when None: recorded, so that
+    sampling with another order is refused); {} for the others."""
+    if order is None and "order" in get_sampler(sampler).options:
+        order = get_sampler(sampler).defaults["order"]
+    return {} if order is None else {"order": int(order)}
+
+
+def _record(sampler: str, nfe: int, seq: list, schedule: Schedule, x_T, options, model, **fields) -> TunedTimesteps:
+    """The record of ``seq`` tuned for ``sampler`` at ``nfe`` evaluations on the start noise ``x_T``,
+    with the fields that depend on the objective (``method``, scores, …) passed on."""
+    return TunedTimesteps(
+        sampler=sampler,
+        nfe=int(nfe),
+        timesteps=tuple(seq),
+        sigmas=tuple(sampling_grid(schedule, timesteps=seq).sigmas),
+        options=options,
+        baseline=default_spacing(sampler),
+        num=int(x_T.shape[0]),
+        num_timesteps=schedule.num_timesteps,
+        model=model,
+        version=__version__,
+        **fields,
+    )
+
+
+def _per_spacing(fn) -> dict:
+    """{spacing: fn(spacing)} for every hand-made spacing that applies (a ValueError: one that does
+    not, e.g. a σ-grid on a zero-terminal-SNR schedule)."""
+    out = {}
+    for spacing in ALL_SPACINGS:
+        try:
+            out[spacing] = fn(spacing)
+        except ValueError:
+            continue
+    return out
 
 
 def default_teacher_steps(num_timesteps: int) -> int:
@@ -239,27 +277,13 @@ class Teacher:
 
 
 def _run_batches(name, model_fn, schedule, x_T, batch_size, clip_x0, options, callback=None, **grid):
+    out = []
     with warnings.catch_warnings():  # grids tried and scored here may be poor on purpose
         warnings.simplefilter("ignore", PoorGridWarning)
-        return _run_batches_loud(name, model_fn, schedule, x_T, batch_size, clip_x0, options, callback, **grid)
-
-
-def _run_batches_loud(name, model_fn, schedule, x_T, batch_size, clip_x0, options, callback=None, **grid):
-    out = []
-    for start in range(0, x_T.shape[0], batch_size):
-        cb = None if callback is None else (lambda info, s=start: callback(s, info))
-        out.append(
-            run_sampler(
-                name,
-                model_fn,
-                x_T[start : start + batch_size],
-                schedule,
-                clip_x0=clip_x0,
-                callback=cb,
-                **options,
-                **grid,
-            )
-        )
+        for start in range(0, x_T.shape[0], batch_size):
+            cb = None if callback is None else (lambda info, s=start: callback(s, info))
+            x = x_T[start : start + batch_size]
+            out.append(run_sampler(name, model_fn, x, schedule, clip_x0=clip_x0, callback=cb, **options, **grid))
     return torch.cat(out)
 
 
@@ -302,36 +326,19 @@ class _Problem:
         self.top = schedule.num_timesteps - 1
         self.evaluations = 0
 
+    def _run(self, x_T, batch_size, callback=None, **grid) -> torch.Tensor:
+        fn, clip_x0 = self.model_fn, self.teacher.clip_x0
+        return _run_batches(self.sampler, fn, self.schedule, x_T, batch_size, clip_x0, self.options, callback, **grid)
+
     def rmse(self, seq) -> float:
         self.evaluations += 1
-        t = self.teacher
-        x0 = _run_batches(
-            self.sampler,
-            self.model_fn,
-            self.schedule,
-            t.x_T,
-            self.batch_size,
-            t.clip_x0,
-            self.options,
-            timesteps=list(seq),
-        )
-        return float((x0.double() - t.x0).pow(2).mean().sqrt())
+        x0 = self._run(self.teacher.x_T, self.batch_size, timesteps=list(seq))
+        return float((x0.double() - self.teacher.x0).pow(2).mean().sqrt())
 
     def grid_of(self, spacing: str, steps: int) -> list:
         """The points the sampler visits with a hand-made spacing (read from its callback)."""
         seen: list = []
-        _run_batches(
-            self.sampler,
-            self.model_fn,
-            self.schedule,
-            self.teacher.x_T[:1],
-            1,
-            self.teacher.clip_x0,
-            self.options,
-            lambda start, info: seen.append(info.t),
-            steps=steps,
-            spacing=spacing,
-        )
+        self._run(self.teacher.x_T[:1], 1, lambda start, info: seen.append(info.t), steps=steps, spacing=spacing)
         return seen
 
 
@@ -347,11 +354,8 @@ def _dp_sequence(teacher: Teacher, n: int) -> list:
 
 
 def _log_sigma(schedule: Schedule, t) -> float:
-    return 0.5 * (math.log1p(-_alpha_bar(schedule, t)) - math.log(_alpha_bar(schedule, t)))
-
-
-def _alpha_bar(schedule: Schedule, t) -> float:
-    return sampling_grid(schedule, timesteps=[t]).alpha_bars[0]
+    alpha_bar = sampling_grid(schedule, timesteps=[t]).alpha_bars[0]
+    return 0.5 * (math.log1p(-alpha_bar) - math.log(alpha_bar))
 
 
 def _search(problem: _Problem, seq: list, score: float, sweeps: int, max_evals: int) -> tuple[list, float]:
@@ -364,11 +368,6 @@ def _search(problem: _Problem, seq: list, score: float, sweeps: int, max_evals: 
     frac, start = 0.3, problem.evaluations
 
     u_top = _log_sigma(schedule, problem.top)
-
-    def to_t(values):
-        t = t_from_sigma(schedule, np.exp(values)).tolist()
-        return [int(round(v)) if abs(v - round(v)) < 1e-9 else float(v) for v in t]
-
     for _ in range(sweeps):
         improved = False
         for k in range(len(u)):
@@ -381,7 +380,7 @@ def _search(problem: _Problem, seq: list, score: float, sweeps: int, max_evals: 
                     continue
                 trial = list(u)
                 trial[k] = u[k] + frac * ((upper - u[k]) if direction > 0 else (lower - u[k]))
-                cand = to_t(trial)
+                cand = _to_timesteps(schedule, np.exp(trial))
                 if any(a <= b for a, b in zip(cand, cand[1:])) or cand[-1] < 0:
                     continue
                 s = problem.rmse(cand)
@@ -428,9 +427,7 @@ def tune_timesteps(
     teacher_steps = check_tuning(sampler, nfe, teacher_steps, schedule.num_timesteps, order)
     if not isinstance(x_T, torch.Tensor) or not x_T.is_floating_point() or x_T.ndim < 2:
         raise ValueError("x_T must be a floating-point tensor [N, ...] of start noise")
-    if order is None and "order" in get_sampler(sampler).options:
-        order = get_sampler(sampler).defaults["order"]  # recorded, so that sampling with another order is refused
-    options = {} if order is None else {"order": int(order)}
+    options = _order_option(sampler, order)
     batch_size = integer("batch_size", batch_size, low=1)
     if teacher is None:
         teacher = teacher_solution(
@@ -439,36 +436,24 @@ def tune_timesteps(
     elif teacher.x_T is not x_T or teacher.clip_x0 != (None if clip_x0 is None else tuple(clip_x0)):
         raise ValueError("teacher was made for another x_T or clip_x0 (teacher_solution(model_fn, schedule, x_T, ...))")
     problem = _Problem(model_fn, schedule, sampler, options, teacher, batch_size)
-    n = _points(sampler, nfe)
-    candidates = {"dp": _dp_sequence(teacher, n)}
-    before = {}
-    for spacing in ALL_SPACINGS:
-        try:
-            seq = problem.grid_of(spacing, nfe)
-        except ValueError:  # e.g. a σ-grid on a zero-terminal-SNR schedule
-            continue
-        before[spacing] = problem.rmse(seq)
-        candidates[spacing] = seq
-    scores = {name: before.get(name) for name in candidates}
-    scores["dp"] = problem.rmse(candidates["dp"])
+    candidates = {"dp": _dp_sequence(teacher, _points(sampler, nfe))}
+    candidates |= _per_spacing(lambda spacing: problem.grid_of(spacing, nfe))
+    before = {spacing: problem.rmse(seq) for spacing, seq in candidates.items() if spacing != "dp"}
+    scores = {"dp": problem.rmse(candidates["dp"])} | before  # the dynamic programme's first, as it wins ties
     start = min(scores, key=lambda name: scores[name])
     seq, score = _search(problem, list(candidates[start]), scores[start], sweeps, max_evals)
-    grid = sampling_grid(schedule, timesteps=seq)
-    return TunedTimesteps(
-        sampler=sampler,
-        nfe=int(nfe),
-        timesteps=tuple(seq),
-        sigmas=tuple(grid.sigmas),
-        options=options,
+    return _record(
+        sampler,
+        nfe,
+        seq,
+        schedule,
+        x_T,
+        options,
+        model,
         method=METHOD.format(fine=len(teacher.points)) + f"; the search started from {start!r}",
         teacher={**TEACHER, "steps": int(teacher_steps)},
-        baseline=default_spacing(sampler),
         score_before=before | {"dp": scores["dp"]},
         score_after=score,
-        num=int(x_T.shape[0]),
-        num_timesteps=schedule.num_timesteps,
-        model=model,
-        version=__version__,
     )
 
 
@@ -550,7 +535,7 @@ def klub_candidates(
 def klub_tops(schedule: Schedule) -> list[float]:
     """The top σ of the candidate grids: min(σ_{T-1}, 80) (where σ-grids start), and 20, 5 and 2
     where below it."""
-    from .timesteps import DEFAULT_SIGMA_MAX, sigma_range
+    from .timesteps import DEFAULT_SIGMA_MAX
 
     lo, hi = sigma_range(schedule)
     first = min(hi, DEFAULT_SIGMA_MAX)
@@ -583,9 +568,7 @@ def tune_timesteps_klub(
     ``nfe`` points of (``nfe`` + 1)-point candidates, as they do a spacing's grid. ``validation`` says
     in the record what ``score_fn`` measures. Returns the :class:`TunedTimesteps` record."""
     check_tuning(sampler, nfe, None, schedule.num_timesteps, order)  # (no teacher here)
-    if order is None and "order" in get_sampler(sampler).options:
-        order = get_sampler(sampler).defaults["order"]
-    options = {} if order is None else {"order": int(order)}
+    options = _order_option(sampler, order)
     n = _points(sampler, nfe)
     # the multistep solvers step from their last point to σ = 0 themselves: as with their spacings
     # (sampling_grid's solver=True), they walk the first n points of an (n+1)-point grid to σ_min
@@ -605,20 +588,17 @@ def tune_timesteps_klub(
     for name, sig in grids.items():
         seq = _to_timesteps(schedule, sig)
         candidates[name] = {"timesteps": seq, "klub": bound[name], "score": score(timesteps=seq)}
-    before = {}
-    for spacing in ALL_SPACINGS:
-        try:
-            before[spacing] = score(steps=nfe, spacing=spacing)
-        except ValueError:  # e.g. a σ-grid on a zero-terminal-SNR schedule
-            continue
+    before = _per_spacing(lambda spacing: score(steps=nfe, spacing=spacing))
     chosen = min(candidates, key=lambda k: candidates[k]["score"])
     seq = candidates[chosen]["timesteps"]
-    return TunedTimesteps(
-        sampler=sampler,
-        nfe=int(nfe),
-        timesteps=tuple(seq),
-        sigmas=tuple(sampling_grid(schedule, timesteps=seq).sigmas),
-        options=options,
+    return _record(
+        sampler,
+        nfe,
+        seq,
+        schedule,
+        x_T,
+        options,
+        model,
         method=KLUB_METHOD.format(
             n_train=int(x0.shape[0]),
             fine=max(int(fine), n),
@@ -628,13 +608,8 @@ def tune_timesteps_klub(
         )
         + (f" ({validation})" if validation else ""),
         teacher={},
-        baseline=default_spacing(sampler),
         score_before=before,
         score_after=candidates[chosen]["score"],
-        num=int(x_T.shape[0]),
-        num_timesteps=schedule.num_timesteps,
-        model=model,
-        version=__version__,
         objective="klub",
         candidates=candidates,
         chosen=chosen,

@@ -83,10 +83,7 @@ def config_from_dict(d: Mapping[str, Any]) -> ModelConfig:
     unknown = sorted(set(d) - set(allowed) - {"kind"})
     if unknown:
         raise ValueError(f"unknown {kind} config field(s) {unknown}; allowed fields: {allowed}")
-    missing = [
-        f.name for f in fields
-        if f.name not in d and f.default is dataclasses.MISSING
-    ]  # fmt: skip
+    missing = [f.name for f in fields if f.name not in d and f.default is dataclasses.MISSING]
     if missing:
         raise ValueError(f"{kind} config is missing required field(s) {missing}")
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k != "kind"}

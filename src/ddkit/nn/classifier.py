@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .embeddings import check_timesteps, timestep_embedding
+from .embeddings import check_images, timestep_embedding
 from .layers import group_norm, init_ddpm_, positive_int
 from .unet import UNetConfig, build_down_path, build_middle, run_down_path, time_embedding_mlp
 
@@ -87,14 +87,10 @@ class NoisyClassifier(nn.Module):
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         """x: ``[N, C, S, S]``; t: ``[N]`` 0-based timesteps. Returns logits ``[N, K]``.
         (``y`` is accepted for the shared network signature and must be None.)"""
-        cfg = self.config
-        expected = (cfg.in_channels, cfg.image_size, cfg.image_size)
-        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"x must have shape [N, {', '.join(map(str, expected))}], got {tuple(x.shape)}")
-        check_timesteps(t, x.shape[0])
+        check_images(x, t, self.config)
         if y is not None:
             raise ValueError("a classifier takes no labels (y must be None)")
-        emb = F.silu(self.time_embed(timestep_embedding(t, cfg.base_channels).to(x.dtype)))
+        emb = F.silu(self.time_embed(timestep_embedding(t, self.config.base_channels).to(x.dtype)))
         h = run_down_path(self.down, self.conv_in(x), emb)[-1]
         for block in self.mid:
             h = block(h, emb)

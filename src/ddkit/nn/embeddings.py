@@ -21,6 +21,7 @@ __all__ = [
     "add_augment_labels",
     "augment_embedding",
     "check_augment_dim",
+    "check_images",
     "check_timesteps",
     "labels_or_null",
     "timestep_embedding",
@@ -58,6 +59,15 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000) -> Tensor
 def check_timesteps(t: Tensor, n: int) -> None:
     """Raise ValueError unless ``t`` is a real ``[n]`` tensor of timesteps (integer, or fractional)."""
     timestep_batch(t, n, fractional=True, per_sample=False)
+
+
+def check_images(x: Tensor, t: Tensor, cfg) -> None:
+    """Raise ValueError unless ``x`` is ``[N, C, S, S]`` for a network whose config ``cfg`` has
+    ``in_channels`` C and ``image_size`` S, and ``t`` its ``[N]`` timesteps."""
+    expected = (cfg.in_channels, cfg.image_size, cfg.image_size)
+    if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+        raise ValueError(f"x must have shape [N, {', '.join(map(str, expected))}], got {tuple(x.shape)}")
+    check_timesteps(t, x.shape[0])
 
 
 def labels_or_null(y: Tensor | None, t: Tensor, num_classes: int | None) -> Tensor | None:

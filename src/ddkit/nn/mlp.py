@@ -69,8 +69,7 @@ class MLPDenoiser(nn.Module):
 
     def __init__(self, dim: int = 2, hidden: int = 256, depth: int = 4, num_classes: int | None = None):
         super().__init__()
-        cfg = MLPConfig(dim, hidden, depth, num_classes)
-        self.config = cfg
+        self.config = MLPConfig(dim, hidden, depth, num_classes)  # validates the arguments
         self.time_embed = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
         self.label_embed = nn.Embedding(num_classes + 1, hidden) if num_classes is not None else None
         self.in_proj = nn.Linear(dim, hidden)

@@ -23,7 +23,7 @@ from .embeddings import (
     add_augment_labels,
     augment_embedding,
     check_augment_dim,
-    check_timesteps,
+    check_images,
     labels_or_null,
     timestep_embedding,
 )
@@ -207,8 +207,7 @@ class UNet(nn.Module):
         ch, emb_ch = cfg.base_channels, 4 * cfg.base_channels
         self.time_embed = time_embedding_mlp(ch, emb_ch)
         self.label_embed = nn.Embedding(cfg.num_classes + 1, emb_ch) if cfg.num_classes is not None else None
-        self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
-        init_ddpm_(self.conv_in)
+        self.conv_in = init_ddpm_(nn.Conv2d(cfg.in_channels, ch, 3, padding=1))
         self.down, skips = build_down_path(cfg, emb_ch)
         self.mid = build_middle(ch * cfg.channel_mult[-1], emb_ch, cfg.dropout)
         self._build_up(cfg, emb_ch, skips)
@@ -252,7 +251,7 @@ class UNet(nn.Module):
         Returns:
             ``[N, C, S, S]`` ε̂.
         """
-        self._check_inputs(x, t)
+        check_images(x, t, self.config)
         y = labels_or_null(y, t, self.config.num_classes)
         emb = timestep_embedding(t, self.config.base_channels).to(x.dtype)
         emb = self.time_embed(add_augment_labels(emb, self.augment_embed, augment_labels))
@@ -269,11 +268,3 @@ class UNet(nn.Module):
             if level.resample is not None:
                 h = level.resample(h)
         return self.out_conv(F.silu(self.out_norm(h)))
-
-    def _check_inputs(self, x: Tensor, t: Tensor) -> None:
-        cfg = self.config
-        expected = (cfg.in_channels, cfg.image_size, cfg.image_size)
-        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"x must have shape [N, {', '.join(map(str, expected))}], "
-                             f"got {tuple(x.shape)}")  # fmt: skip
-        check_timesteps(t, x.shape[0])
