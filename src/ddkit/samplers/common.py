@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
-from ..parameterization import ModelFn, eps_from_x0, x0_from_eps
+from ..parameterization import ModelFn, eps_from_x0, timestep_dtype, x0_from_eps
 from ..rng import Generator, randn
 from ..timesteps import sampling_grid
 
@@ -72,8 +72,7 @@ def call_model(model_fn: ModelFn, x: torch.Tensor, t) -> torch.Tensor:
     if isinstance(t, int):
         t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
     else:
-        t_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-        t_batch = torch.full((x.shape[0],), float(t), dtype=t_dtype, device=x.device)
+        t_batch = torch.full((x.shape[0],), float(t), dtype=timestep_dtype(x), device=x.device)
     eps = model_fn(x, t_batch)
     if eps.shape != x.shape:
         raise ValueError(f"model_fn returned shape {list(eps.shape)}, expected the input's {list(x.shape)}")
