@@ -16,10 +16,11 @@ seed s) and the same true-sample level (seeds 100 + s). For every NFE:
   scoring sets are seen.
 - diffusers: every configuration of samplers.diffusers_configs (DDIM, DPM-Solver(++), UniPC bh1/bh2,
   Euler, Heun × leading/trailing/linspace/karras/exponential/lu) is screened on the first
-  --screen-num draws of set 0; the --keep best of the screen are scored on the full sets, and
-  diffusers' best is the lowest mean among them (chosen on the scoring sets: an advantage to
-  diffusers). The screen only saves time (the energy distance costs O(num²)); where samplers.py
-  scored every configuration in full (NFE 4, 5, 6, 8, 10), its best is the check.
+  SCREEN_NUM (2,000) draws of set 0; the KEEP (8) best of the screen and every one within MARGIN
+  (0.002) of its best are scored on the full sets, and diffusers' best is the lowest mean among
+  them (chosen on the scoring sets: an advantage to diffusers). The screen only saves time (the
+  energy distance costs O(num²)); where samplers.py scored every configuration in full (NFE 4, 5, 6,
+  8, 10), its best is the check. A JSON made with another screen rule is completed on resuming.
 
 The verdict per NFE is samplers.oracle_verdict: the paired difference over the sets and whether the
 KLUB-chosen grid is ahead in every set. One JSON per schedule, written after every NFE (resumable).
