@@ -242,7 +242,9 @@ def _failed(fam, name, n, e, keys, seeds):
     return row
 
 
-def run_oracle(nfe_list, num: int, seeds: int, schedule_name: str, tune_num: int, max_evals: int) -> dict:
+def oracle_setup(schedule_name: str, num: int, seeds: int):
+    """(schedule, mixture, its exact ε, the start-noise sets x_T (set s from seed s), the true samples'
+    scores (set s from seed 100 + s)) of the oracle part."""
     schedule = getattr(ddkit.Schedule, schedule_name)()
     gmm = GaussianMixture.default_2d()
     fn = gmm.eps_fn(schedule.alpha_bars)
@@ -251,18 +253,33 @@ def run_oracle(nfe_list, num: int, seeds: int, schedule_name: str, tune_num: int
         energy_distance_to_mixture(gmm.sample(num, torch.Generator().manual_seed(100 + s))[0], gmm)
         for s in range(seeds)
     ]
+    return schedule, gmm, fn, x_Ts, null
+
+
+def score_oracle(configs, fn, gmm, x_Ts) -> list:
+    """One row per (family, name, nfe, sample) configuration: its energy distance to the mixture's law
+    on every start-noise set, mean ± sd (a configuration that raises is a "fails" row)."""
+    rows = []
+    for fam, name, n, sample in configs:
+        try:
+            scores = [energy_distance_to_mixture(sample(fn, x_T).double(), gmm) for x_T in x_Ts]
+        except Exception as e:  # a scheduler that fails on this grid is reported, not fatal
+            rows.append(_failed(fam, name, n, e, ("energy",), len(x_Ts)))
+            continue
+        m, sd = mean_sd(scores)
+        rows.append({"family": fam, "name": name, "nfe": n, "energy": m, "energy_sd": sd, "energys": scores})
+    return rows
+
+
+def run_oracle(nfe_list, num: int, seeds: int, schedule_name: str, tune_num: int, max_evals: int) -> dict:
+    schedule, gmm, fn, x_Ts, null = oracle_setup(schedule_name, num, seeds)
     x_tune = torch.randn(tune_num, 2, generator=torch.Generator().manual_seed(TUNE_SEED))
     tuned = tune_all(fn, schedule, x_tune, nfe_list, max_evals=max_evals)
     rows = []
     for nfe in nfe_list:
-        for fam, name, n, sample in ddkit_configs(nfe, schedule, tuned=tuned) + diffusers_configs(nfe, schedule):
-            try:
-                scores = [energy_distance_to_mixture(sample(fn, x_T).double(), gmm) for x_T in x_Ts]
-            except Exception as e:  # a scheduler that fails on this grid is reported, not fatal
-                rows.append(_failed(fam, name, n, e, ("energy",), seeds))
-                continue
-            m, sd = mean_sd(scores)
-            rows.append({"family": fam, "name": name, "nfe": n, "energy": m, "energy_sd": sd, "energys": scores})
+        rows += score_oracle(
+            ddkit_configs(nfe, schedule, tuned=tuned) + diffusers_configs(nfe, schedule), fn, gmm, x_Ts
+        )
         print(f"  oracle {schedule_name} NFE {nfe}: {len(rows)} configurations so far", flush=True)
     return {
         "schedule": schedule_name,
@@ -275,13 +292,16 @@ def run_oracle(nfe_list, num: int, seeds: int, schedule_name: str, tune_num: int
     }
 
 
-def oracle_verdict(result: dict, nfe: int) -> dict:
-    """ddkit's best against diffusers' best at ``nfe`` (by mean), with the paired difference over sets."""
+def oracle_verdict(result: dict, nfe: int, ddkit_name: str | None = None) -> dict:
+    """ddkit's best (or its row ``ddkit_name``) against diffusers' best at ``nfe`` (by mean), with the
+    paired difference over sets."""
     rows = [r for r in result["rows"] if r["nfe"] == nfe]
     best = {
         fam: min((r for r in rows if r["family"] == fam and np.isfinite(r["energy"])), key=lambda r: r["energy"])
         for fam in ("ddkit", "diffusers")
     }
+    if ddkit_name is not None:
+        best["ddkit"] = next(r for r in rows if r["family"] == "ddkit" and r["name"] == ddkit_name)
     diff = np.asarray(best["ddkit"]["energys"]) - np.asarray(best["diffusers"]["energys"])
     d, d_sd = mean_sd(diff)
     return {
