@@ -62,6 +62,19 @@ def budget(train: dict) -> dict:
     return train
 
 
+def with_budget(config: RunConfig, options: dict, names: tuple[str, ...]) -> RunConfig:
+    """``config`` with the training options among ``names`` that ``options`` gives (not None), the
+    budget rule applied (:func:`budget`): what a resumed run may change."""
+    changed = {k: options[k] for k in names if options.get(k) is not None}
+    return replace(config, train=replace(config.train, **budget(changed)))
+
+
+def measure_sigma_data(x) -> float:
+    """EDM's σ_data: the standard deviation of all the values of the training data ``x`` (a tensor;
+    rounded to 4 decimals; 0.5 is EDM's choice for images in [-1, 1])."""
+    return round(float(x.double().std()), 4)
+
+
 @dataclass(frozen=True)
 class DiffusionConfig:
     """The noise schedule over T = 1000 steps: cosine (Nichol & Dhariwal; the default, measured
