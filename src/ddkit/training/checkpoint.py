@@ -29,6 +29,7 @@ import os
 import pickle
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -45,11 +46,6 @@ WEIGHT_FILES = ("model.safetensors", "ema.safetensors", "state.pt")
 MANIFEST = "manifest.json"
 BEST_RECORD = "best.json"  # in RUN/checkpoints/best: the step and the validation scores that chose it
 BEST_FILES = ("model.safetensors", "ema.safetensors", BEST_RECORD)
-
-
-def checkpoint_dir(run_dir: str | os.PathLike, step: int) -> Path:
-    """RUN/checkpoints/step-NNNNNN (see :class:`~ddkit.training.rundir.RunDir`)."""
-    return RunDir(run_dir).checkpoint(step)
 
 
 def checkpoint_bytes(model: nn.Module) -> int:
@@ -148,6 +144,37 @@ def _write_checkpoint_files(
     _fsync(tmp)
 
 
+def _write_in_place(
+    final: Path,
+    what: str,
+    model_state: dict,
+    ema_state: dict,
+    *,
+    train_state: dict | None = None,
+    record: dict | None = None,
+    metadata: dict[str, str] | None = None,
+    kept: Callable[[], str] = str,
+) -> Path:
+    """Write the checkpoint folder ``final`` whole under ``.tmp-NAME-PID`` (a step checkpoint's
+    ``train_state`` or the best one's ``record``: :func:`_write_checkpoint_files`), then rename it into
+    place (the previous one renamed away first). A failed write removes the temporary folder and
+    raises OSError naming ``what``, followed by ``kept()`` (what is still intact)."""
+    tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        _write_checkpoint_files(tmp, model_state, ema_state, train_state, metadata, record)
+        if final.exists():
+            _discard(final)
+        os.replace(tmp, final)
+        _fsync(final.parent)
+    except (OSError, RuntimeError) as e:  # torch.save reports a failed write as RuntimeError
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = getattr(e, "strerror", None) or " ".join(str(e).split())[:200]
+        raise OSError(f"cannot write {what} {final}: {reason} (disk full or not writable?){kept()}") from e
+    return final
+
+
 def save_checkpoint(
     run_dir: str | os.PathLike,
     step: int,
@@ -166,22 +193,15 @@ def save_checkpoint(
 
     A failed write (full disk, read-only folder) raises OSError naming the step and leaves the
     previous checkpoints as they were."""
-    final = checkpoint_dir(run_dir, step)
-    tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
-    try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        _write_checkpoint_files(tmp, model_state, ema_state, train_state, metadata)
-        if final.exists():
-            _discard(final)
-        os.replace(tmp, final)
-        _fsync(final.parent)
-    except (OSError, RuntimeError) as e:  # torch.save reports a failed write as RuntimeError
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    def kept() -> str:
         previous = latest_checkpoint(run_dir)
-        kept = f"; the previous checkpoint {previous} is intact" if previous else ""
-        reason = getattr(e, "strerror", None) or " ".join(str(e).split())[:200]
-        raise OSError(f"cannot write checkpoint {final}: {reason} (disk full or not writable?){kept}") from e
+        return f"; the previous checkpoint {previous} is intact" if previous else ""
+
+    final = _write_in_place(
+        RunDir(run_dir).checkpoint(step), "checkpoint", model_state, ema_state,
+        train_state=train_state, metadata=metadata, kept=kept,
+    )  # fmt: skip
     for old in list_checkpoints(run_dir)[:-keep]:
         if int(_STEP_DIR.match(old.name).group(1)) not in keep_steps:
             _discard(old)
@@ -202,21 +222,8 @@ def save_best(
     Crash safety as for step checkpoints: written whole under ``.tmp-best-PID`` (manifest last), then
     the old best is renamed away and the new one renamed into place; a crash between those two
     renames leaves a complete ``.tmp-best-*`` that :func:`recover_best` puts in place."""
-    final = RunDir(run_dir).best
-    tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
-    try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        _write_checkpoint_files(tmp, model_state, ema_state, None, metadata, record)
-        if final.exists():
-            _discard(final)
-        os.replace(tmp, final)
-        _fsync(final.parent)
-    except (OSError, RuntimeError) as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        reason = getattr(e, "strerror", None) or " ".join(str(e).split())[:200]
-        raise OSError(f"cannot write the best checkpoint {final}: {reason} (disk full or not writable?)") from e
-    return final
+    best = RunDir(run_dir).best
+    return _write_in_place(best, "the best checkpoint", model_state, ema_state, record=record, metadata=metadata)
 
 
 def read_best(run_dir: str | os.PathLike) -> dict | None:
