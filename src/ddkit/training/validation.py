@@ -234,11 +234,6 @@ class Validator:
         record["seconds"] = time.perf_counter() - start
         return record
 
-    def key(self, record: dict) -> tuple[int, float]:
-        """The ``select`` (tier, score) of a record (:func:`selection_key`; lower is better)."""
-        tc = self.config.train
-        return selection_key(record, tc.select, tc.select_closer)
-
 
 def selection_key(record: dict, select: str, select_closer: float = DEFAULT_SELECT_CLOSER) -> tuple[int, float]:
     """How ``select`` ranks an evaluation ``record``: (tier, score), lower is better, compared as a
