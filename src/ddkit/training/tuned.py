@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..checks import ParameterError
-from ..generate import LabelCycle, plain_model_fn, start_noise
+from ..generate import LabelCycle, plain_model_fn, sample_shape, start_noise
 from ..schedule import Schedule
 from ..tuning import TunedTimesteps, check_objective, check_tuning, tune_timesteps, tune_timesteps_klub
 from .config import measure_sigma_data
@@ -78,16 +78,13 @@ def tune_run(
     check_tuning(sampler, nfe, teacher_steps, schedule.num_timesteps, order)
     ident = weights_id(run, checkpoint, ema)
     net = config.diffusion.eps_network(model, schedule)
-    image = hasattr(config.model, "image_size")
-    shape = (
-        (config.model.in_channels, config.model.image_size, config.model.image_size) if image else (config.model.dim,)
-    )
-    x_T, _ = start_noise(seed, range(num), shape, device)
+    x_T, _ = start_noise(seed, range(num), sample_shape(net), device)
+    image = x_T.ndim == 4  # x_T: [N, C, H, W] for images, [N, D] for points
     num_classes = getattr(config.model, "num_classes", None)
     y = None if num_classes is None else LabelCycle(num_classes)(0, num).to(device)
     model_fn = plain_model_fn(net)(y) if y is None else _labelled(net, y)
-    common = dict(sampler=sampler, nfe=nfe, x_T=x_T, order=order, clip_x0=(-1.0, 1.0) if image else None)
-    common["model"] = {**ident, "seed": int(seed)}
+    clip_x0 = (-1.0, 1.0) if image else None
+    common = dict(sampler=sampler, nfe=nfe, x_T=x_T, order=order, clip_x0=clip_x0, model={**ident, "seed": int(seed)})
     if objective == "klub":
         if y is not None:
             raise ParameterError("`objective` klub is for unconditional runs; this one is class-conditional (use rmse)")
