@@ -194,7 +194,12 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         checks.fraction("holdout", self.holdout, high_open=True, what="a fraction in [0, 1)")
-        check_val(self.val)
+        val = self.val  # 0 (none), a count of images >= 1, or a fraction in (0, 1)
+        if not ((checks.is_int(val) and val >= 0) or (isinstance(val, float) and 0.0 <= val < 1.0)):
+            raise checks.ParameterError(
+                "`val` must be a number of images (an integer >= 1) or a fraction in (0, 1) of the training data, "
+                f"got {val!r}"
+            )
         checks.integer("val_seed", self.val_seed, low=0, high=MAX_SEED)
         if self.val and self.source.startswith("toy:"):
             raise checks.ParameterError(
@@ -474,17 +479,6 @@ class RunConfig:
 
     def replace(self, **sections) -> RunConfig:
         return replace(self, **sections)
-
-
-def check_val(val) -> None:
-    """``val``: 0 (none), a count of images >= 1, or a fraction in (0, 1)."""
-    if checks.is_int(val) and val >= 0:
-        return
-    if isinstance(val, float) and 0.0 <= val < 1.0:
-        return
-    raise checks.ParameterError(
-        f"`val` must be a number of images (an integer >= 1) or a fraction in (0, 1) of the training data, got {val!r}"
-    )
 
 
 def check_formulation(config: RunConfig) -> None:
