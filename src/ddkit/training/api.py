@@ -262,15 +262,10 @@ def train(
             raise TypeError(f"give a RunConfig or options, not both (got {', '.join(sorted(options))})")
         if out is None:
             raise TypeError("train(config, out): the run folder is missing")
-        return Trainer(
-            config,
-            out,
-            resume=resume,
-            dist=dist or DistContext(),
-            progress=progress,
-            data=data if isinstance(data, Dataset) else None,
-            objective=objective,
-        ).run()
+        data = data if isinstance(data, Dataset) else None
+        return _run_trainer(
+            config, Path(out), dist or DistContext(), resume=resume, progress=progress, data=data, objective=objective
+        )
     options = {**options, "out": out if out is not None else options.get("out"), "data": data}
     options = {k: v for k, v in options.items() if v is not None}
     _check_names(options)

@@ -15,7 +15,7 @@ from ..data.images import save_grid, to_uint8
 from ..generate import generate
 from ..plots import MISSING, have_matplotlib, plot_loss_curve, plot_points
 from .rundir import RunDir
-from .tensorboard_log import make_logger
+from .tensorboard_log import TensorBoardLogger
 
 PREVIEW_IMAGES = 64
 PREVIEW_POINTS = 2000
@@ -56,7 +56,8 @@ class Reporter:
 
     def __init__(self, run: RunDir, log_to: str, batch_size: int, is_main: bool):
         self.run, self.batch_size, self.is_main = run, batch_size, is_main
-        self.logger = make_logger(log_to, run.root) if is_main else None
+        # log_to: none or tensorboard (TrainConfig.log_to); a one-line ValueError when tensorboard is missing
+        self.logger = TensorBoardLogger(run.root) if is_main and log_to == "tensorboard" else None
         self.history: list[tuple[int, float]] = []
         self.evals: list[dict] = []  # the "eval" records so far, each with its "step"
         self.val_plot: str | None = None  # the select metric, when RUN/val.png is drawn
