@@ -203,16 +203,16 @@ def run_config(options: dict, *, resume: bool = False) -> tuple[RunConfig, Datas
 
 @contextmanager
 def process_group(device: str | None, timeout_s: float, dist: DistContext | None = None):
-    """``(dist, device)`` for the body: the process group under torchrun, started here and ended on
-    the way out unless ``dist`` is given (then nothing is started)."""
+    """The :class:`DistContext` for the body: the process group under torchrun (on ``device``),
+    started here and ended on the way out unless ``dist`` is given (then nothing is started)."""
     if not (isinstance(timeout_s, (int, float)) and math.isfinite(timeout_s) and timeout_s > 0):
         raise ParameterError(f"`dist_timeout` must be a positive number of seconds, got {timeout_s}")
     if dist is not None:
-        yield dist, device or "cpu"
+        yield dist
         return
-    dist, device = init_distributed(device or "cpu", timeout_s)
+    dist, _ = init_distributed(device or "cpu", timeout_s)  # cuda: this process's GPU is made current
     try:
-        yield dist, device
+        yield dist
     finally:
         shutdown_distributed(dist)
 
@@ -270,7 +270,7 @@ def train(
     options = {k: v for k, v in options.items() if v is not None}
     _check_names(options)
     timeout = options.pop("dist_timeout", OPTIONS_BY_NAME["dist_timeout"].default)
-    with process_group(options.get("device"), timeout, dist) as (dist, _):
+    with process_group(options.get("device"), timeout, dist) as dist:
         resume = resume or options.pop("resume", False) or dist.restart_count > 0
         config, dataset = run_config(options, resume=resume)
         if dataset is not None and options.get("batch_size") is None:
@@ -398,7 +398,7 @@ def train_classifier(
     train-classifier``): options of :func:`classifier_run_config`, and on ``resume`` only the budget
     and bookkeeping (:data:`RESUME_MAY_CHANGE`)."""
 
-    with process_group(options.get("device"), dist_timeout, dist) as (dist, _):
+    with process_group(options.get("device"), dist_timeout, dist) as dist:
         resume = resume or dist.restart_count > 0
         saved = RunDir(out).config
         if resume and saved.exists():

@@ -287,7 +287,7 @@ def distill(
     out, run = Path(out), Path(run)
     if options.get("steps") is not None:
         positive_int("steps", options["steps"])  # --steps 0 fails here, before the teacher is read
-    with process_group(options.get("device"), OPTIONS_BY_NAME["dist_timeout"].default, dist) as (dist, _):
+    with process_group(options.get("device"), OPTIONS_BY_NAME["dist_timeout"].default, dist) as dist:
         resume = resume or dist.restart_count > 0
         if out.resolve() == run.resolve():
             raise ParameterError("`out` must be a new folder for the student, not the teacher's run")
