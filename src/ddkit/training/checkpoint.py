@@ -321,19 +321,16 @@ def load_matching(
     """Load safetensors weights into ``model`` (built from ``model_config``, a config dict), or
     raise one ValueError line saying what differs: the config fields the checkpoint records
     (checkpoints ddkit writes carry their model config), else the first mismatching tensor."""
-    meta = weights_metadata(path).get(MODEL_METADATA)
-    if meta is not None:
-        try:
-            found = json.loads(meta)
-        except ValueError:
-            found = None
-        if isinstance(found, dict):
-            found = _with_defaults(found)
-        if isinstance(found, dict) and found != _with_defaults(model_config):
-            raise ValueError(
-                f"the checkpoint {path} is for another network ({describe_mismatch(model_config, found)}, "
-                "checkpoint vs run)"
-            )
+    meta = weights_metadata(path).get(MODEL_METADATA, "null")
+    try:  # no (or unreadable) model config: the tensors below say what differs
+        found = json.loads(meta)
+    except ValueError:
+        found = None
+    if isinstance(found, dict) and (found := _with_defaults(found)) != _with_defaults(model_config):
+        raise ValueError(
+            f"the checkpoint {path} is for another network ({describe_mismatch(model_config, found)}, "
+            "checkpoint vs run)"
+        )
     state = load_weights(path, device)
     own = model.state_dict()
     missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))

@@ -58,10 +58,10 @@ SIGMA_MID_CANDIDATES = (0.1, 0.2, 0.4, SIGMA_MID, 1.5, 3.0, 6.0)
 """The intermediate σ of two-step sampling is chosen among these (ECT's 0.821 among them)."""
 CHOOSE_NUM = 1000
 """Samples per candidate when choosing σ_mid."""
-# ECT-tuning's optimiser defaults: a constant learning rate (ECT: 1e-4 with RAdam at batch 128; here
-# AdamW without warm-up or decay), the teacher's EMA decay and gradient clipping
 DOUBLE_EVERY = 250
 """Steps per ECT stage when the budget is in minutes (:func:`default_double_every`)."""
+# ECT-tuning's optimiser defaults: a constant learning rate (ECT: 1e-4 with RAdam at batch 128; here
+# AdamW without warm-up or decay), the teacher's EMA decay and gradient clipping;
 # fp32 by default: an ε-network's denoiser at σ = 80 is x̃ − 80·ε, so bf16's rounding of ε (about
 # 3 digits) becomes an error of about 0.3 in f there; bf16 (or auto) on request
 DISTILL_DEFAULTS = dict(steps=2000, batch_size=256, lr=2e-4, warmup=0, min_lr_ratio=1.0, precision="fp32")
@@ -128,22 +128,20 @@ class ECTObjective:
     def _labels(self, y):
         return y if self.config.train.class_cond else None
 
-    def _pair(self, t: torch.Tensor):
-        return t, ect_r(t, self.stage, self.sigma_min, self.d.q, self.d.k, self.d.b)
+    def _r(self, t: torch.Tensor) -> torch.Tensor:
+        return ect_r(t, self.stage, self.sigma_min, self.d.q, self.d.k, self.d.b)
 
     def loss(self, net: nn.Module, x0: torch.Tensor, y, generator: torch.Generator) -> torch.Tensor:
         """The batch mean of :func:`ect_loss`: t from ``generator``, then z."""
         d = self.d
         t = sample_t(x0.shape[0], generator, x0.device, d.p_mean, d.p_std, T_FLOOR * self.sigma_min, self.sigma_hi)
         z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        t, r = self._pair(t)
-        return ect_loss(self.student(net).denoise, x0, self._labels(y), t, r, z, d.c).mean()
+        return ect_loss(self.student(net).denoise, x0, self._labels(y), t, self._r(t), z, d.c).mean()
 
     def per_sample_loss(self, net: nn.Module, x0, y, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """:func:`ect_loss` per example [N] at σ of the timesteps ``t`` [N] (validation)."""
         sigma = self.schedule.on(self.schedule.sigmas, t.device)[t].clamp(T_FLOOR * self.sigma_min, self.sigma_hi)
-        t_, r = self._pair(sigma)
-        return ect_loss(self.student(net).denoise, x0, self._labels(y), t_, r, noise, self.d.c)
+        return ect_loss(self.student(net).denoise, x0, self._labels(y), sigma, self._r(sigma), noise, self.d.c)
 
     def eval_sampling(self) -> dict:
         """How validation draws the student's samples: one consistency step from σ_max."""
