@@ -144,26 +144,16 @@ def _write_checkpoint_files(
     _fsync(tmp)
 
 
-def _write_in_place(
-    final: Path,
-    what: str,
-    model_state: dict,
-    ema_state: dict,
-    *,
-    train_state: dict | None = None,
-    record: dict | None = None,
-    metadata: dict[str, str] | None = None,
-    kept: Callable[[], str] = str,
-) -> Path:
-    """Write the checkpoint folder ``final`` whole under ``.tmp-NAME-PID`` (a step checkpoint's
-    ``train_state`` or the best one's ``record``: :func:`_write_checkpoint_files`), then rename it into
-    place (the previous one renamed away first). A failed write removes the temporary folder and
-    raises OSError naming ``what``, followed by ``kept()`` (what is still intact)."""
+def _write_in_place(final: Path, what: str, files: tuple, kept: Callable[[], str] = str) -> Path:
+    """Write the checkpoint folder ``final`` whole under ``.tmp-NAME-PID`` (``files``: the arguments
+    of :func:`_write_checkpoint_files` after the folder), then rename it into place (the previous one
+    renamed away first). A failed write removes the temporary folder and raises OSError naming
+    ``what``, followed by ``kept()`` (what is still intact)."""
     tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        _write_checkpoint_files(tmp, model_state, ema_state, train_state, metadata, record)
+        _write_checkpoint_files(tmp, *files)
         if final.exists():
             _discard(final)
         os.replace(tmp, final)
@@ -198,10 +188,8 @@ def save_checkpoint(
         previous = latest_checkpoint(run_dir)
         return f"; the previous checkpoint {previous} is intact" if previous else ""
 
-    final = _write_in_place(
-        RunDir(run_dir).checkpoint(step), "checkpoint", model_state, ema_state,
-        train_state=train_state, metadata=metadata, kept=kept,
-    )  # fmt: skip
+    files = (model_state, ema_state, train_state, metadata)
+    final = _write_in_place(RunDir(run_dir).checkpoint(step), "checkpoint", files, kept)
     for old in list_checkpoints(run_dir)[:-keep]:
         if int(_STEP_DIR.match(old.name).group(1)) not in keep_steps:
             _discard(old)
@@ -222,8 +210,8 @@ def save_best(
     Crash safety as for step checkpoints: written whole under ``.tmp-best-PID`` (manifest last), then
     the old best is renamed away and the new one renamed into place; a crash between those two
     renames leaves a complete ``.tmp-best-*`` that :func:`recover_best` puts in place."""
-    best = RunDir(run_dir).best
-    return _write_in_place(best, "the best checkpoint", model_state, ema_state, record=record, metadata=metadata)
+    files = (model_state, ema_state, None, metadata, record)
+    return _write_in_place(RunDir(run_dir).best, "the best checkpoint", files)
 
 
 def read_best(run_dir: str | os.PathLike) -> dict | None:
