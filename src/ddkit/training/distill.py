@@ -122,7 +122,7 @@ class ECTObjective:
         return self.step_of() // self.d.double_every
 
     def student(self, net: nn.Module) -> ConsistencyNetwork:
-        """``net`` read as the consistency student (:meth:`DiffusionConfig.eps_network`)."""
+        """``net`` read as the consistency student (:meth:`~ddkit.training.config.DiffusionConfig.eps_network`)."""
         return self.config.diffusion.eps_network(net, self.schedule)
 
     def _labels(self, y):

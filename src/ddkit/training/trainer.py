@@ -353,7 +353,7 @@ def _resolve_precision(config: RunConfig, model: nn.Module, device: torch.device
 def resolve_formulation(config: RunConfig, data: Dataset) -> RunConfig:
     """What a config leaves to the data, decided and recorded (config.json): the augmentation's
     operations (:func:`~.augment.default_ops`) and EDM's σ_data, the standard deviation of the
-    training data's values (:func:`measure_sigma_data`)."""
+    training data's values (:func:`~.config.measure_sigma_data`)."""
     tc, d = config.train, config.diffusion
     if tc.augment > 0 and tc.augment_ops is None:
         config = config.replace(train=dataclasses.replace(tc, augment_ops=default_ops(config.data.source)))
