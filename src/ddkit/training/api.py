@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,9 @@ from ..data import Dataset, load_data, load_run_data
 from ..nn import ClassifierConfig, default_model_config
 from ..options import OptionSpec, field_default, option, option_fields, option_name
 from .augment import check_ops, default_ops, label_dim
-from .config import DataConfig, DiffusionConfig, RunConfig, TrainConfig, budget
+from .config import DataConfig, DiffusionConfig, RunConfig, TrainConfig, budget, with_budget
 from .distributed import DistContext, check_divisible_batch, fit_batch, init_distributed, shutdown_distributed
+from .load import is_classifier
 from .objectives import ClassifierObjective, split_heldout
 from .rundir import RunDir
 from .trainer import Trainer
@@ -178,22 +179,18 @@ def resume_run_config(saved: RunConfig, options: dict, config_path: Path) -> Run
         given["augment_ops"] = check_ops(given["augment_ops"])
     m = saved.model
     current = {
-        **{f.name: getattr(saved.train, f.name) for f in fields(TrainConfig)},
-        **{f.name: getattr(saved.diffusion, f.name) for f in fields(DiffusionConfig)},
-        **{f.name: getattr(saved.data, f.name) for f in fields(DataConfig)},
+        **asdict(saved.train),
+        **asdict(saved.diffusion),
+        **asdict(saved.data),
         "data": saved.data.source,
         "model_channels": getattr(m, "base_channels", getattr(m, "hidden", None)),
         "dropout": getattr(m, "dropout", None),
     }
-    conflicts = [
-        (k, v, current.get(k))
-        for k, v in given.items()
-        if k not in RESUME_MAY_CHANGE and (tuple(v) if isinstance(v, list) else v) != current.get(k)
-    ]
+    given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+    conflicts = [(k, v, current.get(k)) for k, v in given.items() if k not in RESUME_MAY_CHANGE and v != current.get(k)]
     if conflicts:
         raise ResumeConflict(config_path, conflicts)
-    changed = budget({k: tuple(v) if isinstance(v, list) else v for k, v in given.items() if k in RESUME_MAY_CHANGE})
-    return replace(saved, train=replace(saved.train, **changed))
+    return with_budget(saved, given, RESUME_MAY_CHANGE)
 
 
 def run_config(options: dict, *, resume: bool = False) -> tuple[RunConfig, Dataset | None]:
@@ -206,16 +203,16 @@ def run_config(options: dict, *, resume: bool = False) -> tuple[RunConfig, Datas
 
 @contextmanager
 def process_group(device: str | None, timeout_s: float, dist: DistContext | None = None):
-    """``(dist, device)`` for the body: the process group under torchrun, started here and ended on
-    the way out unless ``dist`` is given (then nothing is started)."""
+    """The :class:`DistContext` for the body: the process group under torchrun (on ``device``),
+    started here and ended on the way out unless ``dist`` is given (then nothing is started)."""
     if not (isinstance(timeout_s, (int, float)) and math.isfinite(timeout_s) and timeout_s > 0):
         raise ParameterError(f"`dist_timeout` must be a positive number of seconds, got {timeout_s}")
     if dist is not None:
-        yield dist, device or "cpu"
+        yield dist
         return
-    dist, device = init_distributed(device or "cpu", timeout_s)
+    dist, _ = init_distributed(device or "cpu", timeout_s)  # cuda: this process's GPU is made current
     try:
-        yield dist, device
+        yield dist
     finally:
         shutdown_distributed(dist)
 
@@ -265,20 +262,15 @@ def train(
             raise TypeError(f"give a RunConfig or options, not both (got {', '.join(sorted(options))})")
         if out is None:
             raise TypeError("train(config, out): the run folder is missing")
-        return Trainer(
-            config,
-            out,
-            resume=resume,
-            dist=dist or DistContext(),
-            progress=progress,
-            data=data if isinstance(data, Dataset) else None,
-            objective=objective,
-        ).run()
+        data = data if isinstance(data, Dataset) else None
+        return _run_trainer(
+            config, Path(out), dist or DistContext(), resume=resume, progress=progress, data=data, objective=objective
+        )
     options = {**options, "out": out if out is not None else options.get("out"), "data": data}
     options = {k: v for k, v in options.items() if v is not None}
     _check_names(options)
     timeout = options.pop("dist_timeout", OPTIONS_BY_NAME["dist_timeout"].default)
-    with process_group(options.get("device"), timeout, dist) as (dist, _):
+    with process_group(options.get("device"), timeout, dist) as dist:
         resume = resume or options.pop("resume", False) or dist.restart_count > 0
         config, dataset = run_config(options, resume=resume)
         if dataset is not None and options.get("batch_size") is None:
@@ -353,12 +345,7 @@ def classifier_run_config(
     """A new classifier run's config: the UNet's encoder half sized for the data (as the diffusion
     network would be) with a pooled linear head; the schedule from ``like`` (a diffusion run) or
     ``schedule``/``num_timesteps``; training options over :data:`CLASSIFIER_DEFAULTS`."""
-    probe = load_data(data or "digits:train", image_size=image_size, channels=channels)
-    if probe.kind != "image" or probe.y is None:
-        raise ValueError(
-            f"train-classifier needs labelled images; {probe.source} has "
-            + ("no labels (use class sub-folders)" if probe.kind == "image" else "2-D points")
-        )
+    probe = _labelled_images(load_data(data or "digits:train", image_size=image_size, channels=channels))
     if like is not None:
         if schedule is not None or num_timesteps is not None:
             raise ParameterError("`like` takes the schedule from the run; drop `schedule`/`num_timesteps`")
@@ -368,16 +355,8 @@ def classifier_run_config(
             **{k: v for k, v in (("schedule", schedule), ("num_timesteps", num_timesteps)) if v is not None}
         )
     trunk = default_model_config("image", tuple(probe.x.shape[1:]), channels=model_channels, dropout=dropout)
-    model = ClassifierConfig(
-        image_size=trunk.image_size,
-        in_channels=trunk.in_channels,
-        num_classes=probe.num_classes,
-        base_channels=trunk.base_channels,
-        channel_mult=trunk.channel_mult,
-        num_res_blocks=num_res_blocks,
-        attn_resolutions=trunk.attn_resolutions,
-        dropout=dropout,
-    )
+    own = {"num_classes": probe.num_classes, "num_res_blocks": num_res_blocks, "dropout": dropout}
+    model = ClassifierConfig(**{f.name: own.get(f.name, getattr(trunk, f.name)) for f in fields(ClassifierConfig)})
     given = budget({k: v for k, v in train_options.items() if v is not None})
     return RunConfig(
         model=model,
@@ -390,15 +369,20 @@ def classifier_run_config(
 def classifier_data(config: RunConfig) -> tuple[Dataset, Dataset]:
     """(training data, held-out data) of a classifier run: digits:test for digits:train, else a
     fixed 10 % slice of the data (:func:`~ddkit.training.objectives.split_heldout`)."""
-    data = load_run_data(config.data, config.train.seed)
-    if data.kind != "image" or data.y is None:
-        raise ValueError(
-            f"train-classifier needs labelled images; {config.data.source} has "
-            + ("no labels (use class sub-folders)" if data.kind == "image" else "2-D points")
-        )
+    data = _labelled_images(load_run_data(config.data, config.train.seed))
     if config.data.source == "digits:train":
         return data, load_data("digits:test", image_size=config.data.image_size, channels=config.data.channels)
     return split_heldout(data, CLASSIFIER_HELDOUT_FRACTION, seed=config.train.seed)
+
+
+def _labelled_images(data: Dataset) -> Dataset:
+    """``data``, or a ValueError when it is not labelled images (a classifier's training data)."""
+    if data.kind != "image" or data.y is None:
+        raise ValueError(
+            f"train-classifier needs labelled images; {data.source} has "
+            + ("no labels (use class sub-folders)" if data.kind == "image" else "2-D points")
+        )
+    return data
 
 
 def train_classifier(
@@ -414,15 +398,14 @@ def train_classifier(
     train-classifier``): options of :func:`classifier_run_config`, and on ``resume`` only the budget
     and bookkeeping (:data:`RESUME_MAY_CHANGE`)."""
 
-    with process_group(options.get("device"), dist_timeout, dist) as (dist, _):
+    with process_group(options.get("device"), dist_timeout, dist) as dist:
         resume = resume or dist.restart_count > 0
         saved = RunDir(out).config
         if resume and saved.exists():
             config = RunConfig.load(saved)
-            if type(config.model).__name__ != "ClassifierConfig":
+            if not is_classifier(config):
                 raise ParameterError(f"`resume`: {out} is not a classifier run")
-            changed = {k: options[k] for k in RESUME_MAY_CHANGE if options.get(k) is not None}
-            config = replace(config, train=replace(config.train, **budget(changed)))
+            config = with_budget(config, options, RESUME_MAY_CHANGE)
             fresh = False
         else:
             config, fresh = classifier_run_config(**options), True

@@ -29,6 +29,7 @@ import os
 import pickle
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -45,11 +46,6 @@ WEIGHT_FILES = ("model.safetensors", "ema.safetensors", "state.pt")
 MANIFEST = "manifest.json"
 BEST_RECORD = "best.json"  # in RUN/checkpoints/best: the step and the validation scores that chose it
 BEST_FILES = ("model.safetensors", "ema.safetensors", BEST_RECORD)
-
-
-def checkpoint_dir(run_dir: str | os.PathLike, step: int) -> Path:
-    """RUN/checkpoints/step-NNNNNN (see :class:`~ddkit.training.rundir.RunDir`)."""
-    return RunDir(run_dir).checkpoint(step)
 
 
 def checkpoint_bytes(model: nn.Module) -> int:
@@ -148,6 +144,27 @@ def _write_checkpoint_files(
     _fsync(tmp)
 
 
+def _write_in_place(final: Path, what: str, files: tuple, kept: Callable[[], str] = str) -> Path:
+    """Write the checkpoint folder ``final`` whole under ``.tmp-NAME-PID`` (``files``: the arguments
+    of :func:`_write_checkpoint_files` after the folder), then rename it into place (the previous one
+    renamed away first). A failed write removes the temporary folder and raises OSError naming
+    ``what``, followed by ``kept()`` (what is still intact)."""
+    tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        _write_checkpoint_files(tmp, *files)
+        if final.exists():
+            _discard(final)
+        os.replace(tmp, final)
+        _fsync(final.parent)
+    except (OSError, RuntimeError) as e:  # torch.save reports a failed write as RuntimeError
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = getattr(e, "strerror", None) or " ".join(str(e).split())[:200]
+        raise OSError(f"cannot write {what} {final}: {reason} (disk full or not writable?){kept()}") from e
+    return final
+
+
 def save_checkpoint(
     run_dir: str | os.PathLike,
     step: int,
@@ -166,22 +183,13 @@ def save_checkpoint(
 
     A failed write (full disk, read-only folder) raises OSError naming the step and leaves the
     previous checkpoints as they were."""
-    final = checkpoint_dir(run_dir, step)
-    tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
-    try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        _write_checkpoint_files(tmp, model_state, ema_state, train_state, metadata)
-        if final.exists():
-            _discard(final)
-        os.replace(tmp, final)
-        _fsync(final.parent)
-    except (OSError, RuntimeError) as e:  # torch.save reports a failed write as RuntimeError
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    def kept() -> str:
         previous = latest_checkpoint(run_dir)
-        kept = f"; the previous checkpoint {previous} is intact" if previous else ""
-        reason = getattr(e, "strerror", None) or " ".join(str(e).split())[:200]
-        raise OSError(f"cannot write checkpoint {final}: {reason} (disk full or not writable?){kept}") from e
+        return f"; the previous checkpoint {previous} is intact" if previous else ""
+
+    files = (model_state, ema_state, train_state, metadata)
+    final = _write_in_place(RunDir(run_dir).checkpoint(step), "checkpoint", files, kept)
     for old in list_checkpoints(run_dir)[:-keep]:
         if int(_STEP_DIR.match(old.name).group(1)) not in keep_steps:
             _discard(old)
@@ -202,21 +210,8 @@ def save_best(
     Crash safety as for step checkpoints: written whole under ``.tmp-best-PID`` (manifest last), then
     the old best is renamed away and the new one renamed into place; a crash between those two
     renames leaves a complete ``.tmp-best-*`` that :func:`recover_best` puts in place."""
-    final = RunDir(run_dir).best
-    tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
-    try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        _write_checkpoint_files(tmp, model_state, ema_state, None, metadata, record)
-        if final.exists():
-            _discard(final)
-        os.replace(tmp, final)
-        _fsync(final.parent)
-    except (OSError, RuntimeError) as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        reason = getattr(e, "strerror", None) or " ".join(str(e).split())[:200]
-        raise OSError(f"cannot write the best checkpoint {final}: {reason} (disk full or not writable?)") from e
-    return final
+    files = (model_state, ema_state, None, metadata, record)
+    return _write_in_place(RunDir(run_dir).best, "the best checkpoint", files)
 
 
 def read_best(run_dir: str | os.PathLike) -> dict | None:
@@ -314,19 +309,16 @@ def load_matching(
     """Load safetensors weights into ``model`` (built from ``model_config``, a config dict), or
     raise one ValueError line saying what differs: the config fields the checkpoint records
     (checkpoints ddkit writes carry their model config), else the first mismatching tensor."""
-    meta = weights_metadata(path).get(MODEL_METADATA)
-    if meta is not None:
-        try:
-            found = json.loads(meta)
-        except ValueError:
-            found = None
-        if isinstance(found, dict):
-            found = _with_defaults(found)
-        if isinstance(found, dict) and found != _with_defaults(model_config):
-            raise ValueError(
-                f"the checkpoint {path} is for another network ({describe_mismatch(model_config, found)}, "
-                "checkpoint vs run)"
-            )
+    meta = weights_metadata(path).get(MODEL_METADATA, "null")
+    try:  # no (or unreadable) model config: the tensors below say what differs
+        found = json.loads(meta)
+    except ValueError:
+        found = None
+    if isinstance(found, dict) and (found := _with_defaults(found)) != _with_defaults(model_config):
+        raise ValueError(
+            f"the checkpoint {path} is for another network ({describe_mismatch(model_config, found)}, "
+            "checkpoint vs run)"
+        )
     state = load_weights(path, device)
     own = model.state_dict()
     missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))

@@ -8,7 +8,6 @@ builds one from the options of ``ddkit train`` / :func:`ddkit.train`.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -60,6 +59,19 @@ def budget(train: dict) -> dict:
     if train.get("minutes") is not None and train.get("steps") is None:
         return {**train, "steps": None}
     return train
+
+
+def with_budget(config: RunConfig, options: dict, names: tuple[str, ...]) -> RunConfig:
+    """``config`` with the training options among ``names`` that ``options`` gives (not None), the
+    budget rule applied (:func:`budget`): what a resumed run may change."""
+    changed = {k: options[k] for k in names if options.get(k) is not None}
+    return replace(config, train=replace(config.train, **budget(changed)))
+
+
+def measure_sigma_data(x) -> float:
+    """EDM's σ_data: the standard deviation of all the values of the training data ``x`` (a tensor;
+    rounded to 4 decimals; 0.5 is EDM's choice for images in [-1, 1])."""
+    return round(float(x.double().std()), 4)
 
 
 @dataclass(frozen=True)
@@ -182,22 +194,25 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         checks.fraction("holdout", self.holdout, high_open=True, what="a fraction in [0, 1)")
-        check_val(self.val)
+        val = self.val  # 0 (none), a count of images >= 1, or a fraction in (0, 1)
+        if not ((checks.is_int(val) and val >= 0) or (isinstance(val, float) and 0.0 <= val < 1.0)):
+            raise checks.ParameterError(
+                "`val` must be a number of images (an integer >= 1) or a fraction in (0, 1) of the training data, "
+                f"got {val!r}"
+            )
         checks.integer("val_seed", self.val_seed, low=0, high=MAX_SEED)
         if self.val and self.source.startswith("toy:"):
             raise checks.ParameterError(
                 f"`val` (evaluation during training) is for images; {self.source!r} is 2-D points drawn from a "
                 "known law: score its samples after training (ddkit.eval.energy)"
             )
-        if self.holdout > 0 and (self.source.startswith("toy:") or self.source in ("digits", "digits:test")):
+        if self.holdout > 0 and (
+            self.source.startswith(("toy:", "fashion-mnist")) or self.source in ("digits", "digits:test")
+        ):
+            split = "fashion-mnist" if self.source.startswith("fashion-mnist") else "digits"
             raise ValueError(
                 f"holdout is for image folders and digits:train; {self.source!r} has its own split "
-                "(train on digits:train, evaluate on digits:test)"
-            )
-        if self.holdout > 0 and self.source.startswith("fashion-mnist"):
-            raise ValueError(
-                f"holdout is for image folders; {self.source!r} has its own split "
-                "(train on fashion-mnist:train, evaluate on fashion-mnist:test)"
+                f"(train on {split}:train, evaluate on {split}:test)"
             )
 
 
@@ -325,22 +340,17 @@ class TrainConfig:
         if self.steps is None and self.minutes is None:
             raise ValueError("give a training budget: steps or minutes")
         checks.optional_positive_int("steps", self.steps)
-        if self.minutes is not None and not (self.minutes > 0 and math.isfinite(self.minutes)):
-            raise ValueError(f"minutes must be a positive number, got {self.minutes}")
+        if self.minutes is not None:
+            checks.positive("minutes", self.minutes)
         for name in ("batch_size", "ckpt_every", "sample_every", "log_every", "keep_checkpoints"):
             checks.positive_int(name, getattr(self, name))
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a positive number, got {self.lr}")
-        if self.warmup < 0:
-            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        checks.positive("lr", self.lr)
+        for name in ("warmup", "grad_clip", "weight_decay"):
+            checks.number(name, getattr(self, name), low=0.0, what=">= 0")
         for name in ("ema_decay", "label_dropout", "min_lr_ratio"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.grad_clip < 0 or self.weight_decay < 0:
-            raise ValueError("grad_clip and weight_decay must be >= 0")
+            checks.fraction(name, getattr(self, name), what="in [0, 1]")
         checks.choice("loss_weighting", self.loss_weighting, WEIGHTINGS)
-        if not (self.snr_gamma > 0 and math.isfinite(self.snr_gamma)):
-            raise ValueError(f"snr_gamma must be a positive number, got {self.snr_gamma}")
+        checks.positive("snr_gamma", self.snr_gamma)
         checks.choice("device", self.device, DEVICES)
         checks.choice("precision", self.precision, PRECISIONS)
         checks.choice("log_to", self.log_to, LOGGERS)
@@ -469,17 +479,6 @@ class RunConfig:
 
     def replace(self, **sections) -> RunConfig:
         return replace(self, **sections)
-
-
-def check_val(val) -> None:
-    """``val``: 0 (none), a count of images >= 1, or a fraction in (0, 1)."""
-    if checks.is_int(val) and val >= 0:
-        return
-    if isinstance(val, float) and 0.0 <= val < 1.0:
-        return
-    raise checks.ParameterError(
-        f"`val` must be a number of images (an integer >= 1) or a fraction in (0, 1) of the training data, got {val!r}"
-    )
 
 
 def check_formulation(config: RunConfig) -> None:

@@ -32,16 +32,23 @@ from torch import nn
 
 from ..checks import ParameterError, positive_int
 from ..consistency import ConsistencyNetwork
-from ..data import Dataset, load_run_data
-from ..data.images import save_grid, to_uint8
+from ..data import Dataset, load_run_data, take
 from ..generate import generate
 from ..options import option
-from ..parameterization import eps_network
-from ..plots import have_matplotlib, plot_loss_curve, plot_points
 from ..samplers.consistency import SIGMA_MID, consistency_grid
 from .checkpoint import latest_checkpoint, load_matching, load_weights
-from .config import DEVICES, PRECISIONS, RunConfig, TrainConfig, count_or_fraction
-from .load import resolve_weights
+from .config import (
+    DEVICES,
+    PRECISIONS,
+    RunConfig,
+    TrainConfig,
+    budget,
+    count_or_fraction,
+    measure_sigma_data,
+    with_budget,
+)
+from .load import is_classifier, resolve_weights
+from .reporting import write_progress_images
 from .rundir import RunDir
 from .student import METHODS, DistillConfig, check_teacher, sha256_file
 
@@ -51,10 +58,10 @@ SIGMA_MID_CANDIDATES = (0.1, 0.2, 0.4, SIGMA_MID, 1.5, 3.0, 6.0)
 """The intermediate σ of two-step sampling is chosen among these (ECT's 0.821 among them)."""
 CHOOSE_NUM = 1000
 """Samples per candidate when choosing σ_mid."""
-# ECT-tuning's optimiser defaults: a constant learning rate (ECT: 1e-4 with RAdam at batch 128; here
-# AdamW without warm-up or decay), the teacher's EMA decay and gradient clipping
 DOUBLE_EVERY = 250
 """Steps per ECT stage when the budget is in minutes (:func:`default_double_every`)."""
+# ECT-tuning's optimiser defaults: a constant learning rate (ECT: 1e-4 with RAdam at batch 128; here
+# AdamW without warm-up or decay), the teacher's EMA decay and gradient clipping;
 # fp32 by default: an ε-network's denoiser at σ = 80 is x̃ − 80·ε, so bf16's rounding of ε (about
 # 3 digits) becomes an error of about 0.3 in f there; bf16 (or auto) on request
 DISTILL_DEFAULTS = dict(steps=2000, batch_size=256, lr=2e-4, warmup=0, min_lr_ratio=1.0, precision="fp32")
@@ -74,17 +81,6 @@ def sample_t(n: int, generator: torch.Generator, device, p_mean: float, p_std: f
     return (rnd * p_std + p_mean).exp().clamp(lo, hi)
 
 
-def _rng_state(device: torch.device):
-    return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
-
-
-def _set_rng_state(device: torch.device, state) -> None:
-    if device.type == "cuda":
-        torch.cuda.set_rng_state(state, device)
-    else:
-        torch.set_rng_state(state)
-
-
 def ect_loss(denoise, x0: torch.Tensor, y, t: torch.Tensor, r: torch.Tensor, z: torch.Tensor, c: float = 0.0):
     """ECT's per-sample loss [N] (module docstring) for a consistency function ``denoise(x̃, σ, y)``:
     x0, z: [N, ...]; t, r: [N] with t > r. The pair shares z and the dropout mask; the target is
@@ -92,9 +88,8 @@ def ect_loss(denoise, x0: torch.Tensor, y, t: torch.Tensor, r: torch.Tensor, z: 
     shape = (-1,) + (1,) * (x0.ndim - 1)
     x_t = x0 + t.reshape(shape).to(x0.dtype) * z
     x_r = x0 + r.reshape(shape).to(x0.dtype) * z
-    state = _rng_state(x0.device)
-    d_t = denoise(x_t, t, y)
-    _set_rng_state(x0.device, state)
+    with torch.random.fork_rng(devices=[x0.device] if x0.device.type == "cuda" else []):
+        d_t = denoise(x_t, t, y)  # then torch's generator as it was: the same dropout mask again
     with torch.no_grad():
         d_r = denoise(x_r, r, y)
     sq = (d_t.float() - d_r.float()).pow(2).flatten(1).sum(1)
@@ -127,29 +122,26 @@ class ECTObjective:
         return self.step_of() // self.d.double_every
 
     def student(self, net: nn.Module) -> ConsistencyNetwork:
-        diffusion = self.config.diffusion
-        inner = eps_network(net, diffusion.target, self.schedule, sigma_data=diffusion.sigma_data)
-        return ConsistencyNetwork(inner, self.schedule, diffusion.consistency_sigma_data)
+        """``net`` read as the consistency student (:meth:`~ddkit.training.config.DiffusionConfig.eps_network`)."""
+        return self.config.diffusion.eps_network(net, self.schedule)
 
     def _labels(self, y):
         return y if self.config.train.class_cond else None
 
-    def _pair(self, t: torch.Tensor):
-        return t, ect_r(t, self.stage, self.sigma_min, self.d.q, self.d.k, self.d.b)
+    def _r(self, t: torch.Tensor) -> torch.Tensor:
+        return ect_r(t, self.stage, self.sigma_min, self.d.q, self.d.k, self.d.b)
 
     def loss(self, net: nn.Module, x0: torch.Tensor, y, generator: torch.Generator) -> torch.Tensor:
         """The batch mean of :func:`ect_loss`: t from ``generator``, then z."""
         d = self.d
         t = sample_t(x0.shape[0], generator, x0.device, d.p_mean, d.p_std, T_FLOOR * self.sigma_min, self.sigma_hi)
         z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        t, r = self._pair(t)
-        return ect_loss(self.student(net).denoise, x0, self._labels(y), t, r, z, d.c).mean()
+        return ect_loss(self.student(net).denoise, x0, self._labels(y), t, self._r(t), z, d.c).mean()
 
     def per_sample_loss(self, net: nn.Module, x0, y, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """:func:`ect_loss` per example [N] at σ of the timesteps ``t`` [N] (validation)."""
         sigma = self.schedule.on(self.schedule.sigmas, t.device)[t].clamp(T_FLOOR * self.sigma_min, self.sigma_hi)
-        t_, r = self._pair(sigma)
-        return ect_loss(self.student(net).denoise, x0, self._labels(y), t_, r, noise, self.d.c)
+        return ect_loss(self.student(net).denoise, x0, self._labels(y), sigma, self._r(sigma), noise, self.d.c)
 
     def eval_sampling(self) -> dict:
         """How validation draws the student's samples: one consistency step from σ_max."""
@@ -157,24 +149,9 @@ class ECTObjective:
 
     def preview(self, out: Path, step: int, ema_model: nn.Module, data: Dataset, history) -> None:
         """RUN/samples/step-N.png (one-step samples, fixed seed) and RUN/loss.png."""
-        tc, image = self.config.train, data.kind == "image"
-        x = generate(
-            self.student(ema_model),
-            self.schedule,
-            64 if image else 2000,
-            seed=tc.seed,
-            clip_x0=(-1.0, 1.0) if image else None,
-            device=next(ema_model.parameters()).device,
-            **self.eval_sampling(),
+        write_progress_images(
+            out, step, self.student(ema_model), self.schedule, data, self.config.train, history, **self.eval_sampling()
         )
-        path = RunDir(out).samples(step)
-        if image:
-            save_grid(to_uint8(x), path)
-        elif have_matplotlib():
-            plot_points(x.numpy(), path)
-        if history and have_matplotlib():
-            steps, losses = zip(*history)
-            plot_loss_curve(list(steps), list(losses), RunDir(out).loss_plot)
 
 
 # ---- the student run ---------------------------------------------------------------------------------
@@ -184,36 +161,35 @@ def is_student(config: RunConfig) -> bool:
 
 
 def student_config(
-    teacher: str | Path, data: Dataset, *, checkpoint=None, val=None, double_every: int | None = None, **train
-) -> RunConfig:
-    """The student's RunConfig: the teacher's network, schedule and data (``val`` may add a validation
-    part), ECT-tuning's optimiser defaults (:data:`DISTILL_DEFAULTS`) under ``train`` (TrainConfig
-    fields; None keeps the default), and the ``distill`` section with the teacher's weights' hash.
-    Refuses a student, a classifier and a run with no checkpoint yet."""
+    teacher: str | Path, *, checkpoint=None, val=None, double_every: int | None = None, **train
+) -> tuple[RunConfig, Dataset]:
+    """The student's RunConfig and its training data: the teacher's network, schedule and data (``val``
+    may add a validation part), ECT-tuning's optimiser defaults (:data:`DISTILL_DEFAULTS`) under ``train``
+    (TrainConfig fields; None keeps the default), and the ``distill`` section with the teacher's weights'
+    hash. Refuses a student, a classifier and a run with no checkpoint yet, before the data are loaded."""
     teacher = Path(teacher)
     tconfig = RunConfig.load(RunDir(teacher).config)
     if is_student(tconfig):
         raise ParameterError(
             f"{teacher} is a consistency student already; distil its teacher {tconfig.distill.teacher}"
         )
-    if type(tconfig.model).__name__ == "ClassifierConfig":
+    if is_classifier(tconfig):
         raise ParameterError(f"{teacher} is a classifier run, not a diffusion model")
     weights = resolve_weights(teacher, checkpoint, ema=True)
     if not weights.path.is_file():
         raise ValueError(f"{teacher} has no weights at {weights.path}")
-    given = {k: v for k, v in train.items() if v is not None}
+    given = budget({k: v for k, v in train.items() if v is not None})
     if given.get("precision") == "fp16":
         raise ParameterError(
             "`precision` fp16 is not offered for consistency tuning (ECT's authors report NaN): use fp32 or bf16"
         )
-    if "minutes" in given and "steps" not in given:
-        given["steps"] = None  # a minutes budget alone replaces the default step budget
+    data_cfg = tconfig.data if val is None else dataclasses.replace(tconfig.data, val=val)
+    data = load_run_data(data_cfg, given.get("seed") or 0)
     tc = dataclasses.replace(
         tconfig.train, augment=0.0, augment_ops=None, keep_steps=(), eval_every=None, early_stop=None,
         **{**DISTILL_DEFAULTS, **given},
     )  # fmt: skip
     d = tconfig.diffusion
-    sigma_data = d.sigma_data if d.sigma_data is not None else round(float(data.x.double().std()), 4)
     distill = DistillConfig(
         teacher=str(teacher.resolve()),
         teacher_weights=str(weights.path.resolve()),
@@ -222,14 +198,14 @@ def student_config(
         if double_every is None
         else positive_int("double_every", double_every),
     )
-    data_cfg = tconfig.data if val is None else dataclasses.replace(tconfig.data, val=val)
-    return RunConfig(
+    config = RunConfig(
         model=tconfig.model,
-        diffusion=dataclasses.replace(d, consistency_sigma_data=sigma_data),
+        diffusion=dataclasses.replace(d, consistency_sigma_data=d.sigma_data or measure_sigma_data(data.x)),
         data=data_cfg,
         train=TrainConfig(**dataclasses.asdict(tc)),
         distill=distill,
     )
+    return config, data
 
 
 def default_double_every(steps: int | None) -> int:
@@ -301,56 +277,38 @@ def distill(
     sampling is chosen (:func:`choose_sigma_mid`) and recorded in config.json. Options set to None
     take their defaults (:class:`DistillOptions`)."""
     from .api import OPTIONS_BY_NAME, process_group
+    from .trainer import Trainer
 
     options = {k: v for k, v in options.items() if v is not None}
-    if method not in ("ect",):
-        raise ParameterError(f"`method` must be one of ect, got {method!r}")
+    if method not in METHODS:
+        raise ParameterError(f"`method` must be one of {', '.join(METHODS)}, got {method!r}")
     out, run = Path(out), Path(run)
     if options.get("steps") is not None:
         positive_int("steps", options["steps"])  # --steps 0 fails here, before the teacher is read
-    with process_group(options.get("device"), OPTIONS_BY_NAME["dist_timeout"].default, dist) as (dist, _):
+    with process_group(options.get("device"), OPTIONS_BY_NAME["dist_timeout"].default, dist) as dist:
         resume = resume or dist.restart_count > 0
-        _distill(run, out, resume=resume, checkpoint=checkpoint, progress=progress, dist=dist, **options)
+        if out.resolve() == run.resolve():
+            raise ParameterError("`out` must be a new folder for the student, not the teacher's run")
+        saved = RunDir(out).config
+        if resume and saved.exists():
+            config = RunConfig.load(saved)
+            if not is_student(config):
+                raise ParameterError(f"{out} is not a consistency student; `resume` continues a student")
+            config = with_budget(config, options, ("steps", "minutes"))
+            data = load_run_data(config.data, config.train.seed)
+        else:
+            if not resume and latest_checkpoint(out) is not None:
+                raise ParameterError(f"{out} already holds a run with checkpoints; continue it with `resume`")
+            config, data = student_config(run, checkpoint=checkpoint, **options)
+        objective = ECTObjective(config)
+        trainer = Trainer(config, out, resume=resume, dist=dist, progress=progress, data=data, objective=objective)
+        objective.bind(lambda: trainer.step)
+        if trainer.step == 0:
+            start_from_teacher(trainer)
+        trainer.run()
+        if dist.is_main:
+            record_sigma_mid(out, device=config.train.device)
     return out
-
-
-def _distill(run: Path, out: Path, *, resume, checkpoint, progress, dist, **options) -> None:
-    from .trainer import Trainer
-
-    if out.resolve() == run.resolve():
-        raise ParameterError("`out` must be a new folder for the student, not the teacher's run")
-    saved = RunDir(out).config
-    if resume and saved.exists():
-        config = RunConfig.load(saved)
-        if not is_student(config):
-            raise ParameterError(f"{out} is not a consistency student; `resume` continues a student")
-        budget = {k: options[k] for k in ("steps", "minutes") if options.get(k) is not None}
-        if "minutes" in budget and "steps" not in budget:
-            budget["steps"] = None
-        config = config.replace(train=dataclasses.replace(config.train, **budget))
-        data = load_run_data(config.data, config.train.seed)
-    else:
-        if not resume and latest_checkpoint(out) is not None:
-            raise ParameterError(f"{out} already holds a run with checkpoints; continue it with `resume`")
-        tconfig = RunConfig.load(RunDir(run).config)
-        if is_student(tconfig):
-            raise ParameterError(
-                f"{run} is a consistency student already; distil its teacher {tconfig.distill.teacher}"
-            )
-        resolve_weights(run, checkpoint, ema=True)  # "no checkpoint yet", before the data are loaded
-        val = options.pop("val", None)
-        data = load_run_data(
-            tconfig.data if val is None else dataclasses.replace(tconfig.data, val=val), options.get("seed") or 0
-        )
-        config = student_config(run, data, checkpoint=checkpoint, val=val, **options)
-    objective = ECTObjective(config)
-    trainer = Trainer(config, out, resume=resume, dist=dist, progress=progress, data=data, objective=objective)
-    objective.bind(lambda: trainer.step)
-    if trainer.step == 0:
-        start_from_teacher(trainer)
-    trainer.run()
-    if dist.is_main:
-        record_sigma_mid(out, device=config.train.device)
 
 
 # ---- two-step sampling: σ_mid chosen on held-out data ------------------------------------------------
@@ -363,8 +321,7 @@ def choose_sigma_mid(
     draws of the data's law. Same start noise for every candidate; lower is better."""
     from ..data import load_data
     from ..eval.energy import energy_distance
-    from ..eval.fid import fid, min_samples_fid, reference_stats
-    from .validation import feature_extractor
+    from .validation import fid_scorer
 
     d, tc = config.distill, config.train
     cands = [float(s) for s in candidates if float(schedule.sigmas[0]) < s < d.sigma_max]
@@ -377,18 +334,16 @@ def choose_sigma_mid(
             ref = load_data(dc.source, seed=tc.seed + 1, toy_size=dc.toy_size)
     image = ref.kind == "image"
     if image:
-        features = feature_extractor(config, ref)
         pick = np.random.default_rng(tc.seed + 1).permutation(len(ref.x))[:num]
-        stats = reference_stats(features, to_uint8(ref.x[np.sort(pick)]))
-        num = max(num, min_samples_fid(stats.mu.shape[0]))
+        score, need = fid_scorer(config, take(ref, np.sort(pick), ref.source))
+        num = max(num, need)
+    else:
+        score = lambda x: energy_distance(x, ref.x[:num].to(x.dtype))  # noqa: E731
     scores = []
     for s in cands:
         x = generate(net, schedule, num, sampler="consistency", sigmas=[d.sigma_max, s], seed=tc.seed,
                      clip_x0=(-1.0, 1.0) if image else None, device=device)  # fmt: skip
-        if image:
-            scores.append(fid(np.asarray(features(to_uint8(x)), dtype=np.float64), stats))
-        else:
-            scores.append(energy_distance(x, ref.x[:num].to(x.dtype)))
+        scores.append(score(x))
     return ("fid" if image else "energy"), cands, scores
 
 

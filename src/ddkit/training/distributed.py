@@ -146,13 +146,13 @@ def shutdown_distributed(dist: DistContext) -> None:
         torch_dist.destroy_process_group()
 
 
-def fit_batch(config, n: int, dist: DistContext, *, announce: bool = True):
+def fit_batch(config, n: int, dist: DistContext):
     """The default batch cut to the data set's size (a multiple of the process count) when the data
     set is smaller; says so on stderr (rank 0). ``config``: a RunConfig."""
     cap = max(1, n // dist.world_size) * dist.world_size
     if config.train.batch_size <= cap:
         return config
-    if dist.is_main and announce:
+    if dist.is_main:
         print(
             f"ddkit: the data set has {n} examples, fewer than the default batch of "
             f"{config.train.batch_size}; training with batches of {cap}",

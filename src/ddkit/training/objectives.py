@@ -131,10 +131,8 @@ class DiffusionObjective:
 
     def preview(self, out: Path, step: int, ema_model: nn.Module, data: Dataset, history) -> None:
         """RUN/samples/step-N.png and RUN/loss.png (rank 0 only)."""
-        write_progress_images(
-            out, step, self.config.diffusion.eps_network(ema_model, self.schedule), self.schedule, data,
-            self.config.train, history,
-        )  # fmt: skip
+        eps_model = self.config.diffusion.eps_network(ema_model, self.schedule)
+        write_progress_images(out, step, eps_model, self.schedule, data, self.config.train, history)
 
 
 class ClassifierObjective:

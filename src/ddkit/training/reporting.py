@@ -13,39 +13,31 @@ import torch
 
 from ..data.images import save_grid, to_uint8
 from ..generate import generate
-from ..parameterization import eps_network
 from ..plots import MISSING, have_matplotlib, plot_loss_curve, plot_points
 from .rundir import RunDir
-from .tensorboard_log import make_logger
+from .tensorboard_log import TensorBoardLogger
 
 PREVIEW_IMAGES = 64
 PREVIEW_POINTS = 2000
 
 
-def preview_labels(num: int, num_classes: int | None) -> torch.Tensor | None:
-    """Labels 0, 1, …, K-1, 0, 1, … for a class-conditional preview (None when unconditional)."""
-    return None if num_classes is None else torch.arange(num) % num_classes
-
-
-def write_progress_images(
-    out: Path, step: int, ema_model, schedule, data, train_cfg, history, prediction: str = "eps"
-) -> None:
-    """RUN/samples/step-NNNNNN.png from the EMA model (DDIM, 50 steps, η = 0, fixed seed; a network
-    that predicts ``prediction`` = x0 or v is converted to ε first; a scatter plot for 2-D points) and
+def write_progress_images(out: Path, step: int, eps_model, schedule, data, train_cfg, history, **sampling) -> None:
+    """RUN/samples/step-NNNNNN.png from the ε-network ``eps_model`` (the EMA weights; ``sampling``:
+    :func:`~ddkit.generate.generate`'s sampler and its options, by default DDIM, 50 steps, η = 0; fixed
+    seed; labels 0, 1, …, K-1, 0, … for a class-conditional run; a scatter plot for 2-D points) and
     RUN/loss.png from the logged losses. The scatter and the loss curve are matplotlib figures, skipped
     without it (the :class:`Reporter` says so once, before training)."""
-    ema_model = eps_network(ema_model, prediction, schedule)
     num = PREVIEW_IMAGES if data.kind == "image" else PREVIEW_POINTS
-    labels = preview_labels(num, data.num_classes) if train_cfg.class_cond else None
+    labels = torch.arange(num) % data.num_classes if train_cfg.class_cond else None
     x = generate(
-        ema_model,
+        eps_model,
         schedule,
         num,
-        steps=min(50, schedule.num_timesteps),
+        **(sampling or {"steps": min(50, schedule.num_timesteps)}),
         seed=train_cfg.seed,
         labels=labels,
         clip_x0=(-1.0, 1.0) if data.kind == "image" else None,
-        device=next(ema_model.parameters()).device,
+        device=next(eps_model.parameters()).device,
     )
     path = RunDir(out).samples(step)
     if data.kind == "image":
@@ -64,7 +56,8 @@ class Reporter:
 
     def __init__(self, run: RunDir, log_to: str, batch_size: int, is_main: bool):
         self.run, self.batch_size, self.is_main = run, batch_size, is_main
-        self.logger = make_logger(log_to, run.root) if is_main else None
+        # log_to: none or tensorboard (TrainConfig.log_to); a one-line ValueError when tensorboard is missing
+        self.logger = TensorBoardLogger(run.root) if is_main and log_to == "tensorboard" else None
         self.history: list[tuple[int, float]] = []
         self.evals: list[dict] = []  # the "eval" records so far, each with its "step"
         self.val_plot: str | None = None  # the select metric, when RUN/val.png is drawn

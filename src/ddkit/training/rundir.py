@@ -191,10 +191,6 @@ class RunLock:
             os.close(self._fd)  # closing the file drops the flock
             self._fd = None
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def __enter__(self) -> RunLock:
         return self.acquire()
 

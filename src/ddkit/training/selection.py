@@ -25,6 +25,7 @@ from .validation import (
     describe_choice,
     memorisation_warning,
     say,
+    selection_key,
 )
 
 
@@ -70,9 +71,9 @@ class ModelSelection:
         rank decides by), log it, keep the best checkpoint (``save_step`` writes the step checkpoint
         first), warn once about copying; ``show`` gets the progress bar's numbers. True when
         training should stop early."""
-        main = self.dist.is_main
+        main, tc = self.dist.is_main, self.config.train
         record = self.validator.evaluate(ema.model) if main else None
-        mine = [*self.validator.key(record), record["closer_than_real"]] if record is not None else [0.0] * 3
+        mine = [*selection_key(record, tc.select, tc.select_closer), record["closer_than_real"]] if main else [0.0] * 3
         tier, score, closer = from_main(mine, self.dist, self.device)
         better = self.state.update(step, score, int(tier))
         if main:

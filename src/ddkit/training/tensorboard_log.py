@@ -67,13 +67,3 @@ class TensorBoardLogger:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-
-
-def make_logger(kind: str, run_dir: str | Path) -> TensorBoardLogger | None:
-    """The logger ``--log-to kind`` asks for ("none" → None); a one-line ValueError when its
-    package is missing."""
-    if kind == "none":
-        return None
-    if kind == "tensorboard":
-        return TensorBoardLogger(run_dir)
-    raise ValueError(f"unknown --log-to {kind!r}; allowed: none, tensorboard")

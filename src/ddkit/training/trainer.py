@@ -39,7 +39,7 @@ from .checkpoint import (
     recover_best,
     save_checkpoint,
 )
-from .config import RunConfig
+from .config import RunConfig, measure_sigma_data
 from .distributed import DistContext, ShardedBatches, agree, barrier, gather_rank_states
 from .ema import EMA
 from .objectives import DiffusionObjective
@@ -353,19 +353,13 @@ def _resolve_precision(config: RunConfig, model: nn.Module, device: torch.device
 def resolve_formulation(config: RunConfig, data: Dataset) -> RunConfig:
     """What a config leaves to the data, decided and recorded (config.json): the augmentation's
     operations (:func:`~.augment.default_ops`) and EDM's σ_data, the standard deviation of the
-    training data's values (:func:`measure_sigma_data`)."""
+    training data's values (:func:`~.config.measure_sigma_data`)."""
     tc, d = config.train, config.diffusion
     if tc.augment > 0 and tc.augment_ops is None:
         config = config.replace(train=dataclasses.replace(tc, augment_ops=default_ops(config.data.source)))
     if d.preconditioning == "edm" and d.sigma_data is None:
-        config = config.replace(diffusion=dataclasses.replace(d, sigma_data=measure_sigma_data(data)))
+        config = config.replace(diffusion=dataclasses.replace(d, sigma_data=measure_sigma_data(data.x)))
     return config
-
-
-def measure_sigma_data(data: Dataset) -> float:
-    """EDM's σ_data: the standard deviation of all the values of the training data (rounded to 4
-    decimals; 0.5 is EDM's choice for images in [-1, 1])."""
-    return round(float(data.x.double().std()), 4)
 
 
 def check_compatible(config: RunConfig, data: Dataset) -> None:

@@ -9,19 +9,19 @@ weights is another model, whose best timesteps differ)."""
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..checks import ParameterError
-from ..generate import LabelCycle, plain_model_fn, start_noise
+from ..generate import LabelCycle, plain_model_fn, sample_shape, start_noise
 from ..schedule import Schedule
 from ..tuning import TunedTimesteps, check_objective, check_tuning, tune_timesteps, tune_timesteps_klub
+from .config import measure_sigma_data
 from .load import load, resolve_weights
 from .rundir import RunDir
+from .student import sha256_file
 
 # `ddkit sample` uses the first `--seed 0` samples; tuning draws its own start noise elsewhere
 TUNE_SEED = 1
@@ -30,15 +30,11 @@ TUNE_SEED = 1
 def weights_id(run: str | Path, checkpoint=None, ema: bool = True) -> dict:
     """Which weights: the safetensors file (relative to the run) and the SHA-256 of its bytes."""
     path = resolve_weights(Path(run), checkpoint, ema).path
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
     try:
         name = str(path.resolve().relative_to(Path(run).resolve()))
     except ValueError:
         name = str(path)
-    return {"weights": name, "sha256": digest.hexdigest(), "ema": bool(ema)}
+    return {"weights": name, "sha256": sha256_file(path), "ema": bool(ema)}
 
 
 def tune_command(run, sampler: str, nfe: int, order=None, checkpoint=None, ema: bool = True) -> str:
@@ -82,51 +78,38 @@ def tune_run(
     check_tuning(sampler, nfe, teacher_steps, schedule.num_timesteps, order)
     ident = weights_id(run, checkpoint, ema)
     net = config.diffusion.eps_network(model, schedule)
-    shape = (
-        (config.model.in_channels, config.model.image_size, config.model.image_size)
-        if hasattr(config.model, "image_size")
-        else (config.model.dim,)
-    )
-    x_T, _ = start_noise(seed, range(num), shape, device)
+    x_T, _ = start_noise(seed, range(num), sample_shape(net), device)
+    image = x_T.ndim == 4  # x_T: [N, C, H, W] for images, [N, D] for points
     num_classes = getattr(config.model, "num_classes", None)
     y = None if num_classes is None else LabelCycle(num_classes)(0, num).to(device)
     model_fn = plain_model_fn(net)(y) if y is None else _labelled(net, y)
+    clip_x0 = (-1.0, 1.0) if image else None
+    common = dict(sampler=sampler, nfe=nfe, x_T=x_T, order=order, clip_x0=clip_x0, model={**ident, "seed": int(seed)})
     if objective == "klub":
         if y is not None:
             raise ParameterError("`objective` klub is for unconditional runs; this one is class-conditional (use rmse)")
         x0, val, what = klub_data(config, seed)
         score_fn, metric = validation_score(config, val, num)
-        sigma_data = config.diffusion.sigma_data or round(float(x0.double().std()), 4)
         record = tune_timesteps_klub(
             model_fn,
             schedule,
-            sampler=sampler,
-            nfe=nfe,
             x0=x0.to(device),
-            x_T=x_T,
             score_fn=score_fn,
-            sigma_data=sigma_data,
-            order=order,
-            clip_x0=(-1.0, 1.0) if hasattr(config.model, "image_size") else None,
+            sigma_data=config.diffusion.sigma_data or measure_sigma_data(x0),
             seed=seed,
             batch_size=min(batch_size, num),
             validation=f"{metric} against {what}, {len(val)} points",
-            model={**ident, "seed": int(seed)},
+            **common,
         )
-        return record, record.save(RunDir(run).timesteps(sampler, nfe))
-    record = tune_timesteps(
-        model_fn,
-        schedule,
-        sampler=sampler,
-        nfe=nfe,
-        x_T=x_T,
-        order=order,
-        teacher_steps=teacher_steps,
-        clip_x0=(-1.0, 1.0) if hasattr(config.model, "image_size") else None,
-        batch_size=min(batch_size, num) if y is None else num,
-        max_evals=max_evals,
-        model={**ident, "seed": int(seed)},
-    )
+    else:
+        record = tune_timesteps(
+            model_fn,
+            schedule,
+            teacher_steps=teacher_steps,
+            batch_size=min(batch_size, num) if y is None else num,
+            max_evals=max_evals,
+            **common,
+        )
     return record, record.save(RunDir(run).timesteps(sampler, nfe))
 
 
@@ -202,16 +185,12 @@ def validation_score(config, val, num: int):
         from ..eval.energy import energy_distance
 
         return (lambda x: energy_distance(x.double().cpu(), val.x.double())), "energy distance"
-    from ..data.images import to_uint8
-    from ..eval.fid import fid, min_samples_fid, reference_stats
-    from .validation import feature_extractor
+    from .validation import fid_scorer
 
-    features = feature_extractor(config, val)
-    stats = reference_stats(features, to_uint8(val.x))
-    need = min_samples_fid(stats.mu.shape[0])
+    score, need = fid_scorer(config, val)
     if num < need or len(val) < need:
         raise ParameterError(
             f"`objective` klub scores on FID, which needs at least {need} samples and validation images "
             f"(`num` {num}, {len(val)} validation images)"
         )
-    return (lambda x: fid(np.asarray(features(to_uint8(x)), dtype=np.float64), stats)), "FID"
+    return score, "FID"

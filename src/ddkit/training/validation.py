@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -104,6 +104,15 @@ def feature_extractor(config: RunConfig, val: Dataset):
             f"`val`: evaluating {size}×{size} images during training needs Inception features "
             f"(the shipped features are for 8×8 and 28×28 grey images): {e}"
         ) from None
+
+
+def fid_scorer(config: RunConfig, ref: Dataset) -> tuple[Callable[[torch.Tensor], float], int]:
+    """(``score(x) -> FID`` of samples x [N, C, H, W] in [-1, 1] against the images of ``ref`` in the
+    run's feature space (:func:`feature_extractor`), the fewest samples FID needs there)."""
+    features = feature_extractor(config, ref)
+    stats = reference_stats(features, to_uint8(ref.x))
+    score = lambda x: fid(np.asarray(features(to_uint8(x)), dtype=np.float64), stats)  # noqa: E731
+    return score, min_samples_fid(stats.mu.shape[0])
 
 
 class Validator:
@@ -217,17 +226,13 @@ class Validator:
     def evaluate(self, ema_model: nn.Module) -> dict:
         """The scores of the module docstring for ``ema_model`` (in eval mode), with ``seconds`` it took."""
         start = time.perf_counter()
-        with _own_randomness(self.device):
+        # torch's global generator (CPU, and the device's on CUDA) as it was, whatever runs inside
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             record = self._scores(self._samples(ema_model))
             record.update(self._losses(ema_model))
         record.update(num=self.config.train.eval_num, val_num=len(self.val_images))
         record["seconds"] = time.perf_counter() - start
         return record
-
-    def key(self, record: dict) -> tuple[int, float]:
-        """The ``select`` (tier, score) of a record (:func:`selection_key`; lower is better)."""
-        tc = self.config.train
-        return selection_key(record, tc.select, tc.select_closer)
 
 
 def selection_key(record: dict, select: str, select_closer: float = DEFAULT_SELECT_CLOSER) -> tuple[int, float]:
@@ -271,19 +276,6 @@ def describe_choice(
         shown = "" if closer is None else f" with closer {closer:.2f} <= {limit:g}"
         return f"val {select}: fid {score:.4g}{shown}"
     return f"val {select} {score:.4g}" + ("" if closer is None else f", closer {closer:.2f}")
-
-
-@contextmanager
-def _own_randomness(device: torch.device):
-    """torch's global generator (CPU, and the device's on CUDA) as it was, whatever runs inside."""
-    cpu = torch.get_rng_state()
-    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-    try:
-        yield
-    finally:
-        torch.set_rng_state(cpu)
-        if cuda is not None:
-            torch.cuda.set_rng_state(cuda, device)
 
 
 def memorisation_warning(step: int, closer: float, best: str) -> str:
