@@ -196,3 +196,20 @@ def test_student_resumes_bit_identically(teacher_run, tmp_path):
     a = load_file(straight / "checkpoints" / "step-000004" / "ema.safetensors")
     b = load_file(halves / "checkpoints" / "step-000004" / "ema.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_toy_student_of_a_seeded_teacher_resumes_bit_identically(tmp_path):
+    """A toy teacher trained with --seed 3: the student draws its points with its own seed (default
+    0) when made and when resumed, so a resumed student ends where a straight one does."""
+    teacher = tmp_path / "teacher"
+    toy = ["--data", "toy:moons", "--num-timesteps", "50", "--batch-size", "32", "--no-progress"]
+    assert main(["train", "--out", str(teacher), "--steps", "2", "--seed", "3", *toy]) == 0
+    straight, halves = tmp_path / "straight", tmp_path / "halves"
+    options = dict(batch_size=32, double_every=2, progress=False)
+    distill(teacher, straight, steps=4, **options)
+    distill(teacher, halves, steps=2, **options)
+    distill(teacher, halves, steps=4, resume=True, **options)
+    assert RunConfig.load(straight / "config.json").train.seed == 0
+    a = load_file(straight / "checkpoints" / "step-000004" / "ema.safetensors")
+    b = load_file(halves / "checkpoints" / "step-000004" / "ema.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -64,7 +64,7 @@ DOUBLE_EVERY = 250
 # AdamW without warm-up or decay), the teacher's EMA decay and gradient clipping;
 # fp32 by default: an ε-network's denoiser at σ = 80 is x̃ − 80·ε, so bf16's rounding of ε (about
 # 3 digits) becomes an error of about 0.3 in f there; bf16 (or auto) on request
-DISTILL_DEFAULTS = dict(steps=2000, batch_size=256, lr=2e-4, warmup=0, min_lr_ratio=1.0, precision="fp32")
+DISTILL_DEFAULTS = dict(steps=2000, batch_size=256, lr=2e-4, warmup=0, min_lr_ratio=1.0, precision="fp32", seed=0)
 
 
 # ---- the loss ---------------------------------------------------------------------------------------
@@ -184,11 +184,11 @@ def student_config(
             "`precision` fp16 is not offered for consistency tuning (ECT's authors report NaN): use fp32 or bf16"
         )
     data_cfg = tconfig.data if val is None else dataclasses.replace(tconfig.data, val=val)
-    data = load_run_data(data_cfg, given.get("seed") or 0)
     tc = dataclasses.replace(
         tconfig.train, augment=0.0, augment_ops=None, keep_steps=(), eval_every=None, early_stop=None,
         **{**DISTILL_DEFAULTS, **given},
     )  # fmt: skip
+    data = load_run_data(data_cfg, tc.seed)  # the seed resume reloads them with
     d = tconfig.diffusion
     distill = DistillConfig(
         teacher=str(teacher.resolve()),
