@@ -6,6 +6,8 @@ training images are moved), twice per seed:
 
     told      the network sees the augmentation labels (the library's default, augment_dim = 2)
     withheld  the same config with augment_dim = 0: the classic, leaking augmentation
+    none      (``--variants none``, a control) no augmentation: how far from the centre the
+              samples of an unaugmented run land, the floor of the told run's offsets
 
 Then NUM samples (DDIM, 20 steps, seed 0, zero labels) and each sample's centroid distance from the
 centre. The issue's bar: the median offset of the told run ≤ 0.5 px. The withheld run should leak
@@ -42,7 +44,7 @@ from ddkit.training.api import run_config
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "augment_leak.json"
 SIZE, BLOB_STD, NUM = 16, 1.4, 256
-VARIANTS = ("told", "withheld")
+VARIANTS = ("told", "withheld", "none")
 
 
 def blob_folder(root: Path) -> Path:
@@ -87,8 +89,10 @@ def train_one(folder: Path, out: Path, variant: str, seed: int, steps: int) -> f
         data=str(folder), image_size=SIZE, channels=1, steps=steps, batch_size=32, model_channels=8,
         augment=0.5, augment_ops="translate", warmup=20, sample_every=10**6, ckpt_every=250, seed=seed,
     )  # fmt: skip
+    if variant == "none":
+        options.update(augment=0.0, augment_ops=None)
     config, _ = run_config({**options, "out": str(out)})
-    assert config.model.augment_dim == 2
+    assert config.model.augment_dim == (0 if variant == "none" else 2)
     if variant == "withheld":
         config = config.replace(model=dataclasses.replace(config.model, augment_dim=0))
     t0 = time.perf_counter()
@@ -119,6 +123,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=1500, help="training steps per run (default %(default)s)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=["told", "withheld"])
     p.add_argument("--num", type=int, default=NUM, help="samples per run (default %(default)s)")
     p.add_argument("--runs", type=Path, default=Path("runs/augment_leak"), help="run folders (git-ignored)")
     p.add_argument("--results", type=Path, default=RESULTS)
@@ -134,7 +139,7 @@ def main() -> None:
     elif not args.report:
         folder = blob_folder(args.runs / "blob")
         for seed in args.seeds:
-            for variant in VARIANTS:
+            for variant in args.variants:
                 key = f"{variant}-s{seed}-{args.steps}"
                 if key in results["runs"]:
                     continue
@@ -142,7 +147,8 @@ def main() -> None:
                 seconds = train_one(folder, out, variant, seed, args.steps)
                 results["runs"][key] = {
                     "variant": variant, "seed": seed, "steps": args.steps, "size": SIZE, "blob_std": BLOB_STD,
-                    "augment": 0.5, "model_channels": 8, "batch_size": 32, "train_seconds": seconds,
+                    "augment": 0.0 if variant == "none" else 0.5, "model_channels": 8, "batch_size": 32,
+                    "train_seconds": seconds,
                     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **score(out, args.num),
                 }  # fmt: skip
                 r = results["runs"][key]
