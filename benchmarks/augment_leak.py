@@ -38,6 +38,7 @@ import torch
 from PIL import Image
 
 import ddkit
+import ddkit.nn.embeddings
 from ddkit.generate import generate
 from ddkit.training.api import run_config
 
@@ -129,7 +130,16 @@ def main() -> None:
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--report", action="store_true", help="only print the table from the results file")
     p.add_argument("--rescore", action="store_true", help="sample the finished runs again and update their numbers")
+    p.add_argument(
+        "--label-gain",
+        type=float,
+        default=None,
+        help="diagnostic: train with this AUGMENT_LABEL_GAIN instead of the library's (runs named ...-gG)",
+    )
     args = p.parse_args()
+    gain = ddkit.nn.embeddings.AUGMENT_LABEL_GAIN
+    if args.label_gain is not None:
+        ddkit.nn.embeddings.AUGMENT_LABEL_GAIN = gain = args.label_gain
     torch.set_num_threads(1)
     results = json.loads(args.results.read_text()) if args.results.exists() else {"runs": {}}
     if args.rescore:
@@ -140,7 +150,7 @@ def main() -> None:
         folder = blob_folder(args.runs / "blob")
         for seed in args.seeds:
             for variant in args.variants:
-                key = f"{variant}-s{seed}-{args.steps}"
+                key = f"{variant}-s{seed}-{args.steps}" + (f"-g{gain:g}" if args.label_gain is not None else "")
                 if key in results["runs"]:
                     continue
                 out = args.runs / key
@@ -148,7 +158,7 @@ def main() -> None:
                 results["runs"][key] = {
                     "variant": variant, "seed": seed, "steps": args.steps, "size": SIZE, "blob_std": BLOB_STD,
                     "augment": 0.0 if variant == "none" else 0.5, "model_channels": 8, "batch_size": 32,
-                    "train_seconds": seconds,
+                    "label_gain": gain if variant == "told" else None, "train_seconds": seconds,
                     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **score(out, args.num),
                 }  # fmt: skip
                 r = results["runs"][key]
