@@ -59,22 +59,38 @@ def blob_folder(root: Path) -> Path:
     return root
 
 
-def offsets(run: Path, num: int) -> np.ndarray:
-    """Each sample's centroid distance from the centre, in pixels [num] (DDIM 20, seed 0)."""
+class _Labelled(torch.nn.Module):
+    """The run's network called with fixed augmentation labels [1, 2] (the label probe)."""
+
+    def __init__(self, net: torch.nn.Module, labels: torch.Tensor):
+        super().__init__()
+        self.net, self.labels, self.config = net, labels, net.config
+
+    def forward(self, x, t, y=None):
+        return self.net(x, t, y, augment_labels=self.labels.expand(len(x), -1))
+
+
+def centroids(run: Path, num: int, labels: list[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample's centroid (x, y) minus the centre, in pixels [num] each (DDIM 20, seed 0); with
+    ``labels`` the network is told it sees that augmentation (the library samples with none)."""
     model, schedule, config = ddkit.load(run)
-    x = generate(config.diffusion.eps_network(model, schedule), schedule, num, steps=20, seed=0, clip_x0=(-1, 1))
+    net = model if labels is None else _Labelled(model, torch.tensor([labels]))
+    x = generate(config.diffusion.eps_network(net, schedule), schedule, num, steps=20, seed=0, clip_x0=(-1, 1))
     w = ((x[:, 0] + 1) / 2).clamp(0, 1)
     idx = torch.arange(SIZE, dtype=w.dtype)
     cx = (w * idx[None, None, :]).sum((1, 2)) / w.sum((1, 2))
     cy = (w * idx[None, :, None]).sum((1, 2)) / w.sum((1, 2))
-    return (((cx - (SIZE - 1) / 2) ** 2 + (cy - (SIZE - 1) / 2) ** 2).sqrt()).numpy()
+    return (cx - (SIZE - 1) / 2).numpy(), (cy - (SIZE - 1) / 2).numpy()
 
 
-def score(run: Path, num: int) -> dict:
+def score(run: Path, num: int, told: bool) -> dict:
     """The offsets' summary: median, mean, the shares beyond 0.5 and 1 px (a leaked shift moves the
-    blob by 1 … 2.8 px; a centred blob drawn imprecisely lands near the centre) and the deciles."""
-    d = offsets(run, num)
-    return {
+    blob by 1 … 2.8 px; a centred blob drawn imprecisely lands near the centre) and the deciles.
+    For a told run also the label probe: the mean centroid move in x when sampled with the label of
+    a +2 px shift in x (a network that uses its labels moves its samples by about 2 px)."""
+    cx, cy = centroids(run, num)
+    d = np.hypot(cx, cy)
+    out = {
         "num_samples": num,
         "median_offset": float(np.median(d)),
         "mean_offset": float(d.mean()),
@@ -82,6 +98,9 @@ def score(run: Path, num: int) -> dict:
         "share_over_1px": float((d > 1.0).mean()),
         "deciles": [round(float(q), 3) for q in np.quantile(d, np.linspace(0.1, 0.9, 9))],
     }
+    if told:
+        out["label_probe_dx"] = float((centroids(run, num, [1.0, 0.0])[0] - cx).mean())
+    return out
 
 
 def train_one(folder: Path, out: Path, variant: str, seed: int, steps: int) -> float:
@@ -102,13 +121,14 @@ def train_one(folder: Path, out: Path, variant: str, seed: int, steps: int) -> f
 
 
 def report(results: dict) -> None:
-    print("| seed | variant | steps | median offset (px) | share > 0.5 px | share > 1 px | train s |")
-    print("|---|---|---|---|---|---|---|")
+    print("| seed | variant | steps | median offset (px) | share > 0.5 px | share > 1 px | +2 px label: dx | train s |")
+    print("|---|---|---|---|---|---|---|---|")
     runs = sorted(results["runs"].values(), key=lambda r: (r["steps"], r["seed"], r["variant"]))
     for r in runs:
         print(
             f"| {r['seed']} | {r['variant']} | {r['steps']} | {r['median_offset']:.3f} "
-            f"| {r['share_over_half_px']:.3f} | {r.get('share_over_1px', float('nan')):.3f} | {r['train_seconds']:.0f} |"
+            f"| {r['share_over_half_px']:.3f} | {r.get('share_over_1px', float('nan')):.3f} "
+            f"| {r.get('label_probe_dx', float('nan')):.2f} | {r['train_seconds']:.0f} |"
         )
     for steps in sorted({r["steps"] for r in runs}):
         for variant in VARIANTS:
@@ -144,7 +164,8 @@ def main() -> None:
     results = json.loads(args.results.read_text()) if args.results.exists() else {"runs": {}}
     if args.rescore:
         for key, r in results["runs"].items():
-            r.update(score(args.runs / key, r["num_samples"]))
+            ddkit.nn.embeddings.AUGMENT_LABEL_GAIN = r.get("label_gain") or gain  # the gain it trained with
+            r.update(score(args.runs / key, r["num_samples"], r["variant"] == "told"))
         args.results.write_text(json.dumps(results, indent=1) + "\n")
     elif not args.report:
         folder = blob_folder(args.runs / "blob")
@@ -159,7 +180,7 @@ def main() -> None:
                     "variant": variant, "seed": seed, "steps": args.steps, "size": SIZE, "blob_std": BLOB_STD,
                     "augment": 0.0 if variant == "none" else 0.5, "model_channels": 8, "batch_size": 32,
                     "label_gain": gain if variant == "told" else None, "train_seconds": seconds,
-                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **score(out, args.num),
+                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **score(out, args.num, variant == "told"),
                 }  # fmt: skip
                 r = results["runs"][key]
                 print(
