@@ -86,8 +86,10 @@ def centroids(run: Path, num: int, labels: list[float] | None = None) -> tuple[n
 def score(run: Path, num: int, told: bool) -> dict:
     """The offsets' summary: median, mean, the shares beyond 0.5 and 1 px (a leaked shift moves the
     blob by 1 … 2.8 px; a centred blob drawn imprecisely lands near the centre) and the deciles.
-    For a told run also the label probe: the mean centroid move in x when sampled with the label of
-    a +2 px shift in x (a network that uses its labels moves its samples by about 2 px)."""
+    For a told run also the label probes: the mean centroid move in x when sampled with the label of
+    a +2 px shift in x (a network that uses its labels moves its samples by about 2 px), and the
+    offsets when sampled with the label of a (+1, +1) px shift (a network that knows *whether* an
+    image is shifted, but not where, draws off-centre blobs in every direction)."""
     cx, cy = centroids(run, num)
     d = np.hypot(cx, cy)
     out = {
@@ -100,6 +102,9 @@ def score(run: Path, num: int, told: bool) -> dict:
     }
     if told:
         out["label_probe_dx"] = float((centroids(run, num, [1.0, 0.0])[0] - cx).mean())
+        d11 = np.hypot(*centroids(run, num, [0.5, 0.5]))  # the label of a (+1, +1) px shift
+        out["label_probe_11_median_offset"] = float(np.median(d11))
+        out["label_probe_11_share_over_half_px"] = float((d11 > 0.5).mean())
     return out
 
 
@@ -121,23 +126,24 @@ def train_one(folder: Path, out: Path, variant: str, seed: int, steps: int) -> f
 
 
 def report(results: dict) -> None:
-    print("| seed | variant | steps | median offset (px) | share > 0.5 px | share > 1 px | +2 px label: dx | train s |")
+    def gain(r):  # the label gain a told run trained with (records before --label-gain: the library's 10)
+        return r.get("label_gain") or 10.0 if r["variant"] == "told" else None
+
+    print("| seed | variant | gain | steps | median offset (px) | share > 0.5 px | share > 1 px | +2 px label: dx |")
     print("|---|---|---|---|---|---|---|---|")
-    runs = sorted(results["runs"].values(), key=lambda r: (r["steps"], r["seed"], r["variant"]))
+    runs = sorted(results["runs"].values(), key=lambda r: (r["steps"], r["seed"], r["variant"], gain(r) or 0))
     for r in runs:
         print(
-            f"| {r['seed']} | {r['variant']} | {r['steps']} | {r['median_offset']:.3f} "
+            f"| {r['seed']} | {r['variant']} | {gain(r) or ''} | {r['steps']} | {r['median_offset']:.3f} "
             f"| {r['share_over_half_px']:.3f} | {r.get('share_over_1px', float('nan')):.3f} "
-            f"| {r.get('label_probe_dx', float('nan')):.2f} | {r['train_seconds']:.0f} |"
+            f"| {r.get('label_probe_dx', float('nan')):.2f} |"
         )
-    for steps in sorted({r["steps"] for r in runs}):
-        for variant in VARIANTS:
-            med = [r["median_offset"] for r in runs if r["variant"] == variant and r["steps"] == steps]
-            if med:
-                each = ", ".join(f"{m:.3f}" for m in med)
-                print(
-                    f"{steps} steps, {variant}: median offset {np.mean(med):.3f} px (mean of {len(med)} seeds: {each})"
-                )
+    for group in sorted({(r["steps"], r["variant"], gain(r) or 0) for r in runs}):
+        med = [r["median_offset"] for r in runs if (r["steps"], r["variant"], gain(r) or 0) == group]
+        each = ", ".join(f"{m:.3f}" for m in med)
+        steps, variant, g = group
+        what = f"{variant} (gain {g:g})" if g else variant
+        print(f"{steps} steps, {what}: median offset {np.mean(med):.3f} px (mean of {len(med)} seeds: {each})")
 
 
 def main() -> None:
