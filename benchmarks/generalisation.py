@@ -334,7 +334,7 @@ def draw_plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
-    for recipe in RECIPES:
+    for i, recipe in enumerate(RECIPES):
         stage = 2 if any(r["stage"] == 2 and r["recipe"] == recipe for r in results.values()) else 1
         runs = [r for r in results.values() if r["recipe"] == recipe and r["stage"] == stage]
         if not runs:
@@ -342,7 +342,14 @@ def draw_plot(results: dict, path: Path) -> None:
         steps = sorted(set.intersection(*({e["step"] for e in r["evals"]} for r in runs)))
         for ax, key in zip(axes, ("fid", "closer_than_real", "heldout_fid")):
             y = [np.mean([e[key] for r in runs for e in r["evals"] if e["step"] == s]) for s in steps]
-            ax.plot(steps, y, marker=".", label=f"{recipe} (stage {stage}, {len(runs)} seed{'s' * (len(runs) > 1)})")
+            style = dict(color=f"C{i % 10}", ls=("-", "--", ":")[i // 10 % 3])  # 12+ recipes, 10 colours
+            ax.plot(
+                steps,
+                y,
+                marker=".",
+                **style,
+                label=f"{recipe} (stage {stage}, {len(runs)} seed{'s' * (len(runs) > 1)})",
+            )
     for ax, title in zip(axes, ("validation FID", "closer-than-real (validation samples)", "held-out FID")):
         ax.set(xlabel="training step", title=title)
         ax.grid(alpha=0.3)
