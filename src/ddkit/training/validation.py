@@ -254,12 +254,10 @@ def pick(records: list[dict], select: str, select_closer: float = DEFAULT_SELECT
     """The index in ``records`` (evaluations in step order) that ``select`` chooses: the first of the
     lowest (tier, score), as :meth:`EvalState.update` keeps it; None when no score is finite."""
     state = EvalState()
-    best = None
     for i, r in enumerate(records):
         tier, score = selection_key(r, select, select_closer)
-        if state.update(i, score, tier):
-            best = i
-    return best
+        state.update(i, score, tier)
+    return state.best_step
 
 
 def describe_choice(
