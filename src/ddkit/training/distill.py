@@ -24,6 +24,7 @@ is ECT's "target = x₀ at r = 0" moved to this schedule's smallest σ.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,7 @@ from .student import METHODS, DistillConfig, check_teacher, sha256_file
 
 T_FLOOR = 1.001
 """t is clamped to at least T_FLOOR·σ_min, so that t > r = σ_min (the pair never degenerates)."""
-SIGMA_MID_CANDIDATES = (0.1, 0.2, 0.4, SIGMA_MID, 1.5, 3.0, 6.0)
+SIGMA_MID_CANDIDATES = (0.1, 0.2, 0.4, SIGMA_MID, 1.5, 3.0, 6.0, 12.0)
 """The intermediate σ of two-step sampling is chosen among these (ECT's 0.821 among them)."""
 CHOOSE_NUM = 1000
 """Samples per candidate when choosing σ_mid."""
@@ -75,10 +76,18 @@ def ect_r(t: torch.Tensor, stage: int, sigma_min: float, q: float = 2.0, k: floa
     return (t * ratio).clamp(min=sigma_min)
 
 
-def sample_t(n: int, generator: torch.Generator, device, p_mean: float, p_std: float, lo: float, hi: float):
-    """t = exp(P_mean + P_std·N(0, 1)) [n] (float64), clamped to [lo, hi]."""
+def sample_t(
+    n: int, generator: torch.Generator, device, p_mean: float, p_std: float, lo: float, hi: float, uniform: float = 0.0
+):
+    """t = exp(P_mean + P_std·N(0, 1)) [n] (float64), clamped to [lo, hi]; with ``uniform`` > 0, that
+    share of the draws (on average) is log-uniform on [lo, hi] instead (drawn after the normals, so
+    ``uniform`` = 0 draws exactly what it always did)."""
     rnd = torch.randn(n, generator=generator, device=device, dtype=torch.float64)
-    return (rnd * p_std + p_mean).exp().clamp(lo, hi)
+    t = (rnd * p_std + p_mean).exp().clamp(lo, hi)
+    if uniform > 0:
+        pick, v = torch.rand(2, n, generator=generator, device=device, dtype=torch.float64)
+        t = torch.where(pick < uniform, lo * (hi / lo) ** v, t)
+    return t
 
 
 def ect_loss(denoise, x0: torch.Tensor, y, t: torch.Tensor, r: torch.Tensor, z: torch.Tensor, c: float = 0.0):
@@ -110,7 +119,7 @@ class ECTObjective:
         self.schedule = config.diffusion.build()
         self.sigma_min = float(self.schedule.sigmas[0])
         finite = self.schedule.sigmas[torch.isfinite(self.schedule.sigmas)]
-        self.sigma_hi = float(finite[-1])
+        self.sigma_hi = min(float(finite[-1]), self.d.t_max or math.inf)  # t's upper clamp
         self.step_of = lambda: 0
 
     def bind(self, step_of) -> None:
@@ -134,7 +143,7 @@ class ECTObjective:
     def loss(self, net: nn.Module, x0: torch.Tensor, y, generator: torch.Generator) -> torch.Tensor:
         """The batch mean of :func:`ect_loss`: t from ``generator``, then z."""
         d = self.d
-        t = sample_t(x0.shape[0], generator, x0.device, d.p_mean, d.p_std, T_FLOOR * self.sigma_min, self.sigma_hi)
+        t = sample_t(x0.shape[0], generator, x0.device, d.p_mean, d.p_std, T_FLOOR * self.sigma_min, self.sigma_hi, d.t_uniform)
         z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         return ect_loss(self.student(net).denoise, x0, self._labels(y), t, self._r(t), z, d.c).mean()
 
@@ -161,7 +170,8 @@ def is_student(config: RunConfig) -> bool:
 
 
 def student_config(
-    teacher: str | Path, *, checkpoint=None, val=None, double_every: int | None = None, **train
+    teacher: str | Path, *, checkpoint=None, val=None, double_every: int | None = None, t_max=None, t_uniform=None,
+    **train,
 ) -> tuple[RunConfig, Dataset]:
     """The student's RunConfig and its training data: the teacher's network, schedule and data (``val``
     may add a validation part), ECT-tuning's optimiser defaults (:data:`DISTILL_DEFAULTS`) under ``train``
@@ -197,6 +207,7 @@ def student_config(
         double_every=default_double_every(tc.steps)
         if double_every is None
         else positive_int("double_every", double_every),
+        **{k: v for k, v in (("t_max", t_max), ("t_uniform", t_uniform)) if v is not None},
     )
     config = RunConfig(
         model=tconfig.model,
@@ -244,6 +255,12 @@ class DistillOptions:
     )
     double_every: int | None = option(
         None, "steps between ECT's halvings of t - r (default: a quarter of --steps; 250 with --minutes only)"
+    )
+    t_max: float | None = option(
+        None, "the largest noise level σ that tuning draws (default: the schedule's largest)", metavar="SIGMA"
+    )
+    t_uniform: float | None = option(
+        None, "the share of tuning pairs whose σ is log-uniform up to --t-max instead of ECT's log-normal (default 0)"
     )
     checkpoint: str | None = option(None, "which teacher weights (as ddkit sample)", metavar="last|best|PATH")
     seed: int | None = option(None, "random seed (default 0)")

@@ -33,6 +33,8 @@ class DistillConfig:
     sigma_mid_scores: tuple[float, ...] = ()
     p_mean: float = -1.1
     p_std: float = 2.0
+    t_max: float | None = None
+    t_uniform: float = 0.0
     q: float = 2.0
     k: float = 8.0
     b: float = 1.0
@@ -48,6 +50,9 @@ class DistillConfig:
             )
         checks.number("p_mean", self.p_mean)
         checks.positive("p_std", self.p_std)
+        if self.t_max is not None:
+            checks.positive("t_max", self.t_max)
+        checks.number("t_uniform", self.t_uniform, low=0.0, high=1.0, what="a share in [0, 1]")
         if not (self.q > 1 and math.isfinite(self.q)):
             raise checks.ParameterError(f"`q` (ECT's decay factor) must be a number > 1, got {self.q}")
         checks.number("k", self.k, low=0.0, what="a finite number >= 0")
