@@ -25,13 +25,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from distill_digits import score, steps_of  # noqa: E402
-
 import ddkit  # noqa: E402
 from ddkit.data import load_run_data, take  # noqa: E402
 from ddkit.generate import generate  # noqa: E402
 from ddkit.training.distill import CHOOSE_NUM, distill, student_options  # noqa: E402
 from ddkit.training.validation import fid_scorer  # noqa: E402
+from distill_digits import score, steps_of  # noqa: E402
+
+DDIM_MIDS = (1.5, 3.0, 6.0, 12.0)  # σ after the first DDIM step from 80 (the σ_mid candidates above 1)
 
 VARIANTS = {
     "ect": {},
@@ -40,24 +41,45 @@ VARIANTS = {
 }
 
 
-def train_slice_fid(run: Path, steps: int) -> float:
-    """FID of CHOOSE_NUM samples against the training slice that σ_mid is chosen on (same start noise)."""
+def train_slice_fid(run: Path, **sampling) -> float:
+    """FID of CHOOSE_NUM samples against the training slice that σ_mid is chosen on (the same start
+    noise as that choice)."""
     model, schedule, config = ddkit.load(run, checkpoint="last")
     ref = load_run_data(config.data, config.train.seed)
     pick = np.random.default_rng(config.train.seed + 1).permutation(len(ref.x))[:CHOOSE_NUM]
     fid, need = fid_scorer(config, take(ref, np.sort(pick), ref.source))
-    grid = student_options(config, "consistency", {"steps": steps})
     net = config.diffusion.eps_network(model, schedule)
-    x = generate(net, schedule, max(CHOOSE_NUM, need), seed=config.train.seed, clip_x0=(-1.0, 1.0), **grid)
+    x = generate(net, schedule, max(CHOOSE_NUM, need), seed=config.train.seed, clip_x0=(-1.0, 1.0), **sampling)
     return float(fid(x))
+
+
+def score_student(run: Path, args) -> dict:
+    """The student's one and two consistency steps, and DDIM on [80, σ] with σ chosen on the training
+    slice (the student read as an ε-network: a deterministic re-noising instead of fresh noise)."""
+    config = ddkit.load(run)[2]
+    row = {"sigma_mid": config.distill.sigma_mid,
+           "sigma_mid_scores": dict(zip(map(str, config.distill.sigma_mid_candidates),
+                                        config.distill.sigma_mid_scores))}  # fmt: skip
+    for steps in (1, 2):
+        grid = student_options(config, "consistency", {"steps": steps})
+        row[f"train-slice fid {steps} step"] = train_slice_fid(run, sampler="consistency", **grid)
+        row[f"test {steps} step"] = score(run, args, sampler="consistency", **grid)
+    ddim = {s: train_slice_fid(run, sampler="ddim", sigmas=[80.0, s]) for s in DDIM_MIDS}
+    best = min(ddim, key=ddim.get)
+    row["ddim-2 train-slice fids"] = {str(s): v for s, v in ddim.items()}
+    row["ddim-2 sigma"] = best
+    row["test ddim-2"] = score(run, args, sampler="ddim", sigmas=[80.0, best])
+    return row
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--teacher", type=Path, required=True)
+    p.add_argument("--tag", default="", help="prefix of the result keys and run folders (another teacher)")
     p.add_argument("--out", type=Path, default=Path("runs/distill-t-study"))
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--rescore", action="store_true", help="score the listed finished variants again")
     p.add_argument("--num-samples", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
@@ -65,26 +87,27 @@ def main(argv=None) -> int:
     p.add_argument("--results", type=Path, default=Path("benchmarks/results/distill_t_study.json"))
     args = p.parse_args(argv)
     results = json.loads(args.results.read_text()) if args.results.is_file() else {}
+
+    def save():
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(json.dumps(results, indent=1))
+
+    prefix = f"{args.tag}/" if args.tag else ""
+    if args.tag and f"{prefix}teacher ddim-50" not in results:
+        results[f"{prefix}teacher ddim-50"] = score(args.teacher, args, sampler="ddim", steps=50)
+        save()
     for name in args.variants:
-        if name in results:
+        key, run = prefix + name, args.out / (f"{args.tag}-{name}" if args.tag else name)
+        if key in results and not args.rescore:
             continue
-        run = args.out / name
         resume = (run / "config.json").exists()
         if steps_of(run) < args.steps if resume else True:
             distill(args.teacher, run, steps=args.steps, resume=resume, progress=False, **VARIANTS[name])
-        config = ddkit.load(run)[2]
-        row = {"options": VARIANTS[name], "sigma_mid": config.distill.sigma_mid,
-               "sigma_mid_scores": dict(zip(map(str, config.distill.sigma_mid_candidates),
-                                            config.distill.sigma_mid_scores))}  # fmt: skip
-        for steps in (1, 2):
-            row[f"train-slice fid {steps} step"] = train_slice_fid(run, steps)
-            grid = student_options(config, "consistency", {"steps": steps})
-            row[f"test {steps} step"] = score(run, args, sampler="consistency", **grid)
-        results[name] = row
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        args.results.write_text(json.dumps(results, indent=1))
+        results[key] = {"options": VARIANTS[name], "teacher": str(args.teacher)} | score_student(run, args)
+        save()
+        row = results[key]
         fids = {k: round(float(np.mean(v["fid"])), 2) for k, v in row.items() if k.startswith("test")}
-        print(name, {k: v for k, v in row.items() if k.startswith("train")}, fids, flush=True)
+        print(key, {k: v for k, v in row.items() if "train-slice" in k}, fids, flush=True)
     return 0
 
 
