@@ -208,9 +208,12 @@ def test_student_config_round_trips_and_teacher_config_is_unchanged():
 def test_student_sampling_options_use_the_recorded_grid():
     config = _student_config()
     config = config.replace(distill=dataclasses.replace(config.distill, sigma_mid=1.5))
-    assert student_options(config, "consistency", {}) == {"sigmas": [80.0]}
-    assert student_options(config, "consistency", {"steps": 2}) == {"sigmas": [80.0, 1.5]}
+    assert student_options(config, "consistency", {}) == {"sigmas": [80.0], "gamma": 1.0}
+    assert student_options(config, "consistency", {"steps": 2}) == {"sigmas": [80.0, 1.5], "gamma": 1.0}
     assert student_options(config, "ddim", {"steps": 2}) == {"steps": 2}
+    config = config.replace(distill=dataclasses.replace(config.distill, gamma=0.0))
+    assert student_options(config, "consistency", {"steps": 2}) == {"sigmas": [80.0, 1.5], "gamma": 0.0}
+    assert student_options(config, "consistency", {"steps": 2, "gamma": 1.0})["gamma"] == 1.0  # given wins
 
 
 def test_objective_loss_is_finite_and_stage_follows_the_step():
@@ -224,3 +227,72 @@ def test_objective_loss_is_finite_and_stage_follows_the_step():
     loss.backward()
     obj.bind(lambda: 3 * config.distill.double_every + 1)
     assert obj.stage == 3
+
+
+def test_sample_t_without_uniform_share_draws_ects_log_normal_bit_for_bit():
+    lo, hi = 1.001 * 0.002, 80.0
+    g = torch.Generator().manual_seed(0)
+    ects = (torch.randn(4096, generator=g, dtype=torch.float64) * 2.0 - 1.1).exp().clamp(lo, hi)
+    for kwargs in ({}, {"uniform": 0.0}):
+        assert torch.equal(sample_t(4096, torch.Generator().manual_seed(0), "cpu", -1.1, 2.0, lo, hi, **kwargs), ects)
+
+
+def test_sample_t_mixes_a_log_uniform_share_within_the_clamp():
+    lo, hi, n = 1.001 * 0.002, 80.0, 200_000
+    t = sample_t(n, torch.Generator().manual_seed(1), "cpu", -1.1, 2.0, lo, hi, uniform=0.5)
+    assert t.min() >= lo and t.max() <= hi
+    normal_tail = 0.5 * math.erfc((math.log(20.0) + 1.1) / 2.0 / math.sqrt(2.0))  # P(t > 20), log-normal
+    uniform_tail = math.log(hi / 20.0) / math.log(hi / lo)  # P(t > 20), log-uniform on [lo, hi]
+    share = (t > 20.0).double().mean().item()
+    assert share == pytest.approx(0.5 * normal_tail + 0.5 * uniform_tail, abs=0.003)  # 5 standard errors
+    all_uniform = sample_t(n, torch.Generator().manual_seed(2), "cpu", -1.1, 2.0, lo, hi, uniform=1.0)
+    assert (all_uniform > 20.0).double().mean().item() == pytest.approx(uniform_tail, abs=0.004)
+
+
+def test_t_max_caps_the_objectives_noise_levels_and_bad_values_are_refused():
+    config = _student_config()
+    top = ECTObjective(config).sigma_hi
+    capped = config.replace(distill=dataclasses.replace(config.distill, t_max=5.0, t_uniform=0.5))
+    obj = ECTObjective(capped)
+    assert top > 80.0 and obj.sigma_hi == 5.0
+    big = ECTObjective(config.replace(distill=dataclasses.replace(config.distill, t_max=1e9)))
+    assert big.sigma_hi == top  # above the schedule's largest σ the schedule's bound stays
+    for bad in ({"t_max": 0.0}, {"t_max": -1.0}, {"t_uniform": 1.5}, {"t_uniform": -0.1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            dataclasses.replace(config.distill, **bad)
+
+
+def test_consistency_gamma_one_is_fresh_noise_and_zero_is_ddim_on_the_same_grid():
+    """CTM's γ-sampling: γ = 1 is Algorithm 1 (fresh noise, the default, bit for bit), γ = 0 is DDIM
+    η = 0 on the same σ-grid (clipping included), and γ in between mixes the two noises with
+    variance kept: √(1−γ²)·ε̂ + γ·z."""
+    sched = SCHEDULES["cosine"]
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 2)).double()
+    model_fn = lambda x, t: net(x) + 0.01 * t.to(x.dtype)[:, None]  # noqa: E731
+    x_T = torch.randn(64, 2, dtype=torch.float64)
+    grid = {"sigmas": [80.0, 3.0, 0.5], "clip_x0": (-1.0, 1.0)}
+
+    def draw(name, **kw):
+        return run_sampler(name, model_fn, x_T, sched, generator=torch.Generator().manual_seed(5), **grid, **kw)
+
+    assert torch.equal(draw("consistency"), draw("consistency", gamma=1.0))
+    torch.testing.assert_close(draw("consistency", gamma=0.0), draw("ddim"), rtol=1e-10, atol=1e-10)
+    assert not torch.allclose(draw("consistency", gamma=0.5), draw("consistency", gamma=0.0))
+    # γ = 0.6: the step mixes ε̂ and z as 0.8·ε̂ + 0.6·z, z the generator's first draw
+    one = {"sigmas": [80.0, 3.0]}
+    out = run_sampler("consistency", model_fn, x_T, sched, generator=torch.Generator().manual_seed(5), gamma=0.6, **one)
+    first = run_sampler("consistency", model_fn, x_T, sched, sigmas=[80.0])
+    eps_hat = (x_T / math.sqrt(sched_ab(80.0)) - first) / 80.0
+    z = torch.randn(x_T.shape, generator=torch.Generator().manual_seed(5), dtype=x_T.dtype)
+    x_mid = first + 3.0 * (0.8 * eps_hat + 0.6 * z)
+    expect = run_sampler("consistency", model_fn, x_mid * math.sqrt(sched_ab(3.0)), sched, sigmas=[3.0])
+    torch.testing.assert_close(out, expect, rtol=1e-9, atol=1e-9)
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="gamma"):
+            draw("consistency", gamma=bad)
+
+
+def sched_ab(sigma: float) -> float:
+    """ᾱ of the noise level σ (σ² = (1 − ᾱ)/ᾱ)."""
+    return 1.0 / (1.0 + sigma * sigma)

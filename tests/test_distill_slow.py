@@ -141,6 +141,13 @@ def test_cli_distill_sample_eval_edit(teacher_run, tmp_path, capsys):
     assert "student already" in _error_line(capsys)
     assert main(["distill", str(teacher_run), "--out", str(tmp_path / "zero"), "--steps", "0"]) == 2
     assert "steps" in _error_line(capsys)
+    for flag, value, words in (
+        ("--t-max", "0.001", "--t-max must be above"),
+        ("--t-uniform", "1.5", "t_uniform must be a share in [0, 1]"),
+    ):
+        out = tmp_path / "bad-t"
+        assert main(["distill", str(teacher_run), "--out", str(out), flag, value]) == 2
+        assert words in _error_line(capsys) and not out.exists()
     (tmp_path / "in").mkdir()
     from PIL import Image
 

@@ -1,6 +1,7 @@
 """Multistep consistency sampling (Song et al. 2023, Algorithm 1) for a consistency model read as
 an ε-network (:class:`ddkit.consistency.ConsistencyNetwork`): one evaluation per point of a short
-σ-grid, fresh noise between them.
+σ-grid, fresh noise between them, or with CTM's γ (Kim et al. 2023, "Consistency trajectory models")
+a share of the noise the model predicted (γ = 0: DDIM's deterministic re-noising).
 
 Notation: σ = √((1-ᾱ)/ᾱ), x̃ = x_t/√ᾱ = x₀ + σ·ε, t(σ) the fractional model timestep of σ."""
 
@@ -10,7 +11,7 @@ import math
 
 import torch
 
-from ..checks import integer, is_int
+from ..checks import integer, is_int, number
 from ..parameterization import ModelFn
 from ..schedule import Schedule
 from ..timesteps import KARRAS_RHO
@@ -49,7 +50,7 @@ def _default_sigmas(schedule: Schedule, steps: int, start_t: int | None) -> list
 
 @torch.no_grad()
 def consistency_sample(
-    model_fn: ModelFn, x_T: torch.Tensor, schedule: Schedule, *, steps: int = 1, **common
+    model_fn: ModelFn, x_T: torch.Tensor, schedule: Schedule, *, steps: int = 1, gamma: float = 1.0, **common
 ) -> torch.Tensor:
     """Multistep consistency sampling (Song et al. 2023, Algorithm 1) from x_T [N, ...] (x at the
     grid's first point) → x_0 [N, ...] with a consistency model read as ε, in ``steps`` model
@@ -57,15 +58,20 @@ def consistency_sample(
     :func:`_default_sigmas`: [80] for one step, [80, 0.821] for two): x̃ = x_T/√ᾱ_0; at each point,
     D = x̃ − σ_i·ε(√ᾱ_i·x̃, t_i) (:meth:`~ddkit.samplers.common.Sampling.denoise`); then
     x̃ = D + σ_{i+1}·z with fresh z ~ N(0, I) from ``generator``; the last D is the sample.
+    ``gamma`` γ in [0, 1] (CTM's γ-sampling, Kim et al. 2023): x̃ = D + σ_{i+1}·(√(1 − γ²)·ε̂ + γ·z)
+    with ε̂ = (x̃ − D)/σ_i the noise the model saw; 1 (the default) is Algorithm 1's fresh noise, 0
+    draws none and is DDIM η = 0 on the same grid.
     ``common``: the keywords every sampler takes (:mod:`ddkit.samplers.common`); ``start_t``: the
     grid starts there (x_T is x at start_t); ``clip_x0`` clamps D, ``denoised_fn`` then changes it."""
     if common.get("timesteps") is None and common.get("sigmas") is None:
         common = common | {"sigmas": _default_sigmas(schedule, steps, common.get("start_t")), "start_t": None}
+    gamma = number("gamma", gamma, low=0.0, high=1.0, what="in [0, 1]")
     run = Sampling("consistency", model_fn, x_T, schedule, None, "leading", **common)
     grid, sig = run.grid, run.grid.sigmas
     x = x_T * (1.0 / math.sqrt(grid.alpha_bars[0]))  # x̃ = x_t/√ᾱ
     for i in run:
-        denoised = run.denoise(x, i, grid.t[i], grid.alpha_bars[i], sigma=sig[i])[0]
-        if i + 1 < len(grid):  # fresh noise up to the next point's σ
-            x = denoised + sig[i + 1] * noise_like(denoised, run.generator)
+        denoised, eps = run.denoise(x, i, grid.t[i], grid.alpha_bars[i], sigma=sig[i])
+        if i + 1 < len(grid):  # noise up to the next point's σ: fresh (γ = 1), the model's (γ = 0) or a mix
+            z = noise_like(denoised, run.generator) if gamma > 0 else 0.0
+            x = denoised + sig[i + 1] * (z if gamma == 1 else math.sqrt(1.0 - gamma * gamma) * eps + gamma * z)
     return denoised

@@ -28,7 +28,7 @@ from .dpm_solver import dpm_solver_sample
 from .edm import euler_sample, heun_sample
 from .unipc import unipc_sample
 
-OPTIONS = ("steps", "eta", "spacing", "order", "variance", "s_churn", "s_tmin", "s_tmax", "s_noise")
+OPTIONS = ("steps", "eta", "spacing", "order", "variance", "s_churn", "s_tmin", "s_tmax", "s_noise", "gamma")
 CHURN = {"s_churn": 0.0, "s_tmin": 0.0, "s_tmax": math.inf, "s_noise": 1.0}
 
 
@@ -127,7 +127,8 @@ register_sampler(
 register_sampler(
     "consistency",
     consistency_sample,
-    {"steps": 1},
+    {"steps": 1, "gamma": 1.0},
     "multistep consistency sampling (Song et al. 2023) for a student made by ddkit distill: model evaluations "
-    "from σ = 80 with fresh noise between them; a student takes 1 or 2, re-noised to its recorded σ",
+    "from σ = 80, re-noised between them (gamma 1 fresh noise, 0 the model's own: CTM's γ); a student takes "
+    "1 or 2, re-noised to its recorded σ with its recorded γ",
 )

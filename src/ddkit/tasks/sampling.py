@@ -101,6 +101,11 @@ class SamplingOptions:
     s_tmin: float | None = _churn("churn only at σ >= S_tmin (default 0)")
     s_tmax: float | None = _churn("churn only at σ <= S_tmax (default inf)")
     s_noise: float | None = _churn("scale of the churn noise S_noise (default 1)")
+    gamma: float | None = option(
+        None,
+        "consistency sampling's re-noising in [0, 1] (CTM's γ): 1 fresh noise (Song et al. 2023), 0 the noise the "
+        "model predicted, as DDIM (default: the student's recorded choice, else 1)",
+    )
     precision: str = option(
         "fp32",
         "the network's arithmetic while sampling: fp32 (default), bf16 or fp16 (cuda) under autocast, "
@@ -170,7 +175,7 @@ class SamplingOptions:
 
     def sampler_given(self) -> dict:
         """The sampler's options that were given (not None)."""
-        names = ("steps", "eta", "spacing", "order", *CHURN)
+        names = ("steps", "eta", "spacing", "order", *CHURN, "gamma")
         return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
 
 

@@ -57,6 +57,8 @@ T_FLOOR = 1.001
 """t is clamped to at least T_FLOOR·σ_min, so that t > r = σ_min (the pair never degenerates)."""
 SIGMA_MID_CANDIDATES = (0.1, 0.2, 0.4, SIGMA_MID, 1.5, 3.0, 6.0, 12.0)
 """The intermediate σ of two-step sampling is chosen among these (ECT's 0.821 among them)."""
+GAMMA_CANDIDATES = (1.0, 0.0)
+"""... with the re-noising γ among these (CTM's γ: 1 the consistency models' fresh noise, 0 DDIM's)."""
 CHOOSE_NUM = 1000
 """Samples per candidate when choosing σ_mid."""
 DOUBLE_EVERY = 250
@@ -143,7 +145,9 @@ class ECTObjective:
     def loss(self, net: nn.Module, x0: torch.Tensor, y, generator: torch.Generator) -> torch.Tensor:
         """The batch mean of :func:`ect_loss`: t from ``generator``, then z."""
         d = self.d
-        t = sample_t(x0.shape[0], generator, x0.device, d.p_mean, d.p_std, T_FLOOR * self.sigma_min, self.sigma_hi, d.t_uniform)
+        t = sample_t(
+            x0.shape[0], generator, x0.device, d.p_mean, d.p_std, T_FLOOR * self.sigma_min, self.sigma_hi, d.t_uniform
+        )
         z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         return ect_loss(self.student(net).denoise, x0, self._labels(y), t, self._r(t), z, d.c).mean()
 
@@ -170,7 +174,13 @@ def is_student(config: RunConfig) -> bool:
 
 
 def student_config(
-    teacher: str | Path, *, checkpoint=None, val=None, double_every: int | None = None, t_max=None, t_uniform=None,
+    teacher: str | Path,
+    *,
+    checkpoint=None,
+    val=None,
+    double_every: int | None = None,
+    t_max=None,
+    t_uniform=None,
     **train,
 ) -> tuple[RunConfig, Dataset]:
     """The student's RunConfig and its training data: the teacher's network, schedule and data (``val``
@@ -198,7 +208,6 @@ def student_config(
         tconfig.train, augment=0.0, augment_ops=None, keep_steps=(), eval_every=None, early_stop=None,
         **{**DISTILL_DEFAULTS, **given},
     )  # fmt: skip
-    data = load_run_data(data_cfg, tc.seed)  # the seed resume reloads them with
     d = tconfig.diffusion
     distill = DistillConfig(
         teacher=str(teacher.resolve()),
@@ -209,6 +218,10 @@ def student_config(
         else positive_int("double_every", double_every),
         **{k: v for k, v in (("t_max", t_max), ("t_uniform", t_uniform)) if v is not None},
     )
+    lowest = T_FLOOR * float(d.build().sigmas[0])
+    if t_max is not None and t_max <= lowest:
+        raise ParameterError(f"`t_max` must be above the schedule's smallest tuning σ {lowest:.4g}, got {t_max:g}")
+    data = load_run_data(data_cfg, tc.seed)  # the seed resume reloads them with
     config = RunConfig(
         model=tconfig.model,
         diffusion=dataclasses.replace(d, consistency_sigma_data=d.sigma_data or measure_sigma_data(data.x)),
@@ -330,12 +343,20 @@ def distill(
 
 # ---- two-step sampling: σ_mid chosen on held-out data ------------------------------------------------
 def choose_sigma_mid(
-    net: nn.Module, schedule, config: RunConfig, *, candidates=SIGMA_MID_CANDIDATES, num: int = CHOOSE_NUM, device="cpu"
+    net: nn.Module,
+    schedule,
+    config: RunConfig,
+    *,
+    candidates=SIGMA_MID_CANDIDATES,
+    gammas=GAMMA_CANDIDATES,
+    num: int = CHOOSE_NUM,
+    device="cpu",
 ) -> tuple[str, list[float], list[float]]:
-    """(metric, candidates, scores) of two-step sampling [σ_max, σ_mid] for each candidate σ_mid, the
-    student ``net`` read as ε: FID against the validation part (or, without one, a fixed slice of the
-    training data: see docs/distill.md) for images; for 2-D points the energy distance to fresh
-    draws of the data's law. Same start noise for every candidate; lower is better."""
+    """(metric, candidates, scores) of two-step sampling [σ_max, σ_mid] for each re-noising γ of
+    ``gammas`` and, within it, each candidate σ_mid (scores γ-major), the student ``net`` read as ε:
+    FID against the validation part (or, without one, a fixed slice of the training data: see
+    docs/distill.md) for images; for 2-D points the energy distance to fresh draws of the data's
+    law. Same start noise for every candidate; lower is better."""
     from ..data import load_data
     from ..eval.energy import energy_distance
     from .validation import fid_scorer
@@ -357,24 +378,27 @@ def choose_sigma_mid(
     else:
         score = lambda x: energy_distance(x, ref.x[:num].to(x.dtype))  # noqa: E731
     scores = []
-    for s in cands:
-        x = generate(net, schedule, num, sampler="consistency", sigmas=[d.sigma_max, s], seed=tc.seed,
-                     clip_x0=(-1.0, 1.0) if image else None, device=device)  # fmt: skip
-        scores.append(score(x))
+    for gamma in gammas:
+        for s in cands:
+            x = generate(net, schedule, num, sampler="consistency", sigmas=[d.sigma_max, s], gamma=gamma,
+                         seed=tc.seed, clip_x0=(-1.0, 1.0) if image else None, device=device)  # fmt: skip
+            scores.append(score(x))
     return ("fid" if image else "energy"), cands, scores
 
 
 def record_sigma_mid(out: str | Path, **kwargs) -> DistillConfig:
-    """Choose σ_mid for the student ``out`` (its best checkpoint, else the newest) and record it,
-    with the candidates and their scores, in its config.json."""
+    """Choose σ_mid and γ for the student ``out`` (its best checkpoint, else the newest) and record
+    them, with the candidates and their scores, in its config.json."""
     from .load import load
 
     model, schedule, config = load(out)
-    metric, cands, scores = choose_sigma_mid(config.diffusion.eps_network(model, schedule), schedule, config, **kwargs)
-    best = cands[int(np.argmin(scores))]
+    gammas = tuple(float(g) for g in kwargs.pop("gammas", GAMMA_CANDIDATES))
+    net = config.diffusion.eps_network(model, schedule)
+    metric, cands, scores = choose_sigma_mid(net, schedule, config, gammas=gammas, **kwargs)
+    gamma, best = divmod(int(np.argmin(scores)), len(cands))
     distill = dataclasses.replace(
-        config.distill, sigma_mid=best, sigma_mid_metric=metric, sigma_mid_candidates=tuple(cands),
-        sigma_mid_scores=tuple(float(v) for v in scores),
+        config.distill, sigma_mid=cands[best], gamma=gammas[gamma], gamma_candidates=gammas,
+        sigma_mid_metric=metric, sigma_mid_candidates=tuple(cands), sigma_mid_scores=tuple(float(v) for v in scores),
     )  # fmt: skip
     config.replace(distill=distill).save(RunDir(out).config)
     return distill
@@ -388,11 +412,14 @@ def default_sampler(config: RunConfig) -> str:
 
 def student_options(config: RunConfig, sampler: str, options: dict) -> dict:
     """A student's sampler options: consistency sampling without a grid gets the student's recorded
-    one, [σ_max] for ``steps`` 1 (the default) or [σ_max, σ_mid] for 2."""
-    if config.distill is None or sampler != "consistency" or "sigmas" in options:
+    one, [σ_max] for ``steps`` 1 (the default) or [σ_max, σ_mid] for 2, and without ``gamma`` its
+    recorded re-noising γ."""
+    if config.distill is None or sampler != "consistency":
         return options
     d = config.distill
-    options = dict(options)
+    options = {"gamma": d.gamma} | options
+    if "sigmas" in options:
+        return options
     steps = options.pop("steps", None) or 1
     return options | {"sigmas": consistency_grid(steps, d.sigma_max, d.sigma_mid or SIGMA_MID)}
 
@@ -411,6 +438,7 @@ __all__ = [
     "DISTILL_DEFAULTS",
     "DistillOptions",
     "ECTObjective",
+    "GAMMA_CANDIDATES",
     "choose_sigma_mid",
     "default_sampler",
     "distill",

@@ -20,7 +20,10 @@ METHODS = ("ect",)
 class DistillConfig:
     """A student's provenance and sampling grid, with the ECT loss's settings (locuslab/ect's CIFAR-10
     defaults): t ~ log-normal(``p_mean``, ``p_std``), r = t·(1 − (1 + k·sigmoid(−b·t))/q^(stage+1)),
-    stage = step // ``double_every``, loss √(‖Δ‖² + c²) − c weighted by 1/(t − r)."""
+    stage = step // ``double_every``, loss √(‖Δ‖² + c²) − c weighted by 1/(t − r). Two-step sampling
+    re-noises to ``sigma_mid`` with CTM's ``gamma``, chosen together: ``sigma_mid_scores`` holds one
+    score per candidate σ_mid for each of ``gamma_candidates`` in turn (empty: γ = 1 only, as students
+    made before γ was offered)."""
 
     teacher: str
     teacher_weights: str
@@ -31,6 +34,8 @@ class DistillConfig:
     sigma_mid_metric: str | None = None
     sigma_mid_candidates: tuple[float, ...] = ()
     sigma_mid_scores: tuple[float, ...] = ()
+    gamma: float = 1.0
+    gamma_candidates: tuple[float, ...] = ()
     p_mean: float = -1.1
     p_std: float = 2.0
     t_max: float | None = None
@@ -59,7 +64,8 @@ class DistillConfig:
         checks.number("b", self.b, low=0.0, what="a finite number >= 0")
         checks.number("c", self.c, low=0.0, what="a finite number >= 0")
         checks.positive_int("double_every", self.double_every)
-        for name in ("sigma_mid_candidates", "sigma_mid_scores"):
+        checks.number("gamma", self.gamma, low=0.0, high=1.0, what="in [0, 1]")
+        for name in ("sigma_mid_candidates", "sigma_mid_scores", "gamma_candidates"):
             if isinstance(getattr(self, name), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
 
