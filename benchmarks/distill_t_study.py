@@ -64,12 +64,16 @@ def score_student(run: Path, args) -> dict:
         grid = student_options(config, "consistency", {"steps": steps})
         row[f"train-slice fid {steps} step"] = train_slice_fid(run, sampler="consistency", **grid)
         row[f"test {steps} step"] = score(run, args, sampler="consistency", **grid)
+    return row | ddim2_row(run, args)
+
+
+def ddim2_row(run: Path, args) -> dict:
+    """DDIM on [80, σ] (two evaluations, η = 0), σ among :data:`DDIM_MIDS` chosen on the training slice,
+    scored on digits:test; for a teacher too, so that a student's DDIM-2 has its baseline."""
     ddim = {s: train_slice_fid(run, sampler="ddim", sigmas=[80.0, s]) for s in DDIM_MIDS}
     best = min(ddim, key=ddim.get)
-    row["ddim-2 train-slice fids"] = {str(s): v for s, v in ddim.items()}
-    row["ddim-2 sigma"] = best
-    row["test ddim-2"] = score(run, args, sampler="ddim", sigmas=[80.0, best])
-    return row
+    test = score(run, args, sampler="ddim", sigmas=[80.0, best])
+    return {"ddim-2 train-slice fids": {str(s): v for s, v in ddim.items()}, "ddim-2 sigma": best, "test ddim-2": test}
 
 
 def main(argv=None) -> int:
@@ -80,6 +84,14 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--rescore", action="store_true", help="score the listed finished variants again")
+    p.add_argument(
+        "--ddim2",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="RUN",
+        help="only score DDIM on [80, σ] for these runs (a teacher, a control, an older student)",
+    )
     p.add_argument("--num-samples", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
@@ -92,6 +104,12 @@ def main(argv=None) -> int:
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(json.dumps(results, indent=1))
 
+    for run in args.ddim2:
+        results[f"ddim-2/{run}"] = row = ddim2_row(run, args)
+        save()
+        print(run, row["ddim-2 sigma"], round(float(np.mean(row["test ddim-2"]["fid"])), 2), flush=True)
+    if args.ddim2:
+        return 0
     prefix = f"{args.tag}/" if args.tag else ""
     if args.tag and f"{prefix}teacher ddim-50" not in results:
         results[f"{prefix}teacher ddim-50"] = score(args.teacher, args, sampler="ddim", steps=50)
