@@ -151,7 +151,7 @@ def ddkit_config(candidate: str, seed: int, images: int, points: int):
     config, _ = new_run_config({"data": "fashion-mnist", "val": VAL, "val_seed": VAL_SEED, "seed": seed})
     train = replace(config.train, **change.get("train", {}))
     steps = math.ceil(images / train.batch_size)
-    every = max(1, steps // points)
+    every = math.ceil(steps / points)  # the last point is the final step, which the trainer evaluates anyway
     # fp32 for both libraries (ddkit's precision "auto" picks bf16 on CPUs with native bf16; diffusers'
     # recipe trains in fp32): the comparison is of recipes, on any machine
     train = replace(train, steps=steps, eval_every=every, eval_num=EVAL_NUM, ckpt_every=every, sample_every=every,
@@ -204,7 +204,7 @@ def run_diffusers(folder: Path, lr: float, seed: int, images: int, points: int, 
 
     tc = {**DIFFUSERS_TRAIN, "lr": lr}
     steps = math.ceil(images / tc["batch_size"])
-    every = max(1, steps // points)
+    every = math.ceil(steps / points)
     torch.manual_seed(seed)
     unet = UNet2DModel(**DIFFUSERS_UNET)
     ema_unet = UNet2DModel(**DIFFUSERS_UNET)
