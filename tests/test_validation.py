@@ -6,6 +6,7 @@ those with it off). The kill -9 test of a run with evaluation on is in test_vali
 Runs are tiny (an 8-channel UNet, T = 50, a few steps): the validation part and the samples are the
 fewest that FID allows in the 128-D digits features (129)."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -205,6 +206,20 @@ def test_evaluation_is_reproducible(evaluated):
     logged = [r["eval"] for r in _evals(evaluated) if r["step"] == read_best(evaluated)["step"]][0]
     for key in ("fid", "kid", "closer_than_real", "loss_val", "loss_train"):
         assert a[key] == b[key] == pytest.approx(logged[key], rel=1e-9), key
+
+
+def test_loss_is_measured_on_at_most_loss_num_images(evaluated):
+    """A validation part larger than LOSS_NUM: the loss takes its first LOSS_NUM images and as many
+    training images (a smaller part, as the digits' 150, is used whole: tested above)."""
+    from ddkit.training.objectives import DiffusionObjective
+    from ddkit.training.validation import LOSS_NUM
+
+    _, _, config = ddkit.load(evaluated)
+    config = config.replace(data=dataclasses.replace(config.data, val=600))
+    train, val = (load_run_data(config.data, config.train.seed, part) for part in ("train", "val"))
+    assert len(val.x) == 600 and len(train.x) > LOSS_NUM == 512
+    v = Validator(config, train, DiffusionObjective(config, train.num_classes), torch.device("cpu"))
+    assert torch.equal(v.loss_sets["val"][0], val.x[:LOSS_NUM]) and len(v.loss_sets["train"][0]) == LOSS_NUM
 
 
 def test_load_sample_and_eval_choose_best_or_last(evaluated, tmp_path, capsys):
