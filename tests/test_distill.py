@@ -14,7 +14,7 @@ from ddkit.parameterization import eps_network
 from ddkit.samplers import SAMPLERS, run_sampler
 from ddkit.schedule import Schedule
 from ddkit.training.config import DataConfig, DiffusionConfig, RunConfig
-from ddkit.training.distill import ECTObjective, ect_loss, ect_r, sample_t, student_options
+from ddkit.training.distill import ECTObjective, ect_loss, ect_r, sample_t, student_options, teacher_note
 from ddkit.training.student import DistillConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -296,3 +296,9 @@ def test_consistency_gamma_one_is_fresh_noise_and_zero_is_ddim_on_the_same_grid(
 def sched_ab(sigma: float) -> float:
     """ᾱ of the noise level σ (σ² = (1 − ᾱ)/ᾱ)."""
     return 1.0 / (1.0 + sigma * sigma)
+
+
+def test_teacher_note_names_an_unpreconditioned_eps_teacher_only():
+    assert "predicts ε without EDM's preconditioning" in teacher_note(_student_config(), "runs/t")
+    for diffusion in ({"preconditioning": "edm"}, {"prediction": "x0"}, {"prediction": "v"}):
+        assert teacher_note(_student_config(**diffusion), "runs/t") is None, diffusion

@@ -124,6 +124,7 @@ def test_cli_distill_sample_eval_edit(teacher_run, tmp_path, capsys):
     student = tmp_path / "student"
     args = ["distill", str(teacher_run), "--out", str(student), "--steps", "4", "--batch-size", "32", "--no-progress"]
     assert main(args) == 0
+    assert "predicts ε without EDM's preconditioning" in capsys.readouterr().err  # the one-line note
     saved = json.loads((student / "config.json").read_text())
     d = saved["distill"]
     assert d["teacher"] == str(teacher_run.resolve()) and len(d["teacher_sha256"]) == 64
