@@ -248,6 +248,8 @@ def test_default_batch_fits_a_small_image_folder(tmp_path, capsys):
         (None, ["train", "--device", "tpu"], "invalid choice"),
         (None, ["sample", "/nonexistent/run"], "does not exist"),
         ("run", ["sample", "{d}", "--eta", "2"], "--eta must be in [0, 1]"),
+        ("run", ["sample", "{d}", "--sampler", "consistency", "--gamma", "2"], "--gamma must be in [0, 1]"),
+        ("run", ["sample", "{d}", "--gamma", "0"], "--sampler ddim does not take --gamma"),
         ("run", ["sample", "{d}", "--steps", "5000"], "--steps must be in [1, 1000]"),
         ("run", ["sample", "{d}", "--out", "x.txt"], ".npz"),
         ("run", ["sample", "{d}", "--checkpoint", "/nope"], "no checkpoint at /nope"),

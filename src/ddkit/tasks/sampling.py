@@ -224,8 +224,9 @@ def sampler_options(o: SamplingOptions, schedule: Schedule, run=None, sigma_data
         raise ParameterError(f"`sampler` {o.sampler} does not take {', '.join(f'`{u}`' for u in unused)}")
     if o.steps is not None and not (isinstance(o.steps, int) and 1 <= o.steps <= schedule.num_timesteps):
         raise ParameterError(f"`steps` must be in [1, {schedule.num_timesteps}], got {o.steps}")
-    if o.eta is not None and not 0.0 <= o.eta <= 1.0:
-        raise ParameterError(f"`eta` must be in [0, 1], got {o.eta}")
+    for name in ("eta", "gamma"):
+        if getattr(o, name) is not None and not 0.0 <= getattr(o, name) <= 1.0:
+            raise ParameterError(f"`{name}` must be in [0, 1], got {getattr(o, name)}")
     grid = {k: list(getattr(o, k)) for k in ("timesteps", "sigmas") if getattr(o, k) is not None}
     if grid and ("steps" in given or "spacing" in given):
         raise ParameterError(f"`{next(iter(grid))}` is the whole grid; drop `steps` and `spacing`")
