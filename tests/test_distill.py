@@ -257,6 +257,8 @@ def test_t_max_caps_the_objectives_noise_levels_and_bad_values_are_refused():
     assert top > 80.0 and obj.sigma_hi == 5.0
     big = ECTObjective(config.replace(distill=dataclasses.replace(config.distill, t_max=1e9)))
     assert big.sigma_hi == top  # above the schedule's largest σ the schedule's bound stays
+    with pytest.raises(ValueError, match="t_max must be above the schedule's smallest tuning σ"):
+        ECTObjective(config.replace(distill=dataclasses.replace(config.distill, t_max=1e-4)))
     for bad in ({"t_max": 0.0}, {"t_max": -1.0}, {"t_uniform": 1.5}, {"t_uniform": -0.1}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             dataclasses.replace(config.distill, **bad)

@@ -93,6 +93,16 @@ def sample_t(
     return t
 
 
+def tuning_range(schedule, t_max: float | None = None) -> tuple[float, float]:
+    """(lo, hi) of the noise levels t that tuning draws on ``schedule``: lo = T_FLOOR·σ_min, hi = the
+    schedule's largest finite σ, or ``t_max`` below it; a ``t_max`` not above lo is refused."""
+    lo = T_FLOOR * float(schedule.sigmas[0])
+    if t_max is not None and t_max <= lo:
+        raise ParameterError(f"`t_max` must be above the schedule's smallest tuning σ {lo:.4g}, got {t_max:g}")
+    finite = schedule.sigmas[torch.isfinite(schedule.sigmas)]
+    return lo, min(float(finite[-1]), t_max or math.inf)
+
+
 def ect_loss(denoise, x0: torch.Tensor, y, t: torch.Tensor, r: torch.Tensor, z: torch.Tensor, c: float = 0.0):
     """ECT's per-sample loss [N] (module docstring) for a consistency function ``denoise(x̃, σ, y)``:
     x0, z: [N, ...]; t, r: [N] with t > r. The pair shares z and the dropout mask; the target is
@@ -121,8 +131,7 @@ class ECTObjective:
         self.config, self.d = config, config.distill
         self.schedule = config.diffusion.build()
         self.sigma_min = float(self.schedule.sigmas[0])
-        finite = self.schedule.sigmas[torch.isfinite(self.schedule.sigmas)]
-        self.sigma_hi = min(float(finite[-1]), self.d.t_max or math.inf)  # t's upper clamp
+        self.t_lo, self.sigma_hi = tuning_range(self.schedule, self.d.t_max)  # t's clamp
         self.step_of = lambda: 0
 
     def bind(self, step_of) -> None:
@@ -146,15 +155,13 @@ class ECTObjective:
     def loss(self, net: nn.Module, x0: torch.Tensor, y, generator: torch.Generator) -> torch.Tensor:
         """The batch mean of :func:`ect_loss`: t from ``generator``, then z."""
         d = self.d
-        t = sample_t(
-            x0.shape[0], generator, x0.device, d.p_mean, d.p_std, T_FLOOR * self.sigma_min, self.sigma_hi, d.t_uniform
-        )
+        t = sample_t(x0.shape[0], generator, x0.device, d.p_mean, d.p_std, self.t_lo, self.sigma_hi, d.t_uniform)
         z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         return ect_loss(self.student(net).denoise, x0, self._labels(y), t, self._r(t), z, d.c).mean()
 
     def per_sample_loss(self, net: nn.Module, x0, y, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """:func:`ect_loss` per example [N] at σ of the timesteps ``t`` [N] (validation)."""
-        sigma = self.schedule.on(self.schedule.sigmas, t.device)[t].clamp(T_FLOOR * self.sigma_min, self.sigma_hi)
+        sigma = self.schedule.on(self.schedule.sigmas, t.device)[t].clamp(self.t_lo, self.sigma_hi)
         return ect_loss(self.student(net).denoise, x0, self._labels(y), sigma, self._r(sigma), noise, self.d.c)
 
     def eval_sampling(self) -> dict:
@@ -219,9 +226,7 @@ def student_config(
         else positive_int("double_every", double_every),
         **{k: v for k, v in (("t_max", t_max), ("t_uniform", t_uniform)) if v is not None},
     )
-    lowest = T_FLOOR * float(d.build().sigmas[0])
-    if t_max is not None and t_max <= lowest:
-        raise ParameterError(f"`t_max` must be above the schedule's smallest tuning σ {lowest:.4g}, got {t_max:g}")
+    tuning_range(d.build(), t_max)  # a t_max the schedule cannot honour fails here, before the data load
     data = load_run_data(data_cfg, tc.seed)  # the seed resume reloads them with
     config = RunConfig(
         model=tconfig.model,
@@ -402,13 +407,13 @@ def choose_sigma_mid(
     return ("fid" if image else "energy"), cands, scores
 
 
-def record_sigma_mid(out: str | Path, **kwargs) -> DistillConfig:
+def record_sigma_mid(out: str | Path, *, gammas=GAMMA_CANDIDATES, **kwargs) -> DistillConfig:
     """Choose σ_mid and γ for the student ``out`` (its best checkpoint, else the newest) and record
     them, with the candidates and their scores, in its config.json."""
     from .load import load
 
     model, schedule, config = load(out)
-    gammas = tuple(float(g) for g in kwargs.pop("gammas", GAMMA_CANDIDATES))
+    gammas = tuple(float(g) for g in gammas)
     net = config.diffusion.eps_network(model, schedule)
     metric, cands, scores = choose_sigma_mid(net, schedule, config, gammas=gammas, **kwargs)
     gamma, best = divmod(int(np.argmin(scores)), len(cands))
@@ -466,4 +471,5 @@ __all__ = [
     "sample_t",
     "student_config",
     "student_options",
+    "tuning_range",
 ]
