@@ -26,10 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ddkit  # noqa: E402
-from ddkit.data import load_run_data, take  # noqa: E402
 from ddkit.generate import generate  # noqa: E402
-from ddkit.training.distill import CHOOSE_NUM, distill, student_options  # noqa: E402
-from ddkit.training.validation import fid_scorer  # noqa: E402
+from ddkit.training.distill import CHOOSE_NUM, distill, sigma_mid_scorer, student_options  # noqa: E402
 from distill_digits import score, steps_of  # noqa: E402
 
 DDIM_MIDS = (1.5, 3.0, 6.0, 12.0)  # σ after the first DDIM step from 80 (the σ_mid candidates above 1)
@@ -45,11 +43,9 @@ def train_slice_fid(run: Path, **sampling) -> float:
     """FID of CHOOSE_NUM samples against the training slice that σ_mid is chosen on (the same start
     noise as that choice)."""
     model, schedule, config = ddkit.load(run, checkpoint="last")
-    ref = load_run_data(config.data, config.train.seed)
-    pick = np.random.default_rng(config.train.seed + 1).permutation(len(ref.x))[:CHOOSE_NUM]
-    fid, need = fid_scorer(config, take(ref, np.sort(pick), ref.source))
+    fid, num, _ = sigma_mid_scorer(config, CHOOSE_NUM)
     net = config.diffusion.eps_network(model, schedule)
-    x = generate(net, schedule, max(CHOOSE_NUM, need), seed=config.train.seed, clip_x0=(-1.0, 1.0), **sampling)
+    x = generate(net, schedule, num, seed=config.train.seed, clip_x0=(-1.0, 1.0), **sampling)
     return float(fid(x))
 
 

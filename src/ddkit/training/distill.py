@@ -363,6 +363,29 @@ def teacher_note(config: RunConfig, teacher: str | Path) -> str | None:
 
 
 # ---- two-step sampling: σ_mid chosen on held-out data ------------------------------------------------
+def sigma_mid_scorer(config: RunConfig, num: int = CHOOSE_NUM):
+    """(score, num, image) for choosing σ_mid: ``score(x)`` is the FID against ``num`` images of the
+    validation part (or, without one, a fixed slice of the training data), ``num`` raised to what FID
+    needs; for 2-D points the energy distance to ``num`` fresh draws of the data's law."""
+    from ..data import load_data
+    from ..eval.energy import energy_distance
+    from .validation import fid_scorer
+
+    tc = config.train
+    if config.data.val:
+        ref = load_run_data(config.data, tc.seed, "val")
+    else:
+        ref = load_run_data(config.data, tc.seed)
+        if ref.kind != "image":  # the law is known: fresh draws (another seed)
+            dc = config.data
+            ref = load_data(dc.source, seed=tc.seed + 1, toy_size=dc.toy_size)
+    if ref.kind != "image":
+        return (lambda x: energy_distance(x, ref.x[:num].to(x.dtype))), num, False
+    pick = np.random.default_rng(tc.seed + 1).permutation(len(ref.x))[:num]
+    score, need = fid_scorer(config, take(ref, np.sort(pick), ref.source))
+    return score, max(num, need), True
+
+
 def choose_sigma_mid(
     net: nn.Module,
     schedule,
@@ -378,26 +401,9 @@ def choose_sigma_mid(
     FID against the validation part (or, without one, a fixed slice of the training data: see
     docs/distill.md) for images; for 2-D points the energy distance to fresh draws of the data's
     law. Same start noise for every candidate; lower is better."""
-    from ..data import load_data
-    from ..eval.energy import energy_distance
-    from .validation import fid_scorer
-
     d, tc = config.distill, config.train
     cands = [float(s) for s in candidates if float(schedule.sigmas[0]) < s < d.sigma_max]
-    if config.data.val:
-        ref = load_run_data(config.data, tc.seed, "val")
-    else:
-        ref = load_run_data(config.data, tc.seed)
-        if ref.kind != "image":  # the law is known: fresh draws (another seed)
-            dc = config.data
-            ref = load_data(dc.source, seed=tc.seed + 1, toy_size=dc.toy_size)
-    image = ref.kind == "image"
-    if image:
-        pick = np.random.default_rng(tc.seed + 1).permutation(len(ref.x))[:num]
-        score, need = fid_scorer(config, take(ref, np.sort(pick), ref.source))
-        num = max(num, need)
-    else:
-        score = lambda x: energy_distance(x, ref.x[:num].to(x.dtype))  # noqa: E731
+    score, num, image = sigma_mid_scorer(config, num)
     scores = []
     for gamma in gammas:
         for s in cands:
@@ -470,6 +476,7 @@ __all__ = [
     "refuse_student",
     "sample_t",
     "student_config",
+    "sigma_mid_scorer",
     "student_options",
     "tuning_range",
 ]
