@@ -90,14 +90,15 @@ def main(argv=None) -> int:
             if s == 0:
                 save_grid(sets[0][:80], args.out_dir / f"grid_w{w:g}.png", nrow=k, scale=2)
         y = labels.numpy()
-        row = {"accuracy": mean_sd([(features.predict(img) == y).mean() for img in sets]),
+        predicted = [features.predict(img) for img in sets]  # once per set; the classes read their share
+        row = {"accuracy": mean_sd([(pred == y).mean() for pred in predicted]),
                "fid_all": mean_sd([evaluate_samples(img, test_img, metrics=("fid",), features=features)["fid"]
                                    for img in sets]),
                "per_class": {}}  # fmt: skip
         for c, name in enumerate(FASHION_CLASSES):
             ref = test_img[test.y.numpy() == c]
             row["per_class"][name] = {
-                "accuracy": mean_sd([(features.predict(img[y == c]) == c).mean() for img in sets]),
+                "accuracy": mean_sd([(pred[y == c] == c).mean() for pred in predicted]),
                 "fid": mean_sd([evaluate_samples(img[y == c], ref, metrics=("fid",), features=features)["fid"]
                                 for img in sets]),
             }  # fmt: skip
