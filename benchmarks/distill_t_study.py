@@ -49,13 +49,20 @@ def train_slice_fid(run: Path, **sampling) -> float:
     return float(fid(x))
 
 
+def sigma_mid_scores(d) -> dict:
+    """The recorded choice's scores by candidate: "σ" keys for a student that tried γ = 1 only, "γ=G σ"
+    keys when it tried several γ (the scores run over the σ candidates once per γ)."""
+    gammas = d.gamma_candidates or (1.0,)
+    keys = [str(s) if len(gammas) == 1 else f"γ={g:g} {s}" for g in gammas for s in d.sigma_mid_candidates]
+    return dict(zip(keys, d.sigma_mid_scores, strict=True))
+
+
 def score_student(run: Path, args) -> dict:
     """The student's one and two consistency steps, and DDIM on [80, σ] with σ chosen on the training
     slice (the student read as an ε-network: a deterministic re-noising instead of fresh noise)."""
     config = ddkit.load(run)[2]
-    row = {"sigma_mid": config.distill.sigma_mid,
-           "sigma_mid_scores": dict(zip(map(str, config.distill.sigma_mid_candidates),
-                                        config.distill.sigma_mid_scores))}  # fmt: skip
+    row = {"sigma_mid": config.distill.sigma_mid, "gamma": config.distill.gamma,
+           "sigma_mid_scores": sigma_mid_scores(config.distill)}  # fmt: skip
     for steps in (1, 2):
         grid = student_options(config, "consistency", {"steps": steps})
         row[f"train-slice fid {steps} step"] = train_slice_fid(run, sampler="consistency", **grid)
