@@ -144,7 +144,7 @@ def test_cli_distill_sample_eval_edit(teacher_run, tmp_path, capsys):
     assert "steps" in _error_line(capsys)
     for flag, value, words in (
         ("--t-max", "0.001", "--t-max must be above"),
-        ("--t-uniform", "1.5", "t_uniform must be a share in [0, 1]"),
+        ("--t-uniform", "1.5", "--t-uniform must be a share in [0, 1]"),
     ):
         out = tmp_path / "bad-t"
         assert main(["distill", str(teacher_run), "--out", str(out), flag, value]) == 2

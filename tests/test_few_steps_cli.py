@@ -74,7 +74,7 @@ def test_trajectory_and_progression_grid(run, tmp_path):
         (["--sampler", "ddim", "--s-churn", "1"], "--sampler ddim does not take --s-churn"),
         (["--sampler", "dpm++", "--s-noise", "1.1"], "does not take --s-noise"),
         (["--sampler", "heun", "--steps", "4"], "must be odd for heun"),
-        (["--sampler", "euler", "--s-churn", "-1"], "s_churn must be"),
+        (["--sampler", "euler", "--s-churn", "-1"], "--s-churn must be"),
         (["--timesteps", "50", "60"], "strictly decreasing"),
         (["--timesteps", "1000", "60"], r"in [0, 999]"),
         (["--sigmas", "1e6", "1"], "σ range"),

@@ -133,9 +133,9 @@ def _error_line(capsys) -> str:
         (["--preconditioning", "edm", "--beta-end", "1"], None),
         (["--loss-weighting", "edm"], "--loss-weighting edm is EDM's λ(σ) = 1/c_out²"),
         (["--sigma-data", "0.5"], "--sigma-data is EDM's σ_data"),
-        (["--preconditioning", "edm", "--sigma-data", "-1"], "sigma_data must be"),
+        (["--preconditioning", "edm", "--sigma-data", "-1"], "--sigma-data must be"),
         (["--p-mean", "-1"], "--p-mean shapes the log-normal noise levels: give --noise-levels lognormal"),
-        (["--noise-levels", "lognormal", "--p-std", "0"], "p_std must be"),
+        (["--noise-levels", "lognormal", "--p-std", "0"], "--p-std must be"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, needle):

@@ -318,7 +318,7 @@ def test_eval_state_selects_strictly_lower_scores():
         (["--val", "200", "--eval-num", "50"], "--eval-num 50 is too few samples for FID"),
         (["--early-stop", "3"], "--early-stop counts evaluations during training: give --val"),
         (["--eval-every", "5"], "--eval-every evaluates on a validation part: give --val"),
-        (["--val", "200", "--early-stop", "0"], "early_stop must be a positive integer"),
+        (["--val", "200", "--early-stop", "0"], "--early-stop must be a positive integer"),
         (["--val", "200", "--select", "fidd"], "argument --select: invalid choice"),
         (["--val", "200", "--data", "toy:moons"], "--val (evaluation during training) is for images"),
     ],

@@ -1,5 +1,6 @@
 """Argument checks shared by the whole library: one function per kind of value, each raising a
-``ValueError`` that names the parameter and the allowed values (never ``assert``).
+:class:`ParameterError` (a ``ValueError``) that names the parameter and the allowed values (never
+``assert``).
 
 Library errors name parameters (``steps``, ``num_timesteps``); the CLI maps them to its flags.
 """
@@ -14,6 +15,26 @@ import numpy as np
 import torch
 
 
+class ParameterError(ValueError):
+    """A ValueError about the caller's parameters, written as a template whose parameter names stand
+    in backticks ("`classifier_scale` needs `classifier`"). ``str()`` shows the plain names; a front
+    end renders them its own way (:meth:`render`; the CLI as its flags)."""
+
+    def __init__(self, template: str):
+        self.template = template
+        super().__init__(self.render(lambda name: name))
+
+    def render(self, name: Callable[[str], str]) -> str:
+        """The message with each `parameter` written as ``name(parameter)``."""
+        return re.sub(r"`([A-Za-z_][A-Za-z0-9_]*)`", lambda m: name(m.group(1)), self.template)
+
+
+def invalid(name: str, rest: str) -> ParameterError:
+    """The error "``name`` ``rest``" with ``name`` marked as a parameter (when it is an identifier:
+    "num_timesteps (T)" stays as written), so that a front end can render it as its flag."""
+    return ParameterError(f"`{name}` {rest}" if name.isidentifier() else f"{name} {rest}")
+
+
 def is_int(value) -> bool:
     """An integer that is not a bool (``True`` is an ``int`` in Python; here it is not a count)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
@@ -23,7 +44,7 @@ def integer(name: str, value, *, low: int | None = None, high: int | None = None
     """``value`` as an int in [low, high] (either bound may be None); ``what`` rewords the allowed
     values in the error (default e.g. "an integer in [1, 10]")."""
     if not is_int(value) or (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{name} must be {what or _int_range(low, high)}, got {value!r}")
+        raise invalid(name, f"must be {what or _int_range(low, high)}, got {value!r}")
     return int(value)
 
 
@@ -56,7 +77,7 @@ def number(
     if ok and high is not None:
         ok = value < high if high_open else value <= high
     if not ok:
-        raise ValueError(f"{name} must be {what or _float_range(low, high, low_open, high_open)}, got {value!r}")
+        raise invalid(name, f"must be {what or _float_range(low, high, low_open, high_open)}, got {value!r}")
     return float(value)
 
 
@@ -74,7 +95,7 @@ def choice(name: str, value, allowed: Iterable) -> object:
     """``value`` if it is one of ``allowed``; the error lists them."""
     allowed = tuple(allowed)
     if isinstance(value, bool) or value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+        raise invalid(name, f"must be one of {', '.join(map(str, allowed))}; got {value!r}")
     return value
 
 
@@ -119,16 +140,16 @@ def labels(value, num_classes: int | None, name: str = "labels") -> torch.Tensor
     the class count K is known (read only from a CPU tensor, as for timesteps). Returns a
     LongTensor (0-d for an int)."""
     if isinstance(value, bool):
-        raise ValueError(f"{name} must be an int or an integer tensor [N], got {value!r}")
+        raise invalid(name, f"must be an int or an integer tensor [N], got {value!r}")
     value = torch.as_tensor(value)
     if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool or value.ndim > 1:
-        raise ValueError(f"{name} must be an int or an integer tensor [N], got {value.dtype} {list(value.shape)}")
+        raise invalid(name, f"must be an int or an integer tensor [N], got {value.dtype} {list(value.shape)}")
     value = value.long()
     if value.numel() and value.device.type == "cpu":
         lo, hi = int(value.min()), int(value.max())
         if lo < 0 or (num_classes is not None and hi >= num_classes):
             top = "" if num_classes is None else f", {num_classes - 1}"
-            raise ValueError(f"{name} must be in [0{top}], got values in [{lo}, {hi}]")
+            raise invalid(name, f"must be in [0{top}], got values in [{lo}, {hi}]")
     return value
 
 
@@ -142,9 +163,8 @@ def decreasing(name: str, values: Sequence, low, high) -> list:
     """A non-empty, strictly decreasing sequence with every entry in [low, high]."""
     values = list(values)
     if not values or any(not low <= v <= high for v in values) or any(a <= b for a, b in zip(values, values[1:])):
-        raise ValueError(
-            f"{name} must be a non-empty, strictly decreasing sequence in [{low}, {high}], got {_short(values)}"
-        )
+        rest = f"must be a non-empty, strictly decreasing sequence in [{low}, {high}], got {_short(values)}"
+        raise invalid(name, rest)
     return values
 
 
@@ -173,17 +193,3 @@ def _float_range(low, high, low_open, high_open) -> str:
     if low is None:
         return f"a number {'<' if high_open else '<='} {high:g}"
     return f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-
-
-class ParameterError(ValueError):
-    """A ValueError about the caller's parameters, written as a template whose parameter names stand
-    in backticks ("`classifier_scale` needs `classifier`"). ``str()`` shows the plain names; a front
-    end renders them its own way (:meth:`render`; the CLI as its flags)."""
-
-    def __init__(self, template: str):
-        self.template = template
-        super().__init__(self.render(lambda name: name))
-
-    def render(self, name: Callable[[str], str]) -> str:
-        """The message with each `parameter` written as ``name(parameter)``."""
-        return re.sub(r"`([A-Za-z_][A-Za-z0-9_]*)`", lambda m: name(m.group(1)), self.template)

@@ -29,10 +29,7 @@ Labels = torch.Tensor | int
 
 
 def _check_scale(name: str, scale: float) -> float:
-    try:
-        return number(name, scale, low=0.0, what="a finite number >= 0")
-    except ValueError as e:
-        raise ParameterError(f"`{name}`" + str(e)[len(name) :]) from None
+    return number(name, scale, low=0.0, what="a finite number >= 0")
 
 
 def _check_rescale(guidance_rescale) -> float:

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         flags = flags_of(parser, args.command)
         return importlib.import_module(COMMANDS[args.command]).run(args)
     except ParameterError as e:  # the library names parameters; say them as this command's flags
-        return _fail(ValueError(e.render(lambda name: flags.get(name, "--" + name.replace("_", "-")))), debug)
+        return _fail(ValueError(e.render(lambda name: flags.get(name, name))), debug)
     except (ValueError, OSError) as e:  # UsageError, DataError and other bad input
         return _fail(e, debug)
     except KeyboardInterrupt as e:  # TrainingInterrupted says where it stopped

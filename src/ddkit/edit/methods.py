@@ -130,22 +130,13 @@ def measurement_operator(operator=None, mask=None, shape=None):
     return parse_operator(operator) if isinstance(operator, str) else operator
 
 
-def _param(check, name: str, value, **kw):
-    """``check(name, value, **kw)`` (a :mod:`ddkit.checks` validator) with its error naming the
-    parameter as a ParameterError does, so that the command line shows it as its flag."""
-    try:
-        return check(name, value, **kw)
-    except ValueError as e:
-        raise ParameterError(f"`{name}`" + str(e)[len(name) :]) from None
-
-
 def _check_sampling(method: str, o: dict, schedule: Schedule) -> None:
     if "steps" in o:
-        _param(integer, "steps", o["steps"], low=1, high=schedule.num_timesteps)
+        integer("steps", o["steps"], low=1, high=schedule.num_timesteps)
     if "eta" in o:
-        _param(number, "eta", o["eta"], low=0.0, high=1.0)
+        number("eta", o["eta"], low=0.0, high=1.0)
     if "spacing" in o:
-        _param(choice, "spacing", o["spacing"], allowed=ALL_SPACINGS)
+        choice("spacing", o["spacing"], ALL_SPACINGS)
     if method == "sdedit":
         spec = get_sampler(o.get("sampler", "ddim"))
         unused = [k for k in ("steps", "eta", "spacing", "order") if k in o and k not in spec.options]
@@ -169,19 +160,19 @@ def check_edit(
     spec = check_options(method, o)
     _check_sampling(method, o, schedule)
     if method == "sdedit":
-        _param(lambda n, v: strength_timestep(schedule, v), "strength", o.get("strength", DEFAULT_STRENGTH))
+        strength_timestep(schedule, o.get("strength", DEFAULT_STRENGTH))
     if spec.needs == "mask":
         if "mask" not in o:
             raise ParameterError(f"method {method} needs a `mask` (1 = known)")
         o["mask"] = check_mask(o["mask"], shape)
         for name in ("jump_length", "resample"):
             if name in o:
-                _param(integer, name, o[name], low=1)
+                integer(name, o[name], low=1)
     if spec.needs == "measurement":
         o["operator"] = measurement_operator(o.pop("operator", None), o.pop("mask", None), shape)
         check_operator(o["operator"], shape, pinv=method == "ddnm")
         if "dps_scale" in o:
-            _param(number, "dps_scale", o["dps_scale"], low=0.0)
+            number("dps_scale", o["dps_scale"], low=0.0)
     if method == "translate":
         if num_classes is None and not classifier:
             raise ParameterError("method translate needs a class-conditional network or a `classifier`")
@@ -189,10 +180,10 @@ def check_edit(
             raise ParameterError("method translate needs a `target` class")
         target = torch.as_tensor(o["target"])
         flat = target.reshape(-1) if target.ndim == 2 else target
-        _param(lambda name, value: check_labels(value, num_classes, name), "target", flat)
+        check_labels(flat, num_classes, "target")
         if target.ndim and target.shape[0] != shape[0]:
             raise ParameterError(f"`target` has {target.shape[0]} rows for {shape[0]} inputs")
-        _param(number, "guidance_scale", o.get("guidance_scale", DEFAULT_GUIDANCE_SCALE), low=0.0)
+        number("guidance_scale", o.get("guidance_scale", DEFAULT_GUIDANCE_SCALE), low=0.0)
     if method == "interpolate":
         if "other" not in o:
             raise ParameterError("method interpolate needs a second image (`other`) for each input")
@@ -200,7 +191,7 @@ def check_edit(
             raise ParameterError(
                 f"`other` images must have the inputs' shape {list(shape)}, got {list(o['other'].shape)}"
             )
-        _param(integer, "frames", o.get("frames", 8), low=2)
+        integer("frames", o.get("frames", 8), low=2)
     return o
 
 
