@@ -1,11 +1,14 @@
-"""ECT students on the digits (issue 23 §5): the student at 1 and 2 steps against its teacher's
-DDIM-50 and against a control that spends the same extra optimiser steps training the teacher on.
+"""ECT students on the digits (issue 23 §5), or on Fashion-MNIST with ``--data fashion-mnist``: the
+student at 1 and 2 steps against its teacher's DDIM-50 and against a control that spends the same
+extra optimiser steps training the teacher on.
 
-Every run trains on digits:train; every score is against digits:test (500 digits nobody trained
-on), over --repeats start-noise sets (set r: seed + 1000·r), paired: FID, KID and memorisation
-(closer: the share of samples closer to a training digit than the median held-out digit is).
+Every run trains on DATA:train; every score is against DATA:test (500 digits, or 10,000 Fashion-MNIST
+images, nobody trained on; the data set's own feature network), over --repeats start-noise sets
+(set r: seed + 1000·r), paired: FID, KID and memorisation (closer: the share of samples closer to a
+training image than the median held-out image is).
 
-  teacher   ddkit train --data digits:train (defaults: 1,200 steps of batch 256), or --teacher RUN
+  teacher   ddkit train --data DATA:train --steps --teacher-steps, plus --teacher-args (e.g. EDM's
+            preconditioning), or --teacher RUN
   student   ddkit distill TEACHER --method ect --steps N for each N of --budgets (default 2000 4000;
             the second resumes the first's folder with the larger budget, so it is "after twice that")
   control   the teacher resumed for the same extra optimiser steps (ddkit train --resume)
@@ -16,6 +19,8 @@ for 2). Each stage is skipped when its output exists, so an interrupted run resu
 
     python benchmarks/distill_digits.py --out runs/bench-distill                # hours on 2 cores
     python benchmarks/distill_digits.py --budgets 20 --num-samples 200 --repeats 1 --teacher-steps 30  # smoke
+    python benchmarks/distill_digits.py --data fashion-mnist --out runs/bench-distill-fm --teacher-steps 600 \
+        --teacher-args="--preconditioning edm --noise-levels lognormal --loss-weighting edm"
 """
 
 from __future__ import annotations
@@ -41,8 +46,12 @@ METRICS = ("fid", "kid", "memorization")
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("runs/bench-distill"), help="where the runs go")
-    p.add_argument("--teacher", type=Path, default=None, help="an existing digits:train run (else trained)")
+    p.add_argument(
+        "--data", default="digits", choices=["digits", "fashion-mnist"], help="the data set (default digits)"
+    )
+    p.add_argument("--teacher", type=Path, default=None, help="an existing DATA:train run (else trained)")
     p.add_argument("--teacher-steps", type=int, default=1200, help="the teacher's steps when trained here")
+    p.add_argument("--teacher-args", default="", help="more ddkit train options for a teacher trained here")
     p.add_argument("--budgets", type=int, nargs="+", default=[2000, 4000], help="student step budgets")
     p.add_argument("--num-samples", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=5)
@@ -68,7 +77,9 @@ def score(run: Path, args, **sampling) -> dict:
         seed = args.seed + 1000 * r
         x = generate(net, schedule, args.num_samples, seed=seed, clip_x0=(-1.0, 1.0), device=args.device, **sampling)
         per.append(
-            evaluate_samples(to_uint8(x), "digits:test", metrics=METRICS, train_images="digits:train", seed=seed)
+            evaluate_samples(
+                to_uint8(x), f"{args.data}:test", metrics=METRICS, train_images=f"{args.data}:train", seed=seed
+            )
         )
     keys = ("fid", "kid", "closer_than_real", "nn_median")
     return {k: [float(p[k]) for p in per] for k in keys}
@@ -80,7 +91,18 @@ def main(argv=None) -> int:
     teacher = args.teacher or args.out / "teacher"
     if args.teacher is None and steps_of(teacher) < args.teacher_steps:
         resume = ["--resume"] if (teacher / "config.json").exists() else []
-        ddkit_cli("train", "--data", "digits:train", "--out", str(teacher), "--steps", str(args.teacher_steps), *resume)
+        more = [] if resume else args.teacher_args.split()  # a resumed run keeps its saved options
+        ddkit_cli(
+            "train",
+            "--data",
+            f"{args.data}:train",
+            "--out",
+            str(teacher),
+            "--steps",
+            str(args.teacher_steps),
+            *more,
+            *resume,
+        )
     base = steps_of(teacher)
     rows = {"teacher ddim-50": score(teacher, args, sampler="ddim", steps=50)}
     student, control = args.out / "student", args.out / "control"
