@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-from ..checks import ParameterError
+from ..checks import ParameterError, integer, number
 from ..generate import PRECISIONS, LabelCycle, ModelFnFor, autocast_network, generate_batches, sample_labels
 from ..generate import sample_shape as _sample_shape
 from ..guidance import guided_model_fn, resolve_guidance
@@ -222,11 +222,11 @@ def sampler_options(o: SamplingOptions, schedule: Schedule, run=None, sigma_data
     unused = sorted(set(given) - set(spec.options))
     if unused:
         raise ParameterError(f"`sampler` {o.sampler} does not take {', '.join(f'`{u}`' for u in unused)}")
-    if o.steps is not None and not (isinstance(o.steps, int) and 1 <= o.steps <= schedule.num_timesteps):
-        raise ParameterError(f"`steps` must be in [1, {schedule.num_timesteps}], got {o.steps}")
+    if o.steps is not None:  # the samplers check these too; here they fail before the model loads
+        integer("steps", o.steps, low=1, high=schedule.num_timesteps, what=f"in [1, {schedule.num_timesteps}]")
     for name in ("eta", "gamma"):
-        if getattr(o, name) is not None and not 0.0 <= getattr(o, name) <= 1.0:
-            raise ParameterError(f"`{name}` must be in [0, 1], got {getattr(o, name)}")
+        if getattr(o, name) is not None:
+            number(name, getattr(o, name), low=0.0, high=1.0, what="in [0, 1]")
     grid = {k: list(getattr(o, k)) for k in ("timesteps", "sigmas") if getattr(o, k) is not None}
     if grid and ("steps" in given or "spacing" in given):
         raise ParameterError(f"`{next(iter(grid))}` is the whole grid; drop `steps` and `spacing`")
