@@ -14,7 +14,15 @@ from ddkit.parameterization import eps_network
 from ddkit.samplers import SAMPLERS, run_sampler
 from ddkit.schedule import Schedule
 from ddkit.training.config import DataConfig, DiffusionConfig, RunConfig
-from ddkit.training.distill import ECTObjective, ect_loss, ect_r, sample_t, student_options, teacher_note
+from ddkit.training.distill import (
+    ECTObjective,
+    ect_loss,
+    ect_r,
+    sample_t,
+    student_options,
+    teacher_note,
+    teacher_step,
+)
 from ddkit.training.student import DistillConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -139,10 +147,33 @@ class _Correction(nn.Module):
         return exact + a * x_t + b
 
 
-def test_single_gaussian_student_converges_to_exact_consistency_function():
+def test_teacher_step_is_euler_on_the_exact_flow():
+    """Method cd's pair point on a single Gaussian N(μ, c²I) with its exact ε: one Euler step of the
+    PF-ODE, whose exact solution is x̃_r = μ + √(c²+r²)/√(c²+t²)·(x̃_t − μ); the error is second order
+    in t − r (halving the step quarters it)."""
+    sched, mu, c, t = SCHEDULES["cosine"], 0.5, 0.8, 5.0
+    step = teacher_step(_Correction(sched, mu, c), sched)
+    x = mu + math.sqrt(c * c + t * t) * torch.randn(4000, 2, generator=torch.Generator().manual_seed(0))
+    x = x.double()
+    errors = []
+    for h in (0.4, 0.2, 0.1):
+        r = t - h
+        with torch.no_grad():
+            got = step(
+                x, torch.full((4000,), t, dtype=torch.float64), torch.full((4000,), r, dtype=torch.float64), None
+            )
+        exact = mu + math.sqrt(c * c + r * r) / math.sqrt(c * c + t * t) * (x - mu)
+        errors.append(float((got - exact).abs().max()))
+    assert errors[-1] < 1e-3
+    assert 3.6 < errors[0] / errors[1] < 4.4 and 3.6 < errors[1] / errors[2] < 4.4, errors
+
+
+@pytest.mark.parametrize("method", ["ect", "cd"])
+def test_single_gaussian_student_converges_to_exact_consistency_function(method):
     """Data N(μ, c²I): the PF-ODE maps x̃_σ to μ + √(c²+σ_min²)/√(c²+σ²)·(x̃ − μ) at σ_min (f* of the
     issue, whose boundary is σ = 0, differs from it by < 3·10⁻⁵ relative here). ECT's loss, started
-    from the exact denoiser (f = the posterior mean, far from f* at large σ), gets there."""
+    from the exact denoiser (f = the posterior mean, far from f* at large σ), gets there; so does
+    consistency distillation (method cd) from the exact teacher."""
     sched = SCHEDULES["cosine"]
     mu, c, dim, steps = 0.5, 0.8, 2, 2000
     torch.manual_seed(0)
@@ -151,6 +182,7 @@ def test_single_gaussian_student_converges_to_exact_consistency_function():
     opt = torch.optim.Adam(student.parameters(), 1e-3)
     decay = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i / steps, 1))))
     g = torch.Generator().manual_seed(1)
+    teacher = teacher_step(_Correction(sched, mu, c), sched) if method == "cd" else None
 
     def errors():
         out = []
@@ -167,7 +199,8 @@ def test_single_gaussian_student_converges_to_exact_consistency_function():
         x0 = mu + c * torch.randn(256, dim, generator=g)
         t = sample_t(256, g, "cpu", -1.1, 2.0, 1.001 * s_min, float(sched.sigmas[-1]))
         z = torch.randn(256, dim, generator=g)
-        loss = ect_loss(student.denoise, x0, None, t, ect_r(t, step // (steps // 8), s_min), z).mean()
+        loss = ect_loss(student.denoise, x0, None, t, ect_r(t, step // (steps // 8), s_min), z, ode_step=teacher)
+        loss = loss.mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

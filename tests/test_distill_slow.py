@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from ddkit.cli import main
 from ddkit.nn import MLPConfig, build_model
@@ -18,7 +18,7 @@ from ddkit.training.config import DataConfig, DiffusionConfig, RunConfig, TrainC
 from ddkit.training.distill import ECTObjective, distill
 from ddkit.training.ema import EMA
 from ddkit.training.objectives import DiffusionObjective
-from ddkit.training.student import DistillConfig
+from ddkit.training.student import DistillConfig, sha256_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
@@ -27,14 +27,16 @@ def _endpoint_error(x, ref):
     return float((x - ref).norm(dim=1).mean())
 
 
-def test_mixture_student_approaches_the_teachers_flow_and_becomes_self_consistent(gmm):
+@pytest.mark.parametrize("method", ["ect", "cd"])
+def test_mixture_student_approaches_the_teachers_flow_and_becomes_self_consistent(gmm, method, tmp_path):
     """A small MLP teacher on the 2-D mixture, with EDM's preconditioning, log-normal noise levels and
     loss weighting; its probability-flow endpoint from σ = 80 (DPM-Solver++, 100 steps) is the
-    reference. ECT tuning moves the student's one-step output towards it, past the teacher's
-    6-evaluation Euler (DDIM η = 0) solution, and two steps (γ = 0, σ_mid = 3) past its 8-evaluation
-    one; the issue's bound, DDIM-10, is not reached (docs/distill.md, Measurements: 0.236 and 0.166
-    against 0.156). Its self-consistency violation (f at σ = 80 against f at σ = 1 on the same
-    teacher trajectory) falls."""
+    reference. Tuning moves the student's one-step output towards it. ECT, which learns the data's
+    flow, gets past the teacher's 6-evaluation Euler (DDIM η = 0) solution in one step and its
+    8-evaluation one in two (γ = 0, σ_mid = 3), not to DDIM-10 (docs/distill.md, Measurements: 0.236
+    and 0.166 against 0.156). Consistency distillation, which learns the teacher's, gets past DDIM-10
+    in one step and two (0.130 and 0.070). The self-consistency violation (f at σ = 80 against f at
+    σ = 1 on the same teacher trajectory) falls."""
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(1)
     sigma_data = float(gmm.sample(4000, torch.Generator().manual_seed(9))[0].std())
@@ -45,14 +47,8 @@ def test_mixture_student_approaches_the_teachers_flow_and_becomes_self_consisten
         data=DataConfig(source="toy:gmm"),
         train=TrainConfig(noise_levels="lognormal", loss_weighting="edm"),
     )
-    config = RunConfig(
-        model=teacher_config.model,
-        diffusion=dataclasses.replace(edm, consistency_sigma_data=sigma_data),
-        data=teacher_config.data,
-        distill=DistillConfig(teacher="t", teacher_weights="w", teacher_sha256="0", double_every=MIX_DOUBLE),
-    )
-    sched = config.diffusion.build()
-    teacher = build_model(config.model)
+    sched = edm.build()
+    teacher = build_model(teacher_config.model)
     teacher_loss = DiffusionObjective(teacher_config, None)
     opt = torch.optim.Adam(teacher.parameters(), 2e-3)
     ema = EMA(teacher, 0.99)
@@ -63,6 +59,20 @@ def test_mixture_student_approaches_the_teachers_flow_and_becomes_self_consisten
         opt.step()
         ema.update(teacher)
     teacher = ema.model.eval()
+    weights = tmp_path / "teacher.safetensors"  # cd reads the teacher from its weights, as a student does
+    save_file(teacher.state_dict(), weights)
+    config = RunConfig(
+        model=teacher_config.model,
+        diffusion=dataclasses.replace(edm, consistency_sigma_data=sigma_data),
+        data=teacher_config.data,
+        distill=DistillConfig(
+            teacher="t",
+            teacher_weights=str(weights),
+            teacher_sha256=sha256_file(weights),
+            method=method,
+            double_every=MIX_DOUBLE,
+        ),  # fmt: skip
+    )
     z = torch.randn(2000, 2, generator=torch.Generator().manual_seed(3))
     teps = teacher_config.diffusion.eps_network(teacher, sched)
     with torch.no_grad():
@@ -108,7 +118,10 @@ def test_mixture_student_approaches_the_teachers_flow_and_becomes_self_consisten
     print(f"self-consistency violation {viol0:.3f} -> {viol:.3f}")
     assert err < err0 / 2
     assert viol < viol0 / 2
-    assert err < euler[6] and err2 < euler[8]
+    if method == "ect":
+        assert err < euler[6] and err2 < euler[8]
+    else:  # the issue's bound
+        assert err < euler[10] and err2 < euler[10]
 
 
 # the mixture test's budget, about 20 s of one CPU thread (docs/distill.md gives the measurements behind it)
@@ -151,6 +164,11 @@ def test_cli_distill_sample_eval_edit(teacher_run, tmp_path, capsys):
     assert "1 or 2" in _error_line(capsys)
     assert main(["distill", str(student), "--out", str(tmp_path / "again")]) == 2
     assert "student already" in _error_line(capsys)
+    assert main(["distill", str(teacher_run), "--out", str(student), "--resume", "--method", "cd"]) == 2
+    assert "made with --method ect; resume it with that" in _error_line(capsys)
+    assert main(["distill", str(teacher_run), "--out", str(tmp_path / "cd"), "--method", "cd", *args[4:]]) == 0
+    assert json.loads((tmp_path / "cd" / "config.json").read_text())["distill"]["method"] == "cd"
+    capsys.readouterr()
     assert main(["distill", str(teacher_run), "--out", str(tmp_path / "zero"), "--steps", "0"]) == 2
     assert "steps" in _error_line(capsys)
     for flag, value, words in (
@@ -204,11 +222,13 @@ def test_student_refused_when_teachers_weights_change(teacher_run, tmp_path, cap
     assert "changed since the student" in _error_line(capsys)
 
 
-def test_student_resumes_bit_identically(teacher_run, tmp_path):
+@pytest.mark.parametrize("method", ["ect", "cd"])
+def test_student_resumes_bit_identically(teacher_run, tmp_path, method):
     """Two steps, then a resume to four, ends with the weights of four straight steps (the ECT stage
-    comes from the trainer's step, the teacher's weights are loaded only at step 0)."""
+    comes from the trainer's step; the teacher's weights start the student only at step 0, and cd's
+    teacher is read again on resume)."""
     straight, halves = tmp_path / "straight", tmp_path / "halves"
-    options = dict(batch_size=32, double_every=2, progress=False)
+    options = dict(batch_size=32, double_every=2, progress=False, method=method)
     distill(teacher_run, straight, steps=4, **options)
     distill(teacher_run, halves, steps=2, **options)
     distill(teacher_run, halves, steps=4, resume=True, **options)

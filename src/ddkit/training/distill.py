@@ -1,5 +1,6 @@
-"""``ddkit distill RUN --method ect --out STUDENT``: Easy Consistency Tuning (Geng et al. 2024,
-"Consistency models made easy"; the authors' locuslab/ect, ``training/loss.py``), run by the
+"""``ddkit distill RUN --method ect|cd --out STUDENT``: Easy Consistency Tuning (Geng et al. 2024,
+"Consistency models made easy"; the authors' locuslab/ect, ``training/loss.py``), or consistency
+distillation (Song et al. 2023, Algorithm 2) on ECT's schedule of pairs, run by the
 :class:`~ddkit.training.trainer.Trainer` (kill -9 safe resume, EMA, torchrun) with the
 :class:`ECTObjective` below.
 
@@ -17,7 +18,10 @@ ECT's loss, with σ for EDM's t (VP schedule read as x̃ = x₀ + σ·ε, :mod:`
     L = (√(‖f_θ(x̃_t, t) − sg[f_θ(x̃_r, r)]‖² + c²) − c)/(t − r)
 
 Both evaluations use the current weights and the same dropout mask (the torch RNG state is restored
-before the second); the second is under ``no_grad``. At r = σ_min the boundary gives f = x̃_r, which
+before the second); the second is under ``no_grad``. Method cd (consistency distillation) takes
+x̃_r from the teacher instead: one Euler step of its probability-flow ODE from x̃_t,
+x̃_r = x̃_t + (r − t)·ε_T(x̃_t, t) (:func:`teacher_step`), so the student learns the teacher's flow
+where ECT learns the data's; everything else is ECT's. At r = σ_min the boundary gives f = x̃_r, which
 is ECT's "target = x₀ at r = 0" moved to this schedule's smallest σ.
 """
 
@@ -32,12 +36,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checks import ParameterError, positive_int
+from ..checks import ParameterError, choice, positive_int
 from ..consistency import ConsistencyNetwork
 from ..data import Dataset, load_run_data, take
 from ..generate import generate
+from ..nn import build_model
 from ..options import option
+from ..parameterization import timestep_dtype
 from ..samplers.consistency import SIGMA_MID, consistency_grid
+from ..timesteps import t_of_sigma
 from .checkpoint import latest_checkpoint, load_matching, load_weights
 from .config import (
     DEVICES,
@@ -103,13 +110,20 @@ def tuning_range(schedule, t_max: float | None = None) -> tuple[float, float]:
     return lo, min(float(finite[-1]), t_max or math.inf)
 
 
-def ect_loss(denoise, x0: torch.Tensor, y, t: torch.Tensor, r: torch.Tensor, z: torch.Tensor, c: float = 0.0):
+def ect_loss(
+    denoise, x0: torch.Tensor, y, t: torch.Tensor, r: torch.Tensor, z: torch.Tensor, c: float = 0.0, ode_step=None
+):
     """ECT's per-sample loss [N] (module docstring) for a consistency function ``denoise(x̃, σ, y)``:
     x0, z: [N, ...]; t, r: [N] with t > r. The pair shares z and the dropout mask; the target is
-    computed with the same weights, without gradient."""
+    computed with the same weights, without gradient. ``ode_step(x̃_t, t, r, y) -> x̃_r`` (method cd:
+    :func:`teacher_step`) gives the pair's second point instead of x₀ + r·z."""
     shape = (-1,) + (1,) * (x0.ndim - 1)
     x_t = x0 + t.reshape(shape).to(x0.dtype) * z
-    x_r = x0 + r.reshape(shape).to(x0.dtype) * z
+    if ode_step is None:
+        x_r = x0 + r.reshape(shape).to(x0.dtype) * z
+    else:
+        with torch.no_grad():
+            x_r = ode_step(x_t, t, r, y)
     with torch.random.fork_rng(devices=[x0.device] if x0.device.type == "cuda" else []):
         d_t = denoise(x_t, t, y)  # then torch's generator as it was: the same dropout mask again
     with torch.no_grad():
@@ -123,9 +137,26 @@ def ect_loss(denoise, x0: torch.Tensor, y, t: torch.Tensor, r: torch.Tensor, z: 
     return loss / (t - r).to(loss.dtype)
 
 
+def teacher_step(teacher_eps, schedule):
+    """Method cd's ``ode_step`` for :func:`ect_loss`: one Euler step of the teacher's probability-flow
+    ODE dx̃/dσ = (x̃ − D)/σ = ε from (x̃_t, t) to r, x̃_r = x̃_t + (r − t)·ε_T(√ᾱ_t·x̃_t, t(σ = t)) (DDIM
+    η = 0 in x̃; LCM's solver). ``teacher_eps(x_t, t, y)``: the teacher read as an ε-network."""
+
+    def step(x: torch.Tensor, t: torch.Tensor, r: torch.Tensor, y) -> torch.Tensor:
+        shape = (-1,) + (1,) * (x.ndim - 1)
+        alpha_bar = 1.0 / (1.0 + t.to(torch.float64) ** 2)
+        x_t = x * alpha_bar.sqrt().reshape(shape).to(x.dtype)
+        eps = teacher_eps(x_t, t_of_sigma(schedule, t).to(timestep_dtype(x)), y)
+        return x + (r - t).reshape(shape).to(x.dtype) * eps.to(x.dtype)
+
+    return step
+
+
 class ECTObjective:
     """ECT's loss for the :class:`~ddkit.training.trainer.Trainer` (``loss``, ``per_sample_loss``,
-    ``preview``), the stage read from the trainer's step (:meth:`bind`)."""
+    ``preview``), the stage read from the trainer's step (:meth:`bind`). With ``distill.method`` cd
+    the pair's second point is the teacher's ODE step (:func:`teacher_step`); the teacher's weights
+    are read on first use, checked against the recorded hash, and never trained."""
 
     def __init__(self, config: RunConfig):
         self.config, self.d = config, config.distill
@@ -133,6 +164,7 @@ class ECTObjective:
         self.sigma_min = float(self.schedule.sigmas[0])
         self.t_lo, self.sigma_hi = tuning_range(self.schedule, self.d.t_max)  # t's clamp
         self.step_of = lambda: 0
+        self._ode_step, self._teacher_device = None, None
 
     def bind(self, step_of) -> None:
         """``step_of()`` gives the optimiser steps taken so far (the trainer's ``step``)."""
@@ -152,17 +184,33 @@ class ECTObjective:
     def _r(self, t: torch.Tensor) -> torch.Tensor:
         return ect_r(t, self.stage, self.sigma_min, self.d.q, self.d.k, self.d.b)
 
+    def ode_step(self, device):
+        """None for ECT; for cd the teacher's :func:`teacher_step` on ``device`` (read once)."""
+        if self.d.method != "cd":
+            return None
+        if self._ode_step is None or self._teacher_device != torch.device(device):
+            check_teacher(self.d, "being tuned")
+            net = build_model(self.config.model)
+            load_matching(net, Path(self.d.teacher_weights), self.config.to_dict()["model"], device)
+            net = net.to(device).eval().requires_grad_(False)
+            teacher = dataclasses.replace(self.config.diffusion, consistency_sigma_data=None)
+            self._ode_step = teacher_step(teacher.eps_network(net, self.schedule), self.schedule)
+            self._teacher_device = torch.device(device)
+        return self._ode_step
+
     def loss(self, net: nn.Module, x0: torch.Tensor, y, generator: torch.Generator) -> torch.Tensor:
         """The batch mean of :func:`ect_loss`: t from ``generator``, then z."""
         d = self.d
         t = sample_t(x0.shape[0], generator, x0.device, d.p_mean, d.p_std, self.t_lo, self.sigma_hi, d.t_uniform)
         z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        return ect_loss(self.student(net).denoise, x0, self._labels(y), t, self._r(t), z, d.c).mean()
+        step = self.ode_step(x0.device)
+        return ect_loss(self.student(net).denoise, x0, self._labels(y), t, self._r(t), z, d.c, step).mean()
 
     def per_sample_loss(self, net: nn.Module, x0, y, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """:func:`ect_loss` per example [N] at σ of the timesteps ``t`` [N] (validation)."""
         sigma = self.schedule.on(self.schedule.sigmas, t.device)[t].clamp(self.t_lo, self.sigma_hi)
-        return ect_loss(self.student(net).denoise, x0, self._labels(y), sigma, self._r(sigma), noise, self.d.c)
+        step = self.ode_step(x0.device)
+        return ect_loss(self.student(net).denoise, x0, self._labels(y), sigma, self._r(sigma), noise, self.d.c, step)
 
     def eval_sampling(self) -> dict:
         """How validation draws the student's samples: one consistency step from σ_max."""
@@ -184,6 +232,7 @@ def is_student(config: RunConfig) -> bool:
 def student_config(
     teacher: str | Path,
     *,
+    method: str = "ect",
     checkpoint=None,
     val=None,
     double_every: int | None = None,
@@ -193,8 +242,8 @@ def student_config(
 ) -> tuple[RunConfig, Dataset]:
     """The student's RunConfig and its training data: the teacher's network, schedule and data (``val``
     may add a validation part), ECT-tuning's optimiser defaults (:data:`DISTILL_DEFAULTS`) under ``train``
-    (TrainConfig fields; None keeps the default), and the ``distill`` section with the teacher's weights'
-    hash. Refuses a student, a classifier and a run with no checkpoint yet, before the data are loaded."""
+    (TrainConfig fields; None keeps the default), and the ``distill`` section with the ``method`` (ect or
+    cd) and the teacher's weights' hash. Refuses a student, a classifier and a run with no checkpoint yet, before the data are loaded."""
     teacher = Path(teacher)
     tconfig = RunConfig.load(RunDir(teacher).config)
     if is_student(tconfig):
@@ -221,6 +270,7 @@ def student_config(
         teacher=str(teacher.resolve()),
         teacher_weights=str(weights.path.resolve()),
         teacher_sha256=sha256_file(weights.path),
+        method=method,
         double_every=default_double_every(tc.steps)
         if double_every is None
         else positive_int("double_every", double_every),
@@ -259,7 +309,12 @@ class DistillOptions:
     """The options of :func:`distill` (and ``ddkit distill``), one field each; None: the default of
     :data:`DISTILL_DEFAULTS`, or the teacher's."""
 
-    method: str = option("ect", "the distillation method (default {default})", choices=METHODS)
+    method: str = option(
+        "ect",
+        "ect: consistency tuning, the pair's second point the same noise at a lower level (default); cd: consistency "
+        "distillation, the second point the teacher's ODE step",
+        choices=METHODS,
+    )
     out: str | None = option(None, "the student's run folder", required=True)
     steps: int | None = option(None, f"optimiser steps (default {DISTILL_DEFAULTS['steps']})")
     minutes: float | None = option(None, "a wall-clock budget instead of (or with) --steps")
@@ -316,8 +371,7 @@ def distill(
     from .trainer import Trainer
 
     options = {k: v for k, v in options.items() if v is not None}
-    if method not in METHODS:
-        raise ParameterError(f"`method` must be one of {', '.join(METHODS)}, got {method!r}")
+    choice("method", method, METHODS)
     out, run = Path(out), Path(run)
     if options.get("steps") is not None:
         positive_int("steps", options["steps"])  # --steps 0 fails here, before the teacher is read
@@ -330,12 +384,14 @@ def distill(
             config = RunConfig.load(saved)
             if not is_student(config):
                 raise ParameterError(f"{out} is not a consistency student; `resume` continues a student")
+            if method != config.distill.method:
+                raise ParameterError(f"{out} was made with `method` {config.distill.method}; resume it with that")
             config = with_budget(config, options, ("steps", "minutes"))
             data = load_run_data(config.data, config.train.seed)
         else:
             if not resume and latest_checkpoint(out) is not None:
                 raise ParameterError(f"{out} already holds a run with checkpoints; continue it with `resume`")
-            config, data = student_config(run, checkpoint=checkpoint, **options)
+            config, data = student_config(run, checkpoint=checkpoint, method=method, **options)
             if dist.is_main and (message := teacher_note(config, run)):
                 print(f"ddkit: note: {message}", file=sys.stderr)
         objective = ECTObjective(config)

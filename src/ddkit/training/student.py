@@ -12,8 +12,9 @@ from pathlib import Path
 from .. import checks
 from ..samplers.consistency import SIGMA_MAX
 
-METHODS = ("ect",)
-"""What ``ddkit distill --method`` may name: Easy Consistency Tuning (Geng et al. 2024)."""
+METHODS = ("ect", "cd")
+"""What ``ddkit distill --method`` may name: Easy Consistency Tuning (Geng et al. 2024), or
+consistency distillation (Song et al. 2023) on ECT's schedule of pairs."""
 
 
 @dataclass(frozen=True)
