@@ -13,11 +13,12 @@ from .common import add_options, given
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "distill",
-        help="tune a 1-2 step consistency student from a trained run (ECT)",
+        help="tune a 1-2 step consistency student from a trained run (ECT, or consistency distillation)",
         description=(
-            "Easy Consistency Tuning (Geng et al. 2024): the student starts from RUN's EMA weights and is tuned by "
-            "the trainer (resume, EMA, torchrun) into a run folder of its own; ddkit sample STUDENT --steps 1|2 "
-            "samples it. Its config.json names the teacher and the SHA-256 of the teacher's weights."
+            "Easy Consistency Tuning (Geng et al. 2024), or with --method cd consistency distillation (Song et al. "
+            "2023) on ECT's schedule: the student starts from RUN's EMA weights and is tuned by the trainer (resume, "
+            "EMA, torchrun) into a run folder of its own; ddkit sample STUDENT --steps 1|2 samples it. Its "
+            "config.json names the method, the teacher and the SHA-256 of the teacher's weights."
         ),
     )
     p.add_argument("run", help="the teacher: a run folder written by ddkit train")

@@ -241,9 +241,10 @@ def student_config(
     **train,
 ) -> tuple[RunConfig, Dataset]:
     """The student's RunConfig and its training data: the teacher's network, schedule and data (``val``
-    may add a validation part), ECT-tuning's optimiser defaults (:data:`DISTILL_DEFAULTS`) under ``train``
-    (TrainConfig fields; None keeps the default), and the ``distill`` section with the ``method`` (ect or
-    cd) and the teacher's weights' hash. Refuses a student, a classifier and a run with no checkpoint yet, before the data are loaded."""
+    may add a validation part), ECT-tuning's optimiser defaults (:data:`DISTILL_DEFAULTS`) under
+    ``train`` (TrainConfig fields; None keeps the default), and the ``distill`` section with the
+    ``method`` (ect or cd) and the teacher's weights' hash. Refuses a student, a classifier and a run
+    with no checkpoint yet, before the data are loaded."""
     teacher = Path(teacher)
     tconfig = RunConfig.load(RunDir(teacher).config)
     if is_student(tconfig):
