@@ -10,7 +10,8 @@ training image than the median held-out image is).
   teacher   ddkit train --data DATA:train --steps --teacher-steps, plus --teacher-args (e.g. EDM's
             preconditioning), or --teacher RUN
   student   ddkit distill TEACHER --method ect --steps N for each N of --budgets (default 2000 4000;
-            the second resumes the first's folder with the larger budget, so it is "after twice that")
+            the second resumes the first's folder with the larger budget, so it is "after twice that");
+            --method cd: consistency distillation instead, in OUT/student-cd (rows student-cd@N)
   control   the teacher resumed for the same extra optimiser steps (ddkit train --resume)
 
 Rows: teacher DDIM-50; student 1 and 2 steps at each budget; control DDIM-50 and at 1-2 NFE (the
@@ -53,6 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--teacher-steps", type=int, default=1200, help="the teacher's steps when trained here")
     p.add_argument("--teacher-args", default="", help="more ddkit train options for a teacher trained here")
     p.add_argument("--budgets", type=int, nargs="+", default=[2000, 4000], help="student step budgets")
+    p.add_argument("--method", default="ect", choices=["ect", "cd"], help="ddkit distill --method (default ect)")
     p.add_argument("--num-samples", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
@@ -105,17 +107,19 @@ def main(argv=None) -> int:
         )
     base = steps_of(teacher)
     rows = {"teacher ddim-50": score(teacher, args, sampler="ddim", steps=50)}
-    student, control = args.out / "student", args.out / "control"
+    name = "student" if args.method == "ect" else f"student-{args.method}"
+    student = args.out / name
+    control = args.out / "control"
     for budget in sorted(args.budgets):
         if steps_of(student) < budget:
             resume = ["--resume"] if (student / "config.json").exists() else []
             ddkit_cli(
-                "distill", str(teacher), "--method", "ect", "--out", str(student), "--steps", str(budget), *resume
+                "distill", str(teacher), "--method", args.method, "--out", str(student), "--steps", str(budget), *resume
             )
         config = ddkit.load(student, checkpoint="last")[2]
         for steps in (1, 2):
             grid = student_options(config, "consistency", {"steps": steps})  # σ = 80 (and σ_mid)
-            rows[f"student@{budget} {steps} step"] = score(student, args, sampler="consistency", **grid)
+            rows[f"{name}@{budget} {steps} step"] = score(student, args, sampler="consistency", **grid)
         if steps_of(control) < base + budget:
             if not (control / "config.json").exists():
                 subprocess.run(["cp", "-r", str(teacher), str(control)], check=True)
