@@ -16,6 +16,7 @@ from ddkit.schedule import Schedule
 from ddkit.training.config import DataConfig, DiffusionConfig, RunConfig
 from ddkit.training.distill import (
     ECTObjective,
+    default_double_every,
     ect_loss,
     ect_r,
     sample_t,
@@ -225,6 +226,11 @@ def test_consistency_sampler_is_registered_and_one_step_is_f_at_sigma_max():
     assert two.shape == x_T.shape and torch.isfinite(two).all()
     with pytest.raises(ValueError, match="1 or 2"):
         consistency_grid(3)
+
+
+def test_default_stage_length_is_a_quarter_of_the_steps_up_to_500():
+    assert [default_double_every(n) for n in (3, 400, 2000, 4000, 6000)] == [1, 100, 500, 500, 500]
+    assert default_double_every(None) == 250  # a budget in minutes
 
 
 def test_student_config_round_trips_and_teacher_config_is_unchanged():
