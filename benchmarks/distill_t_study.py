@@ -97,6 +97,9 @@ def main(argv=None) -> int:
         metavar="RUN",
         help="only score DDIM on [80, σ] for these runs (a teacher, a control, an older student)",
     )
+    p.add_argument(
+        "--data", default="digits", choices=["digits", "fashion-mnist"], help="the teacher's data (scored on DATA:test)"
+    )
     p.add_argument("--num-samples", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
