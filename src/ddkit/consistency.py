@@ -39,6 +39,14 @@ def cm_coefficients(sigma, sigma_min: float, sigma_data: float) -> tuple:
     return c_skip, (sigma - sigma_min) * sigma_data / sqrt(sigma_data**2 + sigma**2)
 
 
+def eps_at_sigma(eps_net, schedule: Schedule, x: torch.Tensor, sigma: torch.Tensor, y=None) -> torch.Tensor:
+    """The ε-network ``eps_net(x_t, t, y)`` evaluated at EDM's x̃ = ``x`` [N, ...] and σ [N]: at
+    x_t = √ᾱ·x̃ with ᾱ = 1/(1 + σ²) and the fractional timestep t(σ). Returns ε̂ [N, ...] in the
+    network's dtype."""
+    alpha_bar = 1.0 / (1.0 + sigma.to(torch.float64).reshape(-1, *([1] * (x.ndim - 1))) ** 2)
+    return eps_net(x * alpha_bar.sqrt().to(x.dtype), t_of_sigma(schedule, sigma).to(timestep_dtype(x)), y)
+
+
 class ConsistencyNetwork(nn.Module):
     """The consistency function f(x̃, σ) of the module docstring around ``eps_net``, the network
     read as an ε-network ``eps_net(x_t, t, y=None) -> ε`` (as :func:`ddkit.parameterization.eps_network`
@@ -56,8 +64,7 @@ class ConsistencyNetwork(nn.Module):
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """f(x̃, σ) [N, ...] at x̃ = ``x`` [N, ...] and σ [N] (each ≥ σ_min)."""
         s = sigma.to(torch.float64).reshape(-1, *([1] * (x.ndim - 1)))
-        alpha_bar = 1.0 / (1.0 + s**2)
-        eps = self.eps_net(x * alpha_bar.sqrt().to(x.dtype), t_of_sigma(self.schedule, sigma).to(timestep_dtype(x)), y)
+        eps = eps_at_sigma(self.eps_net, self.schedule, x, sigma, y)
         sd2 = self.sigma_data**2
         norm = (s**2 + sd2).sqrt()
         # F = (D_net − c_skip^EDM·x̃)/c_out^EDM with D_net = x̃ − σ·ε, written without dividing by σ
@@ -81,5 +88,6 @@ __all__ = [
     "cm_coefficients",
     "consistency_grid",
     "consistency_sample",
+    "eps_at_sigma",
     "t_of_sigma",
 ]

@@ -37,14 +37,12 @@ import torch
 from torch import nn
 
 from ..checks import ParameterError, choice, positive_int
-from ..consistency import ConsistencyNetwork
+from ..consistency import ConsistencyNetwork, eps_at_sigma
 from ..data import Dataset, load_run_data, take
 from ..generate import generate
 from ..nn import build_model
 from ..options import option
-from ..parameterization import timestep_dtype
 from ..samplers.consistency import SIGMA_MID, consistency_grid
-from ..timesteps import t_of_sigma
 from .checkpoint import latest_checkpoint, load_matching, load_weights
 from .config import (
     DEVICES,
@@ -145,11 +143,8 @@ def teacher_step(teacher_eps, schedule):
     η = 0 in x̃; LCM's solver). ``teacher_eps(x_t, t, y)``: the teacher read as an ε-network."""
 
     def step(x: torch.Tensor, t: torch.Tensor, r: torch.Tensor, y) -> torch.Tensor:
-        shape = (-1,) + (1,) * (x.ndim - 1)
-        alpha_bar = 1.0 / (1.0 + t.to(torch.float64) ** 2)
-        x_t = x * alpha_bar.sqrt().reshape(shape).to(x.dtype)
-        eps = teacher_eps(x_t, t_of_sigma(schedule, t).to(timestep_dtype(x)), y)
-        return x + (r - t).reshape(shape).to(x.dtype) * eps.to(x.dtype)
+        eps = eps_at_sigma(teacher_eps, schedule, x, t, y)
+        return x + (r - t).reshape((-1,) + (1,) * (x.ndim - 1)).to(x.dtype) * eps.to(x.dtype)
 
     return step
 
@@ -166,7 +161,7 @@ class ECTObjective:
         self.sigma_min = float(self.schedule.sigmas[0])
         self.t_lo, self.sigma_hi = tuning_range(self.schedule, self.d.t_max)  # t's clamp
         self.step_of = lambda: 0
-        self._ode_step, self._teacher_device = None, None
+        self._ode_step = None
 
     def bind(self, step_of) -> None:
         """``step_of()`` gives the optimiser steps taken so far (the trainer's ``step``)."""
@@ -187,17 +182,15 @@ class ECTObjective:
         return ect_r(t, self.stage, self.sigma_min, self.d.q, self.d.k, self.d.b)
 
     def ode_step(self, device):
-        """None for ECT; for cd the teacher's :func:`teacher_step` on ``device`` (read once)."""
-        if self.d.method != "cd":
-            return None
-        if self._ode_step is None or self._teacher_device != torch.device(device):
+        """None for ECT; for cd the teacher's :func:`teacher_step`, its network read onto ``device``
+        at the first call (the training device; validation runs there too)."""
+        if self.d.method == "cd" and self._ode_step is None:
             check_teacher(self.d, "being tuned")
             net = build_model(self.config.model)
             load_matching(net, Path(self.d.teacher_weights), self.config.to_dict()["model"], device)
             net = net.to(device).eval().requires_grad_(False)
             teacher = dataclasses.replace(self.config.diffusion, consistency_sigma_data=None)
             self._ode_step = teacher_step(teacher.eps_network(net, self.schedule), self.schedule)
-            self._teacher_device = torch.device(device)
         return self._ode_step
 
     def loss(self, net: nn.Module, x0: torch.Tensor, y, generator: torch.Generator) -> torch.Tensor:
