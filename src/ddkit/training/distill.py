@@ -57,7 +57,7 @@ from .config import (
 from .load import is_classifier, resolve_weights
 from .reporting import write_progress_images
 from .rundir import RunDir
-from .student import METHODS, DistillConfig, check_teacher, sha256_file
+from .student import METHODS, WEIGHTINGS, DistillConfig, check_teacher, sha256_file
 
 T_FLOOR = 1.001
 """t is clamped to at least T_FLOOR·σ_min, so that t > r = σ_min (the pair never degenerates)."""
@@ -111,12 +111,23 @@ def tuning_range(schedule, t_max: float | None = None) -> tuple[float, float]:
 
 
 def ect_loss(
-    denoise, x0: torch.Tensor, y, t: torch.Tensor, r: torch.Tensor, z: torch.Tensor, c: float = 0.0, ode_step=None
+    denoise,
+    x0: torch.Tensor,
+    y,
+    t: torch.Tensor,
+    r: torch.Tensor,
+    z: torch.Tensor,
+    c: float = 0.0,
+    ode_step=None,
+    *,
+    weighting: str = "gap",
+    sigma_data: float = 0.5,
 ):
     """ECT's per-sample loss [N] (module docstring) for a consistency function ``denoise(x̃, σ, y)``:
     x0, z: [N, ...]; t, r: [N] with t > r. The pair shares z and the dropout mask; the target is
     computed with the same weights, without gradient. ``ode_step(x̃_t, t, r, y) -> x̃_r`` (method cd:
-    :func:`teacher_step`) gives the pair's second point instead of x₀ + r·z."""
+    :func:`teacher_step`) gives the pair's second point instead of x₀ + r·z. ``weighting`` (and
+    ``sigma_data`` for it): :func:`ect_weight`."""
     shape = (-1,) + (1,) * (x0.ndim - 1)
     x_t = x0 + t.reshape(shape).to(x0.dtype) * z
     if ode_step is None:
@@ -134,7 +145,19 @@ def ect_loss(
     else:  # √0 has no gradient: a pair that rounds to the same output (tiny t − r) contributes 0
         zero = sq == 0
         loss = torch.where(zero, 0.0, torch.where(zero, 1.0, sq).sqrt())
-    return loss / (t - r).to(loss.dtype)
+    if weighting == "gap":  # a division, as the authors write it
+        return loss / (t - r).to(loss.dtype)
+    return loss * ect_weight(t, r, weighting, sigma_data).to(loss.dtype)
+
+
+def ect_weight(t: torch.Tensor, r: torch.Tensor, weighting: str = "gap", sigma_data: float = 0.5) -> torch.Tensor:
+    """The weight [N] of a pair (t, r) in ECT's loss: ``gap`` 1/(t − r) (the authors' CIFAR-10 code),
+    ``snr`` SNR(t) + 1/σ_d² = (t² + σ_d²)/(t·σ_d)² (their ImageNet code, ``wt='snrpk'``), which does not
+    grow as the stages shrink t − r."""
+    choice("weighting", weighting, WEIGHTINGS)
+    if weighting == "gap":
+        return 1.0 / (t - r)
+    return (t * t + sigma_data**2) / (t * sigma_data) ** 2
 
 
 def teacher_step(teacher_eps, schedule):
@@ -162,6 +185,7 @@ class ECTObjective:
         self.t_lo, self.sigma_hi = tuning_range(self.schedule, self.d.t_max)  # t's clamp
         self.step_of = lambda: 0
         self._ode_step = None
+        self._weighting = {"weighting": self.d.weighting, "sigma_data": config.diffusion.consistency_sigma_data}
 
     def bind(self, step_of) -> None:
         """``step_of()`` gives the optimiser steps taken so far (the trainer's ``step``)."""
@@ -198,14 +222,15 @@ class ECTObjective:
         d = self.d
         t = sample_t(x0.shape[0], generator, x0.device, d.p_mean, d.p_std, self.t_lo, self.sigma_hi, d.t_uniform)
         z = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        step = self.ode_step(x0.device)
-        return ect_loss(self.student(net).denoise, x0, self._labels(y), t, self._r(t), z, d.c, step).mean()
+        step, labels = self.ode_step(x0.device), self._labels(y)
+        return ect_loss(self.student(net).denoise, x0, labels, t, self._r(t), z, d.c, step, **self._weighting).mean()
 
     def per_sample_loss(self, net: nn.Module, x0, y, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """:func:`ect_loss` per example [N] at σ of the timesteps ``t`` [N] (validation)."""
         sigma = self.schedule.on(self.schedule.sigmas, t.device)[t].clamp(self.t_lo, self.sigma_hi)
         step = self.ode_step(x0.device)
-        return ect_loss(self.student(net).denoise, x0, self._labels(y), sigma, self._r(sigma), noise, self.d.c, step)
+        labels, r = self._labels(y), self._r(sigma)
+        return ect_loss(self.student(net).denoise, x0, labels, sigma, r, noise, self.d.c, step, **self._weighting)
 
     def eval_sampling(self) -> dict:
         """How validation draws the student's samples: one consistency step from σ_max."""
@@ -233,6 +258,7 @@ def student_config(
     double_every: int | None = None,
     t_max=None,
     t_uniform=None,
+    weighting=None,
     **train,
 ) -> tuple[RunConfig, Dataset]:
     """The student's RunConfig and its training data: the teacher's network, schedule and data (``val``
@@ -270,7 +296,7 @@ def student_config(
         double_every=default_double_every(tc.steps)
         if double_every is None
         else positive_int("double_every", double_every),
-        **{k: v for k, v in (("t_max", t_max), ("t_uniform", t_uniform)) if v is not None},
+        **{k: v for k, v in (("t_max", t_max), ("t_uniform", t_uniform), ("weighting", weighting)) if v is not None},
     )
     tuning_range(d.build(), t_max)  # a t_max the schedule cannot honour fails here, before the data load
     data = load_run_data(data_cfg, tc.seed)  # the seed resume reloads them with
@@ -336,6 +362,12 @@ class DistillOptions:
     )
     t_uniform: float | None = option(
         None, "the share of tuning pairs whose σ is log-uniform up to --t-max instead of ECT's log-normal (default 0)"
+    )
+    weighting: str | None = option(
+        None,
+        "ECT's loss weight: gap 1/(t - r), the authors' CIFAR-10 code (default); snr (t² + σ_d²)/(t·σ_d)², their "
+        "ImageNet code",
+        choices=WEIGHTINGS,
     )
     checkpoint: str | None = option(None, "which teacher weights (as ddkit sample)", metavar="last|best|PATH")
     seed: int | None = option(None, "random seed (default 0)")

@@ -15,13 +15,17 @@ from ..samplers.consistency import SIGMA_MAX
 METHODS = ("ect", "cd")
 """What ``ddkit distill --method`` may name: Easy Consistency Tuning (Geng et al. 2024), or
 consistency distillation (Song et al. 2023) on ECT's schedule of pairs."""
+WEIGHTINGS = ("gap", "snr")
+"""ECT's loss weights in the authors' code: 1/(t − r) (``gap``: their CIFAR-10 release), or
+SNR(t) + 1/σ_d² = (t² + σ_d²)/(t·σ_d)² (``snr``: ``wt='snrpk'``, their ImageNet/EDM2 release)."""
 
 
 @dataclass(frozen=True)
 class DistillConfig:
     """A student's provenance and sampling grid, with the ECT loss's settings (locuslab/ect's CIFAR-10
     defaults): t ~ log-normal(``p_mean``, ``p_std``), r = t·(1 − (1 + k·sigmoid(−b·t))/q^(stage+1)),
-    stage = step // ``double_every``, loss √(‖Δ‖² + c²) − c weighted by 1/(t − r). Two-step sampling
+    stage = step // ``double_every``, loss √(‖Δ‖² + c²) − c weighted by ``weighting`` (:data:`WEIGHTINGS`:
+    1/(t − r), or (t² + σ_d²)/(t·σ_d)²). Two-step sampling
     re-noises to ``sigma_mid`` with CTM's ``gamma``, chosen together: ``sigma_mid_scores`` holds one
     score per candidate σ_mid for each of ``gamma_candidates`` in turn (empty: γ = 1 only, as students
     made before γ was offered)."""
@@ -46,9 +50,11 @@ class DistillConfig:
     b: float = 1.0
     c: float = 0.0
     double_every: int = 250
+    weighting: str = "gap"
 
     def __post_init__(self) -> None:
         checks.choice("method", self.method, METHODS)
+        checks.choice("weighting", self.weighting, WEIGHTINGS)
         checks.positive("sigma_max", self.sigma_max)
         if self.sigma_mid is not None and not 0 < self.sigma_mid < self.sigma_max:
             raise checks.ParameterError(
