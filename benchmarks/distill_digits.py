@@ -11,7 +11,8 @@ training image than the median held-out image is).
             preconditioning), or --teacher RUN
   student   ddkit distill TEACHER --method ect --steps N for each N of --budgets (default 2000 4000;
             the second resumes the first's folder with the larger budget, so it is "after twice that");
-            --method cd: consistency distillation instead, in OUT/student-cd (rows student-cd@N)
+            --method cd: consistency distillation instead, in OUT/student-cd (rows student-cd@N);
+            --distill-args for more options, --student for another folder and row name
   control   the teacher resumed for the same extra optimiser steps (ddkit train --resume)
 
 Rows: teacher DDIM-50; student 1 and 2 steps at each budget; control DDIM-50 and at 1-2 NFE (the
@@ -55,6 +56,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--teacher-args", default="", help="more ddkit train options for a teacher trained here")
     p.add_argument("--budgets", type=int, nargs="+", default=[2000, 4000], help="student step budgets")
     p.add_argument("--method", default="ect", choices=["ect", "cd"], help="ddkit distill --method (default ect)")
+    p.add_argument("--distill-args", default="", help="more ddkit distill options (e.g. --weighting snr)")
+    p.add_argument(
+        "--student", default=None, help="the student's folder in OUT and its rows' name (default student or student-cd)"
+    )
+    p.add_argument(
+        "--ckpt-every",
+        default="50",
+        help="checkpoint cadence of every training here, so that a stop loses little (ddkit's default, 1,000 "
+        "steps, is longer than the Fashion-MNIST teacher)",
+    )
     p.add_argument("--num-samples", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
@@ -102,20 +113,23 @@ def main(argv=None) -> int:
             str(teacher),
             "--steps",
             str(args.teacher_steps),
+            "--ckpt-every",
+            args.ckpt_every,
             *more,
             *resume,
         )
     base = steps_of(teacher)
     rows = {"teacher ddim-50": score(teacher, args, sampler="ddim", steps=50)}
-    name = "student" if args.method == "ect" else f"student-{args.method}"
+    name = args.student or ("student" if args.method == "ect" else f"student-{args.method}")
     student = args.out / name
     control = args.out / "control"
     for budget in sorted(args.budgets):
         if steps_of(student) < budget:
             resume = ["--resume"] if (student / "config.json").exists() else []
             ddkit_cli(
-                "distill", str(teacher), "--method", args.method, "--out", str(student), "--steps", str(budget), *resume
-            )
+                "distill", str(teacher), "--method", args.method, "--out", str(student), "--steps", str(budget),
+                "--ckpt-every", args.ckpt_every, *args.distill_args.split(), *resume,
+            )  # fmt: skip
         config = ddkit.load(student, checkpoint="last")[2]
         for steps in (1, 2):
             grid = student_options(config, "consistency", {"steps": steps})  # σ = 80 (and σ_mid)
@@ -123,7 +137,16 @@ def main(argv=None) -> int:
         if steps_of(control) < base + budget:
             if not (control / "config.json").exists():
                 subprocess.run(["cp", "-r", str(teacher), str(control)], check=True)
-            ddkit_cli("train", "--out", str(control), "--resume", "--steps", str(base + budget))
+            ddkit_cli(
+                "train",
+                "--out",
+                str(control),
+                "--resume",
+                "--steps",
+                str(base + budget),
+                "--ckpt-every",
+                args.ckpt_every,
+            )
         rows[f"control@{budget} ddim-50"] = score(control, args, sampler="ddim", steps=50)
         rows[f"control@{budget} 1 NFE"] = score(control, args, sampler="consistency", sigmas=[80.0])
         rows[f"control@{budget} ddim-2"] = score(control, args, sampler="ddim", steps=2)

@@ -166,8 +166,19 @@ def test_cli_distill_sample_eval_edit(teacher_run, tmp_path, capsys):
     assert "student already" in _error_line(capsys)
     assert main(["distill", str(teacher_run), "--out", str(student), "--resume", "--method", "cd"]) == 2
     assert "made with --method ect; resume it with that" in _error_line(capsys)
-    assert main(["distill", str(teacher_run), "--out", str(tmp_path / "cd"), "--method", "cd", *args[4:]]) == 0
-    assert json.loads((tmp_path / "cd" / "config.json").read_text())["distill"]["method"] == "cd"
+    for flag, value in (("--weighting", "snr"), ("--lr", "0.001"), ("--double-every", "7")):
+        assert main(["distill", str(teacher_run), "--out", str(student), "--resume", flag, value]) == 2
+        assert f"{flag} {value} (the run has " in _error_line(capsys)
+    # the budget and the checkpoint cadence may change on resume
+    resumed = ["distill", str(teacher_run), "--out", str(student), "--resume", "--steps", "5", "--ckpt-every", "5"]
+    assert main([*resumed, "--no-progress", "--weighting", "gap"]) == 0
+    saved = json.loads((student / "config.json").read_text())
+    assert saved["train"]["steps"] == 5 and saved["train"]["ckpt_every"] == 5
+    capsys.readouterr()
+    cd = ["distill", str(teacher_run), "--out", str(tmp_path / "cd"), "--method", "cd", "--weighting", "snr"]
+    assert main([*cd, *args[4:]]) == 0
+    d = json.loads((tmp_path / "cd" / "config.json").read_text())["distill"]
+    assert (d["method"], d["weighting"]) == ("cd", "snr")
     capsys.readouterr()
     assert main(["distill", str(teacher_run), "--out", str(tmp_path / "zero"), "--steps", "0"]) == 2
     assert "steps" in _error_line(capsys)

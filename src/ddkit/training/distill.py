@@ -369,6 +369,7 @@ class DistillOptions:
         "ImageNet code",
         choices=WEIGHTINGS,
     )
+    ckpt_every: int | None = option(None, "checkpoint every N steps (default: the teacher's)")
     checkpoint: str | None = option(None, "which teacher weights (as ddkit sample)", metavar="last|best|PATH")
     seed: int | None = option(None, "random seed (default 0)")
     device: str | None = option(None, "cpu (default) or cuda", choices=DEVICES)
@@ -419,7 +420,8 @@ def distill(
                 raise ParameterError(f"{out} is not a consistency student; `resume` continues a student")
             if method != config.distill.method:
                 raise ParameterError(f"{out} was made with `method` {config.distill.method}; resume it with that")
-            config = with_budget(config, options, ("steps", "minutes"))
+            check_resume(config, options, saved)
+            config = with_budget(config, options, RESUME_MAY_CHANGE)
             data = load_run_data(config.data, config.train.seed)
         else:
             if not resume and latest_checkpoint(out) is not None:
@@ -436,6 +438,22 @@ def distill(
         if dist.is_main:
             record_sigma_mid(out, device=config.train.device)
     return out
+
+
+RESUME_MAY_CHANGE = ("steps", "minutes", "ckpt_every", "device", "precision")
+"""What ``distill(..., resume=True)`` may change: the budget and bookkeeping (as ``ddkit train``)."""
+
+
+def check_resume(config: RunConfig, options: dict, config_path: Path) -> None:
+    """A :class:`~ddkit.training.api.ResumeConflict` naming every option given to resume the student
+    ``config`` that contradicts it (the optimiser, the seed, the validation part, ECT's settings)."""
+    from .api import ResumeConflict
+
+    current = dataclasses.asdict(config.train) | dataclasses.asdict(config.distill) | {"val": config.data.val}
+    given = {k: v for k, v in options.items() if k not in RESUME_MAY_CHANGE}
+    conflicts = [(k, v, current.get(k)) for k, v in given.items() if v != current.get(k)]
+    if conflicts:
+        raise ResumeConflict(config_path, conflicts)
 
 
 def teacher_note(config: RunConfig, teacher: str | Path) -> str | None:
@@ -555,11 +573,13 @@ __all__ = [
     "DistillOptions",
     "ECTObjective",
     "GAMMA_CANDIDATES",
+    "RESUME_MAY_CHANGE",
     "choose_sigma_mid",
     "default_sampler",
     "distill",
     "ect_loss",
     "ect_r",
+    "ect_weight",
     "is_student",
     "record_sigma_mid",
     "refuse_student",
