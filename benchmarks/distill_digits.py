@@ -17,7 +17,9 @@ training image than the median held-out image is).
 
 Rows: teacher DDIM-50; student 1 and 2 steps at each budget; control DDIM-50 and at 1-2 NFE (the
 consistency sampler from σ = 80 on an ε-model is its denoiser at 80: a baseline for 1 NFE, DDIM
-for 2). Each stage is skipped when its output exists, so an interrupted run resumes.
+for 2). Each stage is skipped when its output exists, so an interrupted run resumes; OUT/results.json
+keeps every row scored so far, with the run and step it scored (rows of other students or methods in
+the same OUT stay).
 
     python benchmarks/distill_digits.py --out runs/bench-distill                # hours on 2 cores
     python benchmarks/distill_digits.py --budgets 20 --num-samples 200 --repeats 1 --teacher-steps 30  # smoke
@@ -119,7 +121,21 @@ def main(argv=None) -> int:
             *resume,
         )
     base = steps_of(teacher)
-    rows = {"teacher ddim-50": score(teacher, args, sampler="ddim", steps=50)}
+    path = args.out / "results.json"
+    rows = json.loads(path.read_text()) if path.is_file() else {}
+
+    def scored(key: str, run: Path, step: int, **sampling) -> None:
+        """rows[key]: ``run`` at ``step`` scored with ``sampling``, kept from an earlier invocation that
+        scored the same (the file is written after each row, so a stop loses one row's work)."""
+        if rows.get(key, {}).get("run") == [str(run), step]:
+            return
+        if steps_of(run) != step:  # the run went on past this budget before the row was scored
+            print(f"{key}: not scored ({run} is at step {steps_of(run)}, the row is for step {step})", flush=True)
+            return
+        rows[key] = {"run": [str(run), step]} | score(run, args, **sampling)
+        path.write_text(json.dumps(rows, indent=1) + "\n")
+
+    scored("teacher ddim-50", teacher, base, sampler="ddim", steps=50)
     name = args.student or ("student" if args.method == "ect" else f"student-{args.method}")
     student = args.out / name
     control = args.out / "control"
@@ -133,7 +149,7 @@ def main(argv=None) -> int:
         config = ddkit.load(student, checkpoint="last")[2]
         for steps in (1, 2):
             grid = student_options(config, "consistency", {"steps": steps})  # σ = 80 (and σ_mid)
-            rows[f"{name}@{budget} {steps} step"] = score(student, args, sampler="consistency", **grid)
+            scored(f"{name}@{budget} {steps} step", student, budget, sampler="consistency", **grid)
         if steps_of(control) < base + budget:
             if not (control / "config.json").exists():
                 subprocess.run(["cp", "-r", str(teacher), str(control)], check=True)
@@ -147,10 +163,9 @@ def main(argv=None) -> int:
                 "--ckpt-every",
                 args.ckpt_every,
             )
-        rows[f"control@{budget} ddim-50"] = score(control, args, sampler="ddim", steps=50)
-        rows[f"control@{budget} 1 NFE"] = score(control, args, sampler="consistency", sigmas=[80.0])
-        rows[f"control@{budget} ddim-2"] = score(control, args, sampler="ddim", steps=2)
-        (args.out / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
+        scored(f"control@{budget} ddim-50", control, base + budget, sampler="ddim", steps=50)
+        scored(f"control@{budget} 1 NFE", control, base + budget, sampler="consistency", sigmas=[80.0])
+        scored(f"control@{budget} ddim-2", control, base + budget, sampler="ddim", steps=2)
     for name, r in rows.items():
         print(
             f"{name:28s} FID {np.mean(r['fid']):8.2f} ± {np.std(r['fid']):5.2f}   closer {np.mean(r['closer_than_real']):.3f}"
