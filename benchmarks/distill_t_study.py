@@ -7,7 +7,8 @@ This study tunes the same teacher for the same budget with:
 - ``clamp80``: the same t, clamped at σ_max = 80, where sampling starts;
 - ``mix0.5``: clamped at 80, and half of the pairs log-uniform on [σ_min, 80];
 - ``cd``: ECT's t, with the pair's second point the teacher's ODE step (``--method cd``), beside them;
-- ``snr``: ECT with the weight of the authors' ImageNet code, (t² + σ_d²)/(t·σ_d)², for 1/(t − r).
+- ``snr``: ECT with the weight of the authors' ImageNet code, (t² + σ_d²)/(t·σ_d)², for 1/(t − r);
+- ``drop0.2``, ``drop0.1``: ECT with dropout in the student (ECT's CIFAR-10 run: 0.2; the teacher: 0).
 
 The variant is chosen on the training data (FID of 1,000 one- and two-step samples against a fixed
 slice of digits:train, the slice σ_mid is chosen on), never on digits:test; digits:test scores
@@ -40,6 +41,8 @@ VARIANTS = {
     "mix0.5": {"t_max": 80.0, "t_uniform": 0.5},
     "cd": {"method": "cd"},
     "snr": {"weighting": "snr"},
+    "drop0.2": {"dropout": 0.2},
+    "drop0.1": {"dropout": 0.1},
 }
 
 

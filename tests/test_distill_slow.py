@@ -176,15 +176,18 @@ def test_cli_distill_sample_eval_edit(teacher_run, tmp_path, capsys):
     assert saved["train"]["steps"] == 5 and saved["train"]["ckpt_every"] == 5
     capsys.readouterr()
     cd = ["distill", str(teacher_run), "--out", str(tmp_path / "cd"), "--method", "cd", "--weighting", "snr"]
-    assert main([*cd, *args[4:]]) == 0
-    d = json.loads((tmp_path / "cd" / "config.json").read_text())["distill"]
-    assert (d["method"], d["weighting"]) == ("cd", "snr")
+    assert main([*cd, "--dropout", "0.2", *args[4:]]) == 0
+    saved = json.loads((tmp_path / "cd" / "config.json").read_text())
+    assert (saved["distill"]["method"], saved["distill"]["weighting"], saved["model"]["dropout"]) == ("cd", "snr", 0.2)
+    assert main([*cd, "--dropout", "0.1", "--resume", "--steps", "5"]) == 2
+    assert "--dropout 0.1 (the run has 0.2)" in _error_line(capsys)
     capsys.readouterr()
     assert main(["distill", str(teacher_run), "--out", str(tmp_path / "zero"), "--steps", "0"]) == 2
     assert "steps" in _error_line(capsys)
     for flag, value, words in (
         ("--t-max", "0.001", "--t-max must be above"),
         ("--t-uniform", "1.5", "--t-uniform must be a share in [0, 1]"),
+        ("--dropout", "1", "--dropout must be"),
     ):
         out = tmp_path / "bad-t"
         assert main(["distill", str(teacher_run), "--out", str(out), flag, value]) == 2

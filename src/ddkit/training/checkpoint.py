@@ -304,16 +304,24 @@ def _with_defaults(model_config: dict) -> dict:
 
 
 def load_matching(
-    model: nn.Module, path: str | os.PathLike, model_config: dict, device: str | torch.device = "cpu"
+    model: nn.Module,
+    path: str | os.PathLike,
+    model_config: dict,
+    device: str | torch.device = "cpu",
+    *,
+    ignore: tuple[str, ...] = (),
 ) -> None:
     """Load safetensors weights into ``model`` (built from ``model_config``, a config dict), or
     raise one ValueError line saying what differs: the config fields the checkpoint records
-    (checkpoints ddkit writes carry their model config), else the first mismatching tensor."""
+    (checkpoints ddkit writes carry their model config; fields in ``ignore``, such as a dropout
+    rate, which no tensor depends on, may differ), else the first mismatching tensor."""
     meta = weights_metadata(path).get(MODEL_METADATA, "null")
     try:  # no (or unreadable) model config: the tensors below say what differs
         found = json.loads(meta)
     except ValueError:
         found = None
+    if isinstance(found, dict):
+        found, model_config = ({k: v for k, v in c.items() if k not in ignore} for c in (found, model_config))
     if isinstance(found, dict) and (found := _with_defaults(found)) != _with_defaults(model_config):
         raise ValueError(
             f"the checkpoint {path} is for another network ({describe_mismatch(model_config, found)}, "

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checks import ParameterError, choice, positive_int
+from ..checks import ParameterError, choice, fraction, positive_int
 from ..consistency import ConsistencyNetwork, eps_at_sigma
 from ..data import Dataset, load_run_data, take
 from ..generate import generate
@@ -65,6 +65,8 @@ SIGMA_MID_CANDIDATES = (0.1, 0.2, 0.4, SIGMA_MID, 1.5, 3.0, 6.0, 12.0)
 """The intermediate σ of two-step sampling is chosen among these (ECT's 0.821 among them)."""
 GAMMA_CANDIDATES = (1.0, 0.0)
 """... with the re-noising γ among these (CTM's γ: 1 the consistency models' fresh noise, 0 DDIM's)."""
+OWN = ("dropout",)
+"""The network settings a student may set apart from its teacher (``--dropout``): no weight depends on them."""
 CHOOSE_NUM = 1000
 """Samples per candidate when choosing σ_mid."""
 DOUBLE_EVERY = 250
@@ -211,7 +213,7 @@ class ECTObjective:
         if self.d.method == "cd" and self._ode_step is None:
             check_teacher(self.d, "being tuned")
             net = build_model(self.config.model)
-            load_matching(net, Path(self.d.teacher_weights), self.config.to_dict()["model"], device)
+            load_matching(net, Path(self.d.teacher_weights), self.config.to_dict()["model"], device, ignore=OWN)
             net = net.to(device).eval().requires_grad_(False)
             teacher = dataclasses.replace(self.config.diffusion, consistency_sigma_data=None)
             self._ode_step = teacher_step(teacher.eps_network(net, self.schedule), self.schedule)
@@ -259,13 +261,15 @@ def student_config(
     t_max=None,
     t_uniform=None,
     weighting=None,
+    dropout=None,
     **train,
 ) -> tuple[RunConfig, Dataset]:
     """The student's RunConfig and its training data: the teacher's network, schedule and data (``val``
     may add a validation part), ECT-tuning's optimiser defaults (:data:`DISTILL_DEFAULTS`) under
     ``train`` (TrainConfig fields; None keeps the default), and the ``distill`` section with the
-    ``method`` (ect or cd) and the teacher's weights' hash. Refuses a student, a classifier and a run
-    with no checkpoint yet, before the data are loaded."""
+    ``method`` (ect or cd) and the teacher's weights' hash; ``dropout`` replaces the network's (the
+    weights do not depend on it). Refuses a student, a classifier and a run with no checkpoint yet,
+    before the data are loaded."""
     teacher = Path(teacher)
     tconfig = RunConfig.load(RunDir(teacher).config)
     if is_student(tconfig):
@@ -274,6 +278,12 @@ def student_config(
         )
     if is_classifier(tconfig):
         raise ParameterError(f"{teacher} is a classifier run, not a diffusion model")
+    model = tconfig.model
+    if dropout is not None:
+        fraction("dropout", dropout, high_open=True)
+        if not hasattr(model, "dropout"):
+            raise ParameterError(f"`dropout` is for a UNet student; {teacher}'s network is an MLP without dropout")
+        model = dataclasses.replace(model, dropout=dropout)
     weights = resolve_weights(teacher, checkpoint, ema=True)
     if not weights.path.is_file():
         raise ValueError(f"{teacher} has no weights at {weights.path}")
@@ -301,7 +311,7 @@ def student_config(
     tuning_range(d.build(), t_max)  # a t_max the schedule cannot honour fails here, before the data load
     data = load_run_data(data_cfg, tc.seed)  # the seed resume reloads them with
     config = RunConfig(
-        model=tconfig.model,
+        model=model,
         diffusion=dataclasses.replace(d, consistency_sigma_data=d.sigma_data or measure_sigma_data(data.x)),
         data=data_cfg,
         train=TrainConfig(**dataclasses.asdict(tc)),
@@ -325,7 +335,8 @@ def start_from_teacher(trainer) -> None:
     """A fresh student's network and EMA take the teacher's EMA weights (checked against its hash)."""
     d = trainer.config.distill
     check_teacher(d, trainer.out)
-    load_matching(trainer.model, Path(d.teacher_weights), trainer.config.to_dict()["model"], trainer.device)
+    model = trainer.config.to_dict()["model"]
+    load_matching(trainer.model, Path(d.teacher_weights), model, trainer.device, ignore=OWN)
     trainer.ema.load_state_dict(load_weights(Path(d.teacher_weights), trainer.device), 0)
 
 
@@ -368,6 +379,9 @@ class DistillOptions:
         "ECT's loss weight: gap 1/(t - r), the authors' CIFAR-10 code (default); snr (t² + σ_d²)/(t·σ_d)², their "
         "ImageNet code",
         choices=WEIGHTINGS,
+    )
+    dropout: float | None = option(
+        None, "dropout in the student's residual blocks (default: the teacher's; ECT's CIFAR-10 run uses 0.2)"
     )
     ckpt_every: int | None = option(None, "checkpoint every N steps (default: the teacher's)")
     checkpoint: str | None = option(None, "which teacher weights (as ddkit sample)", metavar="last|best|PATH")
@@ -449,7 +463,8 @@ def check_resume(config: RunConfig, options: dict, config_path: Path) -> None:
     ``config`` that contradicts it (the optimiser, the seed, the validation part, ECT's settings)."""
     from .api import ResumeConflict
 
-    current = dataclasses.asdict(config.train) | dataclasses.asdict(config.distill) | {"val": config.data.val}
+    current = dataclasses.asdict(config.train) | dataclasses.asdict(config.distill)
+    current |= {"val": config.data.val, "dropout": getattr(config.model, "dropout", None)}
     given = {k: v for k, v in options.items() if k not in RESUME_MAY_CHANGE}
     conflicts = [(k, v, current.get(k)) for k, v in given.items() if v != current.get(k)]
     if conflicts:
