@@ -2,6 +2,7 @@
 losses, Ctrl-C, a full disk, broken schedules and bad input everywhere (issue 9). The kill -9 tests
 are in test_crash.py."""
 
+import dataclasses
 import json
 import os
 import resource
@@ -17,15 +18,22 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from safetensors.torch import save_file
 
 import ddkit
 from ddkit.cli import main
 from ddkit.data import Dataset, load_data
-from ddkit.nn import MLPConfig
+from ddkit.nn import MLPConfig, UNetConfig, build_model, config_to_dict
 from ddkit.samplers import run_sampler
 from ddkit.schedule import Schedule
 from ddkit.training import DistContext, ShardedBatches, train
-from ddkit.training.checkpoint import clean_incomplete, latest_checkpoint, load_train_state
+from ddkit.training.checkpoint import (
+    MODEL_METADATA,
+    clean_incomplete,
+    latest_checkpoint,
+    load_matching,
+    load_train_state,
+)
 from ddkit.training.config import DataConfig, DiffusionConfig, RunConfig, TrainConfig
 from ddkit.training.rundir import RunLock, RunLockedError
 from ddkit.training.stops import NonFiniteLossError
@@ -124,6 +132,24 @@ def test_checkpoint_of_another_network_says_what_differs(tmp_path):
     b = train(wide, tmp_path / "b", progress=False)
     with pytest.raises(ValueError, match=r"another network \(hidden 16 vs 8"):
         ddkit.load(a, checkpoint=latest_checkpoint(b))
+
+
+def test_load_matching_lets_an_ignored_field_differ_and_no_other(tmp_path):
+    """A consistency student may set its own dropout (no tensor depends on it): the teacher's weights
+    load into it when ``ignore`` names the field, and not otherwise."""
+    teacher = UNetConfig(image_size=8, in_channels=1, base_channels=8, attn_resolutions=(), dropout=0.0)
+    net = build_model(teacher)
+    path = tmp_path / "ema.safetensors"
+    save_file(net.state_dict(), path, metadata={MODEL_METADATA: json.dumps(config_to_dict(teacher))})
+    student = dataclasses.replace(teacher, dropout=0.2)
+    into = build_model(student)
+    with pytest.raises(ValueError, match=r"another network \(dropout 0.0 vs 0.2"):
+        load_matching(into, path, config_to_dict(student))
+    load_matching(into, path, config_to_dict(student), ignore=("dropout",))
+    assert all(torch.equal(a, b) for a, b in zip(into.state_dict().values(), net.state_dict().values()))
+    wider = dataclasses.replace(student, base_channels=16)
+    with pytest.raises(ValueError, match="base_channels 8 vs 16"):
+        load_matching(build_model(wider), path, config_to_dict(wider), ignore=("dropout",))
 
 
 # ---- checkpoints, locks, sharding -------------------------------------------------------------
