@@ -288,10 +288,7 @@ def student_config(
     if not weights.path.is_file():
         raise ValueError(f"{teacher} has no weights at {weights.path}")
     given = budget({k: v for k, v in train.items() if v is not None})
-    if given.get("precision") == "fp16":
-        raise ParameterError(
-            "`precision` fp16 is not offered for consistency tuning (ECT's authors report NaN): use fp32 or bf16"
-        )
+    refuse_fp16(given)
     data_cfg = tconfig.data if val is None else dataclasses.replace(tconfig.data, val=val)
     tc = dataclasses.replace(
         tconfig.train, augment=0.0, augment_ops=None, keep_steps=(), eval_every=None, early_stop=None,
@@ -318,6 +315,14 @@ def student_config(
         distill=distill,
     )
     return config, data
+
+
+def refuse_fp16(options: dict) -> None:
+    """fp16 is not offered for consistency tuning, new or resumed (ECT's authors report NaN)."""
+    if options.get("precision") == "fp16":
+        raise ParameterError(
+            "`precision` fp16 is not offered for consistency tuning (ECT's authors report NaN): use fp32 or bf16"
+        )
 
 
 def default_double_every(steps: int | None) -> int:
@@ -435,6 +440,7 @@ def distill(
             if method != config.distill.method:
                 raise ParameterError(f"{out} was made with `method` {config.distill.method}; resume it with that")
             check_resume(config, options, saved)
+            refuse_fp16(options)
             config = with_budget(config, options, RESUME_MAY_CHANGE)
             data = load_run_data(config.data, config.train.seed)
         else:
