@@ -12,7 +12,8 @@ training image than the median held-out image is).
   student   ddkit distill TEACHER --method ect --steps N for each N of --budgets (default 2000 4000;
             the second resumes the first's folder with the larger budget, so it is "after twice that");
             --method cd: consistency distillation instead, in OUT/student-cd (rows student-cd@N);
-            --distill-args for more options, --student for another folder and row name
+            --distill-args for more options, --student for another folder and row name; two
+            invocations may share OUT (say --no-control in one of them)
   control   the teacher resumed for the same extra optimiser steps (ddkit train --resume)
 
 Rows: teacher DDIM-50; student 1 and 2 steps at each budget; control DDIM-50 and at 1-2 NFE (the
@@ -59,6 +60,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--budgets", type=int, nargs="+", default=[2000, 4000], help="student step budgets")
     p.add_argument("--method", default="ect", choices=["ect", "cd"], help="ddkit distill --method (default ect)")
     p.add_argument("--distill-args", default="", help="more ddkit distill options (e.g. --weighting snr)")
+    p.add_argument(
+        "--no-control", action="store_true", help="skip the control (an invocation for another student trains it)"
+    )
     p.add_argument(
         "--student", default=None, help="the student's folder in OUT and its rows' name (default student or student-cd)"
     )
@@ -133,6 +137,8 @@ def main(argv=None) -> int:
             print(f"{key}: not scored ({run} is at step {steps_of(run)}, the row is for step {step})", flush=True)
             return
         rows[key] = {"run": [str(run), step]} | score(run, args, **sampling)
+        for k, v in (json.loads(path.read_text()) if path.is_file() else {}).items():
+            rows.setdefault(k, v)  # rows that another invocation (another --method) wrote since
         path.write_text(json.dumps(rows, indent=1) + "\n")
 
     scored("teacher ddim-50", teacher, base, sampler="ddim", steps=50)
@@ -150,6 +156,8 @@ def main(argv=None) -> int:
         for steps in (1, 2):
             grid = student_options(config, "consistency", {"steps": steps})  # σ = 80 (and σ_mid)
             scored(f"{name}@{budget} {steps} step", student, budget, sampler="consistency", **grid)
+        if args.no_control:
+            continue
         if steps_of(control) < base + budget:
             if not (control / "config.json").exists():
                 subprocess.run(["cp", "-r", str(teacher), str(control)], check=True)
