@@ -96,6 +96,7 @@ PROXY_ORDER = (
     "ddkit-lr4e-3",
     "diffusers-lr2e-4",
     "ddkit-attn7",
+    "diffusers-lr2e-3",  # the sweep's best (1e-3) was its largest value: one more above it
     "ddkit-batch128",
     "ddkit-w48",
     "ddkit-attn14-7",
