@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checks import invalid
 from .embeddings import (
     add_augment_labels,
     augment_embedding,
@@ -86,7 +87,7 @@ class UNetConfig:
         if bad:
             raise ValueError(f"attn_resolutions must be among the reachable resolutions {self.resolutions}, got {bad}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+            raise invalid("dropout", f"must be a number in [0, 1), got {self.dropout!r}")
         if self.num_classes is not None:
             positive_int("num_classes", self.num_classes)
         check_augment_dim(self.augment_dim)

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checks import ParameterError, choice, fraction, positive_int
+from ..checks import ParameterError, choice, positive_int
 from ..consistency import ConsistencyNetwork, eps_at_sigma
 from ..data import Dataset, load_run_data, take
 from ..generate import generate
@@ -279,8 +279,7 @@ def student_config(
     if is_classifier(tconfig):
         raise ParameterError(f"{teacher} is a classifier run, not a diffusion model")
     model = tconfig.model
-    if dropout is not None:
-        fraction("dropout", dropout, high_open=True)
+    if dropout is not None:  # the UNet's config checks the rate
         if not hasattr(model, "dropout"):
             raise ParameterError(f"`dropout` is for a UNet student; {teacher}'s network is an MLP without dropout")
         model = dataclasses.replace(model, dropout=dropout)
