@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 import ddkit
+from ddkit.checks import ParameterError
 from ddkit.nn import MLPConfig, UNetConfig
 from ddkit.training import DistContext, ShardedBatches, learning_rate, train
 from ddkit.training.config import DataConfig, RunConfig, TrainConfig
@@ -79,6 +80,20 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
 def test_resume_without_checkpoint_starts_from_scratch(tmp_path):
     run = train(tiny_config(steps=2, ckpt_every=2), tmp_path / "empty", resume=True, progress=False)
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-000002"]
+
+
+def test_ckpt_minutes_checkpoints_by_training_time_and_changes_no_weights(tmp_path):
+    # 1e-9 minutes (60 ns) is past after any step, whatever the machine: a checkpoint at every step;
+    # 0 turns the clock off: only the final one. Saving touches no state, so the weights agree
+    slow = dict(steps=4, ckpt_every=1000, keep_checkpoints=10)
+    timed = train(tiny_config(**slow, ckpt_minutes=1e-9), tmp_path / "timed", progress=False)
+    steps_only = train(tiny_config(**slow, ckpt_minutes=0.0), tmp_path / "steps", progress=False)
+    assert sorted(p.name for p in (timed / "checkpoints").iterdir()) == [f"step-00000{i}" for i in (1, 2, 3, 4)]
+    assert [p.name for p in (steps_only / "checkpoints").iterdir()] == ["step-000004"]
+    a, b = _weights(timed, 4), _weights(steps_only, 4)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ParameterError, match="ckpt_minutes must be >= 0"):
+        tiny_config(ckpt_minutes=-1.0)
 
 
 def test_load_returns_ema_model_schedule_and_config(tmp_path):

@@ -313,6 +313,7 @@ CLASSIFIER_SECTIONS = {
         "warmup",
         "ema_decay",
         "ckpt_every",
+        "ckpt_minutes",
         "sample_every",
         "log_every",
         "keep_checkpoints",

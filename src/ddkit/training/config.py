@@ -235,6 +235,13 @@ class TrainConfig:
     grad_clip: float = option(1.0, "gradient norm clip, 0 for none (default {default})")
     ema_decay: float = option(0.999, "EMA decay (default {default})")
     ckpt_every: int = option(1000, "checkpoint every N steps (default {default})", resume=True)
+    ckpt_minutes: float = option(
+        10.0,
+        "also checkpoint once M minutes of training have passed since the last checkpoint, so that a long "
+        "step cadence on a slow machine loses little to a kill; 0: by steps only (default {default:g})",
+        metavar="M",
+        resume=True,
+    )
     sample_every: int = option(1000, "sample grid every N steps (default {default})", resume=True)
     log_every: int = option(25, "log.jsonl line every N steps (default {default})", resume=True)
     keep_checkpoints: int = option(2, "keep the newest K checkpoints (default {default})", metavar="K", resume=True)
@@ -344,6 +351,7 @@ class TrainConfig:
             checks.positive("minutes", self.minutes)
         for name in ("batch_size", "ckpt_every", "sample_every", "log_every", "keep_checkpoints"):
             checks.positive_int(name, getattr(self, name))
+        checks.number("ckpt_minutes", self.ckpt_minutes, low=0.0, what=">= 0")
         checks.positive("lr", self.lr)
         for name in ("warmup", "grad_clip", "weight_decay"):
             checks.number(name, getattr(self, name), low=0.0, what=">= 0")

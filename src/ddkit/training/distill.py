@@ -388,6 +388,11 @@ class DistillOptions:
         None, "dropout in the student's residual blocks (default: the teacher's; ECT's CIFAR-10 run uses 0.2)"
     )
     ckpt_every: int | None = option(None, "checkpoint every N steps (default: the teacher's)")
+    ckpt_minutes: float | None = option(
+        None,
+        "also checkpoint M minutes of tuning after the last checkpoint; 0: by steps only (default: the teacher's)",
+        metavar="M",
+    )
     checkpoint: str | None = option(None, "which teacher weights (as ddkit sample)", metavar="last|best|PATH")
     seed: int | None = option(None, "random seed (default 0)")
     device: str | None = option(None, "cpu (default) or cuda", choices=DEVICES)
@@ -459,7 +464,7 @@ def distill(
     return out
 
 
-RESUME_MAY_CHANGE = ("steps", "minutes", "ckpt_every", "device", "precision")
+RESUME_MAY_CHANGE = ("steps", "minutes", "ckpt_every", "ckpt_minutes", "device", "precision")
 """What ``distill(..., resume=True)`` may change: the budget and bookkeeping (as ``ddkit train``)."""
 
 

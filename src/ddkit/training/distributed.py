@@ -83,11 +83,16 @@ class ShardedBatches:
 
 def agree(flag: bool, dist: DistContext, device: torch.device) -> bool:
     """True on every rank when it is true on any (ranks must take the same branch)."""
+    return agree_each((flag,), dist, device)[0]
+
+
+def agree_each(flags: tuple[bool, ...], dist: DistContext, device: torch.device) -> tuple[bool, ...]:
+    """:func:`agree` for several flags at once, in one collective."""
     if dist.world_size == 1:
-        return flag
-    t = torch.tensor([float(flag)], device=device if device.type == "cuda" else "cpu")
+        return tuple(bool(f) for f in flags)
+    t = torch.tensor([float(f) for f in flags], device=device if device.type == "cuda" else "cpu")
     torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
-    return bool(t.item())
+    return tuple(bool(v) for v in t.tolist())
 
 
 def from_main(values: list[float], dist: DistContext, device: torch.device) -> list[float]:

@@ -40,7 +40,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import RunConfig, measure_sigma_data
-from .distributed import DistContext, ShardedBatches, agree, barrier, gather_rank_states
+from .distributed import DistContext, ShardedBatches, agree, agree_each, barrier, gather_rank_states
 from .ema import EMA
 from .objectives import DiffusionObjective
 from .precision import fused_adamw_supported, resolve_precision
@@ -117,6 +117,7 @@ class Trainer:
         torch.manual_seed(tc.seed * 13 + 3 + dist.rank)
         self.step, self.elapsed = 0, 0.0
         self.saved_step = None  # the step of the newest checkpoint this process wrote or resumed
+        self.saved_elapsed = 0.0  # the training time at that checkpoint (ckpt_minutes counts from it)
         self._bar_values: dict = {}  # the progress bar's numbers: the loss line and the latest evaluation
         self.lock = RunLock(self.out)
         try:
@@ -175,7 +176,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
-        self.saved_step = self.step
+        self.saved_step, self.saved_elapsed = self.step, self.elapsed
         self.selection.state = EvalState.from_dict(state.get("eval"))
         mine = state["ranks"][self.dist.rank] if self.dist.world_size > 1 else state
         self.batches.load(mine["batches"])
@@ -199,7 +200,7 @@ class Trainer:
                 keep_steps=self.config.train.keep_steps,
                 metadata={MODEL_METADATA: json.dumps(self.config.to_dict()["model"])},
             )
-        self.saved_step = self.step
+        self.saved_step, self.saved_elapsed = self.step, self.elapsed
         barrier(self.dist)
 
     # ---- evaluation on the validation part (training.selection) -------------------------------
@@ -316,14 +317,21 @@ class Trainer:
                 if self.step % tc.sample_every == 0:
                     self._draw()
                     last_drawn = self.step
-                if self.step % tc.ckpt_every == 0:
+                # one collective for both decisions: rank clocks differ, ranks must save together
+                stopping, overdue = agree_each((stop.requested, self._checkpoint_overdue()), self.dist, self.device)
+                if self.step % tc.ckpt_every == 0 or overdue:
                     self._save_if_new()
                 if early:
                     break  # run() writes the final checkpoint
-                if agree(stop.requested, self.dist, self.device):
+                if stopping:
                     self._save_if_new()
                     raise TrainingInterrupted(self.step, latest_checkpoint(self.out) if self.dist.is_main else None)
         return last_drawn
+
+    def _checkpoint_overdue(self) -> bool:
+        """``ckpt_minutes`` of training time have passed since the newest checkpoint (or the start)."""
+        minutes = self.config.train.ckpt_minutes
+        return minutes > 0 and self.elapsed - self.saved_elapsed >= 60 * minutes
 
     def _skip_nonfinite(self) -> None:
         """A batch whose loss was not finite: skip it (logged) or stop, as ``skip_nonfinite`` says."""
