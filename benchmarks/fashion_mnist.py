@@ -83,6 +83,10 @@ DDKIT_CANDIDATES = {
     "w48": {"model": {"base_channels": 48}},
     "batch128": {"train": {"batch_size": 128}},
     "levels2": {"model": {"channel_mult": (1, 2), "attn_resolutions": (14,)}},
+    # whether the mirror helps on clothing (issue 22): EDM's augmentation with every operation, against
+    # the same without xflip
+    "augment0.2": {"train": {"augment": 0.2}},
+    "augment0.2-noflip": {"train": {"augment": 0.2, "augment_ops": ("translate", "scale", "rotate", "aniso")}},
 }
 # No EMA proxy: the decay warms up as min(decay, (1 + n)/(10 + n)), which reaches 0.999 only at update
 # 8,991, so every decay from 0.999 up gives the same weights in the proxies (188 steps) and in the main
@@ -101,6 +105,8 @@ PROXY_ORDER = (
     "ddkit-w48",
     "ddkit-attn14-7",
     "ddkit-levels2",
+    "ddkit-augment0.2",
+    "ddkit-augment0.2-noflip",
 )
 
 
@@ -147,7 +153,7 @@ def data_parts():
 
 # ---- ddkit ------------------------------------------------------------------------------------------
 def ddkit_config(candidate: str, seed: int, images: int, points: int):
-    """The RunConfig of ``ddkit train --data fashion-mnist --val 5000`` with the candidate's changes."""
+    """The RunConfig of ``ddkit train --data fashion-mnist --val 2000`` with the candidate's changes."""
     change = DDKIT_CANDIDATES[candidate]
     config, _ = new_run_config({"data": "fashion-mnist", "val": VAL, "val_seed": VAL_SEED, "seed": seed})
     train = replace(config.train, **change.get("train", {}))
