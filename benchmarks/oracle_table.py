@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ddkit.eval.energy import energy_distance, energy_distance_to_mixture
-from ddkit.eval.table import ETAS, STEPS, QualityTable, quality_table
+from ddkit.eval.table import ETAS, STEPS, QualityTable, check_grid, quality_table
 from ddkit.generate import start_noise
 from ddkit.oracle import GaussianMixture
 from ddkit.samplers import run_sampler
@@ -43,6 +43,7 @@ def oracle_quality_table(
     more dimensions it is the V-statistic against ``num`` fresh true samples per seed, and the floor
     two independent true sets. The start noise is per sample (as in ``generate``), the η > 0 noise
     from one generator per seed."""
+    check_grid(steps_list, etas, seeds, schedule)  # before the floor, which needs a seed
     model_fn = mixture.eps_fn(schedule.alpha_bars)
     cache: dict = {}
     exact = mixture.dim in (1, 2)

@@ -30,7 +30,7 @@ from ..generate import ModelFnFor, generate
 from ..plots import plot_quality_table
 from ..schedule import Schedule
 
-__all__ = ["STEPS", "ETAS", "QualityTable", "quality_table", "sample_quality_table"]
+__all__ = ["STEPS", "ETAS", "QualityTable", "check_grid", "quality_table", "sample_quality_table"]
 
 STEPS = (10, 20, 50, 100, 1000)
 ETAS = (0.0, 0.2, 0.5, 1.0)
@@ -123,7 +123,8 @@ class QualityTable:
         return paths
 
 
-def _check_grid(steps_list: Sequence[int], etas: Sequence[float], seeds: Sequence[int], schedule: Schedule) -> None:
+def check_grid(steps_list: Sequence[int], etas: Sequence[float], seeds: Sequence[int], schedule: Schedule) -> None:
+    """A ValueError, naming the allowed values, for an empty or out-of-range table grid."""
     if not steps_list or not etas or not seeds:
         raise ValueError("steps_list, etas and seeds must each have at least one value")
     for s in steps_list:
@@ -150,7 +151,7 @@ def quality_table(
     """The table for any sampler and score: ``sample_fn(steps, eta, seed) -> samples`` (sample i
     depending only on (seed, i)), ``score_fn(samples, seed) -> float`` (lower is better);
     ``floor`` = (mean, sd) of the real-data level."""
-    _check_grid(steps_list, etas, seeds, schedule)
+    check_grid(steps_list, etas, seeds, schedule)
     values = np.zeros((len(etas), len(steps_list), len(seeds)))
     seconds = np.zeros((len(etas), len(steps_list)))
     for e, eta in enumerate(etas):
@@ -212,7 +213,7 @@ def sample_quality_table(
 
     if metric not in ("fid", "kid"):
         raise ValueError(f"metric must be fid or kid for images, got {metric!r}")
-    _check_grid(steps_list, etas, seeds, schedule)
+    check_grid(steps_list, etas, seeds, schedule)
     ref, ref_name = load_reference(reference)
 
     def sample_fn(steps, eta, seed):
