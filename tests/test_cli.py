@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -301,8 +302,6 @@ def _torchrun_train(tmp_path, name: str, *args: str) -> None:
     workers = "\n".join(line for line in text.splitlines() if "torch/distributed/elastic" not in line)
     assert r.returncode == 0, workers[-6000:]
     if "exitcode" in text:  # the agent reports each failed worker, then restarts the group
-        import warnings
-
         warnings.warn(f"torchrun restarted the group of {name}; the workers said:\n{workers[-4000:]}", stacklevel=2)
 
 
