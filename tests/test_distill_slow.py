@@ -165,7 +165,7 @@ def test_cli_distill_sample_eval_edit(teacher_run, tmp_path, capsys):
     assert main(["distill", str(student), "--out", str(tmp_path / "again")]) == 2
     assert "student already" in _error_line(capsys)
     assert main(["distill", str(teacher_run), "--out", str(student), "--resume", "--method", "cd"]) == 2
-    assert "made with --method ect; resume it with that" in _error_line(capsys)
+    assert "--method cd (the run has ect)" in _error_line(capsys)
     for flag, value in (("--weighting", "snr"), ("--lr", "0.001"), ("--double-every", "7")):
         assert main(["distill", str(teacher_run), "--out", str(student), "--resume", flag, value]) == 2
         assert f"{flag} {value} (the run has " in _error_line(capsys)
@@ -181,6 +181,13 @@ def test_cli_distill_sample_eval_edit(teacher_run, tmp_path, capsys):
     assert (saved["distill"]["method"], saved["distill"]["weighting"], saved["model"]["dropout"]) == ("cd", "snr", 0.2)
     assert main([*cd, "--dropout", "0.1", "--resume", "--steps", "5"]) == 2
     assert "--dropout 0.1 (the run has 0.2)" in _error_line(capsys)
+    # a resume repeats none of it: the student's method and settings are its own
+    assert (
+        main(["distill", str(teacher_run), "--out", str(tmp_path / "cd"), "--resume", "--steps", "5", "--no-progress"])
+        == 0
+    )
+    saved = json.loads((tmp_path / "cd" / "config.json").read_text())
+    assert (saved["distill"]["method"], saved["distill"]["weighting"], saved["train"]["steps"]) == ("cd", "snr", 5)
     capsys.readouterr()
     assert main(["distill", str(teacher_run), "--out", str(tmp_path / "zero"), "--steps", "0"]) == 2
     assert "steps" in _error_line(capsys)

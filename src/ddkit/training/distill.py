@@ -349,10 +349,10 @@ class DistillOptions:
     """The options of :func:`distill` (and ``ddkit distill``), one field each; None: the default of
     :data:`DISTILL_DEFAULTS`, or the teacher's."""
 
-    method: str = option(
-        "ect",
-        "ect: consistency tuning, the pair's second point the same noise at a lower level (default); cd: consistency "
-        "distillation, the second point the teacher's ODE step",
+    method: str | None = option(
+        None,
+        "ect: consistency tuning, the pair's second point the same noise at a lower level (default; on --resume the "
+        "student's own); cd: consistency distillation, the second point the teacher's ODE step",
         choices=METHODS,
     )
     out: str | None = option(None, "the student's run folder", required=True)
@@ -409,7 +409,7 @@ def distill(
     run: str | Path,
     out: str | Path,
     *,
-    method: str = "ect",
+    method: str | None = None,
     resume: bool = False,
     checkpoint=None,
     progress: bool | None = None,
@@ -420,15 +420,18 @@ def distill(
     docstring) and return ``out``. ``options``: TrainConfig fields (``steps``, ``minutes``,
     ``batch_size``, ``lr``, ``seed``, ``device``, ``precision``, …; defaults :data:`DISTILL_DEFAULTS`),
     ``val`` (a validation part: evaluation during training, the best checkpoint, and the choice of
-    σ_mid) and ``double_every``. ``checkpoint``: which teacher weights (as :func:`ddkit.load`).
-    ``resume`` continues ``out``; only the budget may change. After training, σ_mid of two-step
+    σ_mid) and ``double_every``. ``method``: ect (the default for a new student) or cd.
+    ``checkpoint``: which teacher weights (as :func:`ddkit.load`). ``resume`` continues ``out`` with
+    its own method and settings; only the budget may change (a contradicting option is a
+    :class:`~ddkit.training.api.ResumeConflict`). After training, σ_mid of two-step
     sampling is chosen (:func:`choose_sigma_mid`) and recorded in config.json. Options set to None
     take their defaults (:class:`DistillOptions`)."""
     from .api import OPTIONS_BY_NAME, process_group
     from .trainer import Trainer
 
     options = {k: v for k, v in options.items() if v is not None}
-    choice("method", method, METHODS)
+    if method is not None:
+        options["method"] = choice("method", method, METHODS)
     out, run = Path(out), Path(run)
     if options.get("steps") is not None:
         positive_int("steps", options["steps"])  # --steps 0 fails here, before the teacher is read
@@ -441,8 +444,6 @@ def distill(
             config = RunConfig.load(saved)
             if not is_student(config):
                 raise ParameterError(f"{out} is not a consistency student; `resume` continues a student")
-            if method != config.distill.method:
-                raise ParameterError(f"{out} was made with `method` {config.distill.method}; resume it with that")
             check_resume(config, options, saved)
             refuse_fp16(options)
             config = with_budget(config, options, RESUME_MAY_CHANGE)
@@ -450,7 +451,7 @@ def distill(
         else:
             if not resume and latest_checkpoint(out) is not None:
                 raise ParameterError(f"{out} already holds a run with checkpoints; continue it with `resume`")
-            config, data = student_config(run, checkpoint=checkpoint, method=method, **options)
+            config, data = student_config(run, checkpoint=checkpoint, **{"method": "ect", **options})
             if dist.is_main and (message := teacher_note(config, run)):
                 print(f"ddkit: note: {message}", file=sys.stderr)
         objective = ECTObjective(config)
