@@ -451,7 +451,7 @@ def distill(
         else:
             if not resume and latest_checkpoint(out) is not None:
                 raise ParameterError(f"{out} already holds a run with checkpoints; continue it with `resume`")
-            config, data = student_config(run, checkpoint=checkpoint, **{"method": "ect", **options})
+            config, data = student_config(run, checkpoint=checkpoint, **options)  # its method defaults to ect
             if dist.is_main and (message := teacher_note(config, run)):
                 print(f"ddkit: note: {message}", file=sys.stderr)
         objective = ECTObjective(config)
