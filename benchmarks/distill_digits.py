@@ -59,7 +59,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--teacher-args", default="", help="more ddkit train options for a teacher trained here")
     p.add_argument("--budgets", type=int, nargs="+", default=[2000, 4000], help="student step budgets")
     p.add_argument("--method", default="ect", choices=["ect", "cd"], help="ddkit distill --method (default ect)")
-    p.add_argument("--distill-args", default="", help="more ddkit distill options (e.g. --weighting snr)")
+    p.add_argument(
+        "--distill-args", default="", help="more ddkit distill options (e.g. --weighting snr; fp32 unless --precision)"
+    )
     p.add_argument(
         "--no-control", action="store_true", help="skip the control (an invocation for another student trains it)"
     )
@@ -150,7 +152,7 @@ def main(argv=None) -> int:
             resume = ["--resume"] if (student / "config.json").exists() else []
             ddkit_cli(
                 "distill", str(teacher), "--method", args.method, "--out", str(student), "--steps", str(budget),
-                "--ckpt-every", args.ckpt_every, *args.distill_args.split(), *resume,
+                "--ckpt-every", args.ckpt_every, "--precision", "fp32", *args.distill_args.split(), *resume,
             )  # fmt: skip
         config = ddkit.load(student, checkpoint="last")[2]
         for steps in (1, 2):

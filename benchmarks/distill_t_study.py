@@ -135,7 +135,8 @@ def main(argv=None) -> int:
             continue
         resume = (run / "config.json").exists()
         if steps_of(run) < args.steps if resume else True:
-            distill(args.teacher, run, steps=args.steps, resume=resume, progress=False, **VARIANTS[name])
+            options = {"precision": "fp32"} | VARIANTS[name]  # fp32 unless the variant says (as recorded)
+            distill(args.teacher, run, steps=args.steps, resume=resume, progress=False, **options)
         results[key] = {"options": VARIANTS[name], "teacher": str(args.teacher)} | score_student(run, args)
         save()
         row = results[key]

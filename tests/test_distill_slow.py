@@ -15,9 +15,10 @@ from ddkit.nn import MLPConfig, build_model
 from ddkit.samplers import run_sampler
 from ddkit.timesteps import karras
 from ddkit.training.config import DataConfig, DiffusionConfig, RunConfig, TrainConfig
-from ddkit.training.distill import ECTObjective, distill
+from ddkit.training.distill import ECTObjective, distill, student_config
 from ddkit.training.ema import EMA
 from ddkit.training.objectives import DiffusionObjective
+from ddkit.training.precision import resolve_precision
 from ddkit.training.student import DistillConfig, sha256_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
@@ -154,6 +155,10 @@ def test_cli_distill_sample_eval_edit(teacher_run, tmp_path, capsys):
     assert d["teacher"] == str(teacher_run.resolve()) and len(d["teacher_sha256"]) == 64
     assert d["sigma_max"] == 80.0 and d["sigma_mid"] in d["sigma_mid_candidates"]
     assert saved["train"]["steps"] == 4
+    # precision auto, as ddkit train (bf16 where native), which the trainer resolves and records
+    assert student_config(teacher_run)[0].train.precision == "auto"
+    model = build_model(RunConfig.from_dict(saved).model)
+    assert saved["train"]["precision"] == resolve_precision("auto", "cpu", model)[0]
     for steps in ("1", "2"):
         out = tmp_path / f"s{steps}.npz"
         assert main(["sample", str(student), "--steps", steps, "--num", "6", "--out", str(out)]) == 0

@@ -75,9 +75,9 @@ STAGE_MAX = 500
 """The longest default stage when the budget is in steps (:func:`default_double_every`)."""
 # ECT-tuning's optimiser defaults: a constant learning rate (ECT: 1e-4 with RAdam at batch 128; here
 # AdamW without warm-up or decay), the teacher's EMA decay and gradient clipping;
-# fp32 by default: an ε-network's denoiser at σ = 80 is x̃ − 80·ε, so bf16's rounding of ε (about
-# 3 digits) becomes an error of about 0.3 in f there; bf16 (or auto) on request
-DISTILL_DEFAULTS = dict(steps=2000, batch_size=256, lr=2e-4, warmup=0, min_lr_ratio=1.0, precision="fp32", seed=0)
+# precision auto, as ddkit train: bf16 where native (measured on the digits, with an EDM and an ε
+# teacher, to tune as well as fp32; docs/distill.md), else fp32, never fp16
+DISTILL_DEFAULTS = dict(steps=2000, batch_size=256, lr=2e-4, warmup=0, min_lr_ratio=1.0, precision="auto", seed=0)
 
 
 # ---- the loss ---------------------------------------------------------------------------------------
@@ -398,8 +398,8 @@ class DistillOptions:
     device: str | None = option(None, "cpu (default) or cuda", choices=DEVICES)
     precision: str | None = option(
         None,
-        "fp32 (default: an ε-network's denoiser at σ = 80 multiplies ε's rounding by 80), bf16, or auto: "
-        "bf16 where native and it helps; fp16 is not offered (NaN in ECT)",
+        "auto (default: bf16 where native and it helps, else fp32; the log says which), fp32 or bf16; "
+        "fp16 is not offered (NaN in ECT)",
         choices=tuple(x for x in PRECISIONS if x != "fp16"),
     )
     resume: bool = option(False, "continue the student in --out (only the budget may change)", switch=True)
