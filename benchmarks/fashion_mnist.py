@@ -102,6 +102,7 @@ PROXY_ORDER = (
     "ddkit-attn7",
     "diffusers-lr2e-3",  # the sweep's best (1e-3) was its largest value: one more above it
     "ddkit-batch128",
+    "diffusers-lr4e-3",  # 2e-3 was best again, at the sweep's edge: one more above it
     "ddkit-w48",
     "ddkit-attn14-7",
     "ddkit-levels2",
