@@ -83,6 +83,8 @@ DDKIT_CANDIDATES = {
     "w48": {"model": {"base_channels": 48}},
     "batch128": {"train": {"batch_size": 128}},
     "levels2": {"model": {"channel_mult": (1, 2), "attn_resolutions": (14,)}},
+    # the two best single changes so far together (each beat the default at every point)
+    "attn7-batch128": {"model": {"attn_resolutions": (7,)}, "train": {"batch_size": 128}},
     # whether the mirror helps on clothing (issue 22): EDM's augmentation with every operation, against
     # the same without xflip
     "augment0.2": {"train": {"augment": 0.2}},
@@ -106,6 +108,7 @@ PROXY_ORDER = (
     "ddkit-w48",
     "ddkit-attn14-7",
     "ddkit-levels2",
+    "ddkit-attn7-batch128",
     "ddkit-augment0.2",
     "ddkit-augment0.2-noflip",
 )
