@@ -106,9 +106,9 @@ PROXY_ORDER = (
     "ddkit-batch128",
     "diffusers-lr4e-3",  # 2e-3 was best again, at the sweep's edge: one more above it
     "ddkit-w48",
-    "ddkit-attn14-7",
+    "ddkit-attn7-batch128",  # the two best single changes together: before the other single changes
     "ddkit-levels2",
-    "ddkit-attn7-batch128",
+    "ddkit-attn14-7",
     "ddkit-augment0.2",
     "ddkit-augment0.2-noflip",
 )
