@@ -73,7 +73,8 @@ DIFFUSERS_UNET = dict(
 DIFFUSERS_TRAIN = dict(batch_size=128, lr=4e-4, weight_decay=1e-2, warmup=500, ema_decay=0.9999, ema_power=0.75)
 DIFFUSERS_LRS = (2e-4, 4e-4, 1e-3)  # the sweep: the course's 4e-4 and a factor ~2.5 either side
 
-# ddkit's proxy candidates: changes to `ddkit train --data fashion-mnist` (model: UNetConfig fields)
+# ddkit's proxy candidates: changes to `ddkit train --data fashion-mnist` (model: UNetConfig fields,
+# diffusion: DiffusionConfig's, train: TrainConfig's)
 DDKIT_CANDIDATES = {
     "default": {},
     "lr1e-3": {"train": {"lr": 1e-3}},
@@ -85,6 +86,8 @@ DDKIT_CANDIDATES = {
     "levels2": {"model": {"channel_mult": (1, 2), "attn_resolutions": (14,)}},
     # the two best single changes so far together (each beat the default at every point)
     "attn7-batch128": {"model": {"attn_resolutions": (7,)}, "train": {"batch_size": 128}},
+    # diffusers' recipe trains on DDPM's linear β schedule; ddkit's default is cosine (chosen on the digits)
+    "linear": {"diffusion": {"schedule": "linear"}},
     # whether the mirror helps on clothing (issue 22): EDM's augmentation with every operation, against
     # the same without xflip
     "augment0.2": {"train": {"augment": 0.2}},
@@ -107,6 +110,7 @@ PROXY_ORDER = (
     "diffusers-lr4e-3",  # 2e-3 was best again, at the sweep's edge: one more above it
     "ddkit-w48",
     "ddkit-attn7-batch128",  # the two best single changes together: before the other single changes
+    "ddkit-linear",
     "ddkit-levels2",
     "ddkit-attn14-7",
     "ddkit-augment0.2",
@@ -167,7 +171,8 @@ def ddkit_config(candidate: str, seed: int, images: int, points: int):
     # recipe trains in fp32): the comparison is of recipes, on any machine
     train = replace(train, steps=steps, eval_every=every, eval_num=EVAL_NUM, ckpt_every=every, sample_every=every,
                     precision="fp32")  # fmt: skip
-    return replace(config, model=replace(config.model, **change.get("model", {})), train=train)
+    diffusion = replace(config.diffusion, **change.get("diffusion", {}))
+    return replace(config, model=replace(config.model, **change.get("model", {})), diffusion=diffusion, train=train)
 
 
 def run_ddkit(folder: Path, candidate: str, seed: int, images: int, points: int) -> dict:
