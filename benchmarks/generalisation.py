@@ -38,6 +38,7 @@ starts afresh) unless it has trained to the end, then it is only scored. One pro
     python benchmarks/generalisation.py --plot-only     # redraw benchmarks/generalisation.png
     python benchmarks/generalisation.py --plan          # print the runs and which are done
     python benchmarks/generalisation.py --rules         # the selection rules judged on the held-out part
+    python benchmarks/generalisation.py --rules --stage 2 --upto 1200   # as if stage 2 had stopped at 1,200
 """
 
 from __future__ import annotations
@@ -286,17 +287,23 @@ def do_run(
 
 
 # ---- the rules, judged on the held-out part -------------------------------------------------------
-def rule_table(results: dict, fresh: float = 0.55) -> list[dict]:
+def rule_table(results: dict, fresh: float = 0.55, upto: int | None = None, stage: int | None = None) -> list[dict]:
     """Per rule, over the runs scored on the held-out part: the mean held-out FID and closer of its
     picks, how often its pick is fresh there (held-out closer <= ``fresh``), and the mean regret (its
     pick's held-out FID minus the best held-out FID among the run's fresh checkpoints; the lowest
-    held-out closer's when none is fresh). Picks are recomputed from the logged evaluations."""
+    held-out closer's when none is fresh). Picks are recomputed from the logged evaluations.
+    ``upto``: only the evaluations at steps <= upto, as if each run had stopped there (what a
+    shorter budget would have picked; the learning rate still followed the full run's schedule);
+    ``stage``: only that stage's runs."""
     runs = [r for r in results.values() if r["evals"] and all("heldout_fid" in e for e in r["evals"])]
+    runs = [r for r in runs if stage is None or r["stage"] == stage]
     rows = []
     for rule in RULES:
         fids, closers, regrets = [], [], []
         for r in runs:
-            ev = r["evals"]
+            ev = [e for e in r["evals"] if upto is None or e["step"] <= upto]
+            if not ev:
+                continue
             i = rule_pick(ev, rule)
             if i is None:
                 continue
@@ -314,10 +321,10 @@ def rule_table(results: dict, fresh: float = 0.55) -> list[dict]:
     return rows
 
 
-def print_rule_table(results: dict) -> None:
+def print_rule_table(results: dict, upto: int | None = None, stage: int | None = None) -> None:
     print("| rule | runs | held-out FID | held-out closer | picks fresh | regret |")
     print("|---|---|---|---|---|---|")
-    for row in rule_table(results):
+    for row in rule_table(results, upto=upto, stage=stage):
         print(
             f"| {row['rule']} | {row['runs']} | {row['heldout_fid']:.2f} | {row['heldout_closer']:.3f} | "
             f"{100 * row['fresh_share']:.0f} % | {row['regret']:.2f} |"
@@ -375,9 +382,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--plan", action="store_true", help="print the runs and which are done, then stop")
     p.add_argument("--plot-only", action="store_true")
     p.add_argument("--rules", action="store_true", help="print the selection rules' table, then stop")
+    p.add_argument("--upto", type=int, help="with --rules: only the evaluations at steps <= UPTO (a shorter budget)")
+    p.add_argument("--stage", type=int, choices=(1, 2), help="with --rules: only that stage's runs")
     a = p.parse_args(argv)
     if a.rules:
-        print_rule_table(load_results(a.results))
+        print_rule_table(load_results(a.results), upto=a.upto, stage=a.stage)
         return
     if a.plan:
         results = load_results(a.results)
