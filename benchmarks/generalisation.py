@@ -31,10 +31,13 @@ step each selection rule (RULES) picks.
 
 Resuming: run the same command again. Runs in the results file are skipped; every other run is
 trained with ``ddkit train --resume`` (a killed run continues from its newest checkpoint, a new one
-starts afresh) unless it has trained to the end, then it is only scored. One process, one thread:
+starts afresh) unless it has trained to the end, then it is only scored. One thread per process;
+start the same command twice to train two runs at a time: each process claims the first run that
+no other live process holds (RUNS/NAME.lock, with its pid) and the results file is appended under a
+lock:
 
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nohup nice -n 19 python benchmarks/generalisation.py \\
-        > runs/generalisation.log 2>&1 &
+        >> runs/generalisation.log 2>&1 &      # twice, for two at a time
     python benchmarks/generalisation.py --plot-only     # redraw benchmarks/generalisation.png
     python benchmarks/generalisation.py --plan          # print the runs and which are done
     python benchmarks/generalisation.py --rules         # the selection rules judged on the held-out part
@@ -44,6 +47,7 @@ starts afresh) unless it has trained to the end, then it is only scored. One pro
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
 import os
@@ -173,13 +177,43 @@ def load_results(path: Path) -> dict:
 
 
 def append_result(path: Path, record: dict) -> None:
-    """Add (or replace) one run's record, written to a temporary name and renamed."""
-    runs = load_results(path)
-    runs[record["name"]] = record
+    """Add (or replace) one run's record, written to a temporary name and renamed, under a lock
+    (PATH.lock) so that two runners cannot lose each other's record."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"runs": list(runs.values())}, indent=1) + "\n")
-    os.replace(tmp, path)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        runs = load_results(path)
+        runs[record["name"]] = record
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"runs": list(runs.values())}, indent=1) + "\n")
+        os.replace(tmp, path)
+
+
+def claim(runs_dir: Path, name: str) -> bool:
+    """Take the run ``name`` for this process (RUNS/NAME.lock holds its pid); False when another
+    live process holds it. A lock left by a dead process is taken over."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    lock = runs_dir / f"{name}.lock"
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text())
+                os.kill(pid, 0)  # raises when no such process
+                return pid == os.getpid()
+            except FileNotFoundError:
+                continue
+            except ValueError:  # being written (or left empty by a crash: then taken after 10 s)
+                if time.time() - lock.stat().st_mtime > 10:
+                    lock.unlink(missing_ok=True)
+                time.sleep(0.1)
+            except ProcessLookupError:
+                lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
 
 
 # ---- one run -------------------------------------------------------------------------------------
@@ -405,10 +439,16 @@ def main(argv: list[str] | None = None) -> None:
         while True:
             results = load_results(a.results)
             todo = [r for r in plan(results) if run_name(r["stage"], r["recipe"], r["seed"]) not in results]
-            if not todo:
+            run = next((r for r in todo if claim(a.runs, run_name(r["stage"], r["recipe"], r["seed"]))), None)
+            if run is None:
+                if todo:
+                    print(f"the {len(todo)} runs left are held by other live runners", flush=True)
                 break
-            run = todo[0]
-            do_run(run, a.steps1 if run["stage"] == 1 else a.steps2, a.results, a.runs, a.score_num, a.keep_checkpoints)
+            try:
+                steps = a.steps1 if run["stage"] == 1 else a.steps2
+                do_run(run, steps, a.results, a.runs, a.score_num, a.keep_checkpoints)
+            finally:
+                (a.runs / f"{run_name(run['stage'], run['recipe'], run['seed'])}.lock").unlink(missing_ok=True)
             draw_plot(load_results(a.results), a.plot)
     draw_plot(load_results(a.results), a.plot)
 
