@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ddkit  # noqa: E402
 from ddkit.generate import generate  # noqa: E402
 from ddkit.training.distill import CHOOSE_NUM, distill, sigma_mid_scorer, student_options  # noqa: E402
-from distill_digits import RECORDED_PRECISION, score, steps_of  # noqa: E402
+from distill_digits import RECORDED_LR, RECORDED_PRECISION, score, steps_of  # noqa: E402
 
 DDIM_MIDS = (1.5, 3.0, 6.0, 12.0)  # σ after the first DDIM step from 80 (the σ_mid candidates above 1)
 
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
             continue
         resume = (run / "config.json").exists()
         if steps_of(run) < args.steps if resume else True:
-            options = {"precision": RECORDED_PRECISION} | VARIANTS[name]  # unless the variant says
+            options = {"precision": RECORDED_PRECISION, "lr": RECORDED_LR} | VARIANTS[name]  # unless the variant says
             distill(args.teacher, run, steps=args.steps, resume=resume, progress=False, **options)
         results[key] = {"options": VARIANTS[name], "teacher": str(args.teacher)} | score_student(run, args)
         save()

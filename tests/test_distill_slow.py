@@ -159,6 +159,7 @@ def test_cli_distill_sample_eval_edit(teacher_run, tmp_path, capsys):
     assert student_config(teacher_run)[0].train.precision == "auto"
     model = build_model(RunConfig.from_dict(saved).model)
     assert saved["train"]["precision"] == resolve_precision("auto", "cpu", model)[0]
+    assert saved["train"]["lr"] == 2e-3  # the default rate, chosen on the digits' training slice (docs/distill.md)
     for steps in ("1", "2"):
         out = tmp_path / f"s{steps}.npz"
         assert main(["sample", str(student), "--steps", steps, "--num", "6", "--out", str(out)]) == 0

@@ -77,7 +77,7 @@ STAGE_MAX = 500
 # AdamW without warm-up or decay), the teacher's EMA decay and gradient clipping;
 # precision auto, as ddkit train: bf16 where native (measured on the digits, with an EDM and an ε
 # teacher, to tune as well as fp32; docs/distill.md), else fp32, never fp16
-DISTILL_DEFAULTS = dict(steps=2000, batch_size=256, lr=2e-4, warmup=0, min_lr_ratio=1.0, precision="auto", seed=0)
+DISTILL_DEFAULTS = dict(steps=2000, batch_size=256, lr=2e-3, warmup=0, min_lr_ratio=1.0, precision="auto", seed=0)
 
 
 # ---- the loss ---------------------------------------------------------------------------------------
