@@ -10,7 +10,7 @@ This study tunes the same teacher for the same budget with:
 - ``snr``: ECT with the weight of the authors' ImageNet code, (t² + σ_d²)/(t·σ_d)², for 1/(t − r);
 - ``drop0.2``, ``drop0.1``: ECT with dropout in the student (ECT's CIFAR-10 run: 0.2; the teacher: 0);
 - ``bf16``: ECT tuned in bf16 instead of fp32 (sampling and scoring stay fp32);
-- ``lr5e-4`` to ``lr4e-3``: ECT with a larger constant learning rate than the default 2·10⁻⁴ (ECT's
+- ``lr5e-4`` to ``lr4e-3``: ECT with a larger constant learning rate than the recorded 2·10⁻⁴ (ECT's
   own, 10⁻⁴ with RAdam at batch 128, is for a budget 100× longer); ``cd-lr2e-3``: ``cd`` at 2·10⁻³.
 
 The variant is chosen on the training data (FID of 1,000 one- and two-step samples against a fixed

@@ -73,8 +73,9 @@ DOUBLE_EVERY = 250
 """Steps per ECT stage when the budget is in minutes (:func:`default_double_every`)."""
 STAGE_MAX = 500
 """The longest default stage when the budget is in steps (:func:`default_double_every`)."""
-# ECT-tuning's optimiser defaults: a constant learning rate (ECT: 1e-4 with RAdam at batch 128; here
-# AdamW without warm-up or decay), the teacher's EMA decay and gradient clipping;
+# ECT-tuning's optimiser defaults: a constant learning rate (ECT: 1e-4 with RAdam at batch 128, for a
+# budget 100x longer; here AdamW at 2e-3 without warm-up or decay, chosen among five rates on the
+# digits' training slice: docs/distill.md), the teacher's EMA decay and gradient clipping;
 # precision auto, as ddkit train: bf16 where native (measured on the digits, with an EDM and an ε
 # teacher, to tune as well as fp32; docs/distill.md), else fp32, never fp16
 DISTILL_DEFAULTS = dict(steps=2000, batch_size=256, lr=2e-3, warmup=0, min_lr_ratio=1.0, precision="auto", seed=0)
