@@ -189,6 +189,15 @@ def append_result(path: Path, record: dict) -> None:
         os.replace(tmp, path)
 
 
+def runner_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs this script (Linux's /proc; elsewhere any live pid counts)."""
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    try:
+        return Path(__file__).name.encode() in cmdline.read_bytes()
+    except FileNotFoundError:
+        return not Path("/proc/self").exists() and pid > 0
+
+
 def claim(runs_dir: Path, name: str) -> bool:
     """Take the run ``name`` for this process (RUNS/NAME.lock holds its pid); False when another
     live process holds it. A lock left by a dead process is taken over."""
@@ -201,6 +210,8 @@ def claim(runs_dir: Path, name: str) -> bool:
             try:
                 pid = int(lock.read_text())
                 os.kill(pid, 0)  # raises when no such process
+                if not runner_alive(pid):
+                    raise ProcessLookupError  # the pid was reused by another program
                 return pid == os.getpid()
             except FileNotFoundError:
                 continue
