@@ -114,3 +114,38 @@ def test_rule_table_judges_each_rule_s_pick_on_the_held_out_part(study):
     assert rows["fid-fresh"]["heldout_fid"] == 5.0 and rows["fid-fresh"]["regret"] == 0.0
     assert rows["gap-fresh"]["heldout_fid"] == 5.0 and rows["last"]["heldout_closer"] == 0.8
     assert study.rule_table({"b": {"name": "b", "evals": [{"step": 200, "fid": 1.0}]}}) == []  # not scored yet
+
+
+def test_upto_judges_the_picks_as_if_the_runs_had_stopped_there(study):
+    def ev(step, fid, h_fid, h_closer):
+        return {"step": step, "fid": fid, "kid": fid, "loss_val": 1.0, "loss_gap": 0.0, "closer_than_real": h_closer,
+                "heldout_fid": h_fid, "heldout_closer": h_closer}  # fmt: skip
+
+    # by step 400 fid picks the fresh step 400; with step 600 in, the copying one
+    evals = [ev(200, 9.0, 8.0, 0.4), ev(400, 6.0, 5.0, 0.5), ev(600, 3.0, 9.0, 0.9)]
+    results = {"a": {"name": "a", "stage": 2, "evals": evals}, "b": {"name": "b", "stage": 1, "evals": evals[:1]}}
+    full = {r["rule"]: r for r in study.rule_table(results, stage=2)}
+    short = {r["rule"]: r for r in study.rule_table(results, stage=2, upto=400)}
+    assert full["fid"]["runs"] == 1 and full["fid"]["heldout_fid"] == 9.0 and full["fid"]["regret"] == 4.0
+    assert short["fid"]["heldout_fid"] == 5.0 and short["fid"]["heldout_closer"] == 0.5 and short["fid"]["regret"] == 0
+    assert {r["rule"]: r for r in study.rule_table(results)}["fid"]["runs"] == 2  # both stages
+
+
+def test_two_runners_claim_different_runs_and_a_dead_runner_s_lock_is_taken_over(study, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    runs = tmp_path / "runs"
+    assert study.claim(runs, "x") and (runs / "x.lock").read_text() == str(os.getpid())
+    # a live process running the script holds its run; a dead pid or another program's does not
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", SCRIPT.name])
+    try:
+        (runs / "y.lock").write_text(str(other.pid))
+        assert study.claim(runs, "y") is False
+        (runs / "z.lock").write_text(str(os.getppid()))  # a live pid that is not a runner
+        assert study.claim(runs, "z") is True
+    finally:
+        other.kill()
+        other.wait()
+    assert study.claim(runs, "y") is True and (runs / "y.lock").read_text() == str(os.getpid())
